@@ -1,0 +1,10 @@
+//! Authentication: password hashing, session tokens and their revocation, and the
+//! [`AuthUser`] extractor that keeps auth out of REST handler bodies.
+
+mod extractor;
+mod jwt;
+mod password;
+
+pub use extractor::{cookie_value, AuthUser, COOKIE_NAME};
+pub use jwt::{Claims, Sessions};
+pub use password::{hash_password, verify_password};

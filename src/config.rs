@@ -1,0 +1,179 @@
+//! Every setting of a banter instance, read from the environment (or flags) in one place.
+//!
+//! The names and defaults are the configuration table of the README; tests build a `Config`
+//! from arguments so they never depend on the process environment.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// Who receives `user.status` when a user comes online or goes offline.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PresenceScope {
+    /// Only the channels the user's sockets are in (and not the crowded ones).
+    Channels,
+    /// Everyone connected to the cluster (small deployments).
+    Global,
+}
+
+/// Log line format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// The configuration of one instance.
+#[derive(Clone, Debug, Parser)]
+#[command(
+    name = "banter",
+    version,
+    about = "A Socket.IO-compatible, distributed chat backend"
+)]
+pub struct Config {
+    /// Listen address.
+    #[arg(long, env = "BANTER_ADDR", default_value = "127.0.0.1:4000")]
+    pub addr: SocketAddr,
+
+    /// Postgres URL.
+    #[arg(long, env = "DATABASE_URL")]
+    pub database_url: String,
+
+    /// Plain `redis://` URL; RESP3 is turned on where the adapter needs it.
+    #[arg(long, env = "REDIS_URL")]
+    pub redis_url: String,
+
+    /// Prefix of every Redis key and adapter channel.
+    #[arg(long, env = "REDIS_PREFIX", default_value = "banter")]
+    pub redis_prefix: String,
+
+    /// HS256 secret, at least 32 bytes. Required unless `BANTER_DEV=1`.
+    #[arg(long, env = "JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+
+    /// Development mode: generates a throwaway JWT secret when none is set.
+    #[arg(long, env = "BANTER_DEV", default_value_t = false, value_parser = parse_flag)]
+    pub dev: bool,
+
+    /// Session (JWT and cookie) lifetime in seconds.
+    #[arg(long, env = "SESSION_TTL_SECS", default_value_t = 86_400)]
+    pub session_ttl_secs: u64,
+
+    /// Add `Secure` to the session cookie.
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false, value_parser = parse_flag)]
+    pub cookie_secure: bool,
+
+    /// Comma-separated CORS and handshake Origin allowlist.
+    #[arg(
+        long,
+        env = "ALLOWED_ORIGINS",
+        default_value = "http://localhost:3000,http://localhost:8080",
+        value_delimiter = ','
+    )]
+    pub allowed_origins: Vec<String>,
+
+    /// Channel every socket joins at connect; empty for none.
+    #[arg(long, env = "DEFAULT_CHANNEL", default_value = "general")]
+    pub default_channel: String,
+
+    /// Comma-separated channels created at start when missing.
+    #[arg(
+        long,
+        env = "SEED_CHANNELS",
+        default_value = "general",
+        value_delimiter = ','
+    )]
+    pub seed_channels: Vec<String>,
+
+    /// This instance's id in presence bookkeeping; random when unset.
+    #[arg(long, env = "INSTANCE_ID")]
+    pub instance_id: Option<String>,
+
+    /// Presence heartbeat period; the heartbeat key lives three periods.
+    #[arg(long, env = "PRESENCE_HEARTBEAT_SECS", default_value_t = 3)]
+    pub presence_heartbeat_secs: u64,
+
+    /// Who receives `user.status`.
+    #[arg(long, env = "PRESENCE_SCOPE", value_enum, default_value = "channels")]
+    pub presence_scope: PresenceScope,
+
+    /// Channels with more online users get counts only, no per-user `user.status`.
+    #[arg(long, env = "PRESENCE_FANOUT_MAX", default_value_t = 500)]
+    pub presence_fanout_max: u64,
+
+    /// Messages a user may send per window.
+    #[arg(long, env = "RATE_LIMIT_MESSAGES", default_value_t = 20)]
+    pub rate_limit_messages: u64,
+
+    /// Rate-limit window in seconds.
+    #[arg(long, env = "RATE_LIMIT_WINDOW_SECS", default_value_t = 10)]
+    pub rate_limit_window_secs: u64,
+
+    /// How long a user who went over the limit stays blocked, in seconds.
+    #[arg(long, env = "RATE_LIMIT_BLOCK_SECS", default_value_t = 30)]
+    pub rate_limit_block_secs: u64,
+
+    /// Word filter list: one word or phrase a line.
+    #[arg(long, env = "WORD_FILTER_FILE")]
+    pub word_filter_file: Option<PathBuf>,
+
+    /// Log format.
+    #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+}
+
+/// Accepts the usual spellings of a boolean environment variable (`1`, `true`, `yes`, `on`).
+fn parse_flag(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "" | "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
+    }
+}
+
+/// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least its output size).
+pub const MIN_JWT_SECRET_BYTES: usize = 32;
+
+impl Config {
+    /// The default channel, or `None` when it is configured empty.
+    pub fn default_channel(&self) -> Option<&str> {
+        let name = self.default_channel.trim();
+        (!name.is_empty()).then_some(name)
+    }
+
+    /// Seed channel names with blanks removed.
+    pub fn seed_channels(&self) -> impl Iterator<Item = &str> {
+        self.seed_channels
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// Whether a browser Origin is in the allowlist.
+    pub fn origin_allowed(&self, origin: &str) -> bool {
+        self.allowed_origins
+            .iter()
+            .any(|o| o.trim().trim_end_matches('/') == origin.trim_end_matches('/'))
+    }
+
+    /// The JWT secret to use, or a one-line explanation of why the instance cannot start.
+    ///
+    /// In development mode a missing secret is replaced by a random one (sessions then do not
+    /// survive a restart and are not shared between instances, which the caller warns about).
+    pub fn resolve_jwt_secret(&self) -> Result<(String, bool), String> {
+        match &self.jwt_secret {
+            Some(s) if s.len() >= MIN_JWT_SECRET_BYTES => Ok((s.clone(), false)),
+            Some(_) => Err(format!(
+                "JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long"
+            )),
+            None if self.dev => Ok((
+                format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
+                true,
+            )),
+            None => Err(format!(
+                "JWT_SECRET is not set: give it a random secret of at least {MIN_JWT_SECRET_BYTES} bytes, or set BANTER_DEV=1 to generate a throwaway one"
+            )),
+        }
+    }
+}

@@ -1,0 +1,249 @@
+//! `/api/auth/*`: register, login, guest, logout, me.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tower_cookies::cookie::{time, SameSite};
+use tower_cookies::{Cookie, Cookies};
+
+use super::ApiJson;
+use crate::auth::{hash_password, verify_password, AuthUser, COOKIE_NAME};
+use crate::error::{is_unique_violation, AppError, AppResult, Code};
+use crate::store::users::{self, PublicUser};
+use crate::{validate, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/auth/register", post(register))
+        .route("/auth/login", post(login))
+        .route("/auth/guest", post(guest))
+        .route("/auth/logout", post(logout))
+        .route("/auth/me", get(me))
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    username: Option<String>,
+    email: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    email: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+struct GuestBody {
+    username: Option<String>,
+}
+
+/// Sets the session cookie for a user and returns the response body.
+fn sign_in(
+    state: &AppState,
+    cookies: &Cookies,
+    user: &PublicUser,
+    message: &str,
+) -> AppResult<Value> {
+    let token = state.sessions.issue(user.id, &user.username)?;
+    let cookie = Cookie::build((COOKIE_NAME, token))
+        .http_only(true)
+        .path("/")
+        .same_site(SameSite::Lax)
+        .secure(state.config.cookie_secure)
+        .max_age(time::Duration::seconds(
+            i64::try_from(state.sessions.ttl_secs()).unwrap_or(i64::MAX),
+        ))
+        .build();
+    cookies.add(cookie);
+    Ok(json!({ "message": message, "user": user }))
+}
+
+async fn register(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    ApiJson(body): ApiJson<RegisterBody>,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    let mut errors = Vec::new();
+    let username = match validate::username(body.username.as_deref().unwrap_or_default()) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let email = match validate::email(body.email.as_deref().unwrap_or_default()) {
+        Ok(e) => Some(e),
+        Err(e) => {
+            errors.push(e);
+            None
+        }
+    };
+    let password = body.password.unwrap_or_default();
+    if let Err(e) = validate::password("password", &password) {
+        errors.push(e);
+    }
+    let (Some(username), Some(email), true) = (username, email, errors.is_empty()) else {
+        return Err(AppError::fields(errors));
+    };
+    let hash = hash_password(password).await?;
+    let user = users::insert(&state.db, &username, Some(&email), Some(&hash))
+        .await
+        .map_err(|e| {
+            if is_unique_violation(&e) {
+                AppError::new(Code::Conflict, "that username or email is already taken")
+            } else {
+                e.into()
+            }
+        })?;
+    tracing::info!(user_id = %user.id, "user registered");
+    let body = sign_in(&state, &cookies, &user, "registered")?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// The client address for login throttling: the peer, or the address nginx reports when the
+/// peer is a proxy on this host.
+fn client_address(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
+    let forwarded = || {
+        headers
+            .get("x-real-ip")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<IpAddr>().ok())
+    };
+    if peer.ip().is_loopback() {
+        forwarded().unwrap_or(peer.ip())
+    } else {
+        peer.ip()
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    cookies: Cookies,
+    ApiJson(body): ApiJson<LoginBody>,
+) -> AppResult<Json<Value>> {
+    let password = body.password.unwrap_or_default();
+    let (by_email, identifier) = match (body.email, body.username) {
+        (Some(e), _) if !e.trim().is_empty() => (true, e.trim().to_owned()),
+        (_, Some(u)) if !u.trim().is_empty() => (false, u.trim().to_owned()),
+        _ => {
+            return Err(AppError::fields(vec![crate::error::FieldError {
+                field: "email",
+                message: "give an email or a username".into(),
+            }]))
+        }
+    };
+    if password.is_empty() || identifier.len() > validate::MAX_EMAIL || password.len() > 1024 {
+        return Err(AppError::new(
+            Code::InvalidCredentials,
+            "wrong email, username or password",
+        ));
+    }
+    let account = identifier.to_lowercase();
+    let address = client_address(peer, &headers).to_string();
+    if let Some(wait) = state.limiter.login_blocked(&account, &address).await? {
+        return Err(AppError::rate_limited(wait));
+    }
+    let user = users::find_for_login(&state.db, by_email, &identifier).await?;
+    let hash = user.as_ref().and_then(|u| u.password_hash.clone());
+    if !verify_password(password, hash).await {
+        state.limiter.login_failed(&account, &address).await?;
+        tracing::info!("login failed");
+        return Err(AppError::new(
+            Code::InvalidCredentials,
+            "wrong email, username or password",
+        ));
+    }
+    let Some(user) = user else {
+        return Err(AppError::new(
+            Code::InvalidCredentials,
+            "wrong email, username or password",
+        ));
+    };
+    tracing::info!(user_id = %user.id, since = %user.created_at, "user logged in");
+    Ok(Json(sign_in(
+        &state,
+        &cookies,
+        &user.public(),
+        "logged in",
+    )?))
+}
+
+async fn guest(
+    State(state): State<AppState>,
+    cookies: Cookies,
+    body: axum::body::Bytes,
+) -> AppResult<(StatusCode, Json<Value>)> {
+    // The body is optional: none at all means "pick a name for me".
+    let body: GuestBody = if body.iter().all(u8::is_ascii_whitespace) {
+        GuestBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|_| AppError::invalid("the body must be a JSON object {username?}"))?
+    };
+    let requested = body.username;
+    let user = match requested {
+        Some(name) => {
+            let name = validate::username(&name).map_err(|e| AppError::fields(vec![e]))?;
+            users::insert(&state.db, &name, None, None)
+                .await
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        AppError::new(Code::Conflict, "that username is already taken")
+                    } else {
+                        e.into()
+                    }
+                })?
+        }
+        None => insert_random_guest(&state).await?,
+    };
+    tracing::info!(user_id = %user.id, "guest signed in");
+    let body = sign_in(&state, &cookies, &user, "signed in as a guest")?;
+    Ok((StatusCode::CREATED, Json(body)))
+}
+
+/// A guest named `guest-xxxx`, with a longer suffix if short ones keep colliding.
+async fn insert_random_guest(state: &AppState) -> AppResult<PublicUser> {
+    for len in [4, 4, 6, 8, 12] {
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        let name = format!("guest-{}", &suffix[..len]);
+        match users::insert(&state.db, &name, None, None).await {
+            Ok(user) => return Ok(user),
+            Err(e) if is_unique_violation(&e) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(AppError::new(
+        Code::Conflict,
+        "could not find a free guest name, try again",
+    ))
+}
+
+async fn logout(State(state): State<AppState>, cookies: Cookies) -> AppResult<Json<Value>> {
+    if let Some(token) = cookies.get(COOKIE_NAME).map(|c| c.value().to_owned()) {
+        if let Ok(claims) = state.sessions.verify(&token).await {
+            state.sessions.revoke(&claims).await?;
+            tracing::info!(user_id = %claims.sub, "user logged out");
+        }
+    }
+    let mut removal = Cookie::build((COOKIE_NAME, "")).path("/").build();
+    removal.make_removal();
+    cookies.add(removal);
+    Ok(Json(json!({ "message": "logged out" })))
+}
+
+async fn me(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<PublicUser>> {
+    users::find(&state.db, user.id)
+        .await?
+        .map(Json)
+        .ok_or_else(AppError::unauthorized)
+}

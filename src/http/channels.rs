@@ -1,0 +1,124 @@
+//! `/api/channels`: list and create channels, and read a channel's history by `seq` cursors.
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Deserialize;
+
+use super::ApiJson;
+use crate::access;
+use crate::auth::{hash_password, AuthUser};
+use crate::error::{is_unique_violation, AppError, AppResult, Code};
+use crate::store::channels::{self, ChannelView};
+use crate::store::messages::{self, Message, Page};
+use crate::{validate, AppState};
+
+/// Default and largest page of history.
+const DEFAULT_PAGE: i64 = 50;
+const MAX_PAGE: i64 = 200;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/channels", get(list).post(create))
+        .route("/channels/{name}/messages", get(history))
+}
+
+async fn list(State(state): State<AppState>, _user: AuthUser) -> AppResult<Json<Vec<ChannelView>>> {
+    let channels = channels::list(&state.db).await?;
+    Ok(Json(channels.iter().map(|c| c.view()).collect()))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    name: Option<String>,
+    description: Option<String>,
+    password: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<CreateBody>,
+) -> AppResult<(StatusCode, Json<ChannelView>)> {
+    let name = validate::channel_name(body.name.as_deref().unwrap_or_default())?;
+    let description = body.description.unwrap_or_default().trim().to_owned();
+    if description.chars().count() > validate::MAX_DESCRIPTION_CHARS {
+        return Err(AppError::new(
+            Code::TooLong,
+            format!(
+                "description is longer than {} characters",
+                validate::MAX_DESCRIPTION_CHARS
+            ),
+        ));
+    }
+    let password_hash = match body.password.filter(|p| !p.is_empty()) {
+        Some(p) => {
+            validate::password("password", &p).map_err(|e| AppError::fields(vec![e]))?;
+            Some(hash_password(p).await?)
+        }
+        None => None,
+    };
+    let channel = channels::create(
+        &state.db,
+        &name,
+        &description,
+        password_hash.as_deref(),
+        user.id,
+    )
+    .await
+    .map_err(|e| {
+        if is_unique_violation(&e) {
+            AppError::new(Code::Conflict, "a channel with that name already exists")
+        } else {
+            e.into()
+        }
+    })?;
+    tracing::info!(channel = %channel.name, private = channel.is_private(), user_id = %user.id, "channel created");
+    Ok((StatusCode::CREATED, Json(channel.view())))
+}
+
+#[derive(Deserialize)]
+struct HistoryQuery {
+    before: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// Parses an optional non-negative integer query parameter.
+fn int_param(name: &str, raw: Option<&str>) -> AppResult<Option<i64>> {
+    raw.map(|v| {
+        v.trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .ok_or_else(|| AppError::invalid(format!("{name} must be a non-negative integer")))
+    })
+    .transpose()
+}
+
+async fn history(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(name): Path<String>,
+    query: Result<Query<HistoryQuery>, QueryRejection>,
+) -> AppResult<Json<Vec<Message>>> {
+    let Query(q) = query.map_err(|e| AppError::invalid(e.body_text()))?;
+    let before = int_param("before", q.before.as_deref())?;
+    let after = int_param("after", q.after.as_deref())?;
+    let limit = int_param("limit", q.limit.as_deref())?.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(AppError::invalid(format!("limit must be 1 to {MAX_PAGE}")));
+    }
+    let page = match (before, after) {
+        (None, None) => Page::Latest,
+        (Some(b), None) => Page::Before(b),
+        (None, Some(a)) => Page::After(a),
+        (Some(_), Some(_)) => return Err(AppError::invalid("give before or after, not both")),
+    };
+    let channel = access::readable_channel(&state, &name, user.id).await?;
+    Ok(Json(
+        messages::page(&state.db, channel.id, page, limit).await?,
+    ))
+}

@@ -1,0 +1,115 @@
+//! The REST API: one module per resource, merged here, plus the layers every response gets.
+
+mod auth;
+mod channels;
+mod health;
+mod presence;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::{header, HeaderValue, Method};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::error::{AppError, Code};
+use crate::{AppState, Config};
+
+/// Largest accepted REST request body.
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// All routes, with their state.
+pub fn router(state: AppState) -> Router {
+    let api = Router::new()
+        .merge(auth::router())
+        .merge(channels::router())
+        .merge(presence::router())
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_foreign_origin,
+        ))
+        .layer(tower_cookies::CookieManagerLayer::new());
+    Router::new()
+        .nest("/api", api)
+        .merge(health::router())
+        .fallback(|| async { AppError::not_found("route") })
+        .with_state(state)
+}
+
+/// Layers around everything, Socket.IO included: CORS for the allowed origins (with
+/// credentials) and security headers.
+pub fn outer_layers(router: Router, config: &Config) -> Router {
+    let origins: Vec<HeaderValue> = config
+        .allowed_origins
+        .iter()
+        .filter_map(|o| HeaderValue::from_str(o.trim().trim_end_matches('/')).ok())
+        .collect();
+    let cors = CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::POST])
+        .allow_headers([header::CONTENT_TYPE]);
+    router
+        .layer(cors)
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(SetResponseHeaderLayer::if_not_present(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+}
+
+/// Cookie sessions make cross-site POSTs dangerous (CSRF): a state-changing request that
+/// carries a browser Origin outside the allowlist is refused.
+async fn refuse_foreign_origin(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
+        if let Some(origin) = req.headers().get(header::ORIGIN) {
+            let allowed = origin
+                .to_str()
+                .map(|o| state.config.origin_allowed(o))
+                .unwrap_or(false);
+            if !allowed {
+                return AppError::new(Code::ForbiddenOrigin, "this origin is not allowed")
+                    .into_response();
+            }
+        }
+    }
+    next.run(req).await
+}
+
+/// `axum::Json` whose rejections are `invalid_payload` errors of the contract.
+#[derive(FromRequest)]
+#[from_request(via(axum::Json), rejection(AppError))]
+pub struct ApiJson<T>(pub T);
+
+impl From<JsonRejection> for AppError {
+    fn from(rejection: JsonRejection) -> Self {
+        let message = match rejection {
+            JsonRejection::MissingJsonContentType(_) => {
+                "the body must be JSON (Content-Type: application/json)".to_owned()
+            }
+            JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON".to_owned(),
+            JsonRejection::JsonDataError(e) => {
+                format!("the body has the wrong shape: {}", e.body_text())
+            }
+            JsonRejection::BytesRejection(_) => {
+                format!("the body could not be read (at most {MAX_BODY_BYTES} bytes)")
+            }
+            other => other.body_text(),
+        };
+        AppError::invalid(message)
+    }
+}

@@ -1,0 +1,85 @@
+//! Names of every Redis key banter uses, all under `REDIS_PREFIX` so that clusters (and tests)
+//! sharing one Redis never see each other's data.
+
+/// Builds prefixed Redis key names.
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str) -> Self {
+        Self {
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A revoked session id (`jti`), kept until the token would have expired.
+    pub fn revoked(&self, jti: &str) -> String {
+        format!("{}:revoked:{jti}", self.prefix)
+    }
+
+    /// Cluster-wide live connections per user: user id → count.
+    pub fn presence(&self) -> String {
+        format!("{}:presence", self.prefix)
+    }
+
+    /// Usernames of users present in `presence`: user id → username.
+    pub fn presence_names(&self) -> String {
+        format!("{}:presence:names", self.prefix)
+    }
+
+    /// Prefix of the per-channel presence hashes (`<prefix>:presence:chan:<channel>`).
+    pub fn presence_chan_prefix(&self) -> String {
+        format!("{}:presence:chan:", self.prefix)
+    }
+
+    /// Live sockets per user in one channel: user id → count.
+    pub fn presence_chan(&self, channel: &str) -> String {
+        format!("{}{channel}", self.presence_chan_prefix())
+    }
+
+    /// What one instance added to the presence hashes, so it can be undone if it dies.
+    pub fn presence_inst(&self, instance: &str) -> String {
+        format!("{}:presence:inst:{instance}", self.prefix)
+    }
+
+    /// The set of instance ids that have presence bookkeeping.
+    pub fn instances(&self) -> String {
+        format!("{}:instances", self.prefix)
+    }
+
+    /// An instance's heartbeat; it expires when the instance stops refreshing it.
+    pub fn heartbeat(&self, instance: &str) -> String {
+        format!("{}:instance:{instance}", self.prefix)
+    }
+
+    /// Throttle for coalesced `channel.presence` events (one per channel per second).
+    pub fn presence_tick(&self, channel: &str) -> String {
+        format!("{}:presence:tick:{channel}", self.prefix)
+    }
+
+    /// Message counter of a user in the current rate-limit window.
+    pub fn rate_count(&self, user: &str) -> String {
+        format!("{}:rl:msg:{user}", self.prefix)
+    }
+
+    /// A user's send block.
+    pub fn rate_block(&self, user: &str) -> String {
+        format!("{}:rl:block:{user}", self.prefix)
+    }
+
+    /// Failed login attempts for one account or one client address.
+    pub fn login_failures(&self, scope: &str, id: &str) -> String {
+        format!("{}:rl:login:{scope}:{id}", self.prefix)
+    }
+
+    /// The Socket.IO adapter's channel prefix.
+    pub fn adapter(&self) -> String {
+        format!("{}:socket.io", self.prefix)
+    }
+}

@@ -1,0 +1,236 @@
+//! banter: a Socket.IO-compatible, distributed chat backend.
+//!
+//! [`App::build`] turns a [`Config`] into a ready instance (database migrated, Redis and the
+//! Socket.IO adapter connected); [`App::serve`] runs it until a shutdown signal. The binary and
+//! the integration tests start instances the same way.
+
+pub mod access;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod filter;
+pub mod http;
+pub mod keys;
+pub mod presence;
+pub mod ratelimit;
+pub mod realtime;
+pub mod store;
+pub mod validate;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::ops::Deref;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use redis::aio::ConnectionManager;
+use socketioxide::SocketIo;
+use sqlx::PgPool;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub use config::Config;
+
+use crate::auth::Sessions;
+use crate::filter::WordFilter;
+use crate::keys::Keys;
+use crate::presence::Presence;
+use crate::ratelimit::RateLimiter;
+
+/// The Socket.IO adapter: socketioxide's Redis adapter, which carries broadcasts between
+/// instances.
+pub type Adapter = socketioxide_redis::RedisAdapter<socketioxide::adapter::Emitter>;
+
+/// Longest accepted Engine.IO payload, the same on polling and websocket: room for a message
+/// of the longest text with every character escaped, and for a clear `too_long` answer to
+/// oversized messages instead of a dropped connection.
+pub const MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024;
+
+/// Everything a request or event handler needs, cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// The shared parts of an instance.
+pub struct Shared {
+    pub config: Config,
+    pub db: PgPool,
+    pub redis: ConnectionManager,
+    pub keys: Keys,
+    pub sessions: Sessions,
+    pub presence: Presence,
+    pub limiter: RateLimiter,
+    pub filter: WordFilter,
+    /// Sockets whose presence is counted and whose disconnect cleanup has not finished;
+    /// shutdown waits for it to reach zero.
+    pub live_sockets: AtomicI64,
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+/// A built instance, ready to serve.
+pub struct App {
+    state: AppState,
+    io: SocketIo<Adapter>,
+    router: axum::Router,
+}
+
+impl App {
+    /// Connects to Postgres and Redis, applies migrations, seeds channels and builds the HTTP
+    /// and Socket.IO layers.
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        let (secret, generated) = config
+            .resolve_jwt_secret()
+            .map_err(|e| anyhow::anyhow!(e))?;
+        if generated {
+            tracing::warn!("BANTER_DEV=1 and no JWT_SECRET: using a random secret; sessions end at restart and are not shared between instances");
+        }
+        let filter = match &config.word_filter_file {
+            Some(path) => WordFilter::from_file(path)?,
+            None => WordFilter::default(),
+        };
+
+        let db = store::connect(&config.database_url)
+            .await
+            .context("cannot connect to Postgres (DATABASE_URL)")?;
+        store::migrate(&db)
+            .await
+            .context("database migration failed")?;
+        let seeds: Vec<String> = config
+            .seed_channels()
+            .map(validate::channel_name)
+            .collect::<Result<_, _>>()
+            .map_err(|e| anyhow::anyhow!("SEED_CHANNELS: {}", e.message))?;
+        store::channels::seed(&db, &seeds)
+            .await
+            .context("cannot create seed channels")?;
+
+        let redis_client = redis::Client::open(resp3_url(&config.redis_url))
+            .context("REDIS_URL is not a valid Redis URL")?;
+        let redis = ConnectionManager::new(redis_client.clone())
+            .await
+            .context("cannot connect to Redis (REDIS_URL)")?;
+        let keys = Keys::new(&config.redis_prefix);
+        let instance = config
+            .instance_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
+
+        let state = AppState(Arc::new(Shared {
+            sessions: Sessions::new(
+                &secret,
+                config.session_ttl_secs,
+                redis.clone(),
+                keys.clone(),
+            ),
+            presence: Presence::new(
+                redis.clone(),
+                keys.clone(),
+                instance,
+                Duration::from_secs(config.presence_heartbeat_secs.max(1)),
+            ),
+            limiter: RateLimiter::new(
+                redis.clone(),
+                keys.clone(),
+                config.rate_limit_messages,
+                config.rate_limit_window_secs,
+                config.rate_limit_block_secs,
+            ),
+            filter,
+            db,
+            redis,
+            keys,
+            config,
+            live_sockets: AtomicI64::new(0),
+        }));
+
+        let (socket_layer, io) = realtime::build(&state, &redis_client).await?;
+        let router = http::router(state.clone()).layer(socket_layer);
+        let router = http::outer_layers(router, &state.config);
+        Ok(App { state, io, router })
+    }
+
+    /// This instance's presence id.
+    pub fn instance_id(&self) -> &str {
+        self.state.presence.instance()
+    }
+
+    /// Serves until `shutdown` completes, then closes every socket cleanly (presence
+    /// decremented, offline announced) and returns.
+    pub async fn serve(
+        self,
+        listener: TcpListener,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let App { state, io, router } = self;
+        // Leftovers of an earlier life of this instance id are stale by definition.
+        let leftovers = state.presence.reap(state.presence.instance(), true).await?;
+        realtime::presence_events::announce_reaped(&state, &io, leftovers).await;
+        state.presence.heartbeat().await?;
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let tasks = realtime::presence_events::spawn_tasks(state.clone(), io.clone(), stop_rx);
+
+        let closing_io = io.clone();
+        let closing_state = state.clone();
+        let graceful = async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sockets");
+            close_sockets(&closing_state, &closing_io).await;
+        };
+        let addr = listener.local_addr()?;
+        tracing::info!(%addr, instance = state.presence.instance(), "banter listening");
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(graceful)
+        .await?;
+
+        let _ = stop_tx.send(true);
+        for task in tasks {
+            let _ = task.await;
+        }
+        let leftovers = state.presence.reap(state.presence.instance(), true).await?;
+        if !leftovers.offline.is_empty() {
+            tracing::warn!(
+                users = leftovers.offline.len(),
+                "presence left after shutdown was reaped"
+            );
+        }
+        state.presence.stop_heartbeat().await?;
+        tracing::info!("stopped");
+        Ok(())
+    }
+}
+
+/// Disconnects this instance's sockets (only this instance's: the adapter would otherwise
+/// disconnect the whole cluster), waits a bounded time for their cleanup, then closes the
+/// Socket.IO server.
+async fn close_sockets(state: &AppState, io: &SocketIo<Adapter>) {
+    for socket in io.local().sockets() {
+        let _ = socket.disconnect();
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    while state.live_sockets.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    io.close().await;
+}
+
+/// The adapter needs RESP3 (pub/sub on the same connection); users give a plain URL.
+fn resp3_url(url: &str) -> String {
+    if url.contains("protocol=") {
+        url.to_owned()
+    } else if url.contains('?') {
+        format!("{url}&protocol=resp3")
+    } else {
+        format!("{url}?protocol=resp3")
+    }
+}

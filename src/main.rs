@@ -1,0 +1,101 @@
+//! The `banter` binary: reads the configuration, sets up logging, serves until SIGTERM or
+//! Ctrl-C, and then shuts down cleanly within a bound.
+
+use std::process::ExitCode;
+use std::time::Duration;
+
+use banter::config::LogFormat;
+use banter::{App, Config};
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+/// How long a clean shutdown may take before the process exits anyway.
+const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
+
+fn init_tracing(format: LogFormat) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+/// Resolves on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = terminate => {},
+    }
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let config = Config::parse();
+    init_tracing(config.log_format);
+    if let Err(reason) = config.resolve_jwt_secret() {
+        eprintln!("banter: {reason}");
+        return ExitCode::from(2);
+    }
+    let addr = config.addr;
+    let app = match App::build(config).await {
+        Ok(app) => app,
+        Err(e) => {
+            eprintln!("banter: {e:#}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let listener = match tokio::net::TcpListener::bind(addr).await {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("banter: cannot listen on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
+    let shutdown = async move {
+        shutdown_signal().await;
+        let _ = signalled_tx.send(());
+    };
+    let serve = tokio::spawn(app.serve(listener, shutdown));
+    let serve = async {
+        match serve.await {
+            Ok(Ok(())) => ExitCode::SUCCESS,
+            Ok(Err(e)) => {
+                eprintln!("banter: {e:#}");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("banter: {e}");
+                ExitCode::FAILURE
+            }
+        }
+    };
+    tokio::pin!(serve);
+    // Serve until the signal, then give the clean shutdown a bounded time.
+    tokio::select! {
+        code = &mut serve => return code,
+        _ = signalled_rx => {}
+    }
+    match tokio::time::timeout(SHUTDOWN_LIMIT, serve).await {
+        Ok(code) => code,
+        Err(_) => {
+            tracing::warn!("clean shutdown took too long; exiting");
+            ExitCode::FAILURE
+        }
+    }
+}

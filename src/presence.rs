@@ -1,0 +1,406 @@
+//! Cluster presence that survives instance crashes.
+//!
+//! `presence` counts each user's live connections in the cluster (online at 0→1, offline at
+//! 1→0, so several tabs are one presence), and `presence:chan:<channel>` counts each user's
+//! sockets in a channel. Every increment is also recorded, in the same Lua script, in this
+//! instance's hash `presence:inst:<id>`; the instance refreshes a heartbeat key with a TTL of
+//! three periods. An instance that finds another's hash without a heartbeat subtracts that
+//! hash from the counters in one atomic script and reports who went offline. Starting an
+//! instance never wipes anybody else's presence.
+//!
+//! Decrements are guarded by the instance hash: once an instance's bookkeeping has been reaped,
+//! a late disconnect from it changes nothing, so counts never go below the truth.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::Script;
+use uuid::Uuid;
+
+use crate::keys::Keys;
+
+const CONNECT: &str = r"
+local c = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[3], 'u:' .. ARGV[1], 1)
+redis.call('SADD', KEYS[4], ARGV[3])
+return c
+";
+
+const DISCONNECT: &str = r"
+local f = 'u:' .. ARGV[1]
+local mine = tonumber(redis.call('HGET', KEYS[3], f) or '0')
+if mine <= 0 then return -1 end
+if mine == 1 then redis.call('HDEL', KEYS[3], f) else redis.call('HINCRBY', KEYS[3], f, -1) end
+local c = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if c <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return 0
+end
+return c
+";
+
+const CHAN_JOIN: &str = r"
+local c = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
+redis.call('HINCRBY', KEYS[2], 'c:' .. ARGV[2] .. '|' .. ARGV[1], 1)
+return {c, redis.call('HLEN', KEYS[1])}
+";
+
+const CHAN_LEAVE: &str = r"
+local f = 'c:' .. ARGV[2] .. '|' .. ARGV[1]
+local mine = tonumber(redis.call('HGET', KEYS[2], f) or '0')
+if mine <= 0 then return {-1, redis.call('HLEN', KEYS[1])} end
+if mine == 1 then redis.call('HDEL', KEYS[2], f) else redis.call('HINCRBY', KEYS[2], f, -1) end
+local c = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if c <= 0 then
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  c = 0
+end
+return {c, redis.call('HLEN', KEYS[1])}
+";
+
+// Returns {offline users as [id, name, ...], channel departures as [channel, id, ...]}.
+const REAP: &str = r"
+if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {{}, {}} end
+local entries = redis.call('HGETALL', KEYS[2])
+local offline = {}
+local departed = {}
+for i = 1, #entries, 2 do
+  local f, n = entries[i], tonumber(entries[i + 1])
+  if string.sub(f, 1, 2) == 'u:' then
+    local u = string.sub(f, 3)
+    local c = redis.call('HINCRBY', KEYS[3], u, -n)
+    if c <= 0 then
+      redis.call('HDEL', KEYS[3], u)
+      local name = redis.call('HGET', KEYS[4], u)
+      redis.call('HDEL', KEYS[4], u)
+      table.insert(offline, u)
+      table.insert(offline, name or '')
+    end
+  else
+    local rest = string.sub(f, 3)
+    local sep = string.find(rest, '|', 1, true)
+    if sep then
+      local ch, u = string.sub(rest, 1, sep - 1), string.sub(rest, sep + 1)
+      local key = ARGV[2] .. ch
+      local c = redis.call('HINCRBY', key, u, -n)
+      if c <= 0 then
+        redis.call('HDEL', key, u)
+        table.insert(departed, ch)
+        table.insert(departed, u)
+      end
+    end
+  end
+end
+redis.call('DEL', KEYS[2])
+redis.call('SREM', KEYS[5], ARGV[1])
+return {offline, departed}
+";
+
+/// A user whose last connection went away with a reaped instance.
+#[derive(Clone, Debug)]
+pub struct WentOffline {
+    pub user_id: String,
+    pub username: String,
+    /// Channels the user was in through the dead instance.
+    pub channels: Vec<String>,
+}
+
+/// What one reap undid.
+#[derive(Debug, Default)]
+pub struct Reaped {
+    pub offline: Vec<WentOffline>,
+    /// Channels whose online count changed.
+    pub channels: HashSet<String>,
+}
+
+/// A change of a user's presence in one channel.
+#[derive(Clone, Copy, Debug)]
+pub struct ChannelChange {
+    /// The user's first socket entered, or last socket left, the channel.
+    pub transition: bool,
+    /// Users online in the channel afterwards.
+    pub online: u64,
+}
+
+/// This instance's view of cluster presence.
+pub struct Presence {
+    redis: ConnectionManager,
+    keys: Keys,
+    instance: String,
+    heartbeat: Duration,
+    /// Channels whose online count changed since the last `channel.presence` tick.
+    dirty: Mutex<HashSet<String>>,
+    connect: Script,
+    disconnect: Script,
+    chan_join: Script,
+    chan_leave: Script,
+    reap: Script,
+}
+
+impl Presence {
+    pub fn new(
+        redis: ConnectionManager,
+        keys: Keys,
+        instance: String,
+        heartbeat: Duration,
+    ) -> Self {
+        Self {
+            redis,
+            keys,
+            instance,
+            heartbeat,
+            dirty: Mutex::new(HashSet::new()),
+            connect: Script::new(CONNECT),
+            disconnect: Script::new(DISCONNECT),
+            chan_join: Script::new(CHAN_JOIN),
+            chan_leave: Script::new(CHAN_LEAVE),
+            reap: Script::new(REAP),
+        }
+    }
+
+    pub fn instance(&self) -> &str {
+        &self.instance
+    }
+
+    pub fn heartbeat_period(&self) -> Duration {
+        self.heartbeat
+    }
+
+    /// Counts a new connection; true when the user just came online.
+    pub async fn on_connect(&self, user: Uuid, username: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.redis.clone();
+        let count: i64 = self
+            .connect
+            .key(self.keys.presence())
+            .key(self.keys.presence_names())
+            .key(self.keys.presence_inst(&self.instance))
+            .key(self.keys.instances())
+            .arg(user.to_string())
+            .arg(username)
+            .arg(&self.instance)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(count == 1)
+    }
+
+    /// Counts a closed connection; true when the user just went offline.
+    pub async fn on_disconnect(&self, user: Uuid) -> redis::RedisResult<bool> {
+        let mut conn = self.redis.clone();
+        let count: i64 = self
+            .disconnect
+            .key(self.keys.presence())
+            .key(self.keys.presence_names())
+            .key(self.keys.presence_inst(&self.instance))
+            .arg(user.to_string())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(count == 0)
+    }
+
+    /// Counts a socket of `user` entering `channel`.
+    pub async fn join_channel(
+        &self,
+        user: Uuid,
+        channel: &str,
+    ) -> redis::RedisResult<ChannelChange> {
+        let mut conn = self.redis.clone();
+        let (count, online): (i64, i64) = self
+            .chan_join
+            .key(self.keys.presence_chan(channel))
+            .key(self.keys.presence_inst(&self.instance))
+            .arg(user.to_string())
+            .arg(channel)
+            .invoke_async(&mut conn)
+            .await?;
+        let change = ChannelChange {
+            transition: count == 1,
+            online: online.max(0) as u64,
+        };
+        if change.transition {
+            self.mark_dirty(channel);
+        }
+        Ok(change)
+    }
+
+    /// Counts a socket of `user` leaving `channel`.
+    pub async fn leave_channel(
+        &self,
+        user: Uuid,
+        channel: &str,
+    ) -> redis::RedisResult<ChannelChange> {
+        let mut conn = self.redis.clone();
+        let (count, online): (i64, i64) = self
+            .chan_leave
+            .key(self.keys.presence_chan(channel))
+            .key(self.keys.presence_inst(&self.instance))
+            .arg(user.to_string())
+            .arg(channel)
+            .invoke_async(&mut conn)
+            .await?;
+        let change = ChannelChange {
+            transition: count == 0,
+            online: online.max(0) as u64,
+        };
+        if change.transition {
+            self.mark_dirty(channel);
+        }
+        Ok(change)
+    }
+
+    /// Users online in a channel.
+    pub async fn channel_online(&self, channel: &str) -> redis::RedisResult<u64> {
+        let mut conn = self.redis.clone();
+        redis::cmd("HLEN")
+            .arg(self.keys.presence_chan(channel))
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Users with a live connection (in `channel`, when given), at most `limit`.
+    pub async fn online_users(
+        &self,
+        channel: Option<&str>,
+        limit: usize,
+    ) -> redis::RedisResult<Vec<(String, String)>> {
+        let mut conn = self.redis.clone();
+        let hash = match channel {
+            Some(c) => self.keys.presence_chan(c),
+            None => self.keys.presence(),
+        };
+        let mut ids: Vec<String> = redis::cmd("HKEYS").arg(hash).query_async(&mut conn).await?;
+        ids.sort();
+        ids.truncate(limit);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let names: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.presence_names())
+            .arg(&ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ids
+            .into_iter()
+            .zip(names)
+            .filter_map(|(id, name)| name.map(|n| (id, n)))
+            .collect())
+    }
+
+    /// Refreshes this instance's heartbeat (it lives three periods).
+    pub async fn heartbeat(&self) -> redis::RedisResult<()> {
+        let mut conn = self.redis.clone();
+        let ttl_ms = (self.heartbeat.as_millis() as u64 * 3).max(1);
+        redis::pipe()
+            .cmd("SET")
+            .arg(self.keys.heartbeat(&self.instance))
+            .arg(1)
+            .arg("PX")
+            .arg(ttl_ms)
+            .ignore()
+            .cmd("SADD")
+            .arg(self.keys.instances())
+            .arg(&self.instance)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Removes this instance's heartbeat (on a clean shutdown).
+    pub async fn stop_heartbeat(&self) -> redis::RedisResult<()> {
+        let mut conn = self.redis.clone();
+        redis::cmd("DEL")
+            .arg(self.keys.heartbeat(&self.instance))
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Instances that have presence bookkeeping, this one excluded.
+    pub async fn other_instances(&self) -> redis::RedisResult<Vec<String>> {
+        let mut conn = self.redis.clone();
+        let mut ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.instances())
+            .query_async(&mut conn)
+            .await?;
+        ids.retain(|id| id != &self.instance);
+        Ok(ids)
+    }
+
+    /// Undoes an instance's bookkeeping if its heartbeat is gone (or unconditionally with
+    /// `force`, for this instance's own leftovers at start-up and shutdown).
+    pub async fn reap(&self, instance: &str, force: bool) -> redis::RedisResult<Reaped> {
+        let mut conn = self.redis.clone();
+        let (offline, departed): (Vec<String>, Vec<String>) = self
+            .reap
+            .key(self.keys.heartbeat(instance))
+            .key(self.keys.presence_inst(instance))
+            .key(self.keys.presence())
+            .key(self.keys.presence_names())
+            .key(self.keys.instances())
+            .arg(instance)
+            .arg(self.keys.presence_chan_prefix())
+            .arg(if force { "1" } else { "0" })
+            .invoke_async(&mut conn)
+            .await?;
+        let mut reaped = Reaped::default();
+        let departed: Vec<(String, String)> = departed
+            .chunks_exact(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect();
+        for (channel, _) in &departed {
+            reaped.channels.insert(channel.clone());
+            self.mark_dirty(channel);
+        }
+        for pair in offline.chunks_exact(2) {
+            let user_id = pair[0].clone();
+            let channels = departed
+                .iter()
+                .filter(|(_, u)| *u == user_id)
+                .map(|(c, _)| c.clone())
+                .collect();
+            reaped.offline.push(WentOffline {
+                user_id,
+                username: pair[1].clone(),
+                channels,
+            });
+        }
+        Ok(reaped)
+    }
+
+    fn mark_dirty(&self, channel: &str) {
+        if let Ok(mut dirty) = self.dirty.lock() {
+            dirty.insert(channel.to_owned());
+        }
+    }
+
+    /// Channels whose count changed since the last call.
+    pub fn take_dirty(&self) -> HashSet<String> {
+        self.dirty
+            .lock()
+            .map(|mut d| std::mem::take(&mut *d))
+            .unwrap_or_default()
+    }
+
+    /// Puts channels back for the next tick (another instance announced them this second).
+    pub fn requeue_dirty(&self, channels: impl IntoIterator<Item = String>) {
+        if let Ok(mut dirty) = self.dirty.lock() {
+            dirty.extend(channels);
+        }
+    }
+
+    /// Claims the right to announce a channel's count for the next second, cluster-wide.
+    pub async fn claim_announcement(&self, channel: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.redis.clone();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.keys.presence_tick(channel))
+            .arg(1)
+            .arg("NX")
+            .arg("PX")
+            .arg(1000)
+            .query_async(&mut conn)
+            .await?;
+        Ok(set.is_some())
+    }
+}

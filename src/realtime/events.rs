@@ -1,0 +1,349 @@
+//! Client events: `channel.join`, `channel.leave`, `message.send`, `user.typing`,
+//! `messages.sync`. Every payload is taken as raw JSON and checked here, so a malformed one
+//! gets a clear error and never closes the connection.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Map, Value};
+use socketioxide::extract::{Extension, SocketRef, State, TryData};
+use socketioxide::SocketIo;
+use uuid::Uuid;
+
+use super::reply::Reply;
+use super::{channel_room, user_room, Conn};
+use crate::access;
+use crate::auth::verify_password;
+use crate::error::{AppError, AppResult, Code};
+use crate::ratelimit::Verdict;
+use crate::store::channels;
+use crate::store::messages::{self, FileRef, NewMessage, Page};
+use crate::{validate, Adapter, AppState};
+
+/// Relayed `isTyping: true` events per socket are at least this far apart (about 2/s).
+const TYPING_INTERVAL: Duration = Duration::from_millis(500);
+/// Default and largest `messages.sync` page.
+const SYNC_DEFAULT: i64 = 100;
+const SYNC_MAX: i64 = 500;
+/// Longest channel password accepted for checking (hashing is costly).
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+type Data = TryData<Value>;
+
+/// Registers every client event handler on a new socket.
+pub fn register(s: &SocketRef<Adapter>) {
+    s.on("channel.join", join);
+    s.on("channel.leave", leave);
+    s.on("message.send", send);
+    s.on("user.typing", typing);
+    s.on("messages.sync", sync);
+}
+
+/// The event's payload, or `invalid_payload` when there is none or it is not JSON.
+fn payload(data: Data) -> AppResult<Value> {
+    data.0
+        .map_err(|_| AppError::invalid("the event needs a JSON payload"))
+}
+
+fn object(value: &Value) -> AppResult<&Map<String, Value>> {
+    value
+        .as_object()
+        .ok_or_else(|| AppError::invalid("the payload must be an object"))
+}
+
+fn string_field<'a>(obj: &'a Map<String, Value>, name: &str) -> AppResult<&'a str> {
+    match obj.get(name) {
+        Some(Value::String(s)) => Ok(s),
+        Some(_) => Err(AppError::invalid(format!("{name} must be a string"))),
+        None => Err(AppError::invalid(format!("{name} is required"))),
+    }
+}
+
+fn optional_string<'a>(obj: &'a Map<String, Value>, name: &str) -> AppResult<Option<&'a str>> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(_) => Err(AppError::invalid(format!("{name} must be a string"))),
+    }
+}
+
+/// A non-negative integer field (`after_seq`, `limit`).
+fn count_field(obj: &Map<String, Value>, name: &str) -> AppResult<Option<i64>> {
+    match obj.get(name) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .filter(|n| *n >= 0)
+            .map(Some)
+            .ok_or_else(|| AppError::invalid(format!("{name} must be a non-negative integer"))),
+    }
+}
+
+/// `"name"` or `{channel}`: the channel an event names.
+fn channel_arg(value: &Value) -> AppResult<&str> {
+    match value {
+        Value::String(name) => Ok(name),
+        Value::Object(obj) => string_field(obj, "channel"),
+        _ => Err(AppError::invalid(
+            "the payload must be a channel name or an object",
+        )),
+    }
+}
+
+/// The error for an event on a channel the socket is not in: `not_found` when no such channel
+/// exists, else `not_in_channel`.
+async fn outside_channel(state: &AppState, name: &str) -> AppError {
+    match channels::find(&state.db, name).await {
+        Ok(None) => AppError::not_found("channel"),
+        Ok(Some(_)) => AppError::new(Code::NotInChannel, "join the channel first"),
+        Err(e) => e.into(),
+    }
+}
+
+/// The socket's channel if it is `name`.
+async fn joined_channel(state: &AppState, conn: &Conn, raw: &str) -> AppResult<(String, Uuid)> {
+    let name = validate::channel_name(raw)?;
+    match conn.channel() {
+        Some((current, id)) if current == name => Ok((current, id)),
+        _ => Err(outside_channel(state, &name).await),
+    }
+}
+
+async fn join(
+    s: SocketRef<Adapter>,
+    State(state): State<AppState>,
+    Extension(conn): Extension<Arc<Conn>>,
+    data: Data,
+    reply: Reply,
+) {
+    let result = async {
+        let value = payload(data)?;
+        let name = channel_arg(&value)?;
+        let password = match &value {
+            Value::Object(obj) => optional_string(obj, "password")?,
+            _ => None,
+        };
+        if password.is_some_and(|p| p.len() > MAX_PASSWORD_BYTES) {
+            return Err(AppError::invalid("password is too long"));
+        }
+        let channel = access::channel(&state, name).await?;
+        if channel.is_private() && !channels::is_member(&state.db, channel.id, conn.user_id).await?
+        {
+            let right = match password {
+                Some(p) => verify_password(p.to_owned(), channel.password_hash.clone()).await,
+                None => false,
+            };
+            if !right {
+                return Err(AppError::new(
+                    Code::Forbidden,
+                    "this channel is private: a wrong or missing password",
+                ));
+            }
+            channels::add_member(&state.db, channel.id, conn.user_id).await?;
+        }
+        let online = super::switch_channel(&state, &s, &conn, &channel).await?;
+        if let Err(e) = s.emit("channel.joined", &channel.name) {
+            tracing::debug!(sid = %s.id, error = %e, "channel.joined not delivered");
+        }
+        Ok(json!({ "channel": channel.view(), "online": online }))
+    }
+    .await;
+    reply.send("channel.join", result);
+}
+
+async fn leave(
+    s: SocketRef<Adapter>,
+    State(state): State<AppState>,
+    Extension(conn): Extension<Arc<Conn>>,
+    data: Data,
+    reply: Reply,
+) {
+    let result = async {
+        let value = payload(data)?;
+        let name = validate::channel_name(channel_arg(&value)?)?;
+        if super::leave_channel(&state, &s, &conn, &name).await {
+            Ok(json!({}))
+        } else {
+            Err(outside_channel(&state, &name).await)
+        }
+    }
+    .await;
+    reply.send("channel.leave", result);
+}
+
+/// A file link as sent by a client.
+fn file_arg(obj: &Map<String, Value>) -> AppResult<Option<FileRef>> {
+    let file = match obj.get("file") {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::Object(f)) => f,
+        Some(_) => {
+            return Err(AppError::invalid(
+                "file must be an object {url, name, type}",
+            ))
+        }
+    };
+    let url = validate::file_url(string_field(file, "url")?)?;
+    let name = string_field(file, "name")?.trim().to_owned();
+    let kind = string_field(file, "type")?.trim().to_owned();
+    if name.is_empty() || kind.is_empty() {
+        return Err(AppError::invalid(
+            "file.name and file.type must not be empty",
+        ));
+    }
+    if name.chars().count() > validate::MAX_FILE_NAME || kind.len() > validate::MAX_FILE_TYPE {
+        return Err(AppError::new(
+            Code::TooLong,
+            "file.name or file.type is too long",
+        ));
+    }
+    Ok(Some(FileRef { url, name, kind }))
+}
+
+async fn send(
+    State(state): State<AppState>,
+    Extension(conn): Extension<Arc<Conn>>,
+    io: SocketIo<Adapter>,
+    data: Data,
+    reply: Reply,
+) {
+    let result = async {
+        let value = payload(data)?;
+        let obj = object(&value)?;
+        let raw_text = string_field(obj, "text")?;
+        let raw_channel = string_field(obj, "channel")?;
+        let client_message_id = Uuid::parse_str(string_field(obj, "client_message_id")?)
+            .map_err(|_| AppError::invalid("client_message_id must be a UUID"))?;
+        let file = file_arg(obj)?;
+        let (channel, channel_id) = joined_channel(&state, &conn, raw_channel).await?;
+        let text = validate::message_text(raw_text)?;
+
+        let user = conn.user_id.to_string();
+        match state.limiter.check_send(&user).await {
+            Ok(Verdict::Allowed) => {}
+            Ok(Verdict::Blocked {
+                retry_after_ms,
+                new_block,
+            }) => {
+                if new_block {
+                    notify_blocked(&io, conn.user_id, retry_after_ms).await;
+                }
+                return Err(AppError::rate_limited(retry_after_ms));
+            }
+            // Chat keeps working while Redis is away: the limit fails open.
+            Err(e) => tracing::warn!(error = %e, "rate limiter unavailable, send allowed"),
+        }
+        let text = state.filter.apply(&text);
+
+        let inserted = messages::insert_idempotent(
+            &state.db,
+            NewMessage {
+                channel_id,
+                channel: &channel,
+                sender_id: conn.user_id,
+                sender_name: &conn.username,
+                text: &text,
+                client_message_id,
+                file: file.as_ref(),
+            },
+        )
+        .await?;
+        if !inserted.duplicate {
+            if let Some(op) = io.of("/") {
+                if let Err(e) = op
+                    .to(channel_room(&channel))
+                    .emit("message.new", &inserted.message)
+                    .await
+                {
+                    tracing::warn!(error = %e, "message.new broadcast failed");
+                }
+            }
+        }
+        Ok(json!({ "message": inserted.message, "duplicate": inserted.duplicate }))
+    }
+    .await;
+    reply.send("message.send", result);
+}
+
+/// Tells every socket of a user, on every instance, that sending is blocked.
+async fn notify_blocked(io: &SocketIo<Adapter>, user: Uuid, retry_after_ms: u64) {
+    let until = chrono::Utc::now() + chrono::Duration::milliseconds(retry_after_ms as i64);
+    let body = json!({ "retry_after_ms": retry_after_ms, "until": until });
+    if let Some(op) = io.of("/") {
+        if let Err(e) = op.to(user_room(user)).emit("rate_limited", &body).await {
+            tracing::warn!(error = %e, "rate_limited notice failed");
+        }
+    }
+}
+
+async fn typing(
+    s: SocketRef<Adapter>,
+    State(state): State<AppState>,
+    Extension(conn): Extension<Arc<Conn>>,
+    data: Data,
+    reply: Reply,
+) {
+    let result = async {
+        let value = payload(data)?;
+        let obj = object(&value)?;
+        let raw_channel = string_field(obj, "channel")?;
+        let is_typing = match obj.get("isTyping") {
+            Some(Value::Bool(b)) => *b,
+            Some(_) => return Err(AppError::invalid("isTyping must be a boolean")),
+            None => return Err(AppError::invalid("isTyping is required")),
+        };
+        let (channel, _) = joined_channel(&state, &conn, raw_channel).await?;
+        if is_typing {
+            let now = Instant::now();
+            let mut last = conn
+                .last_typing
+                .lock()
+                .map_err(|_| AppError::new(Code::Internal, "typing state unavailable"))?;
+            if last.is_some_and(|t| now.duration_since(t) < TYPING_INTERVAL) {
+                return Ok(json!({ "throttled": true }));
+            }
+            *last = Some(now);
+        }
+        let body = json!({
+            "userId": conn.user_id,
+            "username": conn.username,
+            "channel": channel,
+            "isTyping": is_typing,
+        });
+        if let Err(e) = s
+            .to(channel_room(&channel))
+            .emit("user.typing", &body)
+            .await
+        {
+            tracing::debug!(error = %e, "user.typing relay failed");
+        }
+        Ok(json!({}))
+    }
+    .await;
+    reply.send("user.typing", result);
+}
+
+async fn sync(
+    State(state): State<AppState>,
+    Extension(conn): Extension<Arc<Conn>>,
+    data: Data,
+    reply: Reply,
+) {
+    let result = async {
+        let value = payload(data)?;
+        let obj = object(&value)?;
+        let raw_channel = string_field(obj, "channel")?;
+        let after = count_field(obj, "after_seq")?
+            .ok_or_else(|| AppError::invalid("after_seq is required"))?;
+        let limit = count_field(obj, "limit")?.unwrap_or(SYNC_DEFAULT);
+        if !(1..=SYNC_MAX).contains(&limit) {
+            return Err(AppError::invalid(format!("limit must be 1 to {SYNC_MAX}")));
+        }
+        let channel = access::readable_channel(&state, raw_channel, conn.user_id).await?;
+        let mut page = messages::page(&state.db, channel.id, Page::After(after), limit + 1).await?;
+        let has_more = page.len() as i64 > limit;
+        page.truncate(limit as usize);
+        Ok(json!({ "messages": page, "has_more": has_more }))
+    }
+    .await;
+    reply.send("messages.sync", result);
+}

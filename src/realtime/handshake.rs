@@ -1,0 +1,87 @@
+//! The handshake middleware: the Origin allowlist, then the session token from the `token`
+//! cookie or `auth.token`. A refusal reaches the client as `connect_error` with the message
+//! `forbidden_origin`, `unauthorized` or `unavailable`.
+
+use axum::http::header;
+use serde_json::Value;
+use socketioxide::extract::{SocketRef, State, TryData};
+use uuid::Uuid;
+
+use crate::auth::{cookie_value, COOKIE_NAME};
+use crate::error::Code;
+use crate::{Adapter, AppState};
+
+/// The signed-in user of a socket, stored in its extensions by the handshake.
+#[derive(Clone, Debug)]
+pub struct Session {
+    pub user_id: Uuid,
+    pub username: String,
+}
+
+/// Why a handshake was refused; its `Display` is the `connect_error` message.
+#[derive(Debug)]
+pub struct Refused(Code);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0.as_str())
+    }
+}
+
+/// The token of a handshake: the cookie first (browsers), then `auth.token` (other clients).
+fn handshake_token(s: &SocketRef<Adapter>, auth: Option<&Value>) -> Option<String> {
+    let from_cookie = s
+        .req_parts()
+        .headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|h| cookie_value(h, COOKIE_NAME).filter(|t| !t.is_empty()))
+        .map(str::to_owned);
+    from_cookie.or_else(|| {
+        auth.and_then(|a| a.get("token"))
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty() && t.len() <= 4096)
+            .map(str::to_owned)
+    })
+}
+
+pub async fn authenticate(
+    s: SocketRef<Adapter>,
+    State(state): State<AppState>,
+    TryData(auth): TryData<Value>,
+) -> Result<(), Refused> {
+    // A browser always sends Origin on a cross-site request; a page from an origin outside the
+    // allowlist must not ride on the user's cookie (cross-site WebSocket hijacking).
+    if let Some(origin) = s.req_parts().headers.get(header::ORIGIN) {
+        let allowed = origin
+            .to_str()
+            .map(|o| state.config.origin_allowed(o))
+            .unwrap_or(false);
+        if !allowed {
+            tracing::info!(sid = %s.id, "handshake refused: origin not allowed");
+            return Err(Refused(Code::ForbiddenOrigin));
+        }
+    }
+    let Some(token) = handshake_token(&s, auth.as_ref().ok()) else {
+        tracing::info!(sid = %s.id, "handshake refused: no session");
+        return Err(Refused(Code::Unauthorized));
+    };
+    match state.sessions.verify(&token).await {
+        Ok(claims) => {
+            s.extensions.insert(Session {
+                user_id: claims.sub,
+                username: claims.username,
+            });
+            Ok(())
+        }
+        Err(e) => {
+            tracing::info!(sid = %s.id, code = e.code.as_str(), "handshake refused");
+            Err(Refused(if e.code == Code::Unavailable {
+                Code::Unavailable
+            } else {
+                Code::Unauthorized
+            }))
+        }
+    }
+}

@@ -1,0 +1,164 @@
+//! Presence events: `user.status` on online/offline transitions, the coalesced
+//! `channel.presence` counts, and the background heartbeat and reaper.
+
+use std::time::Duration;
+
+use serde_json::json;
+use socketioxide::SocketIo;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use super::channel_room;
+use crate::config::PresenceScope;
+use crate::presence::Reaped;
+use crate::{Adapter, AppState};
+
+/// Sends `user.status` for a user who came online or went offline.
+///
+/// With `PRESENCE_SCOPE=channels` it goes to the given channels (the user's, with their online
+/// counts), except those above `PRESENCE_FANOUT_MAX` online users, which only see the
+/// `channel.presence` count; with `global`, to everyone.
+pub async fn announce_status(
+    state: &AppState,
+    io: &SocketIo<Adapter>,
+    user: Uuid,
+    username: &str,
+    online: bool,
+    channels: &[(String, u64)],
+) {
+    let Some(op) = io.of("/") else {
+        return;
+    };
+    let body = json!({
+        "userId": user,
+        "username": username,
+        "status": if online { "online" } else { "offline" },
+    });
+    let sent = match state.config.presence_scope {
+        PresenceScope::Global => op.emit("user.status", &body).await,
+        PresenceScope::Channels => {
+            let rooms: Vec<String> = channels
+                .iter()
+                .filter(|(_, count)| *count <= state.config.presence_fanout_max)
+                .map(|(name, _)| channel_room(name))
+                .collect();
+            if rooms.is_empty() {
+                return;
+            }
+            op.to(rooms).emit("user.status", &body).await
+        }
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "user.status broadcast failed");
+    }
+}
+
+/// Announces the users a reap took offline.
+pub async fn announce_reaped(state: &AppState, io: &SocketIo<Adapter>, reaped: Reaped) {
+    if reaped.offline.is_empty() && reaped.channels.is_empty() {
+        return;
+    }
+    tracing::info!(
+        users_offline = reaped.offline.len(),
+        channels = reaped.channels.len(),
+        "reaped presence of a stopped instance"
+    );
+    for gone in reaped.offline {
+        let Ok(user) = Uuid::parse_str(&gone.user_id) else {
+            continue;
+        };
+        let mut channels = Vec::with_capacity(gone.channels.len());
+        for name in gone.channels {
+            let online = state.presence.channel_online(&name).await.unwrap_or(0);
+            channels.push((name, online));
+        }
+        announce_status(state, io, user, &gone.username, false, &channels).await;
+    }
+}
+
+/// Starts the heartbeat/reaper loop and the `channel.presence` ticker; both end when `stop`
+/// turns true.
+pub fn spawn_tasks(
+    state: AppState,
+    io: SocketIo<Adapter>,
+    stop: watch::Receiver<bool>,
+) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(heartbeat_and_reap(state.clone(), io.clone(), stop.clone())),
+        tokio::spawn(channel_counts(state, io, stop)),
+    ]
+}
+
+/// Waits one period or until stopped; false when stopped.
+async fn tick(stop: &mut watch::Receiver<bool>, period: Duration) -> bool {
+    tokio::select! {
+        _ = tokio::time::sleep(period) => !*stop.borrow(),
+        _ = stop.changed() => false,
+    }
+}
+
+async fn heartbeat_and_reap(
+    state: AppState,
+    io: SocketIo<Adapter>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let period = state.presence.heartbeat_period();
+    while tick(&mut stop, period).await {
+        if let Err(e) = state.presence.heartbeat().await {
+            tracing::warn!(error = %e, "presence heartbeat failed");
+            continue;
+        }
+        let others = match state.presence.other_instances().await {
+            Ok(ids) => ids,
+            Err(e) => {
+                tracing::warn!(error = %e, "presence reaper failed");
+                continue;
+            }
+        };
+        for id in others {
+            match state.presence.reap(&id, false).await {
+                Ok(reaped) => announce_reaped(&state, &io, reaped).await,
+                Err(e) => tracing::warn!(error = %e, instance = %id, "presence reap failed"),
+            }
+        }
+    }
+}
+
+/// Emits `channel.presence` for channels whose count changed, at most once per channel per
+/// second across the cluster (a Redis key claims each second).
+async fn channel_counts(state: AppState, io: SocketIo<Adapter>, mut stop: watch::Receiver<bool>) {
+    while tick(&mut stop, Duration::from_secs(1)).await {
+        let dirty = state.presence.take_dirty();
+        let mut later = Vec::new();
+        for channel in dirty {
+            match state.presence.claim_announcement(&channel).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    later.push(channel);
+                    continue;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "channel.presence skipped");
+                    later.push(channel);
+                    continue;
+                }
+            }
+            let Ok(online) = state.presence.channel_online(&channel).await else {
+                later.push(channel);
+                continue;
+            };
+            if let Some(op) = io.of("/") {
+                let body = json!({ "channel": channel, "online": online });
+                if let Err(e) = op
+                    .to(channel_room(&channel))
+                    .emit("channel.presence", &body)
+                    .await
+                {
+                    tracing::debug!(error = %e, "channel.presence broadcast failed");
+                }
+            }
+        }
+        state.presence.requeue_dirty(later);
+    }
+}

@@ -1,0 +1,124 @@
+//! The `channels` and `channel_members` tables.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+/// A channel row.
+#[derive(Clone, Debug, sqlx::FromRow)]
+pub struct Channel {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub password_hash: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A channel as the API shows it (never its password hash).
+#[derive(Clone, Debug, Serialize)]
+pub struct ChannelView {
+    pub name: String,
+    pub description: String,
+    pub private: bool,
+    #[serde(rename = "createdAt")]
+    pub created_at: DateTime<Utc>,
+}
+
+impl Channel {
+    pub fn is_private(&self) -> bool {
+        self.password_hash.is_some()
+    }
+
+    pub fn view(&self) -> ChannelView {
+        ChannelView {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            private: self.is_private(),
+            created_at: self.created_at,
+        }
+    }
+}
+
+const COLUMNS: &str = "id, name, description, password_hash, created_at";
+
+pub async fn find(db: &PgPool, name: &str) -> Result<Option<Channel>, sqlx::Error> {
+    sqlx::query_as::<_, Channel>(&format!("SELECT {COLUMNS} FROM channels WHERE name = $1"))
+        .bind(name)
+        .fetch_optional(db)
+        .await
+}
+
+/// Every channel, by name.
+pub async fn list(db: &PgPool) -> Result<Vec<Channel>, sqlx::Error> {
+    sqlx::query_as::<_, Channel>(&format!("SELECT {COLUMNS} FROM channels ORDER BY name"))
+        .fetch_all(db)
+        .await
+}
+
+/// Creates a channel; the creator of a private channel becomes its first member. A taken name
+/// is a unique violation for the caller to map.
+pub async fn create(
+    db: &PgPool,
+    name: &str,
+    description: &str,
+    password_hash: Option<&str>,
+    creator: Uuid,
+) -> Result<Channel, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let channel = sqlx::query_as::<_, Channel>(&format!(
+        "INSERT INTO channels (id, name, description, password_hash, created_by)
+         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
+    ))
+    .bind(Uuid::now_v7())
+    .bind(name)
+    .bind(description)
+    .bind(password_hash)
+    .bind(creator)
+    .fetch_one(&mut *tx)
+    .await?;
+    if channel.is_private() {
+        sqlx::query("INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2)")
+            .bind(channel.id)
+            .bind(creator)
+            .execute(&mut *tx)
+            .await?;
+    }
+    tx.commit().await?;
+    Ok(channel)
+}
+
+/// Creates the public seed channels that do not exist yet (safe to race with other instances).
+pub async fn seed(db: &PgPool, names: &[String]) -> Result<(), sqlx::Error> {
+    for name in names {
+        sqlx::query(
+            "INSERT INTO channels (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(Uuid::now_v7())
+        .bind(name)
+        .execute(db)
+        .await?;
+    }
+    Ok(())
+}
+
+pub async fn is_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar::<_, bool>(
+        "SELECT EXISTS (SELECT 1 FROM channel_members WHERE channel_id = $1 AND user_id = $2)",
+    )
+    .bind(channel)
+    .bind(user)
+    .fetch_one(db)
+    .await
+}
+
+pub async fn add_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+    )
+    .bind(channel)
+    .bind(user)
+    .execute(db)
+    .await?;
+    Ok(())
+}
