@@ -1,0 +1,215 @@
+//! Malformed and hostile payloads on every client event: a clear error code each time, and the
+//! same connection keeps working.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+fn big_text() -> String {
+    "x".repeat(1_000_000)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_event_refuses_bad_payloads_and_the_socket_survives() {
+    let cluster = Cluster::start(&["--rate-limit-messages", "1000"]).await;
+    let owner = cluster.register(cluster.a(), "owner").await;
+    for body in [
+        json!({ "name": "elsewhere" }),
+        json!({ "name": "vault", "password": "vault-pass" }),
+    ] {
+        let (status, _) = cluster
+            .post(cluster.a(), "/api/channels", &owner, body)
+            .await;
+        assert_eq!(status, 201);
+    }
+    let user = cluster.guest("fuzzer").await;
+    let client = Client::connect(cluster.b(), &user).await;
+
+    let uuid = Uuid::new_v4().to_string();
+    let cases: Vec<(&str, Value, &str)> = vec![
+        ("channel.join", Value::Null, "invalid_payload"),
+        ("channel.join", json!(42), "invalid_payload"),
+        ("channel.join", json!([]), "invalid_payload"),
+        ("channel.join", json!({}), "invalid_payload"),
+        ("channel.join", json!({ "channel": 7 }), "invalid_payload"),
+        (
+            "channel.join",
+            json!({ "channel": "general", "password": 5 }),
+            "invalid_payload",
+        ),
+        ("channel.join", json!("Not A Name!"), "invalid_payload"),
+        ("channel.join", json!(big_text()), "invalid_payload"),
+        ("channel.join", json!("no-such-channel"), "not_found"),
+        ("channel.join", json!("vault"), "forbidden"),
+        ("channel.leave", Value::Null, "invalid_payload"),
+        ("channel.leave", json!(1), "invalid_payload"),
+        ("channel.leave", json!([]), "invalid_payload"),
+        ("channel.leave", json!("no-such-channel"), "not_found"),
+        ("channel.leave", json!("elsewhere"), "not_in_channel"),
+        ("message.send", Value::Null, "invalid_payload"),
+        ("message.send", json!(3), "invalid_payload"),
+        ("message.send", json!(["general", "hi"]), "invalid_payload"),
+        ("message.send", json!({}), "invalid_payload"),
+        (
+            "message.send",
+            json!({ "channel": "general", "text": "hi" }),
+            "invalid_payload",
+        ),
+        (
+            "message.send",
+            json!({ "channel": "general", "text": 5, "client_message_id": uuid }),
+            "invalid_payload",
+        ),
+        (
+            "message.send",
+            json!({ "channel": 5, "text": "hi", "client_message_id": uuid }),
+            "invalid_payload",
+        ),
+        (
+            "message.send",
+            json!({ "channel": "general", "text": "hi", "client_message_id": "not-a-uuid" }),
+            "invalid_payload",
+        ),
+        (
+            "message.send",
+            json!({ "channel": "general", "text": "hi", "client_message_id": 12 }),
+            "invalid_payload",
+        ),
+        (
+            "message.send",
+            json!({ "channel": "general", "text": "   ", "client_message_id": uuid }),
+            "invalid_payload",
+        ),
+        (
+            "message.send",
+            json!({ "channel": "general", "text": big_text(), "client_message_id": uuid }),
+            "too_long",
+        ),
+        (
+            "message.send",
+            json!({ "channel": "no-such-channel", "text": "hi", "client_message_id": uuid }),
+            "not_found",
+        ),
+        (
+            "message.send",
+            json!({ "channel": "elsewhere", "text": "hi", "client_message_id": uuid }),
+            "not_in_channel",
+        ),
+        (
+            "message.send",
+            json!({ "channel": "general", "text": "hi", "client_message_id": uuid,
+            "file": { "url": "javascript:alert(1)", "name": "a", "type": "text/html" } }),
+            "invalid_payload",
+        ),
+        (
+            "message.send",
+            json!({ "channel": "general", "text": "hi", "client_message_id": uuid, "file": "x" }),
+            "invalid_payload",
+        ),
+        ("user.typing", Value::Null, "invalid_payload"),
+        ("user.typing", json!(true), "invalid_payload"),
+        ("user.typing", json!([]), "invalid_payload"),
+        (
+            "user.typing",
+            json!({ "channel": "general" }),
+            "invalid_payload",
+        ),
+        (
+            "user.typing",
+            json!({ "channel": "general", "isTyping": "yes" }),
+            "invalid_payload",
+        ),
+        (
+            "user.typing",
+            json!({ "channel": "no-such-channel", "isTyping": true }),
+            "not_found",
+        ),
+        (
+            "user.typing",
+            json!({ "channel": "elsewhere", "isTyping": true }),
+            "not_in_channel",
+        ),
+        ("messages.sync", Value::Null, "invalid_payload"),
+        ("messages.sync", json!("general"), "invalid_payload"),
+        ("messages.sync", json!([]), "invalid_payload"),
+        (
+            "messages.sync",
+            json!({ "channel": "general" }),
+            "invalid_payload",
+        ),
+        (
+            "messages.sync",
+            json!({ "channel": "general", "after_seq": -1 }),
+            "invalid_payload",
+        ),
+        (
+            "messages.sync",
+            json!({ "channel": "general", "after_seq": "0" }),
+            "invalid_payload",
+        ),
+        (
+            "messages.sync",
+            json!({ "channel": "general", "after_seq": 0, "limit": 0 }),
+            "invalid_payload",
+        ),
+        (
+            "messages.sync",
+            json!({ "channel": "general", "after_seq": 0, "limit": 501 }),
+            "invalid_payload",
+        ),
+        (
+            "messages.sync",
+            json!({ "channel": "no-such-channel", "after_seq": 0 }),
+            "not_found",
+        ),
+        (
+            "messages.sync",
+            json!({ "channel": "vault", "after_seq": 0 }),
+            "forbidden",
+        ),
+    ];
+    for (i, (event, payload, expected)) in cases.into_iter().enumerate() {
+        let ack = client.ack(event, payload.clone()).await;
+        let shown: String = payload.to_string().chars().take(80).collect();
+        assert_eq!(code(&ack), expected, "{event} {shown}");
+        assert!(ack["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        // The same connection still sends a valid message.
+        let ok = send(&client, "general", &format!("still here {i}")).await;
+        assert_eq!(ok["ok"], true, "after {event} {shown}: {ok}");
+    }
+    for event in [
+        "channel.join",
+        "channel.leave",
+        "message.send",
+        "user.typing",
+        "messages.sync",
+    ] {
+        assert_eq!(
+            code(&client.ack_empty(event).await),
+            "invalid_payload",
+            "{event} without payload"
+        );
+    }
+
+    // Without an ack, the failure arrives as an `error` event.
+    client.emit("message.send", json!({ "text": 1 })).await;
+    let error = client.wait_for("error", |_| true).await;
+    assert_eq!(error["code"], "invalid_payload");
+
+    // Nothing half-stored: only the valid messages are in Postgres.
+    settle().await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&cluster.db)
+        .await
+        .unwrap();
+    let valid = client.events("message.new").len() as i64;
+    assert_eq!(stored, valid);
+    assert!(stored >= 40);
+    let ok = send(&client, "general", "final").await;
+    assert_eq!(ok["ok"], true);
+    client.disconnect().await;
+    cluster.finish().await;
+}

@@ -1,0 +1,573 @@
+//! Test support: a fresh two-instance cluster per test (own database, own Redis prefix), an
+//! HTTP client, and a Socket.IO client (the `rust_socketio` crate) that records every event.
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use banter::{App, Config};
+use clap::Parser;
+use futures_util::FutureExt;
+use rust_socketio::asynchronous::{Client as SioClient, ClientBuilder};
+use rust_socketio::{Event, Payload, TransportType};
+use serde_json::{json, Value};
+use sqlx::{Connection, PgConnection};
+use tokio::sync::Notify;
+use uuid::Uuid;
+
+/// The JWT secret every test instance shares.
+pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
+/// An origin in the test allowlist.
+pub const GOOD_ORIGIN: &str = "http://localhost:3000";
+
+/// How long a test waits for something that should happen.
+pub const WAIT: Duration = Duration::from_secs(10);
+
+fn admin_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
+}
+
+/// `url` with its database name replaced.
+fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| scheme_end + i)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{db}", &base[..host_end]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// One running instance, on its own runtime so that it can be killed without any cleanup.
+pub struct Instance {
+    pub addr: SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    crash: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Instance {
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn start(config: Config) -> Instance {
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (crash_tx, crash_rx) = tokio::sync::oneshot::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async move {
+                let app = App::build(config).await.expect("instance builds");
+                let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                    .await
+                    .expect("bind");
+                addr_tx.send(listener.local_addr().expect("addr")).ok();
+                let serve = app.serve(listener, async move {
+                    let _ = stop_rx.await;
+                });
+                tokio::select! {
+                    r = serve => r.expect("instance serves"),
+                    _ = crash_rx => {}
+                }
+            });
+            // After a crash, every task is dropped without running its cleanup.
+            rt.shutdown_background();
+        });
+        let addr = addr_rx
+            .recv_timeout(Duration::from_secs(60))
+            .expect("instance started");
+        Instance {
+            addr,
+            stop: Some(stop_tx),
+            crash: Some(crash_tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// A clean shutdown (as on SIGTERM).
+    pub async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        self.join().await;
+    }
+
+    /// Stops the instance without any cleanup, as SIGKILL would.
+    pub async fn crash(mut self) {
+        if let Some(crash) = self.crash.take() {
+            let _ = crash.send(());
+        }
+        self.join().await;
+    }
+
+    async fn join(&mut self) {
+        if let Some(thread) = self.thread.take() {
+            tokio::task::spawn_blocking(move || thread.join())
+                .await
+                .expect("join")
+                .expect("instance thread");
+        }
+    }
+}
+
+/// Two instances sharing one fresh database and one fresh Redis prefix.
+pub struct Cluster {
+    pub a: Option<Instance>,
+    pub b: Option<Instance>,
+    pub db: sqlx::PgPool,
+    db_name: String,
+    db_url: String,
+    prefix: String,
+    extra: Vec<String>,
+    pub http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Starts two instances; `extra` are additional `--flag value` arguments for both.
+    pub async fn start(extra: &[&str]) -> Cluster {
+        let db_name = format!("banter_test_{}", Uuid::new_v4().simple());
+        let mut admin = PgConnection::connect(&admin_url()).await.expect("postgres");
+        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+            .execute(&mut admin)
+            .await
+            .expect("create database");
+        admin.close().await.ok();
+        let db_url = with_database(&admin_url(), &db_name);
+        let prefix = format!("bt{}", Uuid::new_v4().simple());
+        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut cluster = Cluster {
+            a: None,
+            b: None,
+            db: sqlx::PgPool::connect_lazy(&db_url).expect("pool"),
+            db_name,
+            db_url,
+            prefix,
+            extra,
+            http: reqwest::Client::new(),
+        };
+        cluster.a = Some(cluster.instance().await);
+        cluster.b = Some(cluster.instance().await);
+        cluster
+    }
+
+    /// A new instance of this cluster.
+    pub async fn instance(&self) -> Instance {
+        let mut args = vec![
+            "banter".to_owned(),
+            "--database-url".into(),
+            self.db_url.clone(),
+            "--redis-url".into(),
+            redis_url(),
+            "--redis-prefix".into(),
+            self.prefix.clone(),
+            "--jwt-secret".into(),
+            SECRET.into(),
+            "--allowed-origins".into(),
+            GOOD_ORIGIN.into(),
+            "--presence-heartbeat-secs".into(),
+            "1".into(),
+        ];
+        args.extend(self.extra.iter().cloned());
+        let config = Config::try_parse_from(args).expect("config");
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        // Building needs a runtime of its own (the instance keeps it); do it off this one.
+        std::thread::spawn(move || {
+            tx.send(Instance::start(config)).ok();
+        });
+        rx.await.expect("instance")
+    }
+
+    pub fn a(&self) -> &Instance {
+        self.a.as_ref().expect("instance a running")
+    }
+
+    pub fn b(&self) -> &Instance {
+        self.b.as_ref().expect("instance b running")
+    }
+
+    /// Stops what still runs and removes the database and every Redis key of the cluster.
+    pub async fn finish(mut self) {
+        for instance in [self.a.take(), self.b.take()].into_iter().flatten() {
+            instance.stop().await;
+        }
+        self.db.close().await;
+        if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.db_name
+            ))
+            .execute(&mut admin)
+            .await;
+        }
+        if let Ok(client) = redis::Client::open(redis_url()) {
+            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}*", self.prefix))
+                    .query_async(&mut conn)
+                    .await
+                    .unwrap_or_default();
+                for key in keys {
+                    let _: Result<(), _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
+                }
+            }
+        }
+    }
+
+    /// Registers a user on instance `on` and returns their session.
+    pub async fn register(&self, on: &Instance, name: &str) -> User {
+        let resp = self
+            .http
+            .post(format!("{}/api/auth/register", on.url()))
+            .json(&json!({
+                "username": name,
+                "email": format!("{name}@example.com"),
+                "password": "password123",
+            }))
+            .send()
+            .await
+            .expect("register");
+        assert_eq!(resp.status(), 201, "register {name}");
+        User::from_response(resp).await
+    }
+
+    /// Signs in a guest (cheaper than registering: no password hash).
+    pub async fn guest(&self, name: &str) -> User {
+        let resp = self
+            .http
+            .post(format!("{}/api/auth/guest", self.a().url()))
+            .json(&json!({ "username": name }))
+            .send()
+            .await
+            .expect("guest");
+        assert_eq!(resp.status(), 201, "guest {name}");
+        User::from_response(resp).await
+    }
+
+    /// GET with a session cookie.
+    pub async fn get(&self, on: &Instance, path: &str, user: &User) -> (u16, Value) {
+        let resp = self
+            .http
+            .get(format!("{}{path}", on.url()))
+            .header("cookie", user.cookie())
+            .send()
+            .await
+            .expect("get");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    /// POST JSON with a session cookie.
+    pub async fn post(&self, on: &Instance, path: &str, user: &User, body: Value) -> (u16, Value) {
+        let resp = self
+            .http
+            .post(format!("{}{path}", on.url()))
+            .header("cookie", user.cookie())
+            .json(&body)
+            .send()
+            .await
+            .expect("post");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A signed-in user.
+#[derive(Clone, Debug)]
+pub struct User {
+    pub id: String,
+    pub token: String,
+}
+
+impl User {
+    async fn from_response(resp: reqwest::Response) -> User {
+        let token = session_cookie(&resp).expect("session cookie");
+        let body: Value = resp.json().await.expect("json");
+        User {
+            id: body["user"]["id"].as_str().expect("id").to_owned(),
+            token,
+        }
+    }
+
+    pub fn cookie(&self) -> String {
+        format!("token={}", self.token)
+    }
+}
+
+/// The `token` cookie a response sets.
+pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
+    resp.headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find_map(|c| c.strip_prefix("token="))
+        .map(|c| c.split(';').next().unwrap_or_default().to_owned())
+}
+
+/// How a test client presents itself at the handshake.
+#[derive(Clone, Default)]
+pub struct Hello {
+    pub cookie: Option<String>,
+    pub auth_token: Option<String>,
+    pub origin: Option<String>,
+    pub polling: bool,
+}
+
+impl Hello {
+    pub fn cookie(user: &User) -> Hello {
+        Hello {
+            cookie: Some(user.cookie()),
+            ..Hello::default()
+        }
+    }
+}
+
+#[derive(Default)]
+struct Recorded {
+    events: Vec<(String, Value, std::time::Instant)>,
+    connected: bool,
+    errors: Vec<String>,
+}
+
+/// A Socket.IO client that records what it receives.
+pub struct Client {
+    inner: SioClient,
+    recorded: Arc<Mutex<Recorded>>,
+    changed: Arc<Notify>,
+}
+
+fn first_arg(payload: Payload) -> Value {
+    match payload {
+        Payload::Text(mut values) if values.len() == 1 => values.remove(0),
+        Payload::Text(values) => Value::Array(values),
+        #[allow(deprecated)]
+        Payload::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
+        Payload::Binary(_) => Value::Null,
+    }
+}
+
+/// The outcome of a handshake.
+pub enum Handshake {
+    Connected(Client),
+    Refused(String),
+}
+
+impl Client {
+    /// Connects and waits for the server's verdict.
+    pub async fn handshake(on: &Instance, hello: Hello) -> Handshake {
+        let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let changed = Arc::new(Notify::new());
+        let mut builder = ClientBuilder::new(on.url())
+            .reconnect(false)
+            .transport_type(if hello.polling {
+                TransportType::Polling
+            } else {
+                TransportType::Websocket
+            });
+        if let Some(cookie) = &hello.cookie {
+            builder = builder.opening_header("Cookie", cookie.as_str());
+        }
+        if let Some(origin) = &hello.origin {
+            builder = builder.opening_header("Origin", origin.as_str());
+        }
+        if let Some(token) = &hello.auth_token {
+            builder = builder.auth(json!({ "token": token }));
+        }
+        let (r1, c1) = (recorded.clone(), changed.clone());
+        let (r2, c2) = (recorded.clone(), changed.clone());
+        let (r3, c3) = (recorded.clone(), changed.clone());
+        builder = builder
+            .on(Event::Connect, move |_, _| {
+                let (r, c) = (r1.clone(), c1.clone());
+                async move {
+                    r.lock().unwrap().connected = true;
+                    c.notify_waiters();
+                }
+                .boxed()
+            })
+            .on(Event::Error, move |payload, _| {
+                let (r, c) = (r2.clone(), c2.clone());
+                async move {
+                    let text = match first_arg(payload) {
+                        Value::String(s) => s,
+                        other => other.to_string(),
+                    };
+                    r.lock().unwrap().errors.push(text);
+                    c.notify_waiters();
+                }
+                .boxed()
+            })
+            .on_any(move |event, payload, _| {
+                let (r, c) = (r3.clone(), c3.clone());
+                async move {
+                    r.lock().unwrap().events.push((
+                        event.as_str().to_owned(),
+                        first_arg(payload),
+                        std::time::Instant::now(),
+                    ));
+                    c.notify_waiters();
+                }
+                .boxed()
+            });
+        let inner = builder.connect().await.expect("engine.io connection");
+        let client = Client {
+            inner,
+            recorded,
+            changed,
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = client.changed.notified();
+            {
+                let r = client.recorded.lock().unwrap();
+                if r.connected {
+                    break;
+                }
+                if let Some(e) = r.errors.iter().find(|e| e.contains("ConnectError")) {
+                    let message = e.split_once(": ").map(|(_, m)| m).unwrap_or(e);
+                    let message = serde_json::from_str::<Value>(message)
+                        .ok()
+                        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
+                        .unwrap_or_else(|| message.to_owned());
+                    return Handshake::Refused(message);
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no handshake verdict within {WAIT:?}");
+            }
+        }
+        Handshake::Connected(client)
+    }
+
+    /// Connects with a session cookie; panics when refused.
+    pub async fn connect(on: &Instance, user: &User) -> Client {
+        match Self::handshake(on, Hello::cookie(user)).await {
+            Handshake::Connected(c) => c,
+            Handshake::Refused(m) => panic!("handshake refused: {m}"),
+        }
+    }
+
+    /// Emits and waits for the ack.
+    pub async fn ack(&self, event: &str, payload: Value) -> Value {
+        self.ack_payload(event, Payload::from(payload)).await
+    }
+
+    /// Emits an event with no argument at all and waits for the ack.
+    pub async fn ack_empty(&self, event: &str) -> Value {
+        self.ack_payload(event, Payload::Text(Vec::new())).await
+    }
+
+    async fn ack_payload(&self, event: &str, payload: Payload) -> Value {
+        let (tx, rx) = tokio::sync::oneshot::channel::<Value>();
+        let tx = Arc::new(Mutex::new(Some(tx)));
+        self.inner
+            .emit_with_ack(event, payload, WAIT, move |p: Payload, _| {
+                let tx = tx.clone();
+                async move {
+                    if let Some(tx) = tx.lock().unwrap().take() {
+                        // Ack data arrives as the raw argument array.
+                        let value = match first_arg(p) {
+                            Value::Array(mut args) if args.len() == 1 => args.remove(0),
+                            other => other,
+                        };
+                        let _ = tx.send(value);
+                    }
+                }
+                .boxed()
+            })
+            .await
+            .expect("emit");
+        tokio::time::timeout(WAIT, rx)
+            .await
+            .unwrap_or_else(|_| panic!("no ack for {event} within {WAIT:?}"))
+            .expect("ack")
+    }
+
+    /// Emits without an ack.
+    pub async fn emit(&self, event: &str, payload: Value) {
+        self.inner.emit(event, payload).await.expect("emit");
+    }
+
+    /// Every payload received so far for an event.
+    pub fn events(&self, name: &str) -> Vec<Value> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, v, _)| v.clone())
+            .collect()
+    }
+
+    /// Every payload received so far for an event, with its arrival time.
+    pub fn timed_events(&self, name: &str) -> Vec<(Value, std::time::Instant)> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .events
+            .iter()
+            .filter(|(n, _, _)| n == name)
+            .map(|(_, v, t)| (v.clone(), *t))
+            .collect()
+    }
+
+    /// Waits until an event matching `pred` has arrived and returns it.
+    pub async fn wait_for(&self, name: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            if let Some(v) = self.events(name).into_iter().find(|v| pred(v)) {
+                return v;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!(
+                    "no matching {name} within {WAIT:?}; got {:?}",
+                    self.events(name)
+                );
+            }
+        }
+    }
+
+    pub async fn disconnect(self) {
+        let _ = self.inner.disconnect().await;
+    }
+}
+
+/// Sends a message and returns the ack.
+pub async fn send(client: &Client, channel: &str, text: &str) -> Value {
+    client
+        .ack(
+            "message.send",
+            json!({ "channel": channel, "text": text, "client_message_id": Uuid::new_v4() }),
+        )
+        .await
+}
+
+/// The error code of a failed ack.
+pub fn code(ack: &Value) -> &str {
+    assert_eq!(ack["ok"], false, "expected a failed ack, got {ack}");
+    ack["error"]["code"].as_str().unwrap_or_default()
+}
+
+/// Sleeps a little so that what should not happen has had the chance to.
+pub async fn settle() {
+    tokio::time::sleep(Duration::from_millis(700)).await;
+}

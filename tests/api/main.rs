@@ -1,0 +1,11 @@
+//! Black-box tests: two real instances per test, sharing a fresh Postgres database and a fresh
+//! Redis prefix, driven over real sockets by a Socket.IO client and an HTTP client.
+
+mod helpers;
+
+mod bad_input;
+mod handshake;
+mod http;
+mod messages;
+mod presence;
+mod ratelimit;

@@ -1,0 +1,198 @@
+//! Presence: several tabs, several instances, who is told, and crashed instances.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+fn status_of(events: &[Value], user: &User, status: &str) -> usize {
+    events
+        .iter()
+        .filter(|e| e["userId"] == user.id.as_str() && e["status"] == status)
+        .count()
+}
+
+async fn online_ids(cluster: &Cluster, on: &Instance, viewer: &User, query: &str) -> Vec<String> {
+    let (status, body) = cluster
+        .get(on, &format!("/api/presence/online{query}"), viewer)
+        .await;
+    assert_eq!(status, 200, "{body}");
+    body.as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["userId"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tabs_on_both_instances_are_one_presence() {
+    let cluster = Cluster::start(&[]).await;
+    let watcher_user = cluster.guest("watcher").await;
+    let user = cluster.guest("multitab").await;
+    let watcher = Client::connect(cluster.a(), &watcher_user).await;
+
+    let tab1 = Client::connect(cluster.a(), &user).await;
+    watcher
+        .wait_for("user.status", |e| {
+            e["userId"] == user.id.as_str() && e["status"] == "online"
+        })
+        .await;
+    let tab2 = Client::connect(cluster.b(), &user).await;
+    settle().await;
+    assert_eq!(
+        status_of(&watcher.events("user.status"), &user, "online"),
+        1,
+        "second tab: no second online"
+    );
+    assert!(online_ids(&cluster, cluster.b(), &watcher_user, "")
+        .await
+        .contains(&user.id));
+    assert!(
+        online_ids(&cluster, cluster.a(), &watcher_user, "?channel=general")
+            .await
+            .contains(&user.id)
+    );
+
+    // A newly started instance does not wipe anybody's presence.
+    let third = cluster.instance().await;
+    assert!(online_ids(&cluster, &third, &watcher_user, "")
+        .await
+        .contains(&user.id));
+    third.stop().await;
+    assert!(online_ids(&cluster, cluster.a(), &watcher_user, "")
+        .await
+        .contains(&user.id));
+
+    tab1.disconnect().await;
+    settle().await;
+    assert_eq!(
+        status_of(&watcher.events("user.status"), &user, "offline"),
+        0,
+        "one tab left: still online"
+    );
+    tab2.disconnect().await;
+    watcher
+        .wait_for("user.status", |e| {
+            e["userId"] == user.id.as_str() && e["status"] == "offline"
+        })
+        .await;
+    assert!(!online_ids(&cluster, cluster.a(), &watcher_user, "")
+        .await
+        .contains(&user.id));
+    watcher.disconnect().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_goes_only_to_the_users_channels() {
+    let cluster = Cluster::start(&[]).await;
+    let elsewhere_user = cluster.guest("elsewhere").await;
+    let (status, _) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &elsewhere_user,
+            json!({ "name": "quiet" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let elsewhere = Client::connect(cluster.a(), &elsewhere_user).await;
+    assert_eq!(
+        elsewhere.ack("channel.join", "quiet".into()).await["ok"],
+        true
+    );
+    let general_user = cluster.guest("ingeneral").await;
+    let in_general = Client::connect(cluster.b(), &general_user).await;
+
+    let newcomer = cluster.guest("newcomer").await;
+    let client = Client::connect(cluster.b(), &newcomer).await;
+    in_general
+        .wait_for("user.status", |e| e["userId"] == newcomer.id.as_str())
+        .await;
+    settle().await;
+    assert_eq!(
+        status_of(&elsewhere.events("user.status"), &newcomer, "online"),
+        0
+    );
+    for c in [client, elsewhere, in_general] {
+        c.disconnect().await;
+    }
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crowded_channels_get_counts_not_statuses() {
+    let cluster = Cluster::start(&["--presence-fanout-max", "1"]).await;
+    let watcher_user = cluster.guest("watcher").await;
+    let watcher = Client::connect(cluster.a(), &watcher_user).await;
+    let mut clients = Vec::new();
+    for i in 0..6 {
+        let user = cluster.guest(&format!("crowd{i}")).await;
+        let on = if i % 2 == 0 { cluster.a() } else { cluster.b() };
+        clients.push(Client::connect(on, &user).await);
+    }
+    watcher
+        .wait_for("channel.presence", |e| {
+            e["channel"] == "general" && e["online"] == 7
+        })
+        .await;
+    assert!(
+        watcher.events("user.status").is_empty(),
+        "{:?}",
+        watcher.events("user.status")
+    );
+    let times: Vec<_> = watcher
+        .timed_events("channel.presence")
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect();
+    for pair in times.windows(2) {
+        assert!(
+            pair[1].duration_since(pair[0]) >= Duration::from_millis(800),
+            "channel.presence at most about once per second"
+        );
+    }
+    for c in clients.into_iter().chain([watcher]) {
+        c.disconnect().await;
+    }
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn users_of_a_crashed_instance_go_offline() {
+    let mut cluster = Cluster::start(&[]).await;
+    let watcher_user = cluster.guest("survivor").await;
+    let watcher = Client::connect(cluster.b(), &watcher_user).await;
+    let victim = cluster.guest("victim").await;
+    let doomed = Client::connect(cluster.a(), &victim).await;
+    watcher
+        .wait_for("user.status", |e| {
+            e["userId"] == victim.id.as_str() && e["status"] == "online"
+        })
+        .await;
+    assert!(
+        online_ids(&cluster, cluster.b(), &watcher_user, "?channel=general")
+            .await
+            .contains(&victim.id)
+    );
+
+    cluster.a.take().unwrap().crash().await;
+    // Heartbeat period 1 s: reaped within 3 periods plus one reaper period.
+    watcher
+        .wait_for("user.status", |e| {
+            e["userId"] == victim.id.as_str() && e["status"] == "offline"
+        })
+        .await;
+    assert!(!online_ids(&cluster, cluster.b(), &watcher_user, "")
+        .await
+        .contains(&victim.id));
+    assert!(
+        !online_ids(&cluster, cluster.b(), &watcher_user, "?channel=general")
+            .await
+            .contains(&victim.id)
+    );
+    drop(doomed);
+    watcher.disconnect().await;
+    cluster.finish().await;
+}

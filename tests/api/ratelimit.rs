@@ -1,0 +1,54 @@
+//! The per-user send limit and its block, which outlives every instance.
+
+use serde_json::Value;
+
+use crate::helpers::*;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_limit_blocks_across_restarts() {
+    let mut cluster = Cluster::start(&[]).await;
+    let user = cluster.guest("chatty").await;
+    let tab_a = Client::connect(cluster.a(), &user).await;
+    let tab_b = Client::connect(cluster.b(), &user).await;
+    for n in 0..20 {
+        let on = if n % 2 == 0 { &tab_a } else { &tab_b };
+        let ack = send(on, "general", &format!("n{n}")).await;
+        assert_eq!(ack["ok"], true, "message {n}: {ack}");
+    }
+    let ack = send(&tab_a, "general", "one too many").await;
+    assert_eq!(code(&ack), "rate_limited");
+    let retry = ack["error"]["retry_after_ms"].as_u64().unwrap();
+    assert!(
+        retry > 20_000 && retry <= 30_000,
+        "blocked for about 30 s, got {retry}"
+    );
+    // Every socket of the user hears about the block, on both instances.
+    for tab in [&tab_a, &tab_b] {
+        let notice = tab.wait_for("rate_limited", |_| true).await;
+        assert!(notice["retry_after_ms"].as_u64().unwrap() > 0);
+        assert!(notice["until"].is_string());
+    }
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&cluster.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 20, "the refused message is not stored");
+    tab_a.disconnect().await;
+    tab_b.disconnect().await;
+
+    // Restart every instance: the block holds.
+    cluster.a.take().unwrap().stop().await;
+    cluster.b.take().unwrap().stop().await;
+    cluster.a = Some(cluster.instance().await);
+    cluster.b = Some(cluster.instance().await);
+    let again = Client::connect(cluster.b(), &user).await;
+    let ack: Value = send(&again, "general", "after restart").await;
+    assert_eq!(code(&ack), "rate_limited");
+    // Another user is not affected.
+    let other = cluster.guest("calm").await;
+    let calm = Client::connect(cluster.a(), &other).await;
+    assert_eq!(send(&calm, "general", "hello").await["ok"], true);
+    again.disconnect().await;
+    calm.disconnect().await;
+    cluster.finish().await;
+}
