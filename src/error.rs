@@ -30,6 +30,7 @@ pub enum Code {
     InvalidCredentials,
     Conflict,
     ForbiddenOrigin,
+    MethodNotAllowed,
     Internal,
 }
 
@@ -48,6 +49,7 @@ impl Code {
             Code::InvalidCredentials => "invalid_credentials",
             Code::Conflict => "conflict",
             Code::ForbiddenOrigin => "forbidden_origin",
+            Code::MethodNotAllowed => "method_not_allowed",
             Code::Internal => "internal",
         }
     }
@@ -61,6 +63,7 @@ impl Code {
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Unauthorized | Code::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Code::Conflict => StatusCode::CONFLICT,
+            Code::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Code::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -177,12 +177,21 @@ impl App {
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = realtime::presence_events::spawn_tasks(state.clone(), io.clone(), stop_rx);
 
-        let closing_io = io.clone();
-        let closing_state = state.clone();
+        // On the signal, the listener stops accepting at once while the sockets are closed
+        // beside it; upgraded websockets are not awaited by the server, so the closer is.
+        let (closing_tx, closing_rx) = tokio::sync::oneshot::channel::<()>();
+        let closer = tokio::spawn({
+            let (state, io) = (state.clone(), io.clone());
+            async move {
+                if closing_rx.await.is_ok() {
+                    close_sockets(&state, &io).await;
+                }
+            }
+        });
         let graceful = async move {
             shutdown.await;
-            tracing::info!("shutting down: closing sockets");
-            close_sockets(&closing_state, &closing_io).await;
+            tracing::info!("shutting down: no new connections, closing sockets");
+            let _ = closing_tx.send(());
         };
         let addr = listener.local_addr()?;
         tracing::info!(%addr, instance = state.presence.instance(), "banter listening");
@@ -192,6 +201,7 @@ impl App {
         )
         .with_graceful_shutdown(graceful)
         .await?;
+        let _ = closer.await;
 
         let _ = stop_tx.send(true);
         for task in tasks {

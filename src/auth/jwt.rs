@@ -78,12 +78,18 @@ impl Sessions {
         })
     }
 
+    /// Checks signature and expiry only (logout revokes what it can read, even when Redis
+    /// cannot say whether the token was revoked already).
+    pub fn decode(&self, token: &str) -> Result<Claims, AppError> {
+        decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|t| t.claims)
+            .map_err(|_| AppError::unauthorized())
+    }
+
     /// Checks signature, expiry and revocation. Every failure is `unauthorized`; a Redis
     /// failure is `unavailable` (a revoked token must never pass because Redis is away).
     pub async fn verify(&self, token: &str) -> Result<Claims, AppError> {
-        let claims = decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|_| AppError::unauthorized())?
-            .claims;
+        let claims = self.decode(token)?;
         let mut conn = self.redis.clone();
         let revoked: bool = redis::cmd("EXISTS")
             .arg(self.keys.revoked(&claims.jti.to_string()))

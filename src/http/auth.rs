@@ -148,12 +148,17 @@ async fn login(
             "wrong email, username or password",
         ));
     }
-    let account = identifier.to_lowercase();
+    let user = users::find_for_login(&state.db, by_email, &identifier).await?;
+    // Failures count per account whichever name it was asked by (or per name when no such
+    // account exists), and per client address.
+    let account = match &user {
+        Some(u) => u.id.to_string(),
+        None => identifier.to_lowercase(),
+    };
     let address = client_address(peer, &headers).to_string();
     if let Some(wait) = state.limiter.login_blocked(&account, &address).await? {
         return Err(AppError::rate_limited(wait));
     }
-    let user = users::find_for_login(&state.db, by_email, &identifier).await?;
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
     if !verify_password(password, hash).await {
         state.limiter.login_failed(&account, &address).await?;
@@ -181,8 +186,14 @@ async fn login(
 async fn guest(
     State(state): State<AppState>,
     cookies: Cookies,
-    body: axum::body::Bytes,
+    body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
+    let body = body.map_err(|_| {
+        AppError::invalid(format!(
+            "the body could not be read (at most {} bytes)",
+            super::MAX_BODY_BYTES
+        ))
+    })?;
     // The body is optional: none at all means "pick a name for me".
     let body: GuestBody = if body.iter().all(u8::is_ascii_whitespace) {
         GuestBody::default()
@@ -230,7 +241,9 @@ async fn insert_random_guest(state: &AppState) -> AppResult<PublicUser> {
 
 async fn logout(State(state): State<AppState>, cookies: Cookies) -> AppResult<Json<Value>> {
     if let Some(token) = cookies.get(COOKIE_NAME).map(|c| c.value().to_owned()) {
-        if let Ok(claims) = state.sessions.verify(&token).await {
+        // A Redis failure here is a 503: the client must not believe it is logged out while
+        // the token still works.
+        if let Ok(claims) = state.sessions.decode(&token) {
             state.sessions.revoke(&claims).await?;
             tracing::info!(user_id = %claims.sub, "user logged out");
         }

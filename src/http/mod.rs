@@ -36,6 +36,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api", api)
         .merge(health::router())
         .fallback(|| async { AppError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            AppError::new(Code::MethodNotAllowed, "method not allowed on this route")
+        })
         .with_state(state)
 }
 

@@ -217,6 +217,12 @@ async fn send(
         let (channel, channel_id) = joined_channel(&state, &conn, raw_channel).await?;
         let text = validate::message_text(raw_text)?;
 
+        // A retry of a stored message gets that message back, whatever the rate limit says.
+        if let Some(message) =
+            messages::find_by_client_id(&state.db, conn.user_id, client_message_id).await?
+        {
+            return Ok(json!({ "message": message, "duplicate": true }));
+        }
         let user = conn.user_id.to_string();
         match state.limiter.check_send(&user).await {
             Ok(Verdict::Allowed) => {}

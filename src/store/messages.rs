@@ -106,16 +106,13 @@ pub async fn find_by_client_id(
 
 /// Stores a message exactly once per `(sender, client_message_id)`.
 ///
+/// Callers look the id up with [`find_by_client_id`] first (the cheap, common answer to a
+/// retry); this insert still settles races between concurrent retries.
+///
 /// The channel row is locked by bumping `last_seq`, so inserts into one channel are serialized
 /// and their seqs follow commit order with no gap. A duplicate (already stored, or stored by a
 /// concurrent call while this one waited for the lock) rolls back, so it consumes no seq.
 pub async fn insert_idempotent(db: &PgPool, new: NewMessage<'_>) -> Result<Inserted, sqlx::Error> {
-    if let Some(message) = find_by_client_id(db, new.sender_id, new.client_message_id).await? {
-        return Ok(Inserted {
-            message,
-            duplicate: true,
-        });
-    }
     let mut tx = db.begin().await?;
     let seq: i64 = sqlx::query_scalar(
         "UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",

@@ -196,8 +196,12 @@ async fn every_event_refuses_bad_payloads_and_the_socket_survives() {
 
     // Without an ack, the failure arrives as an `error` event.
     client.emit("message.send", json!({ "text": 1 })).await;
-    let error = client.wait_for("error", |_| true).await;
+    let error = client
+        .wait_for_error(|e| e.contains("invalid_payload"))
+        .await;
+    let error: Value = serde_json::from_str(&error).expect("error event is JSON");
     assert_eq!(error["code"], "invalid_payload");
+    assert!(error["message"].is_string());
 
     // Nothing half-stored: only the valid messages are in Postgres.
     settle().await;

@@ -54,6 +54,8 @@ fn with_database(url: &str, db: &str) -> String {
 /// One running instance, on its own runtime so that it can be killed without any cleanup.
 pub struct Instance {
     pub addr: SocketAddr,
+    /// Set for an instance running as a separate `banter` process.
+    process: Option<std::process::Child>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     crash: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<std::thread::JoinHandle<()>>,
@@ -96,10 +98,60 @@ impl Instance {
             .expect("instance started");
         Instance {
             addr,
+            process: None,
             stop: Some(stop_tx),
             crash: Some(crash_tx),
             thread: Some(thread),
         }
+    }
+
+    /// Runs the `banter` binary with `env` on a free loopback port and waits for `/health`.
+    pub async fn spawn_process(env: &[(&str, String)]) -> Instance {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let child = std::process::Command::new(env!("CARGO_BIN_EXE_banter"))
+            .env("BANTER_ADDR", addr.to_string())
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn banter");
+        let instance = Instance {
+            addr,
+            process: Some(child),
+            stop: None,
+            crash: None,
+            thread: None,
+        };
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while reqwest::get(format!("{}/health", instance.url()))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "banter process did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        instance
+    }
+
+    /// Sends SIGTERM to a process instance and returns its exit status.
+    pub async fn terminate(mut self) -> std::process::ExitStatus {
+        let mut child = self.process.take().expect("a process instance");
+        let killed = std::process::Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(killed.success());
+        tokio::task::spawn_blocking(move || child.wait())
+            .await
+            .expect("join")
+            .expect("wait")
     }
 
     /// A clean shutdown (as on SIGTERM).
@@ -119,6 +171,10 @@ impl Instance {
     }
 
     async fn join(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
         if let Some(thread) = self.thread.take() {
             tokio::task::spawn_blocking(move || thread.join())
                 .await
@@ -193,6 +249,18 @@ impl Cluster {
             tx.send(Instance::start(config)).ok();
         });
         rx.await.expect("instance")
+    }
+
+    /// The environment that makes a `banter` process join this cluster.
+    pub fn process_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("DATABASE_URL", self.db_url.clone()),
+            ("REDIS_URL", redis_url()),
+            ("REDIS_PREFIX", self.prefix.clone()),
+            ("JWT_SECRET", SECRET.to_owned()),
+            ("ALLOWED_ORIGINS", GOOD_ORIGIN.to_owned()),
+            ("PRESENCE_HEARTBEAT_SECS", "1".to_owned()),
+        ]
     }
 
     pub fn a(&self) -> &Instance {
@@ -515,6 +583,28 @@ impl Client {
             .filter(|(n, _, _)| n == name)
             .map(|(_, v, _)| v.clone())
             .collect()
+    }
+
+    /// The `error` events received so far (the client library reports them apart).
+    pub async fn wait_for_error(&self, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            let found = self
+                .recorded
+                .lock()
+                .unwrap()
+                .errors
+                .iter()
+                .find(|e| pred(e))
+                .cloned();
+            if let Some(e) = found {
+                return e;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("no matching error event within {WAIT:?}");
+            }
+        }
     }
 
     /// Every payload received so far for an event, with its arrival time.

@@ -330,5 +330,17 @@ async fn health_ready_headers_and_csrf() {
         .await
         .unwrap();
     assert_eq!(resp.status(), 404);
+    assert_eq!(resp.json::<Value>().await.unwrap()["code"], "not_found");
+    let resp = cluster
+        .http
+        .delete(format!("{}/api/channels", cluster.a().url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 405);
+    assert_eq!(
+        resp.json::<Value>().await.unwrap()["code"],
+        "method_not_allowed"
+    );
     cluster.finish().await;
 }

@@ -8,4 +8,5 @@ mod handshake;
 mod http;
 mod messages;
 mod presence;
+mod process;
 mod ratelimit;

@@ -322,3 +322,81 @@ async fn private_channel_needs_password_then_membership() {
     again.disconnect().await;
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listed_words_are_masked_before_storing() {
+    let list = std::env::temp_dir().join(format!("banter-words-{}.txt", Uuid::new_v4()));
+    std::fs::write(&list, "darn\nheck it\n").unwrap();
+    let cluster = Cluster::start(&["--word-filter-file", list.to_str().unwrap()]).await;
+    let user = cluster.guest("potty").await;
+    let client = Client::connect(cluster.a(), &user).await;
+    let ack = send(&client, "general", "Darn, HECK IT, darning").await;
+    assert_eq!(ack["message"]["text"], "****, *******, darning");
+    let stored: String = sqlx::query_scalar("SELECT text FROM messages")
+        .fetch_one(&cluster.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, "****, *******, darning");
+    client.disconnect().await;
+    cluster.finish().await;
+    std::fs::remove_file(list).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn typing_reaches_the_channel_only_and_is_throttled() {
+    let cluster = Cluster::start(&[]).await;
+    let typist = cluster.guest("typist").await;
+    let reader = cluster.guest("reader").await;
+    let outsider = cluster.guest("outsider").await;
+    let (status, _) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &outsider,
+            json!({ "name": "side" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let t = Client::connect(cluster.a(), &typist).await;
+    let r = Client::connect(cluster.b(), &reader).await;
+    let o = Client::connect(cluster.b(), &outsider).await;
+    assert_eq!(o.ack("channel.join", "side".into()).await["ok"], true);
+
+    let ack = t
+        .ack(
+            "user.typing",
+            json!({ "channel": "general", "isTyping": true }),
+        )
+        .await;
+    assert_eq!(ack, json!({ "ok": true }));
+    let ack = t
+        .ack(
+            "user.typing",
+            json!({ "channel": "general", "isTyping": true }),
+        )
+        .await;
+    assert_eq!(ack["throttled"], true, "a second one at once is throttled");
+    let seen = r.wait_for("user.typing", |e| e["isTyping"] == true).await;
+    assert_eq!(seen["userId"], typist.id.as_str());
+    assert_eq!(seen["username"], "typist");
+    assert_eq!(seen["channel"], "general");
+    let ack = t
+        .ack(
+            "user.typing",
+            json!({ "channel": "general", "isTyping": false }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true);
+    r.wait_for("user.typing", |e| e["isTyping"] == false).await;
+    settle().await;
+    assert_eq!(r.events("user.typing").len(), 2);
+    assert!(t.events("user.typing").is_empty(), "the sender is excluded");
+    assert!(
+        o.events("user.typing").is_empty(),
+        "other channels hear nothing"
+    );
+    for c in [t, r, o] {
+        c.disconnect().await;
+    }
+    cluster.finish().await;
+}

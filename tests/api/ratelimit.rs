@@ -10,10 +10,11 @@ async fn over_the_limit_blocks_across_restarts() {
     let user = cluster.guest("chatty").await;
     let tab_a = Client::connect(cluster.a(), &user).await;
     let tab_b = Client::connect(cluster.b(), &user).await;
+    let mut last = Value::Null;
     for n in 0..20 {
         let on = if n % 2 == 0 { &tab_a } else { &tab_b };
-        let ack = send(on, "general", &format!("n{n}")).await;
-        assert_eq!(ack["ok"], true, "message {n}: {ack}");
+        last = send(on, "general", &format!("n{n}")).await;
+        assert_eq!(last["ok"], true, "message {n}: {last}");
     }
     let ack = send(&tab_a, "general", "one too many").await;
     assert_eq!(code(&ack), "rate_limited");
@@ -28,6 +29,20 @@ async fn over_the_limit_blocks_across_restarts() {
         assert!(notice["retry_after_ms"].as_u64().unwrap() > 0);
         assert!(notice["until"].is_string());
     }
+    // A retry of a stored message still gets its ack while blocked.
+    let retry = tab_b
+        .ack(
+            "message.send",
+            serde_json::json!({
+                "channel": "general",
+                "text": last["message"]["text"],
+                "client_message_id": last["message"]["client_message_id"],
+            }),
+        )
+        .await;
+    assert_eq!(retry["ok"], true, "{retry}");
+    assert_eq!(retry["duplicate"], true);
+    assert_eq!(retry["message"]["id"], last["message"]["id"]);
     let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
         .fetch_one(&cluster.db)
         .await
