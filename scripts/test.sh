@@ -91,7 +91,7 @@ log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 # Each test starts two instances with their own runtimes; three tests at a time suit two cores.
-log "tests (Postgres: ${DATABASE_URL%%@*}@..., Redis: $REDIS_URL)"
+log "tests (Postgres at ${DATABASE_URL#*@}, Redis at ${REDIS_URL#*@})"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --test-threads 3 --no-fail-fast
 else
