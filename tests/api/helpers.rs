@@ -219,8 +219,10 @@ impl Cluster {
             extra,
             http: reqwest::Client::new(),
         };
-        cluster.a = Some(cluster.instance().await);
-        cluster.b = Some(cluster.instance().await);
+        // Both start at the same moment on the empty database: migrations must cope.
+        let (a, b) = tokio::join!(cluster.instance(), cluster.instance());
+        cluster.a = Some(a);
+        cluster.b = Some(b);
         cluster
     }
 

@@ -198,3 +198,38 @@ async fn users_of_a_crashed_instance_go_offline() {
     watcher.disconnect().await;
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn global_scope_tells_everyone() {
+    let cluster = Cluster::start(&["--presence-scope", "global"]).await;
+    let elsewhere_user = cluster.guest("elsewhere").await;
+    let (status, _) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &elsewhere_user,
+            json!({ "name": "quiet" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let elsewhere = Client::connect(cluster.a(), &elsewhere_user).await;
+    assert_eq!(
+        elsewhere.ack("channel.join", "quiet".into()).await["ok"],
+        true
+    );
+    let newcomer = cluster.guest("newcomer").await;
+    let client = Client::connect(cluster.b(), &newcomer).await;
+    elsewhere
+        .wait_for("user.status", |e| {
+            e["userId"] == newcomer.id.as_str() && e["status"] == "online"
+        })
+        .await;
+    client.disconnect().await;
+    elsewhere
+        .wait_for("user.status", |e| {
+            e["userId"] == newcomer.id.as_str() && e["status"] == "offline"
+        })
+        .await;
+    elsewhere.disconnect().await;
+    cluster.finish().await;
+}
