@@ -62,6 +62,8 @@ pub struct Shared {
     pub presence: Presence,
     pub limiter: RateLimiter,
     pub filter: WordFilter,
+    /// The default channel, looked up once (channels are never renamed or removed).
+    pub default_channel: tokio::sync::OnceCell<store::channels::Channel>,
     /// Sockets whose presence is counted and whose disconnect cleanup has not finished;
     /// shutdown waits for it to reach zero.
     pub live_sockets: AtomicI64,
@@ -147,6 +149,7 @@ impl App {
             redis,
             keys,
             config,
+            default_channel: tokio::sync::OnceCell::new(),
             live_sockets: AtomicI64::new(0),
         }));
 

@@ -11,7 +11,7 @@ use crate::auth::{cookie_value, COOKIE_NAME};
 use crate::error::Code;
 use crate::{Adapter, AppState};
 
-/// The signed-in user of a socket, stored in its extensions by the handshake.
+/// The signed-in user of a socket, as the handshake found it.
 #[derive(Clone, Debug)]
 pub struct Session {
     pub user_id: Uuid,
@@ -69,10 +69,11 @@ pub async fn authenticate(
     };
     match state.sessions.verify(&token).await {
         Ok(claims) => {
-            s.extensions.insert(Session {
+            let session = Session {
                 user_id: claims.sub,
                 username: claims.username,
-            });
+            };
+            super::admit(&s, &state, &session).await;
             Ok(())
         }
         Err(e) => {

@@ -52,6 +52,8 @@ pub struct Conn {
 struct Lifecycle {
     /// The connection is counted in cluster presence.
     counted: bool,
+    /// The channel this socket is counted in (its room may be joined before it is counted).
+    channel_counted: Option<String>,
     /// The socket has disconnected: nothing may be counted for it any more.
     closed: bool,
 }
@@ -102,20 +104,48 @@ pub async fn build(
     Ok((layer, io))
 }
 
+/// Completes an accepted handshake before the client is told it is connected: the socket gets
+/// its state, its event handlers and its rooms (its user room and the default channel), so that
+/// neither an event the client sends nor a message broadcast right after `connect` can miss it.
+/// Presence is counted afterwards, in [`on_connect`].
+async fn admit(s: &SocketRef<Adapter>, state: &AppState, session: &Session) {
+    let conn = Arc::new(Conn::new(session));
+    s.join(user_room(conn.user_id));
+    if let Some(channel) = default_channel(state).await {
+        s.join(channel_room(&channel.name));
+        conn.set_channel(Some((channel.name.clone(), channel.id)));
+    }
+    s.extensions.insert(conn);
+    events::register(s);
+    s.on_disconnect(on_disconnect);
+}
+
+/// The public default channel, looked up once.
+async fn default_channel(state: &AppState) -> Option<Channel> {
+    let name = state.config.default_channel()?;
+    let found = state
+        .default_channel
+        .get_or_try_init(|| async { crate::access::channel(state, name).await })
+        .await;
+    match found {
+        Ok(channel) if !channel.is_private() => Some(channel.clone()),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "default channel not joined");
+            None
+        }
+    }
+}
+
+/// Counts the new connection in cluster presence and announces a user who came online.
 async fn on_connect(s: SocketRef<Adapter>, State(state): State<AppState>, io: SocketIo<Adapter>) {
-    let Some(session) = s.extensions.get::<Session>() else {
+    let Some(conn) = s.extensions.get::<Arc<Conn>>() else {
         let _ = s.disconnect();
         return;
     };
-    let conn = Arc::new(Conn::new(&session));
-    s.extensions.insert(conn.clone());
-    events::register(&s);
-    s.on_disconnect(on_disconnect);
-    s.join(user_room(conn.user_id));
     tracing::info!(sid = %s.id, user_id = %conn.user_id, transport = ?s.transport_type(), "socket connected");
-
     let mut life = conn.lifecycle.lock().await;
-    if life.closed || !s.connected() {
+    if life.closed {
         return;
     }
     let came_online = match state
@@ -134,14 +164,12 @@ async fn on_connect(s: SocketRef<Adapter>, State(state): State<AppState>, io: So
         }
     };
     let mut channels = Vec::new();
-    if let Some(default) = state.config.default_channel() {
-        match crate::access::channel(&state, default).await {
-            Ok(channel) if !channel.is_private() => {
-                let change = enter_channel(&state, &s, &conn, &channel).await;
-                channels.push((channel.name.clone(), change.online));
+    // A `channel.join` may have run first and counted its channel already.
+    if life.channel_counted.is_none() {
+        if let Some((name, _)) = conn.channel() {
+            if let Some(change) = count_join(&state, &mut life, &conn, &name).await {
+                channels.push((name, change.online));
             }
-            Ok(_) => {}
-            Err(e) => tracing::warn!(sid = %s.id, error = %e, "default channel not joined"),
         }
     }
     drop(life);
@@ -158,6 +186,7 @@ async fn on_connect(s: SocketRef<Adapter>, State(state): State<AppState>, io: So
     }
 }
 
+/// Uncounts the socket from presence and announces a user who went offline.
 async fn on_disconnect(
     s: SocketRef<Adapter>,
     State(state): State<AppState>,
@@ -169,12 +198,10 @@ async fn on_disconnect(
     };
     let mut life = conn.lifecycle.lock().await;
     life.closed = true;
+    conn.set_channel(None);
     let mut channels = Vec::new();
-    if let Some((name, _)) = conn.channel() {
-        conn.set_channel(None);
-        if let Some(change) = count_leave(&state, &conn, &name).await {
-            channels.push((name, change.online));
-        }
+    if let Some((name, change)) = count_leave(&state, &mut life, &conn).await {
+        channels.push((name, change.online));
     }
     let mut went_offline = false;
     if life.counted {
@@ -200,36 +227,35 @@ async fn on_disconnect(
     }
 }
 
-/// Joins the socket to a channel room and counts it in the channel's presence. Presence is
-/// best effort: when Redis fails, the socket still joins and the count reads 0.
-async fn enter_channel(
+/// Counts the socket in a channel's presence. Presence is best effort: when Redis fails, the
+/// socket stays in the room uncounted.
+async fn count_join(
     state: &AppState,
-    s: &SocketRef<Adapter>,
+    life: &mut Lifecycle,
     conn: &Conn,
-    channel: &Channel,
-) -> ChannelChange {
-    s.join(channel_room(&channel.name));
-    conn.set_channel(Some((channel.name.clone(), channel.id)));
-    match state
-        .presence
-        .join_channel(conn.user_id, &channel.name)
-        .await
-    {
-        Ok(change) => change,
+    channel: &str,
+) -> Option<ChannelChange> {
+    match state.presence.join_channel(conn.user_id, channel).await {
+        Ok(change) => {
+            life.channel_counted = Some(channel.to_owned());
+            Some(change)
+        }
         Err(e) => {
-            tracing::warn!(sid = %s.id, error = %e, "channel presence unavailable");
-            ChannelChange {
-                transition: false,
-                online: 0,
-            }
+            tracing::warn!(error = %e, "channel presence unavailable");
+            None
         }
     }
 }
 
-/// Uncounts a socket from a channel's presence.
-async fn count_leave(state: &AppState, conn: &Conn, channel: &str) -> Option<ChannelChange> {
-    match state.presence.leave_channel(conn.user_id, channel).await {
-        Ok(change) => Some(change),
+/// Uncounts the socket from the channel it is counted in, if any.
+async fn count_leave(
+    state: &AppState,
+    life: &mut Lifecycle,
+    conn: &Conn,
+) -> Option<(String, ChannelChange)> {
+    let channel = life.channel_counted.take()?;
+    match state.presence.leave_channel(conn.user_id, &channel).await {
+        Ok(change) => Some((channel, change)),
         Err(e) => {
             tracing::warn!(error = %e, "channel presence unavailable");
             None
@@ -238,14 +264,15 @@ async fn count_leave(state: &AppState, conn: &Conn, channel: &str) -> Option<Cha
 }
 
 /// Moves a socket into `channel`, leaving its previous channel first (one active channel per
-/// socket). Joining the channel it is already in changes nothing.
+/// socket), and returns the channel's online count. Joining the channel it is already in
+/// changes nothing.
 async fn switch_channel(
     state: &AppState,
     s: &SocketRef<Adapter>,
     conn: &Conn,
     channel: &Channel,
 ) -> AppResult<u64> {
-    let life = conn.lifecycle.lock().await;
+    let mut life = conn.lifecycle.lock().await;
     if life.closed {
         return Err(AppError::new(
             crate::error::Code::Unavailable,
@@ -259,20 +286,30 @@ async fn switch_channel(
         }
         s.leave(channel_room(&current));
         conn.set_channel(None);
-        count_leave(state, conn, &current).await;
     }
-    let change = enter_channel(state, s, conn, channel).await;
-    Ok(change.online)
+    count_leave(state, &mut life, conn).await;
+    s.join(channel_room(&channel.name));
+    conn.set_channel(Some((channel.name.clone(), channel.id)));
+    // Before the connection is counted (just after the handshake), `on_connect` counts it.
+    if !life.counted {
+        return Ok(state
+            .presence
+            .channel_online(&channel.name)
+            .await
+            .unwrap_or(0));
+    }
+    let change = count_join(state, &mut life, conn, &channel.name).await;
+    Ok(change.map(|c| c.online).unwrap_or(0))
 }
 
 /// Takes a socket out of its channel, if it is the one named.
 async fn leave_channel(state: &AppState, s: &SocketRef<Adapter>, conn: &Conn, name: &str) -> bool {
-    let _life = conn.lifecycle.lock().await;
+    let mut life = conn.lifecycle.lock().await;
     match conn.channel() {
         Some((current, _)) if current == name => {
             s.leave(channel_room(name));
             conn.set_channel(None);
-            count_leave(state, conn, name).await;
+            count_leave(state, &mut life, conn).await;
             true
         }
         _ => false,
