@@ -207,23 +207,8 @@ impl Presence {
         user: Uuid,
         channel: &str,
     ) -> redis::RedisResult<ChannelChange> {
-        let mut conn = self.redis.clone();
-        let (count, online): (i64, i64) = self
-            .chan_join
-            .key(self.keys.presence_chan(channel))
-            .key(self.keys.presence_inst(&self.instance))
-            .arg(user.to_string())
-            .arg(channel)
-            .invoke_async(&mut conn)
-            .await?;
-        let change = ChannelChange {
-            transition: count == 1,
-            online: online.max(0) as u64,
-        };
-        if change.transition {
-            self.mark_dirty(channel);
-        }
-        Ok(change)
+        self.count_in_channel(&self.chan_join, user, channel, 1)
+            .await
     }
 
     /// Counts a socket of `user` leaving `channel`.
@@ -232,9 +217,21 @@ impl Presence {
         user: Uuid,
         channel: &str,
     ) -> redis::RedisResult<ChannelChange> {
+        self.count_in_channel(&self.chan_leave, user, channel, 0)
+            .await
+    }
+
+    /// Runs a channel counting script; the user's count reaching `transition_at` is a
+    /// transition (first socket in, or last socket out) that changes the channel's count.
+    async fn count_in_channel(
+        &self,
+        script: &Script,
+        user: Uuid,
+        channel: &str,
+        transition_at: i64,
+    ) -> redis::RedisResult<ChannelChange> {
         let mut conn = self.redis.clone();
-        let (count, online): (i64, i64) = self
-            .chan_leave
+        let (count, online): (i64, i64) = script
             .key(self.keys.presence_chan(channel))
             .key(self.keys.presence_inst(&self.instance))
             .arg(user.to_string())
@@ -242,7 +239,7 @@ impl Presence {
             .invoke_async(&mut conn)
             .await?;
         let change = ChannelChange {
-            transition: count == 0,
+            transition: count == transition_at,
             online: online.max(0) as u64,
         };
         if change.transition {
