@@ -7,70 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-log() { printf '\n== %s\n' "$*"; }
-
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"
-  elif command -v sudo >/dev/null 2>&1; then sudo "$@"
-  else echo "test.sh: need root for: $*" >&2; return 1
-  fi
-}
-
-apt_install() {
-  log "installing $*"
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null
-}
-
-wait_for() { # wait_for <what> <command...>
-  local what=$1; shift
-  for _ in $(seq 1 60); do
-    if "$@" >/dev/null 2>&1; then return 0; fi
-    sleep 0.5
-  done
-  echo "test.sh: $what did not come up" >&2
-  return 1
-}
-
-ensure_postgres() {
-  command -v psql >/dev/null 2>&1 || apt_install postgresql-client
-  if [ -n "${DATABASE_URL:-}" ]; then
-    wait_for "Postgres at DATABASE_URL" psql "$DATABASE_URL" -Atc 'SELECT 1'
-    return
-  fi
-  export DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres
-  if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
-    if ! ls /etc/postgresql/*/main >/dev/null 2>&1; then apt_install postgresql; fi
-    local version
-    version=$(ls /etc/postgresql | sort -V | tail -n 1)
-    log "starting PostgreSQL $version"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-    wait_for "PostgreSQL" pg_isready -q -h 127.0.0.1 -p 5432
-  fi
-  if ! psql "$DATABASE_URL" -Atc 'SELECT 1' >/dev/null 2>&1; then
-    # A stock install asks for a password on TCP: give the local superuser one.
-    as_root runuser -u postgres -- psql -qc "ALTER USER postgres PASSWORD 'postgres'"
-    export DATABASE_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres
-    psql "$DATABASE_URL" -Atc 'SELECT 1' >/dev/null
-  fi
-}
-
-ensure_redis() {
-  command -v redis-cli >/dev/null 2>&1 || apt_install redis-server
-  if [ -n "${REDIS_URL:-}" ]; then
-    wait_for "Redis at REDIS_URL" redis-cli -u "$REDIS_URL" ping
-    return
-  fi
-  export REDIS_URL=redis://127.0.0.1:6379
-  if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
-    command -v redis-server >/dev/null 2>&1 || apt_install redis-server
-    log "starting Redis"
-    mkdir -p /tmp/banter-redis
-    redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
-      --dir /tmp/banter-redis --logfile /tmp/banter-redis/redis.log
-    wait_for "Redis" redis-cli -h 127.0.0.1 -p 6379 ping
-  fi
-}
+. scripts/lib.sh
 
 drop_stale_test_databases() {
   psql "$DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'banter\_test\_%'" |
@@ -91,10 +28,21 @@ log "cargo clippy"
 cargo clippy --all-targets --locked -- -D warnings
 
 # Each test starts two instances with their own runtimes; three tests at a time suit two cores.
-log "tests (Postgres at ${DATABASE_URL#*@}, Redis at ${REDIS_URL#*@})"
+log "Rust tests (Postgres at ${DATABASE_URL#*@}, Redis at ${REDIS_URL#*@})"
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --locked --test-threads 3 --no-fail-fast
 else
   cargo test --locked -- --test-threads 3
 fi
+
+log "deployment files (docker-compose config, nginx.conf, Dockerfiles, README)"
+ensure_nginx
+command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
+/usr/bin/python3 -m unittest discover -s tests/deploy
+
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+log "end-to-end: socket.io-client through nginx"
+cargo build --locked --bin banter
+(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
 log "all tests passed"

@@ -1,0 +1,30 @@
+# banter: a multi-stage build; the runtime image holds one static-ish binary and runs as a
+# non-root user.
+
+FROM rust:1-bookworm AS build
+WORKDIR /src
+# Dependencies first, so that editing the code does not rebuild them.
+COPY Cargo.toml Cargo.lock ./
+RUN mkdir -p src/bin && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && cargo build --release --locked --bin banter \
+    && rm -rf src
+COPY src ./src
+COPY migrations ./migrations
+# Make sure the real sources are newer than the placeholder build.
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin banter
+
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin banter
+COPY --from=build /src/target/release/banter /usr/local/bin/banter
+USER banter
+ENV BANTER_ADDR=0.0.0.0:4000 \
+    LOG_FORMAT=json
+EXPOSE 4000
+# bash's /dev/tcp keeps the image free of curl.
+HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \
+    CMD ["bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/4000 && printf 'GET /health HTTP/1.0\\r\\n\\r\\n' >&3 && grep -q '\"ok\"' <&3"]
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["/usr/local/bin/banter"]

@@ -1,0 +1,217 @@
+// A real banter cluster for end-to-end tests: a fresh Postgres database and Redis prefix, two
+// `banter` processes, and nginx started from the project's nginx.conf (through
+// scripts/nginx-local.sh), all on loopback. Optionally the built frontend behind the same nginx.
+
+import { spawn, execFileSync } from 'node:child_process';
+import { randomUUID } from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const SECRET = 'e2e-secret-e2e-secret-e2e-secret-0123456789';
+const NGINX = fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.unref();
+    server.on('error', reject);
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Waits until `url` answers 200, or throws after `ms`. */
+export async function waitFor200(url, ms = 30_000) {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    try {
+      const res = await fetch(url);
+      if (res.ok) return;
+    } catch {
+      // not up yet
+    }
+    if (Date.now() > deadline) throw new Error(`${url} did not answer within ${ms} ms`);
+    await sleep(100);
+  }
+}
+
+function withDatabase(url, db) {
+  const u = new URL(url);
+  u.pathname = `/${db}`;
+  return u.toString();
+}
+
+function psql(url, sql) {
+  return execFileSync('psql', [url, '-Atqc', sql], { encoding: 'utf8' }).trim();
+}
+
+/**
+ * Starts the cluster. Returns { url, origin, instances, upstreamOf, stop, ... }; every instance
+ * is { name, port, addr, url, kill(signal), exited }.
+ */
+export async function startCluster({ frontend = false, env = {} } = {}) {
+  const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
+  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
+  const id = randomUUID().replaceAll('-', '').slice(0, 16);
+  const dbName = `banter_test_e2e_${id}`;
+  psql(adminUrl, `CREATE DATABASE ${dbName}`);
+  const dbUrl = withDatabase(adminUrl, dbName);
+  const prefix = `e2e${id}`;
+  const work = fs.mkdtempSync(path.join(os.tmpdir(), 'banter-e2e-'));
+  const bin = process.env.BANTER_BIN ?? path.join(root, 'target/debug/banter');
+  const [portA, portB, portNginx, portFrontend] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const origin = `http://127.0.0.1:${portNginx}`;
+  const children = [];
+
+  const instances = ['a', 'b'].map((name, i) => {
+    const port = i === 0 ? portA : portB;
+    const log = fs.openSync(path.join(work, `banter-${name}.log`), 'a');
+    const child = spawn(bin, [], {
+      env: {
+        ...process.env,
+        BANTER_ADDR: `127.0.0.1:${port}`,
+        DATABASE_URL: dbUrl,
+        REDIS_URL: redisUrl,
+        REDIS_PREFIX: prefix,
+        JWT_SECRET: SECRET,
+        INSTANCE_ID: `${prefix}-${name}`,
+        ALLOWED_ORIGINS: `${origin},http://localhost:${portNginx}`,
+        PRESENCE_HEARTBEAT_SECS: '1',
+        RUST_LOG: 'info',
+        ...env,
+      },
+      stdio: ['ignore', log, log],
+    });
+    const instance = {
+      name,
+      port,
+      addr: `127.0.0.1:${port}`,
+      url: `http://127.0.0.1:${port}`,
+      exited: null,
+      kill(signal = 'SIGKILL') {
+        child.kill(signal);
+        return new Promise((resolve) => (instance.exited ? resolve(instance.exited) : child.once('exit', (code, sig) => resolve({ code, signal: sig }))));
+      },
+    };
+    child.once('exit', (code, signal) => {
+      instance.exited = { code, signal };
+    });
+    children.push(child);
+    return instance;
+  });
+
+  if (frontend) {
+    const log = fs.openSync(path.join(work, 'frontend.log'), 'a');
+    const child = spawn('npm', ['run', 'start', '--', '-H', '127.0.0.1', '-p', String(portFrontend)], {
+      cwd: path.join(root, 'frontend'),
+      env: { ...process.env },
+      stdio: ['ignore', log, log],
+      detached: true,
+    });
+    children.push(child);
+  }
+
+  execFileSync(path.join(root, 'scripts/nginx-local.sh'), [
+    path.join(work, 'nginx'),
+    `127.0.0.1:${portNginx}`,
+    instances[0].addr,
+    instances[1].addr,
+    `127.0.0.1:${portFrontend}`,
+  ]);
+  const nginxDir = path.join(work, 'nginx');
+  const nginx = spawn(NGINX, ['-p', nginxDir, '-c', path.join(nginxDir, 'nginx.conf'), '-e', path.join(nginxDir, 'error.log'), '-g', 'daemon off;'], {
+    stdio: ['ignore', 'ignore', fs.openSync(path.join(work, 'nginx.out'), 'a')],
+  });
+  children.push(nginx);
+
+  const cluster = {
+    url: origin,
+    origin,
+    work,
+    dbUrl,
+    redisUrl,
+    prefix,
+    instances,
+    /** Rows of the messages table of a channel, by seq. */
+    messages(channel = 'general') {
+      const out = psql(dbUrl, `SELECT m.seq FROM messages m JOIN channels c ON c.id = m.channel_id WHERE c.name = '${channel}' ORDER BY m.seq`);
+      return out ? out.split('\n').map(Number) : [];
+    },
+    /** nginx's access log lines. */
+    accessLog() {
+      const file = path.join(nginxDir, 'access.log');
+      return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
+    },
+    /** The instance nginx sends requests from this loopback source address to. */
+    async upstreamOf(localAddress) {
+      const probe = randomUUID();
+      await new Promise((resolve, reject) => {
+        const req = http.get(`${origin}/ready?probe=${probe}`, { localAddress, agent: false }, (res) => {
+          res.resume();
+          res.on('end', resolve);
+        });
+        req.on('error', reject);
+      });
+      for (let i = 0; i < 50; i++) {
+        const line = cluster.accessLog().find((l) => l.includes(probe));
+        if (line) return instances.find((inst) => line.includes(inst.addr));
+        await sleep(20);
+      }
+      throw new Error(`no access log line for probe from ${localAddress}`);
+    },
+    /** Loopback source addresses whose requests nginx sends to `instance`. */
+    async addressesFor(instance, count, start = 2) {
+      const found = [];
+      for (let host = start; host < 250 && found.length < count; host++) {
+        const address = `127.0.0.${host}`;
+        if ((await cluster.upstreamOf(address)) === instance) found.push(address);
+      }
+      if (found.length < count) throw new Error(`only ${found.length} addresses map to ${instance.name}`);
+      return found;
+    },
+    async stop() {
+      for (const child of children) {
+        if (child.exitCode === null && child.signalCode === null) {
+          try {
+            if (child.spawnargs[0] === 'npm') process.kill(-child.pid, 'SIGTERM');
+            else child.kill('SIGTERM');
+          } catch {
+            // already gone
+          }
+        }
+      }
+      await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? null : new Promise((r) => { const t = setTimeout(() => { try { c.kill('SIGKILL'); } catch { /* gone */ } r(); }, 10_000); c.once('exit', () => { clearTimeout(t); r(); }); }))));
+      try {
+        psql(adminUrl, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
+      } catch {
+        // best effort
+      }
+      try {
+        const keys = execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${prefix}*`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+        for (let i = 0; i < keys.length; i += 500) execFileSync('redis-cli', ['-u', redisUrl, 'DEL', ...keys.slice(i, i + 500)]);
+      } catch {
+        // best effort
+      }
+      fs.rmSync(work, { recursive: true, force: true });
+    },
+  };
+
+  try {
+    await Promise.all(instances.map((inst) => waitFor200(`${inst.url}/health`, 60_000)));
+    await waitFor200(`${origin}/ready`, 30_000);
+    if (frontend) await waitFor200(`${origin}/`, 60_000);
+  } catch (e) {
+    await cluster.stop();
+    throw e;
+  }
+  return cluster;
+}
