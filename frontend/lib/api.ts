@@ -1,0 +1,89 @@
+/**
+ * The REST side of banter, same origin (nginx sends /api/ to the cluster). The session is the
+ * httpOnly `token` cookie: every call sends credentials and never sees the token.
+ */
+import type { ApiErrorBody, Channel, Message, OnlineUser, User } from "./types";
+
+/** A refused or failed request, with the server's code, words and field errors. */
+export class ApiError extends Error {
+  readonly status: number;
+  readonly code: string;
+  readonly fieldErrors: Record<string, string>;
+  readonly retryAfterMs?: number;
+
+  constructor(status: number, body: Partial<ApiErrorBody>) {
+    super(body.message || "Something went wrong. Please try again.");
+    this.status = status;
+    this.code = body.code || "internal";
+    this.fieldErrors = {};
+    for (const e of body.errors ?? []) {
+      if (!(e.field in this.fieldErrors)) this.fieldErrors[e.field] = e.message;
+    }
+    this.retryAfterMs = body.retry_after_ms;
+  }
+}
+
+async function request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+  let res: Response;
+  try {
+    res = await fetch(path, {
+      method,
+      credentials: "include",
+      headers: body === undefined ? undefined : { "Content-Type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+      cache: "no-store",
+    });
+  } catch {
+    throw new ApiError(0, { code: "network", message: "Cannot reach the server. Check your connection." });
+  }
+  const text = await res.text();
+  let data: unknown = undefined;
+  if (text) {
+    try {
+      data = JSON.parse(text);
+    } catch {
+      data = undefined;
+    }
+  }
+  if (!res.ok) {
+    const err = (data && typeof data === "object" ? data : {}) as Partial<ApiErrorBody>;
+    if (!err.message && res.status >= 500) err.message = "The server is unavailable. Please try again.";
+    throw new ApiError(res.status, err);
+  }
+  return data as T;
+}
+
+interface AuthAnswer {
+  message: string;
+  user: User;
+}
+
+export const api = {
+  me: () => request<User>("GET", "/api/auth/me"),
+  register: (username: string, email: string, password: string) =>
+    request<AuthAnswer>("POST", "/api/auth/register", { username, email, password }).then((a) => a.user),
+  /** `login` is an email when it has an `@`, else a username. */
+  login: (login: string, password: string) =>
+    request<AuthAnswer>(
+      "POST",
+      "/api/auth/login",
+      login.includes("@") ? { email: login.trim(), password } : { username: login.trim(), password },
+    ).then((a) => a.user),
+  guest: (username?: string) =>
+    request<AuthAnswer>("POST", "/api/auth/guest", username ? { username } : {}).then((a) => a.user),
+  logout: () => request<{ message: string }>("POST", "/api/auth/logout"),
+  channels: () => request<Channel[]>("GET", "/api/channels"),
+  createChannel: (name: string, description: string, password: string) =>
+    request<Channel>("POST", "/api/channels", {
+      name,
+      ...(description.trim() ? { description: description.trim() } : {}),
+      ...(password ? { password } : {}),
+    }),
+  history: (channel: string, opts: { before?: number; limit: number }) => {
+    const q = new URLSearchParams({ limit: String(opts.limit) });
+    if (opts.before !== undefined) q.set("before", String(opts.before));
+    return request<Message[]>("GET", `/api/channels/${encodeURIComponent(channel)}/messages?${q}`);
+  },
+  online: (channel: string) =>
+    request<OnlineUser[]>("GET", `/api/presence/online?channel=${encodeURIComponent(channel)}`),
+};
