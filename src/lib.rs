@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use redis::aio::ConnectionManager;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use socketioxide::SocketIo;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -40,8 +40,9 @@ use crate::presence::Presence;
 use crate::ratelimit::RateLimiter;
 
 /// The Socket.IO adapter: socketioxide's Redis adapter, which carries broadcasts between
-/// instances.
-pub type Adapter = socketioxide_redis::RedisAdapter<socketioxide::adapter::Emitter>;
+/// instances, on a driver that reconnects when Redis restarts.
+pub type Adapter =
+    socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, realtime::Bus>;
 
 /// Longest accepted Engine.IO payload, the same on polling and websocket: room for a message
 /// of the longest text with every character escaped, and for a clear `too_long` answer to
@@ -64,6 +65,9 @@ pub struct Shared {
     pub filter: WordFilter,
     /// The default channel, looked up once (channels are never renamed or removed).
     pub default_channel: tokio::sync::OnceCell<store::channels::Channel>,
+    /// Held shared by every change of a socket's presence, and exclusively by a presence
+    /// rebuild, so that a rebuild never counts a socket twice or misses one.
+    pub presence_gate: tokio::sync::RwLock<()>,
     /// Sockets whose presence is counted and whose disconnect cleanup has not finished;
     /// shutdown waits for it to reach zero.
     pub live_sockets: AtomicI64,
@@ -115,7 +119,14 @@ impl App {
 
         let redis_client = redis::Client::open(resp3_url(&config.redis_url))
             .context("REDIS_URL is not a valid Redis URL")?;
-        let redis = ConnectionManager::new(redis_client.clone())
+        // Bounded waits: while Redis is away, a command fails within about two seconds (and the
+        // caller degrades as documented) instead of hanging on reconnection attempts.
+        let redis_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(Duration::from_secs(1)))
+            .set_response_timeout(Some(Duration::from_secs(2)))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let redis = ConnectionManager::new_with_config(redis_client.clone(), redis_config)
             .await
             .context("cannot connect to Redis (REDIS_URL)")?;
         let keys = Keys::new(&config.redis_prefix);
@@ -150,6 +161,7 @@ impl App {
             keys,
             config,
             default_channel: tokio::sync::OnceCell::new(),
+            presence_gate: tokio::sync::RwLock::new(()),
             live_sockets: AtomicI64::new(0),
         }));
 
@@ -175,7 +187,8 @@ impl App {
         // Leftovers of an earlier life of this instance id are stale by definition.
         let leftovers = state.presence.reap(state.presence.instance(), true).await?;
         realtime::presence_events::announce_reaped(&state, &io, leftovers).await;
-        state.presence.heartbeat().await?;
+        // The first heartbeat of this life: there is nothing to rebuild yet.
+        let _ = state.presence.heartbeat().await?;
 
         let (stop_tx, stop_rx) = watch::channel(false);
         let tasks = realtime::presence_events::spawn_tasks(state.clone(), io.clone(), stop_rx);

@@ -286,23 +286,26 @@ impl Presence {
             .collect())
     }
 
-    /// Refreshes this instance's heartbeat (it lives three periods).
-    pub async fn heartbeat(&self) -> redis::RedisResult<()> {
+    /// Refreshes this instance's heartbeat (it lives three periods). Returns whether the
+    /// heartbeat was still there: when it was not, Redis lost this instance's presence (a
+    /// restart) or another instance reaped it, and it must be rebuilt.
+    pub async fn heartbeat(&self) -> redis::RedisResult<bool> {
         let mut conn = self.redis.clone();
         let ttl_ms = (self.heartbeat.as_millis() as u64 * 3).max(1);
-        redis::pipe()
+        let (previous,): (Option<String>,) = redis::pipe()
             .cmd("SET")
             .arg(self.keys.heartbeat(&self.instance))
             .arg(1)
             .arg("PX")
             .arg(ttl_ms)
-            .ignore()
+            .arg("GET")
             .cmd("SADD")
             .arg(self.keys.instances())
             .arg(&self.instance)
             .ignore()
             .query_async(&mut conn)
-            .await
+            .await?;
+        Ok(previous.is_some())
     }
 
     /// Removes this instance's heartbeat (on a clean shutdown).

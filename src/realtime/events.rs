@@ -10,6 +10,7 @@ use socketioxide::extract::{Extension, SocketRef, State, TryData};
 use socketioxide::SocketIo;
 use uuid::Uuid;
 
+use super::emit;
 use super::reply::Reply;
 use super::{channel_room, user_room, Conn};
 use crate::access;
@@ -254,15 +255,13 @@ async fn send(
         )
         .await?;
         if !inserted.duplicate {
-            if let Some(op) = io.of("/") {
-                if let Err(e) = op
-                    .to(channel_room(&channel))
-                    .emit("message.new", &inserted.message)
-                    .await
-                {
-                    tracing::warn!(error = %e, "message.new broadcast failed");
-                }
-            }
+            emit::broadcast(
+                &io,
+                vec![channel_room(&channel)],
+                "message.new",
+                &inserted.message,
+            )
+            .await;
         }
         Ok(json!({ "message": inserted.message, "duplicate": inserted.duplicate }))
     }
@@ -274,11 +273,7 @@ async fn send(
 async fn notify_blocked(io: &SocketIo<Adapter>, user: Uuid, retry_after_ms: u64) {
     let until = chrono::Utc::now() + chrono::Duration::milliseconds(retry_after_ms as i64);
     let body = json!({ "retry_after_ms": retry_after_ms, "until": until });
-    if let Some(op) = io.of("/") {
-        if let Err(e) = op.to(user_room(user)).emit("rate_limited", &body).await {
-            tracing::warn!(error = %e, "rate_limited notice failed");
-        }
-    }
+    emit::broadcast(io, vec![user_room(user)], "rate_limited", &body).await;
 }
 
 async fn typing(

@@ -1,6 +1,8 @@
 //! The Socket.IO side: the server setup, the handshake, connection lifecycle and presence.
 //! Each client event has its handler in [`events`].
 
+mod bus;
+pub mod emit;
 mod events;
 mod handshake;
 pub mod presence_events;
@@ -23,6 +25,7 @@ use crate::presence::ChannelChange;
 use crate::store::channels::Channel;
 use crate::{Adapter, AppState, MAX_PAYLOAD_BYTES};
 
+pub use bus::Bus;
 pub use handshake::Session;
 
 /// The room of one user's sockets, cluster-wide.
@@ -39,23 +42,25 @@ pub fn channel_room(channel: &str) -> String {
 pub struct Conn {
     pub user_id: Uuid,
     pub username: String,
-    /// The socket's one active channel: name and id.
+    /// The socket's one active channel: name and id (the room it is in).
     channel: Mutex<Option<(String, Uuid)>>,
-    /// Serializes joins, leaves and the disconnect cleanup of this socket, so that presence
-    /// counts always match the rooms the socket is in.
-    lifecycle: tokio::sync::Mutex<Lifecycle>,
+    /// What cluster presence holds for this socket. Changed only together with the Redis
+    /// counters, under the presence gate (see [`crate::Shared::presence_gate`]).
+    counted: Mutex<Counted>,
+    /// Serializes joins, leaves and the disconnect cleanup of this socket; true once the socket
+    /// has disconnected (nothing may be counted for it any more).
+    closed: tokio::sync::Mutex<bool>,
     /// When this socket last relayed `isTyping: true` (typing is throttled).
     pub last_typing: Mutex<Option<Instant>>,
 }
 
-#[derive(Default)]
-struct Lifecycle {
-    /// The connection is counted in cluster presence.
-    counted: bool,
-    /// The channel this socket is counted in (its room may be joined before it is counted).
-    channel_counted: Option<String>,
-    /// The socket has disconnected: nothing may be counted for it any more.
-    closed: bool,
+/// The presence this socket holds.
+#[derive(Clone, Default)]
+struct Counted {
+    /// The connection is counted in the user's cluster-wide connections.
+    user: bool,
+    /// The channel whose presence counts this socket.
+    channel: Option<String>,
 }
 
 impl Conn {
@@ -64,7 +69,8 @@ impl Conn {
             user_id: session.user_id,
             username: session.username.clone(),
             channel: Mutex::new(None),
-            lifecycle: tokio::sync::Mutex::new(Lifecycle::default()),
+            counted: Mutex::new(Counted::default()),
+            closed: tokio::sync::Mutex::new(false),
             last_typing: Mutex::new(None),
         }
     }
@@ -79,6 +85,16 @@ impl Conn {
             *c = value;
         }
     }
+
+    fn counted(&self) -> Counted {
+        self.counted.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn update_counted(&self, f: impl FnOnce(&mut Counted)) {
+        if let Ok(mut c) = self.counted.lock() {
+            f(&mut c);
+        }
+    }
 }
 
 /// Builds the Socket.IO layer on the Redis adapter and registers the `/` namespace.
@@ -86,11 +102,11 @@ pub async fn build(
     state: &AppState,
     redis: &redis::Client,
 ) -> anyhow::Result<(SocketIoLayer<Adapter>, SocketIo<Adapter>)> {
-    let adapter = RedisAdapterCtr::new_with_redis_config(
-        redis,
+    let bus = bus::Bus::connect(redis.clone()).await?;
+    let adapter = RedisAdapterCtr::new_with_driver(
+        bus,
         RedisAdapterConfig::new().with_prefix(state.keys.adapter()),
-    )
-    .await?;
+    );
     let (layer, io) = SocketIo::builder()
         .max_payload(MAX_PAYLOAD_BYTES as u64)
         .ws_max_message_size(MAX_PAYLOAD_BYTES)
@@ -144,46 +160,64 @@ async fn on_connect(s: SocketRef<Adapter>, State(state): State<AppState>, io: So
         return;
     };
     tracing::info!(sid = %s.id, user_id = %conn.user_id, transport = ?s.transport_type(), "socket connected");
-    let mut life = conn.lifecycle.lock().await;
-    if life.closed {
+    let closed = conn.closed.lock().await;
+    if *closed {
         return;
     }
-    let came_online = match state
-        .presence
-        .on_connect(conn.user_id, &conn.username)
-        .await
-    {
-        Ok(online) => {
-            life.counted = true;
-            state.live_sockets.fetch_add(1, Ordering::AcqRel);
-            online
-        }
-        Err(e) => {
-            tracing::warn!(sid = %s.id, error = %e, "presence unavailable at connect");
-            false
-        }
-    };
-    let mut channels = Vec::new();
-    // A `channel.join` may have run first and counted its channel already.
-    if life.channel_counted.is_none() {
-        if let Some((name, _)) = conn.channel() {
-            if let Some(change) = count_join(&state, &mut life, &conn, &name).await {
-                channels.push((name, change.online));
-            }
-        }
-    }
-    drop(life);
-    if came_online {
+    let outcome = count_socket(&state, &conn).await;
+    drop(closed);
+    if outcome.came_online {
         presence_events::announce_status(
             &state,
             &io,
             conn.user_id,
             &conn.username,
             true,
-            &channels,
+            &outcome.channels,
         )
         .await;
     }
+}
+
+/// What counting a socket changed.
+#[derive(Default)]
+pub(crate) struct Counting {
+    /// The user's first connection in the cluster.
+    pub came_online: bool,
+    /// The channel the socket was counted in, with its online count.
+    pub channels: Vec<(String, u64)>,
+}
+
+/// Counts whatever of this socket presence does not hold yet: the connection, and its channel.
+/// Presence is best effort: what fails (Redis away) stays uncounted until the next rebuild.
+pub(crate) async fn count_socket(state: &AppState, conn: &Conn) -> Counting {
+    let _gate = state.presence_gate.read().await;
+    let mut outcome = Counting::default();
+    let counted = conn.counted();
+    if !counted.user {
+        match state
+            .presence
+            .on_connect(conn.user_id, &conn.username)
+            .await
+        {
+            Ok(online) => {
+                outcome.came_online = online;
+                conn.update_counted(|c| c.user = true);
+                state.live_sockets.fetch_add(1, Ordering::AcqRel);
+            }
+            Err(e) => {
+                tracing::warn!(user_id = %conn.user_id, error = %e, "presence unavailable at connect")
+            }
+        }
+    }
+    if counted.channel.is_none() {
+        if let Some((name, _)) = conn.channel() {
+            if let Some(change) = count_join(state, conn, &name).await {
+                outcome.channels.push((name, change.online));
+            }
+        }
+    }
+    outcome
 }
 
 /// Uncounts the socket from presence and announces a user who went offline.
@@ -196,23 +230,25 @@ async fn on_disconnect(
     let Some(conn) = s.extensions.get::<Arc<Conn>>() else {
         return;
     };
-    let mut life = conn.lifecycle.lock().await;
-    life.closed = true;
+    let mut closed = conn.closed.lock().await;
+    *closed = true;
     conn.set_channel(None);
+    let gate = state.presence_gate.read().await;
     let mut channels = Vec::new();
-    if let Some((name, change)) = count_leave(&state, &mut life, &conn).await {
+    if let Some((name, change)) = count_leave(&state, &conn).await {
         channels.push((name, change.online));
     }
     let mut went_offline = false;
-    if life.counted {
-        life.counted = false;
+    if conn.counted().user {
+        conn.update_counted(|c| c.user = false);
         match state.presence.on_disconnect(conn.user_id).await {
             Ok(offline) => went_offline = offline,
             Err(e) => tracing::warn!(sid = %s.id, error = %e, "presence unavailable at disconnect"),
         }
         state.live_sockets.fetch_sub(1, Ordering::AcqRel);
     }
-    drop(life);
+    drop(gate);
+    drop(closed);
     tracing::info!(sid = %s.id, user_id = %conn.user_id, ?reason, "socket disconnected");
     if went_offline {
         presence_events::announce_status(
@@ -227,17 +263,11 @@ async fn on_disconnect(
     }
 }
 
-/// Counts the socket in a channel's presence. Presence is best effort: when Redis fails, the
-/// socket stays in the room uncounted.
-async fn count_join(
-    state: &AppState,
-    life: &mut Lifecycle,
-    conn: &Conn,
-    channel: &str,
-) -> Option<ChannelChange> {
+/// Counts the socket in a channel's presence (the caller holds the presence gate).
+async fn count_join(state: &AppState, conn: &Conn, channel: &str) -> Option<ChannelChange> {
     match state.presence.join_channel(conn.user_id, channel).await {
         Ok(change) => {
-            life.channel_counted = Some(channel.to_owned());
+            conn.update_counted(|c| c.channel = Some(channel.to_owned()));
             Some(change)
         }
         Err(e) => {
@@ -247,13 +277,11 @@ async fn count_join(
     }
 }
 
-/// Uncounts the socket from the channel it is counted in, if any.
-async fn count_leave(
-    state: &AppState,
-    life: &mut Lifecycle,
-    conn: &Conn,
-) -> Option<(String, ChannelChange)> {
-    let channel = life.channel_counted.take()?;
+/// Uncounts the socket from the channel it is counted in, if any (the caller holds the gate).
+async fn count_leave(state: &AppState, conn: &Conn) -> Option<(String, ChannelChange)> {
+    let mut channel = None;
+    conn.update_counted(|c| channel = c.channel.take());
+    let channel = channel?;
     match state.presence.leave_channel(conn.user_id, &channel).await {
         Ok(change) => Some((channel, change)),
         Err(e) => {
@@ -272,8 +300,8 @@ async fn switch_channel(
     conn: &Conn,
     channel: &Channel,
 ) -> AppResult<u64> {
-    let mut life = conn.lifecycle.lock().await;
-    if life.closed {
+    let closed = conn.closed.lock().await;
+    if *closed {
         return Err(AppError::new(
             crate::error::Code::Unavailable,
             "the socket is closing",
@@ -281,37 +309,84 @@ async fn switch_channel(
     }
     if let Some((current, _)) = conn.channel() {
         if current == channel.name {
-            drop(life);
+            drop(closed);
             return Ok(state.presence.channel_online(&current).await.unwrap_or(0));
         }
         s.leave(channel_room(&current));
-        conn.set_channel(None);
     }
-    count_leave(state, &mut life, conn).await;
     s.join(channel_room(&channel.name));
     conn.set_channel(Some((channel.name.clone(), channel.id)));
-    // Before the connection is counted (just after the handshake), `on_connect` counts it.
-    if !life.counted {
+    let _gate = state.presence_gate.read().await;
+    count_leave(state, conn).await;
+    // Just after the handshake, before the connection is counted, `on_connect` counts it.
+    if !conn.counted().user {
         return Ok(state
             .presence
             .channel_online(&channel.name)
             .await
             .unwrap_or(0));
     }
-    let change = count_join(state, &mut life, conn, &channel.name).await;
+    let change = count_join(state, conn, &channel.name).await;
     Ok(change.map(|c| c.online).unwrap_or(0))
 }
 
 /// Takes a socket out of its channel, if it is the one named.
 async fn leave_channel(state: &AppState, s: &SocketRef<Adapter>, conn: &Conn, name: &str) -> bool {
-    let mut life = conn.lifecycle.lock().await;
+    let _closed = conn.closed.lock().await;
     match conn.channel() {
         Some((current, _)) if current == name => {
             s.leave(channel_room(name));
             conn.set_channel(None);
-            count_leave(state, &mut life, conn).await;
+            let _gate = state.presence_gate.read().await;
+            count_leave(state, conn).await;
             true
         }
         _ => false,
     }
+}
+
+/// Rebuilds this instance's share of cluster presence from its live sockets, after Redis lost
+/// it (a restart without persistence) or another instance reaped it (this instance's heartbeat
+/// lapsed while Redis was unreachable). Users who thereby come back online are announced.
+pub async fn rebuild_presence(state: &AppState, io: &SocketIo<Adapter>) -> redis::RedisResult<()> {
+    let gate = state.presence_gate.write().await;
+    // Whatever of this instance's bookkeeping survived is subtracted first, then everything is
+    // counted again from the sockets, so nothing is counted twice.
+    state.presence.reap(state.presence.instance(), true).await?;
+    let sockets = io.local().sockets();
+    let mut users = 0;
+    for socket in &sockets {
+        if let Some(conn) = socket.extensions.get::<Arc<Conn>>() {
+            if conn.counted().user {
+                state.live_sockets.fetch_sub(1, Ordering::AcqRel);
+            }
+            conn.update_counted(|c| *c = Counted::default());
+        }
+    }
+    drop(gate);
+    let mut announcements = Vec::new();
+    for socket in sockets {
+        let Some(conn) = socket.extensions.get::<Arc<Conn>>() else {
+            continue;
+        };
+        let closed = conn.closed.lock().await;
+        if *closed {
+            continue;
+        }
+        let outcome = count_socket(state, &conn).await;
+        drop(closed);
+        users += 1;
+        if outcome.came_online {
+            announcements.push((conn, outcome.channels));
+        }
+    }
+    tracing::info!(
+        sockets = users,
+        "presence rebuilt from this instance's sockets"
+    );
+    for (conn, channels) in announcements {
+        presence_events::announce_status(state, io, conn.user_id, &conn.username, true, &channels)
+            .await;
+    }
+    Ok(())
 }

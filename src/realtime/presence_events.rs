@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
-use super::channel_room;
+use super::{channel_room, emit};
 use crate::config::PresenceScope;
 use crate::presence::Reaped;
 use crate::{Adapter, AppState};
@@ -27,16 +27,14 @@ pub async fn announce_status(
     online: bool,
     channels: &[(String, u64)],
 ) {
-    let Some(op) = io.of("/") else {
-        return;
-    };
     let body = json!({
         "userId": user,
         "username": username,
         "status": if online { "online" } else { "offline" },
     });
-    let sent = match state.config.presence_scope {
-        PresenceScope::Global => op.emit("user.status", &body).await,
+    let rooms = match state.config.presence_scope {
+        // No rooms: everyone.
+        PresenceScope::Global => Vec::new(),
         PresenceScope::Channels => {
             let rooms: Vec<String> = channels
                 .iter()
@@ -46,12 +44,10 @@ pub async fn announce_status(
             if rooms.is_empty() {
                 return;
             }
-            op.to(rooms).emit("user.status", &body).await
+            rooms
         }
     };
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "user.status broadcast failed");
-    }
+    emit::broadcast(io, rooms, "user.status", &body).await;
 }
 
 /// Announces the users a reap took offline.
@@ -105,9 +101,20 @@ async fn heartbeat_and_reap(
 ) {
     let period = state.presence.heartbeat_period();
     while tick(&mut stop, period).await {
-        if let Err(e) = state.presence.heartbeat().await {
-            tracing::warn!(error = %e, "presence heartbeat failed");
-            continue;
+        match state.presence.heartbeat().await {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!("this instance's presence was lost (Redis restarted, or it was reaped); rebuilding");
+                if let Err(e) = super::rebuild_presence(&state, &io).await {
+                    tracing::warn!(error = %e, "presence rebuild failed; retrying next period");
+                    // Let the next heartbeat find the key missing again.
+                    let _ = state.presence.stop_heartbeat().await;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "presence heartbeat failed");
+                continue;
+            }
         }
         let others = match state.presence.other_instances().await {
             Ok(ids) => ids,
@@ -148,16 +155,8 @@ async fn channel_counts(state: AppState, io: SocketIo<Adapter>, mut stop: watch:
                 later.push(channel);
                 continue;
             };
-            if let Some(op) = io.of("/") {
-                let body = json!({ "channel": channel, "online": online });
-                if let Err(e) = op
-                    .to(channel_room(&channel))
-                    .emit("channel.presence", &body)
-                    .await
-                {
-                    tracing::debug!(error = %e, "channel.presence broadcast failed");
-                }
-            }
+            let body = json!({ "channel": channel, "online": online });
+            emit::broadcast(&io, vec![channel_room(&channel)], "channel.presence", &body).await;
         }
         state.presence.requeue_dirty(later);
     }

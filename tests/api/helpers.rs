@@ -192,6 +192,7 @@ pub struct Cluster {
     db_name: String,
     db_url: String,
     prefix: String,
+    redis_url: String,
     extra: Vec<String>,
     pub http: reqwest::Client,
 }
@@ -199,6 +200,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts two instances; `extra` are additional `--flag value` arguments for both.
     pub async fn start(extra: &[&str]) -> Cluster {
+        Self::start_on_redis(redis_url(), extra).await
+    }
+
+    /// Starts two instances on a given Redis.
+    pub async fn start_on_redis(redis_url: String, extra: &[&str]) -> Cluster {
         let db_name = format!("banter_test_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&admin_url()).await.expect("postgres");
         sqlx::query(&format!("CREATE DATABASE {db_name}"))
@@ -216,6 +222,7 @@ impl Cluster {
             db_name,
             db_url,
             prefix,
+            redis_url,
             extra,
             http: reqwest::Client::new(),
         };
@@ -233,7 +240,7 @@ impl Cluster {
             "--database-url".into(),
             self.db_url.clone(),
             "--redis-url".into(),
-            redis_url(),
+            self.redis_url.clone(),
             "--redis-prefix".into(),
             self.prefix.clone(),
             "--jwt-secret".into(),
@@ -257,7 +264,7 @@ impl Cluster {
     pub fn process_env(&self) -> Vec<(&'static str, String)> {
         vec![
             ("DATABASE_URL", self.db_url.clone()),
-            ("REDIS_URL", redis_url()),
+            ("REDIS_URL", self.redis_url.clone()),
             ("REDIS_PREFIX", self.prefix.clone()),
             ("JWT_SECRET", SECRET.to_owned()),
             ("ALLOWED_ORIGINS", GOOD_ORIGIN.to_owned()),
@@ -287,7 +294,7 @@ impl Cluster {
             .execute(&mut admin)
             .await;
         }
-        if let Ok(client) = redis::Client::open(redis_url()) {
+        if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
             if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
                 let keys: Vec<String> = redis::cmd("KEYS")
                     .arg(format!("{}*", self.prefix))
@@ -662,4 +669,84 @@ pub fn code(ack: &Value) -> &str {
 /// Sleeps a little so that what should not happen has had the chance to.
 pub async fn settle() {
     tokio::time::sleep(Duration::from_millis(700)).await;
+}
+
+/// A Redis server of the test's own, which it may kill and start again (the shared one must
+/// stay up for the other tests).
+pub struct PrivateRedis {
+    port: u16,
+    dir: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let dir = std::env::temp_dir().join(format!("banter-redis-{}", Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut redis = PrivateRedis {
+            port,
+            dir,
+            child: None,
+        };
+        redis.launch();
+        redis
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn launch(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--port",
+                &self.port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + WAIT;
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the server (SIGKILL): its data is gone.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts it again, empty, on the same port.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.launch();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }

@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod faults;
 mod handshake;
 mod http;
 mod messages;

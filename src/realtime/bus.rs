@@ -1,0 +1,254 @@
+//! The Redis pub/sub driver under the Socket.IO adapter, made to survive Redis restarts.
+//!
+//! socketioxide-redis's own driver keeps one connection for life: when Redis restarts, publishing
+//! fails and the subscriptions are gone, so cross-instance broadcast stops for good. This driver
+//! keeps the same subscriber streams (the adapter holds them) but watches its connection: when a
+//! ping fails or Redis reports a disconnection, it reconnects with backoff and subscribes every
+//! channel again, and broadcasts flow again without a restart.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncCommands, FromRedisValue, PushInfo, PushKind};
+use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
+use tokio::sync::{mpsc, Notify};
+
+/// How often the connection is checked, and the longest wait between reconnection attempts.
+const CHECK_PERIOD: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// A command that takes longer than this counts as a broken connection.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Errors of the bus: Redis errors, or a connection that is being re-established.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("redis did not answer in time")]
+    Timeout,
+}
+
+type Handlers = Arc<RwLock<HashMap<String, mpsc::Sender<ChanItem>>>>;
+
+/// A reconnecting pub/sub driver for the socketioxide Redis adapter.
+#[derive(Clone)]
+pub struct Bus {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    client: redis::Client,
+    conn: RwLock<MultiplexedConnection>,
+    handlers: Handlers,
+    /// False from a detected failure until the connection is back and resubscribed.
+    healthy: AtomicBool,
+    /// Woken by a failed command or a disconnection report, so the watchdog checks at once.
+    wake: Arc<Notify>,
+}
+
+fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Notify) {
+    match msg.kind {
+        PushKind::Message | PushKind::SMessage if msg.data.len() >= 2 => {
+            let mut data = msg.data.into_iter();
+            let (Some(chan), Some(payload)) = (data.next(), data.next()) else {
+                return;
+            };
+            let (Ok(chan), Ok(payload)) = (
+                String::from_redis_value(chan),
+                Vec::<u8>::from_redis_value(payload),
+            ) else {
+                tracing::warn!("unreadable message on the adapter bus");
+                return;
+            };
+            let sender = handlers.read().ok().and_then(|h| h.get(&chan).cloned());
+            if let Some(tx) = sender {
+                if let Err(e) = tx.try_send((chan, payload)) {
+                    tracing::warn!(error = %e, "adapter bus backlog full, message dropped");
+                }
+            }
+        }
+        PushKind::Disconnection => wake.notify_one(),
+        _ => {}
+    }
+}
+
+impl Bus {
+    /// Connects and starts the watchdog that reconnects after a failure.
+    pub async fn connect(client: redis::Client) -> Result<Bus, BusError> {
+        let handlers: Handlers = Arc::default();
+        let wake = Arc::new(Notify::new());
+        let conn = open(&client, &handlers, &wake).await?;
+        let bus = Bus {
+            shared: Arc::new(Shared {
+                client,
+                conn: RwLock::new(conn),
+                handlers,
+                healthy: AtomicBool::new(true),
+                wake,
+            }),
+        };
+        tokio::spawn(watchdog(Arc::downgrade(&bus.shared)));
+        Ok(bus)
+    }
+
+    /// Whether the bus is connected (false while it reconnects).
+    pub fn is_healthy(&self) -> bool {
+        self.shared.healthy.load(Ordering::Acquire)
+    }
+
+    fn conn(&self) -> MultiplexedConnection {
+        match self.shared.conn.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Runs a command with a deadline; a failure wakes the watchdog.
+    async fn run<T>(
+        &self,
+        fut: impl std::future::Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BusError> {
+        let result = match tokio::time::timeout(COMMAND_TIMEOUT, fut).await {
+            Ok(Ok(v)) => return Ok(v),
+            Ok(Err(e)) => BusError::Redis(e),
+            Err(_) => BusError::Timeout,
+        };
+        self.shared.wake.notify_one();
+        Err(result)
+    }
+}
+
+/// Opens a pub/sub-capable (RESP3) connection that routes messages to `handlers`.
+async fn open(
+    client: &redis::Client,
+    handlers: &Handlers,
+    wake: &Arc<Notify>,
+) -> Result<MultiplexedConnection, BusError> {
+    let (handlers, wake) = (handlers.clone(), wake.clone());
+    let config = redis::AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(COMMAND_TIMEOUT))
+        .set_response_timeout(Some(COMMAND_TIMEOUT))
+        .set_push_sender(move |msg| {
+            deliver(msg, &handlers, &wake);
+            Ok::<(), std::convert::Infallible>(())
+        });
+    Ok(client
+        .get_multiplexed_async_connection_with_config(&config)
+        .await?)
+}
+
+/// Checks the connection every period (or at once when something failed); on failure,
+/// reconnects with backoff and subscribes every channel again.
+async fn watchdog(shared: std::sync::Weak<Shared>) {
+    loop {
+        let Some(s) = shared.upgrade() else { return };
+        tokio::select! {
+            _ = tokio::time::sleep(CHECK_PERIOD) => {}
+            _ = s.wake.notified() => {}
+        }
+        let mut conn = match s.conn.read() {
+            Ok(c) => c.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        let alive = matches!(
+            tokio::time::timeout(
+                COMMAND_TIMEOUT,
+                redis::cmd("PING").query_async::<String>(&mut conn)
+            )
+            .await,
+            Ok(Ok(_))
+        );
+        if alive {
+            continue;
+        }
+        if s.healthy.swap(false, Ordering::AcqRel) {
+            tracing::warn!("adapter bus lost Redis; cross-instance broadcast paused, reconnecting");
+        }
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            match reconnect(&s).await {
+                Ok(channels) => {
+                    s.healthy.store(true, Ordering::Release);
+                    tracing::info!(
+                        channels,
+                        "adapter bus reconnected to Redis and resubscribed"
+                    );
+                    break;
+                }
+                Err(e) => {
+                    tracing::debug!(error = %e, "adapter bus reconnection failed");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+    }
+}
+
+/// A new connection with every known channel subscribed, swapped in for the broken one.
+async fn reconnect(s: &Shared) -> Result<usize, BusError> {
+    let mut conn = open(&s.client, &s.handlers, &s.wake).await?;
+    let channels: Vec<String> = s
+        .handlers
+        .read()
+        .map(|h| h.keys().cloned().collect())
+        .unwrap_or_default();
+    for chan in &channels {
+        tokio::time::timeout(COMMAND_TIMEOUT, conn.subscribe(chan.as_str()))
+            .await
+            .map_err(|_| BusError::Timeout)??;
+    }
+    match s.conn.write() {
+        Ok(mut c) => *c = conn,
+        Err(p) => *p.into_inner() = conn,
+    }
+    Ok(channels.len())
+}
+
+impl Driver for Bus {
+    type Error = BusError;
+
+    async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), BusError> {
+        let mut conn = self.conn();
+        self.run(async move { conn.publish::<_, _, redis::Value>(chan, val).await })
+            .await?;
+        Ok(())
+    }
+
+    async fn subscribe(
+        &self,
+        chan: String,
+        size: usize,
+    ) -> Result<MessageStream<ChanItem>, BusError> {
+        let (tx, rx) = mpsc::channel(size);
+        if let Ok(mut handlers) = self.shared.handlers.write() {
+            handlers.insert(chan.clone(), tx);
+        }
+        // Registered first: if Redis is away now, the watchdog subscribes it on reconnection.
+        let mut conn = self.conn();
+        self.run(async move { conn.subscribe(chan.as_str()).await })
+            .await?;
+        Ok(MessageStream::new(rx))
+    }
+
+    async fn unsubscribe(&self, chan: String) -> Result<(), BusError> {
+        if let Ok(mut handlers) = self.shared.handlers.write() {
+            handlers.remove(&chan);
+        }
+        let mut conn = self.conn();
+        self.run(async move { conn.unsubscribe(chan.as_str()).await })
+            .await
+    }
+
+    async fn num_serv(&self, chan: &str) -> Result<u16, BusError> {
+        let mut conn = self.conn();
+        let cmd = redis::cmd("PUBSUB").arg("NUMSUB").arg(chan).clone();
+        let (_, count): (String, u16) = self
+            .run(async move { cmd.query_async(&mut conn).await })
+            .await?;
+        Ok(count)
+    }
+}
