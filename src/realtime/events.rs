@@ -17,8 +17,8 @@ use crate::access;
 use crate::auth::verify_password;
 use crate::error::{AppError, AppResult, Code};
 use crate::ratelimit::Verdict;
-use crate::store::channels;
 use crate::store::messages::{self, FileRef, NewMessage, Page};
+use crate::store::{self, channels};
 use crate::{validate, Adapter, AppState};
 
 /// Relayed `isTyping: true` events per socket are at least this far apart (about 2/s).
@@ -219,8 +219,12 @@ async fn send(
         let text = validate::message_text(raw_text)?;
 
         // A retry of a stored message gets that message back, whatever the rate limit says.
-        if let Some(message) =
-            messages::find_by_client_id(&state.db, conn.user_id, client_message_id).await?
+        if let Some(message) = store::bounded(messages::find_by_client_id(
+            &state.db,
+            conn.user_id,
+            client_message_id,
+        ))
+        .await?
         {
             return Ok(json!({ "message": message, "duplicate": true }));
         }
@@ -241,7 +245,7 @@ async fn send(
         }
         let text = state.filter.apply(&text);
 
-        let inserted = messages::insert_idempotent(
+        let inserted = store::bounded(messages::insert_idempotent(
             &state.db,
             NewMessage {
                 channel_id,
@@ -252,7 +256,7 @@ async fn send(
                 client_message_id,
                 file: file.as_ref(),
             },
-        )
+        ))
         .await?;
         if !inserted.duplicate {
             emit::broadcast(

@@ -24,6 +24,20 @@ pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
         .await
 }
 
+/// Longest wait for one database step of a message send before the client is told
+/// `unavailable`: a hung Postgres must not leave acks hanging. (A send that timed out may still
+/// commit; the client's retry with the same `client_message_id` then gets it as a duplicate.)
+pub const DEADLINE: Duration = Duration::from_secs(5);
+
+/// Runs a database step under [`DEADLINE`].
+pub async fn bounded<T>(
+    step: impl std::future::Future<Output = Result<T, sqlx::Error>>,
+) -> Result<T, sqlx::Error> {
+    tokio::time::timeout(DEADLINE, step)
+        .await
+        .unwrap_or(Err(sqlx::Error::PoolTimedOut))
+}
+
 /// Applies the embedded migrations. sqlx takes a Postgres advisory lock for the duration, so
 /// instances starting at the same moment apply them exactly once.
 pub async fn migrate(pool: &PgPool) -> Result<(), sqlx::migrate::MigrateError> {

@@ -111,3 +111,64 @@ async fn redis_restart_loses_nothing_and_recovers_without_a_restart() {
     on_b.disconnect().await;
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_outage_refuses_sends_promptly_and_recovers() {
+    let proxy = Proxy::to_postgres().await;
+    let cluster = Cluster::start_behind_proxy(&proxy, &[]).await;
+    let alpha = cluster.guest("alpha").await;
+    let beta = cluster.guest("beta").await;
+    let sender = Client::connect(cluster.a(), &alpha).await;
+    let watcher = Client::connect(cluster.b(), &beta).await;
+    assert_eq!(send(&sender, "general", "before").await["ok"], true);
+
+    proxy.cut();
+    let started = Instant::now();
+    let refused = send(&sender, "general", "during the outage").await;
+    let waited = started.elapsed();
+    assert_eq!(code(&refused), "unavailable", "{refused}");
+    println!("send refused after {waited:?} with Postgres away");
+    let (status, body) = cluster.get(cluster.b(), "/api/channels", &beta).await;
+    assert_eq!((status, body["code"].as_str()), (503, Some("unavailable")));
+    assert!(
+        !body.to_string().to_lowercase().contains("sql"),
+        "no internals in {body}"
+    );
+    assert_eq!(ready_status(&cluster, cluster.a()).await, 503);
+    settle().await;
+    assert!(
+        !watcher
+            .events("message.new")
+            .iter()
+            .any(|m| m["text"] == "during the outage"),
+        "nothing broadcast that was not stored"
+    );
+
+    proxy.restore();
+    // No manual step: the next sends succeed once the pool reconnects.
+    let back = Instant::now();
+    loop {
+        let ack = send(&sender, "general", "after").await;
+        if ack["ok"] == true {
+            watcher
+                .wait_for("message.new", |m| m["id"] == ack["message"]["id"])
+                .await;
+            break;
+        }
+        assert!(back.elapsed() < WAIT, "sends did not recover: {ack}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    println!(
+        "sends recovered {:?} after Postgres returned",
+        back.elapsed()
+    );
+    assert_eq!(ready_status(&cluster, cluster.a()).await, 200);
+    let texts: Vec<String> = sqlx::query_scalar("SELECT text FROM messages ORDER BY seq")
+        .fetch_all(&cluster.db)
+        .await
+        .unwrap();
+    assert_eq!(texts, ["before", "after"]);
+    sender.disconnect().await;
+    watcher.disconnect().await;
+    cluster.finish().await;
+}

@@ -51,6 +51,92 @@ fn with_database(url: &str, db: &str) -> String {
     out
 }
 
+/// `url` with its port replaced (the host becomes 127.0.0.1).
+fn through_port(url: &str, port: u16) -> String {
+    let (scheme, rest) = url.split_once("://").expect("url scheme");
+    let (authority, path) = rest.split_once('/').expect("url path");
+    let user = authority
+        .rsplit_once('@')
+        .map(|(u, _)| format!("{u}@"))
+        .unwrap_or_default();
+    format!("{scheme}://{user}127.0.0.1:{port}/{path}")
+}
+
+/// A TCP proxy the test can cut: while cut, it closes every connection and refuses new ones,
+/// which is what an instance sees when its Postgres goes away.
+pub struct Proxy {
+    pub port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl Proxy {
+    /// Proxies to the Postgres of DATABASE_URL.
+    pub async fn to_postgres() -> Proxy {
+        let url = admin_url();
+        let host = url
+            .split_once("://")
+            .and_then(|(_, r)| r.split('/').next())
+            .map(|a| a.rsplit_once('@').map(|(_, h)| h).unwrap_or(a).to_owned())
+            .expect("postgres host");
+        let target = if host.contains(':') {
+            host
+        } else {
+            format!("{host}:5432")
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
+        let (c, l) = (cut.clone(), links.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if c.load(std::sync::atomic::Ordering::SeqCst) {
+                    continue; // dropped: closed at once
+                }
+                let target = target.clone();
+                let link = tokio::spawn(async move {
+                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(&target).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                    }
+                });
+                l.lock().unwrap().push(link.abort_handle());
+            }
+        });
+        Proxy {
+            port,
+            cut,
+            links,
+            accept,
+        }
+    }
+
+    /// Postgres "goes away": open connections are closed, new ones refused.
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+
+    /// Postgres is back.
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        for link in self.links.lock().unwrap().drain(..) {
+            link.abort();
+        }
+    }
+}
+
 /// One running instance, on its own runtime so that it can be killed without any cleanup.
 pub struct Instance {
     pub addr: SocketAddr,
@@ -205,6 +291,15 @@ impl Cluster {
 
     /// Starts two instances on a given Redis.
     pub async fn start_on_redis(redis_url: String, extra: &[&str]) -> Cluster {
+        Self::start_with(redis_url, None, extra).await
+    }
+
+    /// Starts two instances that reach Postgres through `proxy` (which the test can cut).
+    pub async fn start_behind_proxy(proxy: &Proxy, extra: &[&str]) -> Cluster {
+        Self::start_with(redis_url(), Some(proxy.port), extra).await
+    }
+
+    async fn start_with(redis_url: String, pg_proxy_port: Option<u16>, extra: &[&str]) -> Cluster {
         let db_name = format!("banter_test_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&admin_url()).await.expect("postgres");
         sqlx::query(&format!("CREATE DATABASE {db_name}"))
@@ -213,6 +308,11 @@ impl Cluster {
             .expect("create database");
         admin.close().await.ok();
         let db_url = with_database(&admin_url(), &db_name);
+        // The test itself always reaches Postgres directly; instances maybe through the proxy.
+        let instance_db_url = match pg_proxy_port {
+            Some(port) => through_port(&db_url, port),
+            None => db_url.clone(),
+        };
         let prefix = format!("bt{}", Uuid::new_v4().simple());
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
         let mut cluster = Cluster {
@@ -220,7 +320,7 @@ impl Cluster {
             b: None,
             db: sqlx::PgPool::connect_lazy(&db_url).expect("pool"),
             db_name,
-            db_url,
+            db_url: instance_db_url,
             prefix,
             redis_url,
             extra,
