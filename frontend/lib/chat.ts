@@ -140,7 +140,8 @@ export class ChatClient {
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
   private manualAttempts = 0;
   private noticeId = 0;
-  private stopped = false;
+  /** Between `start` and `stop`; a stopped client can be started again (React StrictMode). */
+  private stopped = true;
 
   constructor(user: User, options: ChatOptions) {
     this.user = user;
@@ -176,7 +177,6 @@ export class ChatClient {
   getSnapshot = (): ChatState => this.state;
 
   private set(patch: Partial<ChatState>): void {
-    if (this.stopped) return;
     this.state = { ...this.state, ...patch };
     for (const l of this.listeners) l();
   }
@@ -196,6 +196,8 @@ export class ChatClient {
   // Lifecycle
 
   start(): void {
+    if (!this.stopped) return;
+    this.stopped = false;
     const s = this.socket;
     s.on("connect", this.onConnect);
     s.on("disconnect", this.onDisconnect as never);
@@ -222,6 +224,7 @@ export class ChatClient {
     for (const t of this.timers.values()) clearTimeout(t);
     this.timers.clear();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
+    this.sweepTimer = null;
     for (const settle of [...this.inflight]) settle(undefined);
     if (typeof window !== "undefined") {
       window.removeEventListener("online", this.onBrowserOnline);
@@ -230,7 +233,8 @@ export class ChatClient {
     this.socket.off();
     this.socket.io.off("reconnect_attempt");
     this.socket.disconnect();
-    this.listeners.clear();
+    this.joined = null;
+    this.hadConnection = false;
   }
 
   private later(key: string, ms: number, fn: () => void): void {

@@ -6,7 +6,6 @@
  */
 export function isSafeFileUrl(url: unknown): url is string {
   if (typeof url !== "string" || url.length === 0 || url.length > 2048) return false;
-  // eslint-disable-next-line no-control-regex
   if (/[\s\u0000-\u001f\u007f]/.test(url)) return false;
   if (/^https?:\/\/[^/\\]/i.test(url)) return true;
   return url.startsWith("/") && url[1] !== "/" && url[1] !== "\\";

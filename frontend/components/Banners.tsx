@@ -1,0 +1,37 @@
+import { formatCountdown, secondsLeft } from "@/lib/countdown";
+import type { ConnectionStatus } from "@/lib/chat";
+import { ClockIcon, WifiOffIcon } from "./icons";
+
+/** Shown while the server refuses sends; the countdown runs down to when sending resumes. */
+export function RateLimitBanner({ until, now }: { until: number; now: number }) {
+  const left = secondsLeft(until, now);
+  return (
+    <div role="alert" className="mx-3 mb-2 flex items-center gap-3 rounded-xl bg-amber-50 px-4 py-2.5 text-sm text-amber-900 ring-1 ring-amber-200 sm:mx-5">
+      <ClockIcon className="h-5 w-5 shrink-0 text-amber-600" />
+      <p className="flex-1">
+        <span className="font-semibold">You’re sending messages too fast.</span>{" "}
+        <span>
+          You can send again in <span className="font-semibold tabular-nums">{formatCountdown(left)}</span>; waiting messages
+          will go out by themselves.
+        </span>
+      </p>
+    </div>
+  );
+}
+
+/** Shown while the connection is down; messages written meanwhile wait and go out after. */
+export function ConnectionBanner({ status, onRetry }: { status: ConnectionStatus; onRetry: () => void }) {
+  if (status === "connected" || status === "connecting") return null;
+  return (
+    <div className="flex items-center gap-3 border-b border-rose-100 bg-rose-50 px-4 py-2 text-sm text-rose-800">
+      <WifiOffIcon className="h-4 w-4 shrink-0" />
+      <p className="flex-1">
+        {status === "offline" ? "You’re offline." : "Connection lost."} Reconnecting — messages you write will be sent when
+        it’s back.
+      </p>
+      <button type="button" onClick={onRetry} className="shrink-0 font-semibold hover:underline">
+        Retry now
+      </button>
+    </div>
+  );
+}

@@ -1,0 +1,248 @@
+"use client";
+
+import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
+import { io } from "socket.io-client";
+import { api } from "@/lib/api";
+import { ChatClient, type ChatState, type SocketLike } from "@/lib/chat";
+import { typingLabel } from "@/lib/typing";
+import type { User } from "@/lib/types";
+import { ConnectionBanner, RateLimitBanner } from "./Banners";
+import { CreateChannelDialog, PasswordDialog } from "./ChannelDialogs";
+import { Composer } from "./Composer";
+import { ConnectionBadge } from "./ConnectionBadge";
+import { Drawer } from "./Drawer";
+import { CloseIcon, HashIcon, LockIcon, MenuIcon, UsersIcon } from "./icons";
+import { MessagePane } from "./MessagePane";
+import { OnlinePanel } from "./OnlinePanel";
+import { Sidebar } from "./Sidebar";
+
+function channelFromAddress(): string {
+  const raw = decodeURIComponent(window.location.hash.replace(/^#/, "")).trim().toLowerCase();
+  return /^[a-z0-9_-]{1,64}$/.test(raw) ? raw : "general";
+}
+
+/** One socket for the whole session of this tab, created once on the client. */
+function createClient(user: User): ChatClient {
+  const socket = io({
+    path: "/socket.io",
+    withCredentials: true,
+    autoConnect: false,
+    reconnection: true,
+    reconnectionDelay: 500,
+    reconnectionDelayMax: 5000,
+    randomizationFactor: 0.5,
+  });
+  return new ChatClient(user, {
+    socket: socket as unknown as SocketLike,
+    initialChannel: channelFromAddress(),
+    onChannelChange: (name) => window.history.replaceState(null, "", `#${name}`),
+  });
+}
+
+/** The clock, ticking every second while a countdown runs and every minute otherwise. */
+function useNow(fast: boolean): number {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    const t = setInterval(() => setNow(Date.now()), fast ? 250 : 30_000);
+    return () => clearInterval(t);
+  }, [fast]);
+  return now;
+}
+
+const serverSnapshot = (): ChatState | null => null;
+
+export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () => void }) {
+  const [client] = useState(() => createClient(user));
+  const state = useSyncExternalStore(client.subscribe, client.getSnapshot, serverSnapshot) ?? client.getSnapshot();
+  const [channelsOpen, setChannelsOpen] = useState(false);
+  const [onlineOpen, setOnlineOpen] = useState(false);
+  const [onlinePinned, setOnlinePinned] = useState(true);
+  const [creating, setCreating] = useState(false);
+  const now = useNow(state.blockedUntil !== null);
+
+  useEffect(() => {
+    client.start();
+    return () => client.stop();
+  }, [client]);
+
+  useEffect(() => {
+    if (state.signedOut) onSignedOut();
+  }, [state.signedOut, onSignedOut]);
+
+  const current = state.current;
+  useEffect(() => {
+    document.title = current ? `#${current} · banter` : "banter";
+  }, [current]);
+
+  useEffect(() => {
+    const refresh = () => void client.refreshChannels();
+    window.addEventListener("focus", refresh);
+    return () => window.removeEventListener("focus", refresh);
+  }, [client]);
+
+  const logout = useCallback(async () => {
+    try {
+      await api.logout();
+    } catch {
+      // The session may already be gone; the screen goes back to sign-in either way.
+    }
+    client.stop();
+    onSignedOut();
+  }, [client, onSignedOut]);
+
+  const loadOlder = useCallback(() => void client.loadOlder(), [client]);
+  const retry = useCallback((id: string) => client.retry(id), [client]);
+  const discard = useCallback((id: string) => client.discard(id), [client]);
+  const retryLoad = useCallback(() => client.retryLoad(), [client]);
+
+  const channel = state.channels.find((c) => c.name === current);
+  const channelState = current ? state.byChannel[current] : undefined;
+  const blocked = state.blockedUntil !== null && state.blockedUntil > now;
+  const typing = typingLabel(state.typing.map((t) => t.username));
+  const onlineCount = state.onlineCount ?? state.online.length;
+
+  function toggleOnline() {
+    if (window.matchMedia("(min-width: 1024px)").matches) setOnlinePinned((v) => !v);
+    else setOnlineOpen(true);
+  }
+
+  const sidebar = (
+    <Sidebar
+      user={user}
+      channels={state.channels}
+      current={current}
+      joining={state.joining}
+      onSelect={(name) => {
+        setChannelsOpen(false);
+        client.selectChannel(name);
+      }}
+      onCreate={() => {
+        setChannelsOpen(false);
+        setCreating(true);
+      }}
+      onLogout={logout}
+    />
+  );
+
+  return (
+    <div className="flex h-dvh overflow-hidden bg-white">
+      <aside className="hidden w-64 shrink-0 md:block" aria-label="Sidebar">
+        {sidebar}
+      </aside>
+      <Drawer side="left" open={channelsOpen} onClose={() => setChannelsOpen(false)} label="Channels">
+        {sidebar}
+      </Drawer>
+
+      <main className="flex min-w-0 flex-1 flex-col bg-slate-50/40">
+        <header className="flex h-14 shrink-0 items-center gap-2 border-b border-slate-200 bg-white px-3 sm:px-5">
+          <button
+            type="button"
+            onClick={() => setChannelsOpen(true)}
+            aria-label="Open channels"
+            className="-ml-1 rounded-lg p-2 text-slate-600 hover:bg-slate-100 focus-visible:outline-2 focus-visible:outline-brand-600 md:hidden"
+          >
+            <MenuIcon className="h-5 w-5" />
+          </button>
+          <div className="flex min-w-0 flex-1 items-center gap-2">
+            {channel?.private ? (
+              <LockIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
+            ) : (
+              <HashIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
+            )}
+            <h1 className="truncate text-base font-semibold text-slate-900">{current ?? "…"}</h1>
+            {channel?.description ? (
+              <p className="hidden min-w-0 truncate border-l border-slate-200 pl-3 text-sm text-slate-500 sm:block">
+                {channel.description}
+              </p>
+            ) : null}
+          </div>
+          <ConnectionBadge status={state.status} />
+          <button
+            type="button"
+            onClick={toggleOnline}
+            aria-label={`${onlineCount} online in this channel`}
+            title="Who’s online"
+            className="inline-flex shrink-0 items-center gap-1.5 rounded-lg px-2.5 py-1.5 text-sm text-slate-600 ring-1 ring-slate-200 hover:bg-slate-50 focus-visible:outline-2 focus-visible:outline-brand-600"
+          >
+            <UsersIcon className="h-4 w-4" />
+            <span className="tabular-nums">{onlineCount}</span>
+            <span className="hidden sm:inline">online</span>
+          </button>
+        </header>
+
+        <ConnectionBanner status={state.status} onRetry={() => client.reconnectNow()} />
+
+        {current && channelState ? (
+          <MessagePane
+            key={current}
+            channel={current}
+            state={channelState}
+            user={user}
+            now={new Date(now)}
+            blocked={blocked}
+            onLoadOlder={loadOlder}
+            onRetry={retry}
+            onDiscard={discard}
+            onRetryLoad={retryLoad}
+          />
+        ) : (
+          <div className="flex flex-1 items-center justify-center text-sm text-slate-500" role="status">
+            {state.status === "connected" ? "Opening channel…" : "Connecting…"}
+          </div>
+        )}
+
+        <div className="h-6 shrink-0 px-5 text-xs text-slate-500" role="status" aria-live="polite">
+          {typing ? (
+            <span className="inline-flex items-center gap-1.5">
+              <span className="inline-flex gap-0.5" aria-hidden="true">
+                <span className="typing-dot h-1 w-1 rounded-full bg-slate-400" />
+                <span className="typing-dot h-1 w-1 rounded-full bg-slate-400" />
+                <span className="typing-dot h-1 w-1 rounded-full bg-slate-400" />
+              </span>
+              {typing}
+            </span>
+          ) : null}
+        </div>
+
+        {blocked && state.blockedUntil ? <RateLimitBanner until={state.blockedUntil} now={now} /> : null}
+
+        <Composer
+          key={current ?? ""}
+          channel={current ?? ""}
+          disabled={!current}
+          onSend={(text) => client.send(text)}
+          onTyping={(hasText) => client.typing(hasText)}
+        />
+      </main>
+
+      {onlinePinned ? (
+        <aside className="hidden w-60 shrink-0 border-l border-slate-200 lg:block" aria-label="Online">
+          <OnlinePanel users={state.online} count={state.onlineCount} me={user.id} />
+        </aside>
+      ) : null}
+      <Drawer side="right" open={onlineOpen} onClose={() => setOnlineOpen(false)} label="Online users">
+        <OnlinePanel users={state.online} count={state.onlineCount} me={user.id} />
+      </Drawer>
+
+      {state.notice ? (
+        <div
+          role="alert"
+          className="fixed bottom-24 left-1/2 z-50 flex max-w-[90vw] -translate-x-1/2 items-center gap-3 rounded-xl bg-slate-900 px-4 py-2.5 text-sm text-white shadow-xl"
+        >
+          <span>{state.notice.text}</span>
+          <button type="button" onClick={() => client.dismissNotice()} aria-label="Dismiss" className="rounded p-0.5 text-slate-400 hover:text-white">
+            <CloseIcon className="h-4 w-4" />
+          </button>
+        </div>
+      ) : null}
+
+      <CreateChannelDialog open={creating} onClose={() => setCreating(false)} onCreate={(n, d, p) => client.createChannel(n, d, p)} />
+      <PasswordDialog
+        channel={state.passwordPrompt?.channel ?? null}
+        error={state.passwordPrompt?.error ?? null}
+        onSubmit={(password) => state.passwordPrompt && client.submitPassword(state.passwordPrompt.channel, password)}
+        onClose={() => client.cancelPassword()}
+      />
+    </div>
+  );
+}
