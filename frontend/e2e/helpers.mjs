@@ -1,0 +1,150 @@
+// Shared by the browser end-to-end suite and the screenshot script: Debian's Chromium through
+// playwright-core, sign-up through the real UI, and a few direct clients of the public API
+// (REST and Socket.IO, with a user's cookie) to seed data quickly.
+
+import fs from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+import { io } from "socket.io-client";
+
+export const frontendDir = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+export const repoRoot = path.resolve(frontendDir, "..");
+export const artifacts = path.join(repoRoot, "test-artifacts");
+
+export const DESKTOP = { width: 1280, height: 800 };
+export const PHONE = { width: 390, height: 844 };
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+export function launch() {
+  return chromium.launch({
+    executablePath: process.env.CHROMIUM_PATH ?? "/usr/bin/chromium",
+    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
+    timeout: 30_000,
+  });
+}
+
+/** A fresh browser profile (its own cookies) with one page on the app. */
+export async function openApp(browser, baseUrl, { viewport = DESKTOP, phone = false } = {}) {
+  const context = await browser.newContext({
+    viewport,
+    baseURL: baseUrl,
+    ...(phone ? { isMobile: true, hasTouch: true, deviceScaleFactor: 2 } : { deviceScaleFactor: 1 }),
+  });
+  context.setDefaultTimeout(15_000);
+  context.setDefaultNavigationTimeout(30_000);
+  const page = await context.newPage();
+  await page.goto("/");
+  return { context, page };
+}
+
+export async function screenshot(page, name) {
+  fs.mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: path.join(artifacts, `${name}.png`) });
+}
+
+/** Creates an account through the sign-up form and waits for the chat. */
+export async function registerThroughUi(page, username, password = "correct-horse-1") {
+  await page.getByRole("tab", { name: "Create account" }).click();
+  await page.getByLabel("Username").fill(username);
+  await page.getByLabel("Email").fill(`${username}@example.com`);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Create account", exact: true }).click();
+  await page.getByRole("button", { name: "Send" }).waitFor();
+  await page.getByRole("status", { name: "Connection: Connected" }).waitFor();
+}
+
+/** The `token` cookie of a browser context, as a Cookie header. */
+export async function cookieHeader(context) {
+  const cookies = await context.cookies();
+  const token = cookies.find((c) => c.name === "token");
+  if (!token) throw new Error("no session cookie in this browser context");
+  return `token=${token.value}`;
+}
+
+/** A guest session made directly through the API; returns its Cookie header. */
+export async function guestCookie(baseUrl, username) {
+  const res = await fetch(`${baseUrl}/api/auth/guest`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json" },
+    body: JSON.stringify(username ? { username } : {}),
+    signal: AbortSignal.timeout(10_000),
+  });
+  if (res.status !== 201) throw new Error(`guest sign-in answered ${res.status}: ${await res.text()}`);
+  const setCookie = res.headers.get("set-cookie") ?? "";
+  const token = /token=([^;]+)/.exec(setCookie)?.[1];
+  if (!token) throw new Error("guest sign-in set no cookie");
+  return `token=${token}`;
+}
+
+/** A Socket.IO client of the public contract, signed in with `cookie`. */
+export async function socketFor(baseUrl, cookie, { localAddress } = {}) {
+  const socket = io(baseUrl, {
+    path: "/socket.io",
+    transports: ["websocket"],
+    extraHeaders: { cookie },
+    reconnection: false,
+    forceNew: true,
+    ...(localAddress ? { localAddress } : {}),
+  });
+  await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error("socket did not connect within 10 s")), 10_000);
+    socket.once("connect", () => {
+      clearTimeout(t);
+      resolve();
+    });
+    socket.once("connect_error", (e) => {
+      clearTimeout(t);
+      reject(e);
+    });
+  });
+  return socket;
+}
+
+export function emitAck(socket, event, payload, ms = 10_000) {
+  return socket.timeout(ms).emitWithAck(event, payload);
+}
+
+/** Joins `channel` and sends `texts` one after the other; throws on any refusal. */
+export async function sendAll(socket, channel, texts) {
+  const joined = await emitAck(socket, "channel.join", { channel });
+  if (!joined.ok) throw new Error(`join ${channel}: ${JSON.stringify(joined)}`);
+  for (const text of texts) {
+    const ack = await emitAck(socket, "message.send", { channel, text, client_message_id: crypto.randomUUID() });
+    if (!ack.ok) throw new Error(`send: ${JSON.stringify(ack)}`);
+  }
+}
+
+/**
+ * Seeds `count` numbered messages ("<prefix> 1" …) into a channel, 20 per guest user so that
+ * the default rate limit (20 per 10 s per user) is never reached.
+ */
+export async function seedMessages(baseUrl, channel, count, prefix) {
+  for (let start = 1; start <= count; start += 20) {
+    const socket = await socketFor(baseUrl, await guestCookie(baseUrl));
+    try {
+      const texts = [];
+      for (let i = start; i < Math.min(start + 20, count + 1); i++) texts.push(`${prefix} ${i}`);
+      await sendAll(socket, channel, texts);
+    } finally {
+      socket.disconnect();
+    }
+  }
+}
+
+/** Polls `check` until it returns a truthy value, or throws after `ms`. */
+export async function eventually(check, ms = 15_000, what = "condition") {
+  const deadline = Date.now() + ms;
+  let last;
+  for (;;) {
+    try {
+      const value = await check();
+      if (value) return value;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${last ? `: ${last.message}` : ""}`);
+    await sleep(150);
+  }
+}
