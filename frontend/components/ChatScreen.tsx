@@ -43,8 +43,13 @@ function createClient(user: User): ChatClient {
 function useNow(fast: boolean): number {
   const [now, setNow] = useState(() => Date.now());
   useEffect(() => {
+    // Catch up at once when the pace changes (a countdown must not start from a stale clock).
+    const first = setTimeout(() => setNow(Date.now()), 0);
     const t = setInterval(() => setNow(Date.now()), fast ? 250 : 30_000);
-    return () => clearInterval(t);
+    return () => {
+      clearTimeout(first);
+      clearInterval(t);
+    };
   }, [fast]);
   return now;
 }
@@ -58,7 +63,7 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
   const [onlineOpen, setOnlineOpen] = useState(false);
   const [onlinePinned, setOnlinePinned] = useState(true);
   const [creating, setCreating] = useState(false);
-  const now = useNow(state.blockedUntil !== null);
+  const now = Math.max(useNow(state.blockedUntil !== null), state.blockedAt ?? 0);
 
   useEffect(() => {
     client.start();
@@ -174,7 +179,7 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
 
         {current && channelState ? (
           <MessagePane
-            key={current}
+            key={`pane-${current}`}
             channel={current}
             state={channelState}
             user={user}
@@ -207,7 +212,7 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
         {blocked && state.blockedUntil ? <RateLimitBanner until={state.blockedUntil} now={now} /> : null}
 
         <Composer
-          key={current ?? ""}
+          key={`composer-${current ?? ""}`}
           channel={current ?? ""}
           disabled={!current}
           onSend={(text) => client.send(text)}

@@ -15,7 +15,17 @@ export const artifacts = path.join(repoRoot, "test-artifacts");
 export const DESKTOP = { width: 1280, height: 800 };
 export const PHONE = { width: 390, height: 844 };
 
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+/** The newest banter binary already built (no cargo here), unless BANTER_BIN names one. */
+export function pickBanterBin() {
+  if (process.env.BANTER_BIN) return process.env.BANTER_BIN;
+  const found = ["target/debug/banter", "target/release/banter"]
+    .map((p) => path.join(repoRoot, p))
+    .filter((p) => fs.existsSync(p))
+    .sort((a, b) => fs.statSync(b).mtimeMs - fs.statSync(a).mtimeMs);
+  return found[0];
+}
+
+export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 export function launch() {
   return chromium.launch({

@@ -68,6 +68,8 @@ export interface ChatState {
   typing: Typist[];
   /** When the rate-limit block ends (local ms), or null. */
   blockedUntil: number | null;
+  /** When this tab learnt of the block (local ms): a clock for the countdown is never older. */
+  blockedAt: number | null;
   passwordPrompt: { channel: string; error: string | null } | null;
   notice: { id: number; text: string } | null;
   signedOut: boolean;
@@ -105,6 +107,7 @@ const ACK_TIMEOUT_MS = 10_000;
 const SWITCH_SYNC_PAGES = 5;
 /** Consecutive failed reconnection attempts before the status reads "offline". */
 const OFFLINE_AFTER_ATTEMPTS = 3;
+const CHANNEL_POLL_MS = 20_000;
 
 const emptyChannel = (): ChannelState => ({
   messages: [],
@@ -138,6 +141,7 @@ export class ChatClient {
   private typingChannel: string | null = null;
   private timers = new Map<string, ReturnType<typeof setTimeout>>();
   private sweepTimer: ReturnType<typeof setInterval> | null = null;
+  private channelPoll: ReturnType<typeof setInterval> | null = null;
   private manualAttempts = 0;
   private noticeId = 0;
   /** Between `start` and `stop`; a stopped client can be started again (React StrictMode). */
@@ -160,6 +164,7 @@ export class ChatClient {
       onlineCount: null,
       typing: [],
       blockedUntil: null,
+      blockedAt: null,
       passwordPrompt: null,
       notice: null,
       signedOut: false,
@@ -213,6 +218,8 @@ export class ChatClient {
       window.addEventListener("offline", this.onBrowserOffline);
     }
     void this.refreshChannels();
+    // Channels made by others have no event: look again now and then.
+    this.channelPoll = setInterval(() => void this.refreshChannels(), CHANNEL_POLL_MS);
     if (s.connected) this.onConnect();
     else s.connect();
   }
@@ -225,6 +232,8 @@ export class ChatClient {
     this.timers.clear();
     if (this.sweepTimer) clearInterval(this.sweepTimer);
     this.sweepTimer = null;
+    if (this.channelPoll) clearInterval(this.channelPoll);
+    this.channelPoll = null;
     for (const settle of [...this.inflight]) settle(undefined);
     if (typeof window !== "undefined") {
       window.removeEventListener("online", this.onBrowserOnline);
@@ -679,7 +688,7 @@ export class ChatClient {
         break;
       case "rate_limited":
         this.updateChannel(channel, (c) => ({ ...c, outgoing: setStatus(c.outgoing, id, "queued") }));
-        this.block(blockEnd({ retry_after_ms: outcome.retryAfterMs }, Date.now()));
+        this.block({ retry_after_ms: outcome.retryAfterMs });
         break;
       case "requeue":
         this.updateChannel(channel, (c) => ({ ...c, outgoing: setStatus(c.outgoing, id, "queued") }));
@@ -694,16 +703,21 @@ export class ChatClient {
   }
 
   private onRateLimited = (notice: RateLimitedEvent): void => {
-    this.block(blockEnd(notice ?? {}, Date.now()));
+    this.block(notice ?? {});
   };
 
-  private block(until: number): void {
-    if (until <= Date.now()) return;
-    if (!this.state.blockedUntil || until > this.state.blockedUntil) {
-      this.set({ blockedUntil: until });
-    }
-    this.later("unblock", Math.max(0, (this.state.blockedUntil ?? until) - Date.now()) + 50, () => {
-      this.set({ blockedUntil: null });
+  private block(notice: { retry_after_ms?: number; until?: string }): void {
+    const receivedAt = Date.now();
+    const until = blockEnd(notice, receivedAt);
+    if (until <= receivedAt) return;
+    this.set({
+      blockedUntil: Math.max(until, this.state.blockedUntil ?? 0),
+      // The countdown's clock is never older than the latest notice, so it never shows more
+      // than the server said.
+      blockedAt: receivedAt,
+    });
+    this.later("unblock", Math.max(0, (this.state.blockedUntil ?? until) - receivedAt) + 50, () => {
+      this.set({ blockedUntil: null, blockedAt: null });
       void this.pump();
     });
   }

@@ -1,0 +1,325 @@
+// The browser end-to-end suite: real Chromium (Debian's, through playwright-core) on the app
+// behind nginx, in front of a two-instance banter cluster. Everything is checked as a person
+// would: by role, label and visible text.
+//
+//   npm run test:e2e                                  a throw-away cluster from tests/e2e/cluster.mjs
+//                                                     (built frontend and an existing banter binary)
+//   BANTER_URL=http://127.0.0.1:8080 npm run test:e2e against a running cluster; the scenario
+//                                                     that kills an instance is skipped there
+//
+// Screenshots of the main screens go to ../test-artifacts/.
+
+import { after, before, test } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import fs from "node:fs";
+import path from "node:path";
+import {
+  PHONE,
+  emitAck,
+  eventually,
+  frontendDir,
+  guestCookie,
+  launch,
+  openApp,
+  pickBanterBin,
+  registerThroughUi,
+  repoRoot,
+  screenshot,
+  seedMessages,
+  sleep,
+  socketFor,
+} from "./helpers.mjs";
+
+const TEST_TIMEOUT = 150_000;
+const tag = Math.random().toString(36).slice(2, 7);
+
+let baseUrl;
+let cluster = null;
+let browser;
+const opened = [];
+
+before(async () => {
+  if (process.env.BANTER_URL) {
+    baseUrl = process.env.BANTER_URL.replace(/\/$/, "");
+  } else {
+    if (!fs.existsSync(path.join(frontendDir, ".next", "BUILD_ID"))) {
+      execFileSync("npm", ["run", "build"], { cwd: frontendDir, stdio: "inherit", timeout: 600_000 });
+    }
+    const bin = pickBanterBin();
+    if (!bin) throw new Error("no banter binary in target/: build banter first, or set BANTER_BIN or BANTER_URL");
+    process.env.BANTER_BIN = bin;
+    const { startCluster } = await import(path.join(repoRoot, "tests/e2e/cluster.mjs"));
+    cluster = await startCluster({ frontend: true });
+    baseUrl = cluster.url;
+  }
+  browser = await launch();
+}, { timeout: 180_000 });
+
+after(async () => {
+  for (const c of opened) await c.close().catch(() => {});
+  await browser?.close();
+  await cluster?.stop();
+}, { timeout: 60_000 });
+
+async function app(options) {
+  const session = await openApp(browser, baseUrl, options);
+  opened.push(session.context);
+  return session;
+}
+
+const composer = (page) => page.getByLabel(/^Message #/);
+const messages = (page) => page.getByRole("log");
+const connection = (page) => page.getByRole("status", { name: /^Connection:/ });
+
+async function openChannel(page, name) {
+  await page.getByRole("navigation", { name: "Channels" }).getByRole("button", { name, exact: true }).click();
+  await page.getByRole("heading", { level: 1, name }).waitFor();
+}
+
+async function createChannel(page, name, password) {
+  await page.getByRole("button", { name: "Create channel" }).click();
+  const dialog = page.getByRole("dialog", { name: "Create a channel" });
+  await dialog.getByLabel("Channel name").fill(name);
+  if (password) {
+    await dialog.getByLabel("Private channel").check();
+    await dialog.getByLabel("Channel password").fill(password);
+  }
+  await dialog.getByRole("button", { name: "Create channel" }).click();
+  await page.getByRole("heading", { level: 1, name }).waitFor();
+}
+
+async function send(page, text) {
+  await composer(page).fill(text);
+  await composer(page).press("Enter");
+}
+
+/** How many times a message with exactly this text is shown. */
+function countMessage(page, text) {
+  return messages(page).getByText(text, { exact: true }).count();
+}
+
+test("two people exchange messages, see each other online and typing", { timeout: TEST_TIMEOUT }, async () => {
+  const room = `room-${tag}`;
+  const ann = await app();
+  await registerThroughUi(ann.page, `ann-${tag}`);
+  await createChannel(ann.page, room);
+
+  const ben = await app();
+  await registerThroughUi(ben.page, `ben-${tag}`);
+  await openChannel(ben.page, room);
+
+  // Each sees the other in the channel's online list.
+  await ann.page.getByRole("list", { name: "Online users" }).getByText(`ben-${tag}`).waitFor();
+  await ben.page.getByRole("list", { name: "Online users" }).getByText(`ann-${tag}`).waitFor();
+  await ann.page.getByRole("button", { name: "2 online in this channel" }).waitFor();
+
+  // Typing shows on the other side, and stops after sending.
+  await composer(ann.page).pressSequentially("Hello Ben", { delay: 30 });
+  await ben.page.getByText(`ann-${tag} is typing…`).waitFor();
+  await composer(ann.page).press("Enter");
+  await messages(ben.page).getByText("Hello Ben", { exact: true }).waitFor();
+  await ben.page.getByText(`ann-${tag} is typing…`).waitFor({ state: "hidden" });
+
+  // The other direction, with the Send button and a line break (Shift+Enter).
+  await composer(ben.page).fill("Hi Ann!");
+  await composer(ben.page).press("Shift+Enter");
+  await composer(ben.page).pressSequentially("Second line");
+  await ben.page.getByRole("button", { name: "Send" }).click();
+  const multi = messages(ann.page).getByText(/Hi Ann!\s+Second line/);
+  await multi.waitFor();
+  assert.equal(await multi.evaluate((el) => el.innerText), "Hi Ann!\nSecond line");
+
+  // Text is text: markup arrives as the characters that were typed.
+  await send(ann.page, "<b>not bold</b> <img src=x onerror=alert(1)>");
+  await messages(ben.page).getByText("<b>not bold</b> <img src=x onerror=alert(1)>", { exact: true }).waitFor();
+  assert.equal(await messages(ben.page).locator("b, img").count(), 0);
+
+  // Each message once on both sides, and nothing left pending.
+  for (const page of [ann.page, ben.page]) {
+    await eventually(async () => (await page.getByText("Sending…").count()) === 0, 10_000, "no pending messages");
+    assert.equal(await countMessage(page, "Hello Ben"), 1);
+  }
+  await screenshot(ann.page, "e2e-two-users");
+});
+
+test("scrolling up loads older history without moving what is on screen", { timeout: TEST_TIMEOUT }, async () => {
+  const channel = `history-${tag}`;
+  const owner = await guestCookie(baseUrl);
+  const created = await fetch(`${baseUrl}/api/channels`, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", cookie: owner },
+    body: JSON.stringify({ name: channel }),
+    signal: AbortSignal.timeout(10_000),
+  });
+  assert.equal(created.status, 201);
+  await seedMessages(baseUrl, channel, 120, "Note");
+
+  const reader = await app();
+  await reader.page.getByRole("button", { name: "Continue as guest" }).click();
+  await connection(reader.page).filter({ hasText: "Connected" }).waitFor();
+  await openChannel(reader.page, channel);
+  const log = messages(reader.page);
+  await log.getByText("Note 120", { exact: true }).waitFor();
+  assert.equal(await log.getByText("Note 1", { exact: true }).count(), 0, "only the newest page at first");
+
+  // Scroll to the top: the next page is prepended, and the message that was at the top does
+  // not move on screen in any frame while that happens (sampled on every animation frame).
+  const drift = await log.evaluate(async (el) => {
+    const find = (text) => [...el.querySelectorAll("p")].find((p) => p.textContent === text);
+    const target = find("Note 71");
+    el.scrollTop = 0;
+    const y0 = target.getBoundingClientRect().top;
+    let worst = 0;
+    const deadline = performance.now() + 10_000;
+    let loaded = false;
+    while (performance.now() < deadline) {
+      await new Promise((r) => requestAnimationFrame(r));
+      worst = Math.max(worst, Math.abs(target.getBoundingClientRect().top - y0));
+      if (loaded) break;
+      loaded = Boolean(find("Note 21"));
+    }
+    return { worst, loaded };
+  });
+  assert.ok(drift.loaded, "the older page was loaded");
+  assert.ok(drift.worst <= 4, `the view jumped by ${drift.worst}px when older messages came in`);
+
+  // Keep going up to the very first message and the start of the channel.
+  await eventually(
+    async () => {
+      await log.evaluate((el) => (el.scrollTop = 0));
+      return (await log.getByText("Note 1", { exact: true }).count()) === 1;
+    },
+    20_000,
+    "message 1",
+  );
+  await reader.page.getByText(`Welcome to #${channel}`).waitFor();
+  for (const n of [1, 2, 50, 51, 70, 71, 120]) {
+    assert.equal(await log.getByText(`Note ${n}`, { exact: true }).count(), 1, `Note ${n} shown once`);
+  }
+  await screenshot(reader.page, "e2e-history-top");
+});
+
+test("a private channel asks for its password", { timeout: TEST_TIMEOUT }, async () => {
+  const vault = `vault-${tag}`;
+  const cara = await app();
+  await registerThroughUi(cara.page, `cara-${tag}`);
+  await createChannel(cara.page, vault, "open-sesame-42");
+
+  const dan = await app({ viewport: PHONE, phone: true });
+  await dan.page.getByRole("button", { name: "Continue as guest" }).click();
+  await connection(dan.page).filter({ hasText: "Connected" }).waitFor();
+  await dan.page.getByRole("button", { name: "Open channels" }).click();
+  await dan.page.getByRole("dialog", { name: "Channels" }).getByRole("button", { name: vault }).click();
+
+  const prompt = dan.page.getByRole("dialog", { name: `#${vault} is private` });
+  await prompt.getByLabel("Channel password").fill("not-the-password");
+  await prompt.getByRole("button", { name: "Join channel" }).click();
+  await prompt.getByText("Wrong password. Try again.").waitFor();
+  await screenshot(dan.page, "e2e-private-password");
+  await prompt.getByLabel("Channel password").fill("open-sesame-42");
+  await prompt.getByRole("button", { name: "Join channel" }).click();
+  await dan.page.getByRole("heading", { level: 1, name: vault }).waitFor();
+  await prompt.waitFor({ state: "hidden" });
+
+  await send(dan.page, "Made it in");
+  await messages(cara.page).getByText("Made it in", { exact: true }).waitFor();
+});
+
+test("sending too fast shows a countdown, and waiting messages go out by themselves", { timeout: TEST_TIMEOUT }, async () => {
+  const eve = await app();
+  await registerThroughUi(eve.page, `eve-${tag}`);
+  const channel = `burst-${tag}`;
+  await createChannel(eve.page, channel);
+
+  const total = 24;
+  for (let i = 1; i <= total; i++) await send(eve.page, `burst ${i}`);
+
+  const banner = eve.page.getByRole("alert").filter({ hasText: "sending messages too fast" });
+  await banner.waitFor();
+  const seconds = async () => Number(/send again in (\d+)s/.exec(await banner.innerText())?.[1]);
+  const first = await seconds();
+  assert.ok(first > 0 && first <= 30, `countdown starts at ${first}s`);
+  await eve.page.getByText("Waiting to send — rate limited").first().waitFor();
+  await screenshot(eve.page, "e2e-rate-limited");
+  await sleep(2200);
+  assert.ok((await seconds()) < first, "the countdown runs");
+
+  // When the block ends, the banner goes and the waiting messages are sent, each once.
+  await banner.waitFor({ state: "hidden", timeout: 40_000 });
+  const log = messages(eve.page);
+  await eventually(
+    async () => (await eve.page.getByText(/Sending…|Waiting to send/).count()) === 0,
+    20_000,
+    "every message sent",
+  );
+  for (let i = 1; i <= total; i++) {
+    assert.equal(await log.getByText(`burst ${i}`, { exact: true }).count(), 1, `burst ${i} once`);
+  }
+});
+
+test(
+  "after the banter instance it used is killed, the page reconnects and shows what it missed once",
+  { timeout: TEST_TIMEOUT, skip: process.env.BANTER_URL ? "needs its own cluster (BANTER_URL is set)" : false },
+  async () => {
+    assert.ok(cluster, "no cluster handle");
+    const fay = await app();
+    await registerThroughUi(fay.page, `fay-${tag}`);
+    const channel = `ops-${tag}`;
+    await createChannel(fay.page, channel);
+
+    // The browser reaches nginx from 127.0.0.1: that is the instance to kill. The other
+    // person stays on the survivor (a source address that nginx sends there).
+    const victim = await cluster.upstreamOf("127.0.0.1");
+    const survivor = cluster.instances.find((i) => i !== victim);
+    const [survivorAddress] = await cluster.addressesFor(survivor, 1);
+    const gus = await socketFor(baseUrl, await guestCookie(baseUrl, `gus-${tag}`), { localAddress: survivorAddress });
+    const seenByGus = [];
+    gus.on("message.new", (m) => seenByGus.push(m.text));
+    assert.equal((await emitAck(gus, "channel.join", { channel })).ok, true);
+
+    await send(fay.page, "before the crash");
+    await eventually(() => seenByGus.includes("before the crash"), 10_000, "gus to get the first message");
+
+    // Hold the page's reconnection back until the other person has spoken, so that the
+    // message can only arrive through the catch-up after reconnecting.
+    let networkDown = true;
+    await fay.page.route("**/socket.io/**", (route) => (networkDown ? route.abort() : route.continue()));
+    await fay.page.routeWebSocket(/\/socket\.io\//, (ws) => (networkDown ? ws.close() : ws.connectToServer()));
+    await victim.kill("SIGKILL");
+    await connection(fay.page).filter({ hasText: /Reconnecting|Offline/ }).waitFor({ timeout: 20_000 });
+    await fay.page.getByText("Connection lost.").or(fay.page.getByText("You’re offline.")).waitFor();
+    await screenshot(fay.page, "e2e-connection-lost");
+
+    const missed = `while you were away ${tag}`;
+    const sent = await emitAck(gus, "message.send", { channel, text: missed, client_message_id: crypto.randomUUID() });
+    assert.equal(sent.ok, true, JSON.stringify(sent));
+
+    networkDown = false;
+    await connection(fay.page).filter({ hasText: "Connected" }).waitFor({ timeout: 45_000 });
+    await messages(fay.page).getByText(missed, { exact: true }).waitFor({ timeout: 15_000 });
+    await sleep(1500);
+    assert.equal(await countMessage(fay.page, missed), 1, "the missed message is shown exactly once");
+    assert.equal(await countMessage(fay.page, "before the crash"), 1);
+
+    // And the page can talk again, through the survivor.
+    await send(fay.page, "back online");
+    await eventually(() => seenByGus.includes("back online"), 15_000, "gus to get the message sent after reconnecting");
+    assert.equal(seenByGus.filter((t) => t === "back online").length, 1);
+    await screenshot(fay.page, "e2e-reconnected");
+    gus.disconnect();
+  },
+);
+
+test("the chat works on a phone-sized screen", { timeout: TEST_TIMEOUT }, async () => {
+  const hal = await app({ viewport: PHONE, phone: true });
+  await registerThroughUi(hal.page, `hal-${tag}`);
+  // Panels collapse into drawers that open from the header.
+  await hal.page.getByRole("button", { name: /online in this channel/ }).click();
+  const online = hal.page.getByRole("dialog", { name: "Online users" });
+  await online.getByText(`hal-${tag}`).waitFor();
+  await online.getByRole("button", { name: "Close online users" }).click();
+  await send(hal.page, "Hello from a phone");
+  await messages(hal.page).getByText("Hello from a phone", { exact: true }).waitFor();
+  await screenshot(hal.page, "e2e-phone");
+});

@@ -1,0 +1,314 @@
+/**
+ * The chat session against a small in-memory stand-in for banter that follows the contract's
+ * shapes (acks, `message.new`, `messages.sync`, history pages): reconnects, gaps, lost acks
+ * and rate limits, as a person using the app would live through them.
+ */
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { ChatClient, type Api, type SocketLike } from "./chat";
+import type { Message } from "./types";
+
+const ME = { id: "u-me", username: "me", email: null };
+const OTHER = { id: "u-other", username: "other" };
+
+type Handler = (...args: never[]) => void;
+type Answer = Record<string, unknown> | "no-answer";
+
+/** The server side: stored messages per channel, and a log of what the client sent. */
+class FakeBanter {
+  messages = new Map<string, Message[]>();
+  sent: { event: string; payload: Record<string, unknown> }[] = [];
+  /** Overrides for the next `message.send` answers (first in, first used). */
+  sendAnswers: ((payload: Record<string, unknown>) => Answer)[] = [];
+  socket = new FakeSocket(this);
+
+  store(channel: string, text: string, sender = OTHER, cid = `cid-${Math.random()}`): Message {
+    const list = this.messages.get(channel) ?? [];
+    const m: Message = {
+      id: `id-${channel}-${list.length + 1}`,
+      channel,
+      seq: list.length + 1,
+      text,
+      sender: sender.username,
+      sender_id: sender.id,
+      client_message_id: cid,
+      createdAt: new Date(Date.UTC(2025, 0, 1, 12, list.length)).toISOString(),
+    };
+    list.push(m);
+    this.messages.set(channel, list);
+    return m;
+  }
+
+  answer(event: string, payload: Record<string, unknown>): Answer {
+    this.sent.push({ event, payload });
+    const channel = String(payload.channel);
+    const list = this.messages.get(channel) ?? [];
+    switch (event) {
+      case "channel.join":
+        return { ok: true, channel: { name: channel, description: null, private: false, createdAt: "" }, online: 2 };
+      case "messages.sync": {
+        const after = Number(payload.after_seq);
+        const limit = Number(payload.limit ?? 100);
+        const page = list.filter((m) => m.seq > after);
+        return { ok: true, messages: page.slice(0, limit), has_more: page.length > limit };
+      }
+      case "message.send": {
+        const override = this.sendAnswers.shift();
+        if (override) return override(payload);
+        return this.acceptSend(payload);
+      }
+      default:
+        return { ok: true };
+    }
+  }
+
+  /** Stores a send idempotently, broadcasts it, and answers as banter does. */
+  acceptSend(payload: Record<string, unknown>): Record<string, unknown> {
+    const channel = String(payload.channel);
+    const cid = String(payload.client_message_id);
+    const held = (this.messages.get(channel) ?? []).find((m) => m.sender_id === ME.id && m.client_message_id === cid);
+    if (held) return { ok: true, message: held, duplicate: true };
+    const m = this.store(channel, String(payload.text), ME, cid);
+    this.socket.push("message.new", m);
+    return { ok: true, message: m, duplicate: false };
+  }
+
+  api(): Api {
+    return {
+      me: async () => ME,
+      channels: async () => [{ name: "general", description: null, private: false, createdAt: "" }],
+      online: async () => [
+        { userId: ME.id, username: ME.username },
+        { userId: OTHER.id, username: OTHER.username },
+      ],
+      history: async (channel: string, opts: { before?: number; limit: number }) => {
+        const list = (this.messages.get(channel) ?? []).filter((m) => opts.before === undefined || m.seq < opts.before);
+        return list.slice(-opts.limit);
+      },
+    } as unknown as Api;
+  }
+}
+
+class FakeSocket implements SocketLike {
+  connected = false;
+  active = true;
+  up = true;
+  private handlers = new Map<string, Handler[]>();
+  private ioHandlers = new Map<string, Handler[]>();
+  io = {
+    on: (event: string, h: Handler) => this.ioHandlers.set(event, [...(this.ioHandlers.get(event) ?? []), h]),
+    off: () => this.ioHandlers.clear(),
+  };
+
+  constructor(private server: FakeBanter) {}
+
+  on(event: string, h: Handler) {
+    this.handlers.set(event, [...(this.handlers.get(event) ?? []), h]);
+  }
+  off() {
+    this.handlers.clear();
+  }
+  connect() {
+    if (!this.up || this.connected) return;
+    this.connected = true;
+    this.fire("connect");
+  }
+  disconnect() {
+    this.connected = false;
+  }
+  /** The connection drops (an instance died); socket.io-client would retry by itself. */
+  drop() {
+    this.connected = false;
+    this.fire("disconnect", "transport close");
+  }
+  emit(event: string, payload: unknown, ack?: (a: unknown) => void) {
+    const answer = this.server.answer(event, payload as Record<string, unknown>);
+    if (ack && answer !== "no-answer") queueMicrotask(() => ack(answer));
+  }
+  timeout() {
+    return {
+      emit: (event: string, payload: unknown, cb: (err: Error | null, a?: unknown) => void) => {
+        if (!this.connected) return;
+        const answer = this.server.answer(event, payload as Record<string, unknown>);
+        if (answer !== "no-answer") queueMicrotask(() => this.connected && cb(null, answer));
+      },
+    };
+  }
+  /** A server → client event. */
+  push(event: string, data: unknown) {
+    if (this.connected) queueMicrotask(() => this.fire(event, data));
+  }
+  private fire(event: string, ...args: unknown[]) {
+    for (const h of this.handlers.get(event) ?? []) (h as (...a: unknown[]) => void)(...args);
+  }
+}
+
+let server: FakeBanter;
+let chat: ChatClient;
+let n = 0;
+
+async function settle(ms = 0) {
+  await vi.advanceTimersByTimeAsync(ms);
+  for (let i = 0; i < 5; i++) await vi.advanceTimersByTimeAsync(0);
+}
+
+const texts = () => (chat.getSnapshot().byChannel.general?.messages ?? []).map((m) => m.text);
+const seqs = () => (chat.getSnapshot().byChannel.general?.messages ?? []).map((m) => m.seq);
+const outgoing = () => chat.getSnapshot().byChannel.general?.outgoing ?? [];
+
+beforeEach(async () => {
+  vi.useFakeTimers();
+  server = new FakeBanter();
+  server.store("general", "one");
+  server.store("general", "two");
+  chat = new ChatClient(ME, { socket: server.socket, api: server.api(), uuid: () => `00000000-0000-4000-8000-${String(++n).padStart(12, "0")}` });
+  chat.start();
+  await settle();
+});
+
+afterEach(() => {
+  chat.stop();
+  vi.useRealTimers();
+});
+
+describe("the chat session", () => {
+  it("opens the default channel with its history and shows live messages", async () => {
+    expect(chat.getSnapshot().current).toBe("general");
+    expect(chat.getSnapshot().onlineCount).toBe(2);
+    expect(chat.getSnapshot().online.map((u) => u.username)).toEqual(["me", "other"]);
+    expect(texts()).toEqual(["one", "two"]);
+    server.socket.push("message.new", server.store("general", "three"));
+    await settle();
+    expect(texts()).toEqual(["one", "two", "three"]);
+  });
+
+  it("after a dropped connection, re-joins the channel and shows what was missed, once", async () => {
+    server.socket.drop();
+    expect(chat.getSnapshot().status).toBe("reconnecting");
+    server.store("general", "missed 1");
+    server.store("general", "missed 2");
+    server.sent = [];
+    server.socket.connect();
+    await settle();
+    expect(chat.getSnapshot().status).toBe("connected");
+    expect(server.sent.map((s) => s.event)).toEqual(["channel.join", "messages.sync"]);
+    expect(server.sent[1]!.payload).toMatchObject({ channel: "general", after_seq: 2 });
+    expect(texts()).toEqual(["one", "two", "missed 1", "missed 2"]);
+    // The same message arriving live as well changes nothing.
+    server.socket.push("message.new", server.messages.get("general")![3]);
+    await settle();
+    expect(seqs()).toEqual([1, 2, 3, 4]);
+  });
+
+  it("fills a gap in the live stream with messages.sync", async () => {
+    server.store("general", "dropped 3");
+    server.store("general", "dropped 4");
+    server.sent = [];
+    server.socket.push("message.new", server.store("general", "five"));
+    await settle();
+    expect(server.sent).toEqual([{ event: "messages.sync", payload: { channel: "general", after_seq: 2, limit: 200 } }]);
+    expect(seqs()).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("shows a message at once as pending, then confirmed once", async () => {
+    server.sendAnswers.push(() => "no-answer");
+    chat.send("  hello  ");
+    expect(outgoing()).toMatchObject([{ text: "hello", status: "sending" }]);
+    await settle();
+    expect(outgoing()).toHaveLength(1);
+  });
+
+  it("a send whose answer and broadcast were lost in a disconnect is shown once after reconnecting", async () => {
+    // The server stores the message, but the connection drops before the ack and the
+    // broadcast reach this tab.
+    server.sendAnswers.push((payload) => {
+      server.store("general", String(payload.text), ME, String(payload.client_message_id));
+      return "no-answer";
+    });
+    chat.send("hello");
+    await settle();
+    server.socket.drop();
+    await settle();
+    expect(outgoing()).toMatchObject([{ text: "hello", status: "queued" }]);
+    server.socket.connect();
+    await settle();
+    // Any second send reuses the first one's client_message_id, so it cannot be stored twice.
+    const sends = server.sent.filter((s) => s.event === "message.send");
+    expect(new Set(sends.map((s) => s.payload.client_message_id)).size).toBe(1);
+    expect(texts().filter((t) => t === "hello")).toHaveLength(1);
+    expect(server.messages.get("general")!.filter((m) => m.text === "hello")).toHaveLength(1);
+    expect(outgoing()).toEqual([]);
+  });
+
+  it("a send refused while the connection is down is resent with the same id; the server answers duplicate", async () => {
+    // Stored, but neither ack nor broadcast arrived, and the catch-up failed too: the queued
+    // copy goes out again and banter answers with the stored message.
+    server.sendAnswers.push((payload) => {
+      server.store("general", String(payload.text), ME, String(payload.client_message_id));
+      return "no-answer";
+    });
+    chat.send("again");
+    await settle();
+    server.socket.drop();
+    await settle();
+    const realAnswer = server.answer.bind(server);
+    server.answer = (event, payload) =>
+      event === "messages.sync" ? { ok: false, error: { code: "unavailable", message: "down" } } : realAnswer(event, payload);
+    server.socket.connect();
+    await settle();
+    const sends = server.sent.filter((s) => s.event === "message.send");
+    expect(sends).toHaveLength(2);
+    expect(sends[0]!.payload.client_message_id).toBe(sends[1]!.payload.client_message_id);
+    expect(texts().filter((t) => t === "again")).toHaveLength(1);
+    expect(outgoing()).toEqual([]);
+  });
+
+  it("a refused send shows the reason, and Retry uses the same client_message_id", async () => {
+    server.sendAnswers.push(() => ({ ok: false, error: { code: "unavailable", message: "postgres is down" } }));
+    chat.send("important");
+    await settle();
+    expect(outgoing()).toMatchObject([{ status: "failed", error: "The server could not store it." }]);
+    chat.retry(outgoing()[0]!.client_message_id);
+    await settle();
+    const ids = server.sent.filter((s) => s.event === "message.send").map((s) => s.payload.client_message_id);
+    expect(ids).toHaveLength(2);
+    expect(ids[0]).toBe(ids[1]);
+    expect(texts()).toEqual(["one", "two", "important"]);
+    expect(outgoing()).toEqual([]);
+  });
+
+  it("when rate limited, holds messages and sends them by itself when the block ends", async () => {
+    server.sendAnswers.push(() => ({ ok: false, error: { code: "rate_limited", message: "slow down", retry_after_ms: 3000 } }));
+    chat.send("first");
+    await settle();
+    chat.send("second");
+    await settle();
+    expect(chat.getSnapshot().blockedUntil).not.toBeNull();
+    expect(outgoing().map((o) => o.status)).toEqual(["queued", "queued"]);
+    expect(server.sent.filter((s) => s.event === "message.send")).toHaveLength(1);
+
+    await settle(3100);
+    expect(chat.getSnapshot().blockedUntil).toBeNull();
+    expect(texts()).toEqual(["one", "two", "first", "second"]);
+    expect(outgoing()).toEqual([]);
+  });
+
+  it("messages written while offline wait and go out after reconnecting, in order", async () => {
+    server.socket.drop();
+    chat.send("a");
+    chat.send("b");
+    await settle();
+    expect(outgoing().map((o) => o.status)).toEqual(["queued", "queued"]);
+    server.socket.connect();
+    await settle();
+    expect(texts()).toEqual(["one", "two", "a", "b"]);
+  });
+
+  it("shows who is typing, not the user's own other tabs, and forgets a silent typist", async () => {
+    server.socket.push("user.typing", { userId: OTHER.id, username: "other", channel: "general", isTyping: true });
+    server.socket.push("user.typing", { userId: ME.id, username: "me", channel: "general", isTyping: true });
+    await settle();
+    expect(chat.getSnapshot().typing.map((t) => t.username)).toEqual(["other"]);
+    await settle(7000);
+    expect(chat.getSnapshot().typing).toEqual([]);
+  });
+});
