@@ -607,6 +607,10 @@ export class ChatClient {
     const before = this.channel(name);
     const gap = before.loaded && revealsGap(before.messages, message);
     this.absorb(name, [message]);
+    // Someone whose message just arrived has stopped typing it.
+    if (name === this.state.current && this.state.typing.some((t) => t.userId === message.sender_id)) {
+      this.set({ typing: this.state.typing.filter((t) => t.userId !== message.sender_id) });
+    }
     if (gap) void this.sync(name, 50);
   };
 
