@@ -400,6 +400,8 @@ export class ChatClient {
 
   cancelPassword(): void {
     this.set({ passwordPrompt: null });
+    // Nothing open yet (the address named a private channel): open the default one.
+    if (this.state.current === null) void this.join("general", undefined, "first");
   }
 
   private async join(
@@ -712,8 +714,8 @@ export class ChatClient {
 
   private block(notice: { retry_after_ms?: number; until?: string }): void {
     const receivedAt = Date.now();
-    const until = blockEnd(notice, receivedAt);
-    if (until <= receivedAt) return;
+    // A refusal always waits a little, so a block that is just ending cannot spin the outbox.
+    const until = Math.max(blockEnd(notice, receivedAt), receivedAt + 500);
     this.set({
       blockedUntil: Math.max(until, this.state.blockedUntil ?? 0),
       // The countdown's clock is never older than the latest notice, so it never shows more
