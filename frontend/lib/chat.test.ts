@@ -303,6 +303,21 @@ describe("the chat session", () => {
     expect(texts()).toEqual(["one", "two", "a", "b"]);
   });
 
+  it("counts people coming online and going offline at once", async () => {
+    server.socket.push("user.status", { userId: "u-new", username: "newcomer", status: "online" });
+    await settle();
+    expect(chat.getSnapshot().online.map((u) => u.username)).toEqual(["me", "newcomer", "other"]);
+    expect(chat.getSnapshot().onlineCount).toBe(3);
+    server.socket.push("user.status", { userId: OTHER.id, username: "other", status: "offline" });
+    await settle();
+    expect(chat.getSnapshot().online.map((u) => u.username)).toEqual(["me", "newcomer"]);
+    expect(chat.getSnapshot().onlineCount).toBe(2);
+    // The server's count has the last word.
+    server.socket.push("channel.presence", { channel: "general", online: 5 });
+    await settle();
+    expect(chat.getSnapshot().onlineCount).toBe(5);
+  });
+
   it("shows who is typing, not the user's own other tabs, and forgets a silent typist", async () => {
     server.socket.push("user.typing", { userId: OTHER.id, username: "other", channel: "general", isTyping: true });
     server.socket.push("user.typing", { userId: ME.id, username: "me", channel: "general", isTyping: true });

@@ -744,11 +744,22 @@ export class ChatClient {
 
   private onUserStatus = (e: UserStatusEvent): void => {
     if (!e || typeof e.userId !== "string") return;
+    // `user.status` reaches the channels the user is in, so it moves this channel's count at
+    // once; the coalesced `channel.presence` confirms it within a second or two.
+    const listed = this.state.online.some((u) => u.userId === e.userId);
     const others = this.state.online.filter((u) => u.userId !== e.userId);
+    const count = this.state.onlineCount;
     if (e.status === "online") {
-      this.set({ online: sortUsers([...others, { userId: e.userId, username: e.username }]) });
+      this.set({
+        online: sortUsers([...others, { userId: e.userId, username: e.username }]),
+        onlineCount: !listed && count !== null ? count + 1 : count,
+      });
     } else {
-      this.set({ online: others, typing: this.state.typing.filter((t) => t.userId !== e.userId) });
+      this.set({
+        online: others,
+        onlineCount: listed && count !== null ? Math.max(0, count - 1) : count,
+        typing: this.state.typing.filter((t) => t.userId !== e.userId),
+      });
     }
   };
 

@@ -53,12 +53,13 @@ try {
   mayaSocket.disconnect();
   oliverSocket.disconnect();
 
-  await maya.page.getByText("I’ll watch the dashboards").waitFor();
+  await maya.page.getByText("I’ll watch the dashboards").last().waitFor();
   await maya.page.getByLabel("Message #general").fill("Thanks! Ping me if anything looks off.");
   await maya.page.getByRole("button", { name: "Send" }).click();
   await oliver.page.getByLabel("Message #general").pressSequentially("Will do", { delay: 40 });
   await maya.page.getByText(`oliver-${tag} is typing…`).waitFor();
   await maya.page.getByRole("list", { name: "Online users" }).getByText(`oliver-${tag}`).waitFor();
+  await maya.page.getByRole("button", { name: "2 online in this channel" }).waitFor();
   await screenshot(maya.page, "chat-desktop");
 
   const phone = await browser.newContext({
@@ -71,7 +72,7 @@ try {
   });
   const phonePage = await phone.newPage();
   await phonePage.goto("/");
-  await phonePage.getByText("Thanks! Ping me").waitFor({ timeout: 15_000 });
+  await phonePage.getByText("Thanks! Ping me").last().waitFor({ timeout: 15_000 });
   await screenshot(phonePage, "chat-phone");
   await phonePage.getByRole("button", { name: "Open channels" }).click();
   await phonePage.getByRole("dialog", { name: "Channels" }).waitFor();
