@@ -1,7 +1,7 @@
 "use client";
 
 import { useState, type FormEvent } from "react";
-import { api, ApiError } from "@/lib/api";
+import { api, ApiError, fieldSentence } from "@/lib/api";
 import { avatarColor, initials } from "@/lib/avatar";
 import type { User } from "@/lib/types";
 import { Field } from "./Field";
@@ -56,14 +56,18 @@ export function AuthScreen({ onSignedIn }: { onSignedIn: (user: User) => void })
             return { form: `Too many failed attempts. Try again in ${min} minute${min === 1 ? "" : "s"}.` };
           }
           const field = err.fieldErrors.email ?? err.fieldErrors.username;
-          return field ? { login: field } : { form: err.message };
+          return field ? { login: fieldSentence("Email or username", field) } : { form: err.message };
         },
       );
     } else {
       void run(
         () => api.register(username, email, password),
         (err) => {
-          const out: Errors = { ...err.fieldErrors };
+          const labels: Record<string, string> = { username: "Username", email: "Email", password: "Password" };
+          const out: Errors = {};
+          for (const [field, message] of Object.entries(err.fieldErrors)) {
+            out[field] = fieldSentence(labels[field] ?? field, message);
+          }
           if (err.code === "conflict") out.username = "That username or email is already taken.";
           if (Object.keys(out).length === 0) out.form = err.message;
           return out;

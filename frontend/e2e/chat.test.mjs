@@ -258,6 +258,68 @@ test("sending too fast shows a countdown, and waiting messages go out by themsel
   }
 });
 
+test("sign-up errors show next to their fields; log out, then sign in by username or email", { timeout: TEST_TIMEOUT }, async () => {
+  const name = `ida-${tag}`;
+  const { page } = await app();
+  await page.getByRole("tab", { name: "Create account" }).click();
+  await page.getByLabel("Username").fill("x");
+  await page.getByLabel("Email").fill("not-an-email");
+  await page.getByLabel("Password").fill("short");
+  await page.getByRole("button", { name: "Create account", exact: true }).click();
+  // Each server error is the description of its own field.
+  for (const label of ["Username", "Email", "Password"]) {
+    const field = page.getByLabel(label);
+    await eventually(async () => (await field.getAttribute("aria-invalid")) === "true", 10_000, `${label} marked invalid`);
+    const described = await field.evaluate((el) => document.getElementById(el.getAttribute("aria-describedby").split(" ")[0]).textContent);
+    assert.ok(described.length > 3, `${label} has an error in words: ${described}`);
+  }
+  await screenshot(page, "e2e-signup-errors");
+
+  await registerThroughUi(page, name);
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByLabel("Email or username").fill(name);
+  await page.getByLabel("Password").fill("wrong-password-1");
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await page.getByText("Wrong email, username or password.").waitFor();
+  await page.getByLabel("Password").fill("correct-horse-1");
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await connection(page).filter({ hasText: "Connected" }).waitFor();
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByLabel("Email or username").fill(`${name}@example.com`);
+  await page.getByLabel("Password").fill("correct-horse-1");
+  await page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await connection(page).filter({ hasText: "Connected" }).waitFor();
+
+  // A taken name is refused, next to the username.
+  await page.getByRole("button", { name: "Log out" }).click();
+  await page.getByRole("tab", { name: "Create account" }).click();
+  await page.getByLabel("Username").fill(name);
+  await page.getByLabel("Email").fill(`other-${name}@example.com`);
+  await page.getByLabel("Password").fill("correct-horse-1");
+  await page.getByRole("button", { name: "Create account", exact: true }).click();
+  await page.getByText("That username or email is already taken.").waitFor();
+});
+
+test("two tabs of one person stay in step", { timeout: TEST_TIMEOUT }, async () => {
+  const first = await app();
+  await registerThroughUi(first.page, `jo-${tag}`);
+  const second = await first.context.newPage();
+  await second.goto("/");
+  await connection(second).filter({ hasText: "Connected" }).waitFor();
+
+  await composer(second).pressSequentially("typing in the other tab", { delay: 20 });
+  await send(first.page, "sent from tab one");
+  await messages(second).getByText("sent from tab one", { exact: true }).waitFor();
+  await sleep(500);
+  assert.equal(await countMessage(first.page, "sent from tab one"), 1);
+  assert.equal(await countMessage(second, "sent from tab one"), 1);
+  // One's own typing in another tab is not news.
+  assert.equal(await first.page.getByText(/is typing/).count(), 0);
+  // Both tabs count one person online.
+  await first.page.getByRole("list", { name: "Online users" }).getByText(`jo-${tag}`).waitFor();
+  assert.equal(await first.page.getByRole("list", { name: "Online users" }).getByText(`jo-${tag}`).count(), 1);
+});
+
 test(
   "after the banter instance it used is killed, the page reconnects and shows what it missed once",
   { timeout: TEST_TIMEOUT, skip: process.env.BANTER_URL ? "needs its own cluster (BANTER_URL is set)" : false },

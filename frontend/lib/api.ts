@@ -23,6 +23,17 @@ export class ApiError extends Error {
   }
 }
 
+/**
+ * A field error in a sentence: the server's `must be 3 to 32 characters` for `Username`
+ * reads "Username must be 3 to 32 characters."
+ */
+export function fieldSentence(label: string, message: string): string {
+  const text = message.trim();
+  if (!text) return `${label} is not valid.`;
+  const sentence = /^[a-z]/.test(text) ? `${label} ${text}` : text;
+  return /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
+}
+
 async function request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
   let res: Response;
   try {

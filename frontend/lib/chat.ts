@@ -7,7 +7,7 @@
  * The socket and the REST client are injected, so the protocol flows (re-join and sync after a
  * reconnect, gap repair, idempotent retries) can be exercised against a fake server in tests.
  */
-import { api as defaultApi, ApiError } from "./api";
+import { api as defaultApi, ApiError, fieldSentence } from "./api";
 import { reconnectDelay } from "./backoff";
 import { blockEnd } from "./countdown";
 import {
@@ -487,7 +487,11 @@ export class ChatClient {
       return { ok: true };
     } catch (e) {
       const message = this.handleApiError(e);
-      const fieldErrors = e instanceof ApiError ? { ...e.fieldErrors } : {};
+      const labels: Record<string, string> = { name: "Name", description: "Description", password: "Password" };
+      const fieldErrors: Record<string, string> = {};
+      if (e instanceof ApiError) {
+        for (const [field, text] of Object.entries(e.fieldErrors)) fieldErrors[field] = fieldSentence(labels[field] ?? field, text);
+      }
       if (e instanceof ApiError) {
         if (e.code === "conflict") fieldErrors.name ??= "A channel with this name already exists.";
         else if (e.code === "too_long") fieldErrors.description ??= message;

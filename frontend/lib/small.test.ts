@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { fieldSentence } from "./api";
 import { avatarColor, initials } from "./avatar";
 import { reconnectDelay } from "./backoff";
 import { blockEnd, formatCountdown, secondsLeft } from "./countdown";
@@ -93,5 +94,13 @@ describe("reconnect backoff", () => {
     expect(reconnectDelay(3, 0.5)).toBe(4000);
     expect(reconnectDelay(10, 1)).toBe(5000);
     expect(reconnectDelay(10, 0)).toBe(2500);
+  });
+});
+
+describe("field errors", () => {
+  it("read as sentences about their field", () => {
+    expect(fieldSentence("Username", "must be 3 to 32 characters")).toBe("Username must be 3 to 32 characters.");
+    expect(fieldSentence("Email", "That address is taken.")).toBe("That address is taken.");
+    expect(fieldSentence("Password", "")).toBe("Password is not valid.");
   });
 });
