@@ -16,6 +16,7 @@ import fs from "node:fs";
 import path from "node:path";
 import {
   PHONE,
+  cookieHeader,
   emitAck,
   eventually,
   frontendDir,
@@ -106,6 +107,8 @@ test("two people exchange messages, see each other online and typing", { timeout
   await createChannel(ann.page, room);
 
   const ben = await app();
+  const benSockets = [];
+  ben.page.on("websocket", (ws) => benSockets.push(ws.url()));
   await registerThroughUi(ben.page, `ben-${tag}`);
   await openChannel(ben.page, room);
 
@@ -134,6 +137,22 @@ test("two people exchange messages, see each other online and typing", { timeout
   await send(ann.page, "<b>not bold</b> <img src=x onerror=alert(1)>");
   await messages(ben.page).getByText("<b>not bold</b> <img src=x onerror=alert(1)>", { exact: true }).waitFor();
   assert.equal(await messages(ben.page).locator("b, img").count(), 0);
+
+  // A file link is a link when it is http(s) or a same-origin path.
+  const annSocket = await socketFor(baseUrl, await cookieHeader(ann.context));
+  await emitAck(annSocket, "channel.join", { channel: room });
+  const file = { url: "https://example.com/spec.pdf", name: "spec.pdf", type: "application/pdf" };
+  const withFile = await emitAck(annSocket, "message.send", { channel: room, text: "The spec", client_message_id: crypto.randomUUID(), file });
+  assert.equal(withFile.ok, true, JSON.stringify(withFile));
+  annSocket.disconnect();
+  const link = messages(ben.page).getByRole("link", { name: /spec\.pdf/ });
+  await link.waitFor();
+  assert.equal(await link.getAttribute("href"), file.url);
+
+  // Switching channels kept the one connection of the tab.
+  await openChannel(ben.page, "general");
+  await openChannel(ben.page, room);
+  assert.equal(benSockets.length, 1, `websockets opened: ${benSockets.join(", ")}`);
 
   // Each message once on both sides, and nothing left pending.
   for (const page of [ann.page, ben.page]) {
@@ -381,6 +400,12 @@ test("the chat works on a phone-sized screen", { timeout: TEST_TIMEOUT }, async 
   const online = hal.page.getByRole("dialog", { name: "Online users" });
   await online.getByText(`hal-${tag}`).waitFor();
   await online.getByRole("button", { name: "Close online users" }).click();
+  // The length limit shows before it is reached, and a draft over it cannot be sent.
+  await composer(hal.page).fill("x".repeat(3990));
+  await hal.page.getByText("3,990 / 4,000").waitFor();
+  await composer(hal.page).fill("x".repeat(4001));
+  await hal.page.getByText("4,001 / 4,000 — too long").waitFor();
+  assert.equal(await hal.page.getByRole("button", { name: "Send" }).isDisabled(), true);
   await send(hal.page, "Hello from a phone");
   await messages(hal.page).getByText("Hello from a phone", { exact: true }).waitFor();
   await screenshot(hal.page, "e2e-phone");
