@@ -65,6 +65,9 @@ pub struct Shared {
     pub filter: WordFilter,
     /// The default channel, looked up once (channels are never renamed or removed).
     pub default_channel: tokio::sync::OnceCell<store::channels::Channel>,
+    /// The `/` namespace, kept from start-up so that events can still be broadcast to the other
+    /// instances while this one shuts down (after its Socket.IO server is closed).
+    pub namespace: std::sync::OnceLock<socketioxide::operators::BroadcastOperators<Adapter>>,
     /// Held shared by every change of a socket's presence, and exclusively by a presence
     /// rebuild, so that a rebuild never counts a socket twice or misses one.
     pub presence_gate: tokio::sync::RwLock<()>,
@@ -162,6 +165,7 @@ impl App {
             config,
             default_channel: tokio::sync::OnceCell::new(),
             presence_gate: tokio::sync::RwLock::new(()),
+            namespace: std::sync::OnceLock::new(),
             live_sockets: AtomicI64::new(0),
         }));
 
@@ -186,7 +190,7 @@ impl App {
         let App { state, io, router } = self;
         // Leftovers of an earlier life of this instance id are stale by definition.
         let leftovers = state.presence.reap(state.presence.instance(), true).await?;
-        realtime::presence_events::announce_reaped(&state, &io, leftovers).await;
+        realtime::presence_events::announce_reaped(&state, leftovers).await;
         // The first heartbeat of this life: there is nothing to rebuild yet.
         let _ = state.presence.heartbeat().await?;
 
@@ -236,16 +240,20 @@ impl App {
     }
 }
 
-/// Disconnects this instance's sockets (only this instance's: the adapter would otherwise
-/// disconnect the whole cluster), waits a bounded time for their cleanup, then closes the
-/// Socket.IO server.
+/// Releases this instance's sockets from cluster presence (announcing users who go offline),
+/// within a bound, then closes the Socket.IO server. The transports are closed rather than the
+/// sockets disconnected: a Socket.IO client reconnects by itself (to another instance) after a
+/// closed transport, but not after a server-side disconnect.
 async fn close_sockets(state: &AppState, io: &SocketIo<Adapter>) {
-    for socket in io.local().sockets() {
-        let _ = socket.disconnect();
-    }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
-    while state.live_sockets.load(Ordering::Acquire) > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let released = realtime::release_all(state, io);
+    if tokio::time::timeout(Duration::from_secs(3), released)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            left = state.live_sockets.load(Ordering::Acquire),
+            "presence release timed out; the rest is reaped below"
+        );
     }
     io.close().await;
 }

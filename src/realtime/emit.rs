@@ -10,10 +10,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
-use socketioxide::BroadcastError;
-use socketioxide::SocketIo;
-
-use crate::Adapter;
+use socketioxide::{BroadcastError, SocketError};
+use crate::AppState;
 
 /// Deliveries dropped because a socket's buffer was full, since start.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -49,7 +47,16 @@ fn count_drops(n: usize) {
 fn report(result: Result<(), BroadcastError>, event: &str) {
     match result {
         Ok(()) => {}
-        Err(BroadcastError::Socket(errors)) => count_drops(errors.len()),
+        Err(BroadcastError::Socket(errors)) => {
+            // A socket that closed meanwhile is not a drop; a full buffer is.
+            let full = errors
+                .iter()
+                .filter(|e| matches!(e, SocketError::InternalChannelFull))
+                .count();
+            if full > 0 {
+                count_drops(full);
+            }
+        }
         Err(e) => tracing::warn!(event, error = %e, "broadcast failed"),
     }
 }
@@ -57,21 +64,24 @@ fn report(result: Result<(), BroadcastError>, event: &str) {
 /// Sends `event` to the sockets in `rooms` on every instance (to every socket when `rooms` is
 /// empty). If the bus cannot carry it, this instance's sockets still get it.
 pub async fn broadcast<T: Serialize + ?Sized>(
-    io: &SocketIo<Adapter>,
+    state: &AppState,
     rooms: Vec<String>,
     event: &'static str,
     payload: &T,
 ) {
-    let Some(op) = io.of("/") else {
+    let Some(namespace) = state.namespace.get() else {
         return;
     };
     let everyone = rooms.is_empty();
-    let op = if everyone { op } else { op.to(rooms.clone()) };
+    let op = if everyone {
+        namespace.clone()
+    } else {
+        namespace.clone().to(rooms.clone())
+    };
     match op.emit(event, payload).await {
         Err(BroadcastError::Adapter(e)) => {
             tracing::warn!(event, error = %e, "adapter bus unavailable: delivering to this instance only");
-            let Some(local) = io.of("/") else { return };
-            let local = local.local();
+            let local = namespace.clone().local();
             let local = if everyone { local } else { local.to(rooms) };
             report(local.emit(event, payload).await, event);
         }

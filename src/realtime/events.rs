@@ -7,7 +7,6 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
 use socketioxide::extract::{Extension, SocketRef, State, TryData};
-use socketioxide::SocketIo;
 use uuid::Uuid;
 
 use super::emit;
@@ -203,7 +202,6 @@ fn file_arg(obj: &Map<String, Value>) -> AppResult<Option<FileRef>> {
 async fn send(
     State(state): State<AppState>,
     Extension(conn): Extension<Arc<Conn>>,
-    io: SocketIo<Adapter>,
     data: Data,
     reply: Reply,
 ) {
@@ -236,7 +234,7 @@ async fn send(
                 new_block,
             }) => {
                 if new_block {
-                    notify_blocked(&io, conn.user_id, retry_after_ms).await;
+                    notify_blocked(&state, conn.user_id, retry_after_ms).await;
                 }
                 return Err(AppError::rate_limited(retry_after_ms));
             }
@@ -259,8 +257,7 @@ async fn send(
         ))
         .await?;
         if !inserted.duplicate {
-            emit::broadcast(
-                &io,
+            emit::broadcast(&state,
                 vec![channel_room(&channel)],
                 "message.new",
                 &inserted.message,
@@ -274,10 +271,10 @@ async fn send(
 }
 
 /// Tells every socket of a user, on every instance, that sending is blocked.
-async fn notify_blocked(io: &SocketIo<Adapter>, user: Uuid, retry_after_ms: u64) {
+async fn notify_blocked(state: &AppState, user: Uuid, retry_after_ms: u64) {
     let until = chrono::Utc::now() + chrono::Duration::milliseconds(retry_after_ms as i64);
     let body = json!({ "retry_after_ms": retry_after_ms, "until": until });
-    emit::broadcast(io, vec![user_room(user)], "rate_limited", &body).await;
+    emit::broadcast(state, vec![user_room(user)], "rate_limited", &body).await;
 }
 
 async fn typing(

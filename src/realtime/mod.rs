@@ -117,6 +117,9 @@ pub async fn build(
     io.ns("/", on_connect.with(handshake::authenticate))
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the Socket.IO adapter: {e}"))?;
+    if let Some(namespace) = io.of("/") {
+        let _ = state.namespace.set(namespace);
+    }
     Ok((layer, io))
 }
 
@@ -154,7 +157,7 @@ async fn default_channel(state: &AppState) -> Option<Channel> {
 }
 
 /// Counts the new connection in cluster presence and announces a user who came online.
-async fn on_connect(s: SocketRef<Adapter>, State(state): State<AppState>, io: SocketIo<Adapter>) {
+async fn on_connect(s: SocketRef<Adapter>, State(state): State<AppState>) {
     let Some(conn) = s.extensions.get::<Arc<Conn>>() else {
         let _ = s.disconnect();
         return;
@@ -167,9 +170,7 @@ async fn on_connect(s: SocketRef<Adapter>, State(state): State<AppState>, io: So
     let outcome = count_socket(&state, &conn).await;
     drop(closed);
     if outcome.came_online {
-        presence_events::announce_status(
-            &state,
-            &io,
+        presence_events::announce_status(&state,
             conn.user_id,
             &conn.username,
             true,
@@ -224,18 +225,27 @@ pub(crate) async fn count_socket(state: &AppState, conn: &Conn) -> Counting {
 async fn on_disconnect(
     s: SocketRef<Adapter>,
     State(state): State<AppState>,
-    io: SocketIo<Adapter>,
     reason: DisconnectReason,
 ) {
     let Some(conn) = s.extensions.get::<Arc<Conn>>() else {
         return;
     };
+    release(&state, &conn).await;
+    tracing::info!(sid = %s.id, user_id = %conn.user_id, ?reason, "socket disconnected");
+}
+
+/// Uncounts a socket that is going away (once: later calls change nothing) and announces a
+/// user who thereby went offline.
+async fn release(state: &AppState, conn: &Conn) {
     let mut closed = conn.closed.lock().await;
+    if *closed {
+        return;
+    }
     *closed = true;
     conn.set_channel(None);
     let gate = state.presence_gate.read().await;
     let mut channels = Vec::new();
-    if let Some((name, change)) = count_leave(&state, &conn).await {
+    if let Some((name, change)) = count_leave(state, conn).await {
         channels.push((name, change.online));
     }
     let mut went_offline = false;
@@ -243,24 +253,27 @@ async fn on_disconnect(
         conn.update_counted(|c| c.user = false);
         match state.presence.on_disconnect(conn.user_id).await {
             Ok(offline) => went_offline = offline,
-            Err(e) => tracing::warn!(sid = %s.id, error = %e, "presence unavailable at disconnect"),
+            Err(e) => tracing::warn!(user_id = %conn.user_id, error = %e, "presence unavailable at disconnect"),
         }
         state.live_sockets.fetch_sub(1, Ordering::AcqRel);
     }
     drop(gate);
     drop(closed);
-    tracing::info!(sid = %s.id, user_id = %conn.user_id, ?reason, "socket disconnected");
     if went_offline {
-        presence_events::announce_status(
-            &state,
-            &io,
-            conn.user_id,
-            &conn.username,
-            false,
-            &channels,
-        )
-        .await;
+        presence_events::announce_status(state, conn.user_id, &conn.username, false, &channels).await;
     }
+}
+
+/// Releases every socket of this instance (for a clean shutdown: the Socket.IO server is
+/// closed afterwards, and its own disconnect handling may no longer run).
+pub async fn release_all(state: &AppState, io: &SocketIo<Adapter>) {
+    let conns: Vec<Arc<Conn>> = io
+        .local()
+        .sockets()
+        .into_iter()
+        .filter_map(|s| s.extensions.get::<Arc<Conn>>())
+        .collect();
+    futures_util::future::join_all(conns.iter().map(|conn| release(state, conn))).await;
 }
 
 /// Counts the socket in a channel's presence (the caller holds the presence gate).
@@ -385,7 +398,7 @@ pub async fn rebuild_presence(state: &AppState, io: &SocketIo<Adapter>) -> redis
         "presence rebuilt from this instance's sockets"
     );
     for (conn, channels) in announcements {
-        presence_events::announce_status(state, io, conn.user_id, &conn.username, true, &channels)
+        presence_events::announce_status(state, conn.user_id, &conn.username, true, &channels)
             .await;
     }
     Ok(())

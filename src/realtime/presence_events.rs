@@ -21,7 +21,6 @@ use crate::{Adapter, AppState};
 /// `channel.presence` count; with `global`, to everyone.
 pub async fn announce_status(
     state: &AppState,
-    io: &SocketIo<Adapter>,
     user: Uuid,
     username: &str,
     online: bool,
@@ -47,11 +46,11 @@ pub async fn announce_status(
             rooms
         }
     };
-    emit::broadcast(io, rooms, "user.status", &body).await;
+    emit::broadcast(state, rooms, "user.status", &body).await;
 }
 
 /// Announces the users a reap took offline.
-pub async fn announce_reaped(state: &AppState, io: &SocketIo<Adapter>, reaped: Reaped) {
+pub async fn announce_reaped(state: &AppState, reaped: Reaped) {
     if reaped.offline.is_empty() && reaped.channels.is_empty() {
         return;
     }
@@ -69,7 +68,7 @@ pub async fn announce_reaped(state: &AppState, io: &SocketIo<Adapter>, reaped: R
             let online = state.presence.channel_online(&name).await.unwrap_or(0);
             channels.push((name, online));
         }
-        announce_status(state, io, user, &gone.username, false, &channels).await;
+        announce_status(state, user, &gone.username, false, &channels).await;
     }
 }
 
@@ -82,7 +81,7 @@ pub fn spawn_tasks(
 ) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(heartbeat_and_reap(state.clone(), io.clone(), stop.clone())),
-        tokio::spawn(channel_counts(state, io, stop)),
+        tokio::spawn(channel_counts(state, stop)),
     ]
 }
 
@@ -125,7 +124,7 @@ async fn heartbeat_and_reap(
         };
         for id in others {
             match state.presence.reap(&id, false).await {
-                Ok(reaped) => announce_reaped(&state, &io, reaped).await,
+                Ok(reaped) => announce_reaped(&state, reaped).await,
                 Err(e) => tracing::warn!(error = %e, instance = %id, "presence reap failed"),
             }
         }
@@ -134,7 +133,7 @@ async fn heartbeat_and_reap(
 
 /// Emits `channel.presence` for channels whose count changed, at most once per channel per
 /// second across the cluster (a Redis key claims each second).
-async fn channel_counts(state: AppState, io: SocketIo<Adapter>, mut stop: watch::Receiver<bool>) {
+async fn channel_counts(state: AppState, mut stop: watch::Receiver<bool>) {
     while tick(&mut stop, Duration::from_secs(1)).await {
         let dirty = state.presence.take_dirty();
         let mut later = Vec::new();
@@ -156,7 +155,7 @@ async fn channel_counts(state: AppState, io: SocketIo<Adapter>, mut stop: watch:
                 continue;
             };
             let body = json!({ "channel": channel, "online": online });
-            emit::broadcast(&io, vec![channel_room(&channel)], "channel.presence", &body).await;
+            emit::broadcast(&state, vec![channel_room(&channel)], "channel.presence", &body).await;
         }
         state.presence.requeue_dirty(later);
     }

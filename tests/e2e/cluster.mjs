@@ -54,19 +54,104 @@ function psql(url, sql) {
   return execFileSync('psql', [url, '-Atqc', sql], { encoding: 'utf8' }).trim();
 }
 
+/** A redis-server of the test's own, which it may kill and start again (empty). */
+async function privateRedis(work) {
+  const port = await freePort();
+  const dir = path.join(work, 'redis');
+  fs.mkdirSync(dir, { recursive: true });
+  const redis = {
+    url: `redis://127.0.0.1:${port}`,
+    child: null,
+    async start() {
+      redis.child = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' });
+      for (let i = 0; i < 200; i++) {
+        try {
+          execFileSync('redis-cli', ['-p', String(port), 'ping'], { stdio: 'ignore' });
+          return;
+        } catch {
+          await sleep(25);
+        }
+      }
+      throw new Error('redis-server did not start');
+    },
+    /** SIGKILL: the data is gone. */
+    async kill() {
+      const child = redis.child;
+      if (!child || child.exitCode !== null || child.signalCode !== null) return;
+      await new Promise((r) => {
+        child.once('exit', r);
+        child.kill('SIGKILL');
+      });
+    },
+    async restart() {
+      await redis.kill();
+      await redis.start();
+    },
+  };
+  await redis.start();
+  return redis;
+}
+
+/** A TCP proxy to Postgres that the test can cut (connections closed, new ones refused). */
+async function postgresProxy(adminUrl) {
+  const target = new URL(adminUrl);
+  const sockets = new Set();
+  const proxy = { cut: false, port: 0 };
+  const server = net.createServer((inbound) => {
+    if (proxy.cut) return inbound.destroy();
+    const outbound = net.connect(Number(target.port || 5432), target.hostname);
+    for (const s of [inbound, outbound]) {
+      sockets.add(s);
+      s.on('close', () => sockets.delete(s));
+      s.on('error', () => {});
+    }
+    inbound.pipe(outbound);
+    outbound.pipe(inbound);
+    inbound.on('close', () => outbound.destroy());
+    outbound.on('close', () => inbound.destroy());
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  proxy.port = server.address().port;
+  proxy.stop = () => {
+    for (const s of sockets) s.destroy();
+  };
+  proxy.cutOff = () => {
+    proxy.cut = true;
+    for (const s of sockets) s.destroy();
+  };
+  proxy.restore = () => {
+    proxy.cut = false;
+  };
+  proxy.close = () => {
+    proxy.cutOff();
+    server.close();
+  };
+  return proxy;
+}
+
 /**
  * Starts the cluster. Returns { url, origin, instances, upstreamOf, stop, ... }; every instance
  * is { name, port, addr, url, kill(signal), exited }.
  */
-export async function startCluster({ frontend = false, env = {} } = {}) {
+export async function startCluster({ frontend = false, env = {}, ownRedis = false, postgresBehindProxy = false } = {}) {
   const adminUrl = process.env.DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
-  const redisUrl = process.env.REDIS_URL ?? 'redis://127.0.0.1:6379';
   const id = randomUUID().replaceAll('-', '').slice(0, 16);
   const dbName = `banter_test_e2e_${id}`;
   psql(adminUrl, `CREATE DATABASE ${dbName}`);
   const dbUrl = withDatabase(adminUrl, dbName);
   const prefix = `e2e${id}`;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'banter-e2e-'));
+  const redis = ownRedis ? await privateRedis(work) : null;
+  const redisUrl = redis ? redis.url : (process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
+  const pgProxy = postgresBehindProxy ? await postgresProxy(adminUrl) : null;
+  const instanceDbUrl = pgProxy
+    ? (() => {
+        const u = new URL(dbUrl);
+        u.hostname = '127.0.0.1';
+        u.port = String(pgProxy.port);
+        return u.toString();
+      })()
+    : dbUrl;
   const bin = process.env.BANTER_BIN ?? path.join(root, 'target/debug/banter');
   const [portA, portB, portNginx, portFrontend] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
   const origin = `http://127.0.0.1:${portNginx}`;
@@ -74,38 +159,51 @@ export async function startCluster({ frontend = false, env = {} } = {}) {
 
   const instances = ['a', 'b'].map((name, i) => {
     const port = i === 0 ? portA : portB;
-    const log = fs.openSync(path.join(work, `banter-${name}.log`), 'a');
-    const child = spawn(bin, [], {
-      env: {
-        ...process.env,
-        BANTER_ADDR: `127.0.0.1:${port}`,
-        DATABASE_URL: dbUrl,
-        REDIS_URL: redisUrl,
-        REDIS_PREFIX: prefix,
-        JWT_SECRET: SECRET,
-        INSTANCE_ID: `${prefix}-${name}`,
-        ALLOWED_ORIGINS: `${origin},http://localhost:${portNginx}`,
-        PRESENCE_HEARTBEAT_SECS: '1',
-        RUST_LOG: 'info',
-        ...env,
-      },
-      stdio: ['ignore', log, log],
-    });
     const instance = {
       name,
       port,
       addr: `127.0.0.1:${port}`,
       url: `http://127.0.0.1:${port}`,
+      child: null,
       exited: null,
+      /** Starts (or starts again) the process. */
+      start() {
+        const log = fs.openSync(path.join(work, `banter-${name}.log`), 'a');
+        const child = spawn(bin, [], {
+          env: {
+            ...process.env,
+            BANTER_ADDR: instance.addr,
+            DATABASE_URL: instanceDbUrl,
+            REDIS_URL: redisUrl,
+            REDIS_PREFIX: prefix,
+            JWT_SECRET: SECRET,
+            INSTANCE_ID: `${prefix}-${name}`,
+            ALLOWED_ORIGINS: `${origin},http://localhost:${portNginx}`,
+            PRESENCE_HEARTBEAT_SECS: '1',
+            RUST_LOG: 'info',
+            ...env,
+          },
+          stdio: ['ignore', log, log],
+        });
+        instance.child = child;
+        instance.exited = null;
+        child.once('exit', (code, signal) => {
+          instance.exited = { code, signal };
+        });
+        children.push(child);
+        return waitFor200(`${instance.url}/health`, 60_000);
+      },
+      /** Sends a signal and resolves with how the process ended. */
       kill(signal = 'SIGKILL') {
-        child.kill(signal);
-        return new Promise((resolve) => (instance.exited ? resolve(instance.exited) : child.once('exit', (code, sig) => resolve({ code, signal: sig }))));
+        const child = instance.child;
+        if (instance.exited) return Promise.resolve(instance.exited);
+        return new Promise((resolve) => {
+          child.once('exit', (code, sig) => resolve({ code, signal: sig }));
+          child.kill(signal);
+        });
       },
     };
-    child.once('exit', (code, signal) => {
-      instance.exited = { code, signal };
-    });
-    children.push(child);
+    instance.start().catch(() => {}); // awaited below, with the others
     return instance;
   });
 
@@ -141,10 +239,17 @@ export async function startCluster({ frontend = false, env = {} } = {}) {
     redisUrl,
     prefix,
     instances,
+    redis,
+    pgProxy,
     /** Rows of the messages table of a channel, by seq. */
     messages(channel = 'general') {
       const out = psql(dbUrl, `SELECT m.seq FROM messages m JOIN channels c ON c.id = m.channel_id WHERE c.name = '${channel}' ORDER BY m.seq`);
       return out ? out.split('\n').map(Number) : [];
+    },
+    /** Ids of the messages table of a channel. */
+    messageIds(channel = 'general') {
+      const out = psql(dbUrl, `SELECT m.id FROM messages m JOIN channels c ON c.id = m.channel_id WHERE c.name = '${channel}' ORDER BY m.seq`);
+      return out ? out.split('\n') : [];
     },
     /** nginx's access log lines. */
     accessLog() {
@@ -190,12 +295,14 @@ export async function startCluster({ frontend = false, env = {} } = {}) {
         }
       }
       await Promise.all(children.map((c) => (c.exitCode !== null || c.signalCode !== null ? null : new Promise((r) => { const t = setTimeout(() => { try { c.kill('SIGKILL'); } catch { /* gone */ } r(); }, 10_000); c.once('exit', () => { clearTimeout(t); r(); }); }))));
+      pgProxy?.close();
+      await redis?.kill();
       try {
         psql(adminUrl, `DROP DATABASE IF EXISTS ${dbName} WITH (FORCE)`);
       } catch {
         // best effort
       }
-      try {
+      if (!redis) try {
         const keys = execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${prefix}*`], { encoding: 'utf8' }).split('\n').filter(Boolean);
         for (let i = 0; i < keys.length; i += 500) execFileSync('redis-cli', ['-u', redisUrl, 'DEL', ...keys.slice(i, i + 500)]);
       } catch {
