@@ -65,6 +65,8 @@ pub struct Shared {
     pub filter: WordFilter,
     /// The default channel, looked up once (channels are never renamed or removed).
     pub default_channel: tokio::sync::OnceCell<store::channels::Channel>,
+    /// Sends `message.new` in seq order on every instance.
+    pub fanout: realtime::fanout::Fanout,
     /// The `/` namespace, kept from start-up so that events can still be broadcast to the other
     /// instances while this one shuts down (after its Socket.IO server is closed).
     pub namespace: std::sync::OnceLock<socketioxide::operators::BroadcastOperators<Adapter>>,
@@ -159,6 +161,7 @@ impl App {
                 config.rate_limit_block_secs,
             ),
             filter,
+            fanout: realtime::fanout::Fanout::new(redis.clone(), keys.prefix()),
             db,
             redis,
             keys,

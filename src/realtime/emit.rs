@@ -9,9 +9,9 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::AppState;
 use serde::Serialize;
 use socketioxide::{BroadcastError, SocketError};
-use crate::AppState;
 
 /// Deliveries dropped because a socket's buffer was full, since start.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -87,4 +87,18 @@ pub async fn broadcast<T: Serialize + ?Sized>(
         }
         other => report(other, event),
     }
+}
+
+/// Sends `event` to this instance's sockets in `rooms` only.
+pub async fn broadcast_local<T: Serialize + ?Sized>(
+    state: &AppState,
+    rooms: Vec<String>,
+    event: &'static str,
+    payload: &T,
+) {
+    let Some(namespace) = state.namespace.get() else {
+        return;
+    };
+    let op = namespace.clone().local().to(rooms);
+    report(op.emit(event, payload).await, event);
 }

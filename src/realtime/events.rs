@@ -257,12 +257,7 @@ async fn send(
         ))
         .await?;
         if !inserted.duplicate {
-            emit::broadcast(&state,
-                vec![channel_room(&channel)],
-                "message.new",
-                &inserted.message,
-            )
-            .await;
+            state.fanout.send(&state, &inserted.message).await;
         }
         Ok(json!({ "message": inserted.message, "duplicate": inserted.duplicate }))
     }

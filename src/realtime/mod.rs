@@ -4,6 +4,7 @@
 mod bus;
 pub mod emit;
 mod events;
+pub mod fanout;
 mod handshake;
 pub mod presence_events;
 mod reply;
@@ -120,6 +121,7 @@ pub async fn build(
     if let Some(namespace) = io.of("/") {
         let _ = state.namespace.set(namespace);
     }
+    fanout::start(state, redis.clone()).await?;
     Ok((layer, io))
 }
 
@@ -170,7 +172,8 @@ async fn on_connect(s: SocketRef<Adapter>, State(state): State<AppState>) {
     let outcome = count_socket(&state, &conn).await;
     drop(closed);
     if outcome.came_online {
-        presence_events::announce_status(&state,
+        presence_events::announce_status(
+            &state,
             conn.user_id,
             &conn.username,
             true,
@@ -253,14 +256,17 @@ async fn release(state: &AppState, conn: &Conn) {
         conn.update_counted(|c| c.user = false);
         match state.presence.on_disconnect(conn.user_id).await {
             Ok(offline) => went_offline = offline,
-            Err(e) => tracing::warn!(user_id = %conn.user_id, error = %e, "presence unavailable at disconnect"),
+            Err(e) => {
+                tracing::warn!(user_id = %conn.user_id, error = %e, "presence unavailable at disconnect")
+            }
         }
         state.live_sockets.fetch_sub(1, Ordering::AcqRel);
     }
     drop(gate);
     drop(closed);
     if went_offline {
-        presence_events::announce_status(state, conn.user_id, &conn.username, false, &channels).await;
+        presence_events::announce_status(state, conn.user_id, &conn.username, false, &channels)
+            .await;
     }
 }
 

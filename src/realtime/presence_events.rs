@@ -155,7 +155,13 @@ async fn channel_counts(state: AppState, mut stop: watch::Receiver<bool>) {
                 continue;
             };
             let body = json!({ "channel": channel, "online": online });
-            emit::broadcast(&state, vec![channel_room(&channel)], "channel.presence", &body).await;
+            emit::broadcast(
+                &state,
+                vec![channel_room(&channel)],
+                "channel.presence",
+                &body,
+            )
+            .await;
         }
         state.presence.requeue_dirty(later);
     }
