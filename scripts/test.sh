@@ -45,4 +45,11 @@ log "end-to-end: socket.io-client through nginx"
 cargo build --locked --bin banter
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
+log "frontend: unit tests and production build"
+(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build)
+
+log "frontend: browser end-to-end (Debian's Chromium, through nginx)"
+[ -x /usr/bin/chromium ] || apt_install chromium
+(cd frontend && npm run test:e2e)
+
 log "all tests passed"
