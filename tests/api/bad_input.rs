@@ -217,3 +217,143 @@ async fn every_event_refuses_bad_payloads_and_the_socket_survives() {
     client.disconnect().await;
     cluster.finish().await;
 }
+
+/// A small deterministic generator of arbitrary JSON, biased towards the field names and
+/// values the events use, so that many cases get past the first checks.
+struct Arbitrary(u64);
+
+impl Arbitrary {
+    fn next(&mut self) -> u64 {
+        // xorshift64*
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[(self.next() % items.len() as u64) as usize]
+    }
+
+    fn string(&mut self) -> Value {
+        let s = match self.next() % 9 {
+            0 => "general".to_owned(),
+            1 => Uuid::new_v4().to_string(),
+            2 => String::new(),
+            3 => "x".repeat((self.next() % 5000) as usize),
+            4 => "ünï©ødé 🎉 \u{0} \u{202e}".to_owned(),
+            5 => "javascript:alert(1)".to_owned(),
+            6 => "https://example.com/a.png".to_owned(),
+            7 => "GENERAL ".to_owned(),
+            _ => format!("{}", self.next()),
+        };
+        Value::String(s)
+    }
+
+    fn value(&mut self, depth: u32) -> Value {
+        let choice = if depth == 0 {
+            self.next() % 6
+        } else {
+            self.next() % 8
+        };
+        match choice {
+            0 => Value::Null,
+            1 => json!(self.next().is_multiple_of(2)),
+            2 => json!((self.next() as i64) >> (self.next() % 64)),
+            3 => json!(-1.5e300),
+            4 | 5 => self.string(),
+            6 => Value::Array(
+                (0..self.next() % 4)
+                    .map(|_| self.value(depth - 1))
+                    .collect(),
+            ),
+            _ => {
+                let keys = [
+                    "channel",
+                    "text",
+                    "client_message_id",
+                    "password",
+                    "isTyping",
+                    "after_seq",
+                    "limit",
+                    "file",
+                    "url",
+                    "name",
+                    "type",
+                    "__proto__",
+                    "constructor",
+                ];
+                let mut object = serde_json::Map::new();
+                for _ in 0..self.next() % 6 {
+                    let key = self.pick(&keys).to_owned();
+                    object.insert(key, self.value(depth - 1));
+                }
+                Value::Object(object)
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_payloads_get_a_known_answer_on_every_event() {
+    let cluster = Cluster::start(&["--rate-limit-messages", "100000"]).await;
+    let user = cluster.guest("arbitrary").await;
+    let client = Client::connect(cluster.b(), &user).await;
+    let known = [
+        "invalid_payload",
+        "too_long",
+        "not_found",
+        "forbidden",
+        "not_in_channel",
+        "rate_limited",
+        "unavailable",
+    ];
+    let events = [
+        "channel.join",
+        "channel.leave",
+        "message.send",
+        "user.typing",
+        "messages.sync",
+    ];
+    let mut gen = Arbitrary(0x5eed_ba17_e400_0001);
+    let mut answers = std::collections::BTreeMap::<String, usize>::new();
+    for case in 0..400 {
+        let event = events[case % events.len()];
+        let payload = gen.value(3);
+        let ack = client.ack(event, payload.clone()).await;
+        let shown: String = payload.to_string().chars().take(120).collect();
+        match ack["ok"].as_bool() {
+            Some(true) => *answers.entry(format!("{event} ok")).or_default() += 1,
+            Some(false) => {
+                let code = ack["error"]["code"].as_str().unwrap_or_default();
+                assert!(
+                    known.contains(&code),
+                    "{event} {shown}: unknown answer {ack}"
+                );
+                assert!(ack["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| !m.is_empty()));
+                *answers.entry(format!("{event} {code}")).or_default() += 1;
+            }
+            None => panic!("{event} {shown}: not an ack of the contract: {ack}"),
+        }
+        // Whatever the payload did (even a join elsewhere), the socket still works.
+        if case % 25 == 24 {
+            assert_eq!(
+                client.ack("channel.join", json!("general")).await["ok"],
+                true
+            );
+            assert_eq!(send(&client, "general", "still fine").await["ok"], true);
+        }
+    }
+    println!("answers: {answers:?}");
+    let health = cluster
+        .http
+        .get(format!("{}/health", cluster.b().url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    client.disconnect().await;
+    cluster.finish().await;
+}

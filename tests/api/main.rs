@@ -11,3 +11,4 @@ mod messages;
 mod presence;
 mod process;
 mod ratelimit;
+mod raw;

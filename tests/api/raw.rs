@@ -1,0 +1,270 @@
+//! Engine.IO and Socket.IO spoken by hand over a websocket: hostile frames, and a client that
+//! stops reading.
+
+use std::net::SocketAddr;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::{TcpSocket, TcpStream};
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message as Frame;
+use tokio_tungstenite::{client_async_with_config, WebSocketStream};
+
+use crate::helpers::*;
+
+/// A websocket speaking Engine.IO v4 / Socket.IO v5 by hand.
+struct Raw {
+    ws: WebSocketStream<TcpStream>,
+}
+
+impl Raw {
+    /// Opens the Engine.IO session; `recv_buffer` shrinks the kernel's receive buffer.
+    async fn open(addr: SocketAddr, cookie: Option<&str>, recv_buffer: Option<u32>) -> Raw {
+        let socket = TcpSocket::new_v4().unwrap();
+        if let Some(size) = recv_buffer {
+            socket.set_recv_buffer_size(size).unwrap();
+        }
+        let stream = socket.connect(addr).await.expect("tcp connect");
+        let mut request = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket")
+            .into_client_request()
+            .unwrap();
+        if let Some(cookie) = cookie {
+            request
+                .headers_mut()
+                .insert("cookie", cookie.parse().unwrap());
+        }
+        let config = tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+            .max_message_size(Some(64 << 20))
+            .max_frame_size(Some(64 << 20));
+        let (ws, _) = client_async_with_config(request, stream, Some(config))
+            .await
+            .expect("websocket");
+        let mut raw = Raw { ws };
+        let open = raw.next_text().await.expect("open packet");
+        assert!(open.starts_with("0{"), "Engine.IO open packet, got {open}");
+        raw
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.ws.send(Frame::text(text)).await.expect("send");
+    }
+
+    /// The next text frame (answering pings); None when the connection closed.
+    async fn next_text(&mut self) -> Option<String> {
+        loop {
+            let frame = tokio::time::timeout(WAIT, self.ws.next())
+                .await
+                .ok()??
+                .ok()?;
+            match frame {
+                Frame::Text(t) if t.as_str() == "2" => self.send("3").await,
+                Frame::Text(t) => return Some(t.to_string()),
+                Frame::Close(_) => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// Reads until the server has been silent for a second, collecting events.
+    async fn drain(&mut self, events: &mut Vec<Value>) {
+        while let Ok(Some(Ok(frame))) =
+            tokio::time::timeout(std::time::Duration::from_secs(1), self.ws.next()).await
+        {
+            match frame {
+                Frame::Text(t) if t.as_str() == "2" => self.send("3").await,
+                Frame::Text(t) => {
+                    if let Some(rest) = t.as_str().strip_prefix("42") {
+                        if let Ok(Value::Array(a)) = serde_json::from_str::<Value>(rest) {
+                            events.push(json!({ "event": a[0], "data": a.get(1).cloned().unwrap_or(Value::Null) }));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// Connects to the `/` namespace.
+    async fn connect_namespace(&mut self) {
+        self.send("40").await;
+        let reply = self.next_text().await.expect("connect reply");
+        assert!(reply.starts_with("40{"), "namespace connect, got {reply}");
+    }
+
+    /// Emits with ack id `id` and waits for that ack, collecting events meanwhile.
+    async fn ack(
+        &mut self,
+        id: u32,
+        event: &str,
+        payload: Value,
+        events: &mut Vec<Value>,
+    ) -> Value {
+        self.send(&format!("42{id}{}", json!([event, payload])))
+            .await;
+        let prefix = format!("43{id}");
+        loop {
+            let text = self.next_text().await.expect("ack");
+            if let Some(rest) = text.strip_prefix(&prefix) {
+                let args: Value = serde_json::from_str(rest).expect("ack json");
+                return args[0].clone();
+            }
+            if let Some(rest) = text.strip_prefix("42") {
+                if let Ok(Value::Array(a)) = serde_json::from_str::<Value>(rest) {
+                    events.push(
+                        json!({ "event": a[0], "data": a.get(1).cloned().unwrap_or(Value::Null) }),
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_frames_leave_the_instance_serving() {
+    let cluster = Cluster::start(&["--rate-limit-messages", "1000"]).await;
+    let user = cluster.guest("hostile").await;
+    let addr = cluster.a().addr;
+    let garbage: Vec<Frame> = vec![
+        Frame::text("4"),
+        Frame::text("42"),
+        Frame::text("42["),
+        Frame::text("42[\"message.send\""),
+        Frame::text("42{\"not\":\"an array\"}"),
+        Frame::text("421"),
+        Frame::text("43"),
+        Frame::text("439[\"no such ack\"]"),
+        Frame::text("4x"),
+        Frame::text("9"),
+        Frame::text(""),
+        Frame::text("40/nowhere,"),
+        Frame::text("42/nowhere,[\"message.send\",{}]"),
+        Frame::text("41/nowhere,"),
+        Frame::text("451-[\"message.send\",{\"_placeholder\":true,\"num\":0}]"),
+        Frame::binary(vec![0u8, 1, 2, 3, 255]),
+        Frame::text("42[\"message.send\",{\"channel\":\"general\",\"text\":\"\u{0000}\",\"client_message_id\":\"00000000-0000-0000-0000-000000000000\"}]"),
+        Frame::text(format!("42[\"{}\"]", "e".repeat(100_000))),
+    ];
+    for (i, frame) in garbage.into_iter().enumerate() {
+        let mut raw = Raw::open(addr, Some(&user.cookie()), None).await;
+        raw.connect_namespace().await;
+        let _ = raw.ws.send(frame).await;
+        // Whatever happened to that connection, the instance serves a well-behaved client.
+        let client = Client::connect(cluster.a(), &user).await;
+        let ack = send(&client, "general", &format!("after frame {i}")).await;
+        assert_eq!(ack["ok"], true, "after frame {i}: {ack}");
+        client.disconnect().await;
+    }
+
+    // A 10 MB frame: refused (over the 2 MiB limit), the connection closed, nothing else hurt.
+    let mut raw = Raw::open(addr, Some(&user.cookie()), None).await;
+    raw.connect_namespace().await;
+    let huge = format!(
+        "42[\"message.send\",{{\"text\":\"{}\"}}]",
+        "x".repeat(10 << 20)
+    );
+    let _ = raw.ws.send(Frame::text(huge)).await;
+    let mut after = Vec::new();
+    while let Some(text) = raw.next_text().await {
+        after.push(text);
+        assert!(
+            after.len() < 10,
+            "oversized frame closes that connection; got {after:?}"
+        );
+    }
+
+    // Thousands of connections that never finish a handshake.
+    let mut idle = Vec::new();
+    for _ in 0..2000 {
+        if let Ok(stream) = TcpStream::connect(addr).await {
+            idle.push(stream);
+        }
+    }
+    let client = Client::connect(cluster.a(), &user).await;
+    assert_eq!(send(&client, "general", "still serving").await["ok"], true);
+    drop(idle);
+    let health = cluster
+        .http
+        .get(format!("{}/health", cluster.a().url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    client.disconnect().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_catches_up_by_seq() {
+    let cluster = Cluster::start(&["--rate-limit-messages", "100000"]).await;
+    let reader = cluster.guest("slowpoke").await;
+    // A tiny receive buffer, so that the server's buffer for this socket fills quickly.
+    let mut slow = Raw::open(cluster.a().addr, Some(&reader.cookie()), Some(4096)).await;
+    slow.connect_namespace().await;
+
+    let mut senders = Vec::new();
+    for i in 0..6 {
+        let user = cluster.guest(&format!("busy{i}")).await;
+        let on = if i % 2 == 0 { cluster.a() } else { cluster.b() };
+        senders.push(Client::connect(on, &user).await);
+    }
+    // More than the kernel's socket buffers (4 MiB here) and the 128-packet socket buffer hold.
+    let text = "z".repeat(4000);
+    let total = 1800;
+    futures_util::future::join_all(senders.iter().map(|s| {
+        let text = text.clone();
+        async move {
+            for _ in 0..total / 6 {
+                let ack = send(s, "general", &text).await;
+                assert_eq!(ack["ok"], true, "{ack}");
+            }
+        }
+    }))
+    .await;
+    let dropped = banter::realtime::emit::dropped_deliveries();
+    println!("deliveries dropped for the slow socket: {dropped}");
+
+    // Read again: take what arrived, then fill the gaps with messages.sync.
+    let mut events = Vec::new();
+    slow.drain(&mut events).await;
+    let mut held: std::collections::BTreeSet<i64> = events
+        .iter()
+        .filter(|e| e["event"] == "message.new")
+        .map(|e| e["data"]["seq"].as_i64().unwrap())
+        .collect();
+    println!("received live: {} of {total}", held.len());
+    let mut id = 2;
+    loop {
+        let after = (0..)
+            .take_while(|n| *n == 0 || held.contains(n))
+            .last()
+            .unwrap_or(0);
+        if after >= total as i64 {
+            break;
+        }
+        let ack = slow
+            .ack(
+                id,
+                "messages.sync",
+                json!({ "channel": "general", "after_seq": after, "limit": 500 }),
+                &mut events,
+            )
+            .await;
+        id += 1;
+        assert_eq!(ack["ok"], true, "{ack}");
+        for m in ack["messages"].as_array().unwrap() {
+            held.insert(m["seq"].as_i64().unwrap());
+        }
+    }
+    assert_eq!(
+        held.into_iter().collect::<Vec<_>>(),
+        (1..=total as i64).collect::<Vec<_>>()
+    );
+    assert!(
+        dropped > 0,
+        "the slow socket's buffer overflowed and the drops were counted"
+    );
+    for s in senders {
+        s.disconnect().await;
+    }
+    cluster.finish().await;
+}
