@@ -70,6 +70,9 @@ pub struct Shared {
     /// The `/` namespace, kept from start-up so that events can still be broadcast to the other
     /// instances while this one shuts down (after its Socket.IO server is closed).
     pub namespace: std::sync::OnceLock<socketioxide::operators::BroadcastOperators<Adapter>>,
+    /// Set when a presence change failed (Redis unreachable): the next successful heartbeat
+    /// rebuilds this instance's presence from its sockets.
+    pub presence_stale: std::sync::atomic::AtomicBool,
     /// Held shared by every change of a socket's presence, and exclusively by a presence
     /// rebuild, so that a rebuild never counts a socket twice or misses one.
     pub presence_gate: tokio::sync::RwLock<()>,
@@ -168,6 +171,7 @@ impl App {
             config,
             default_channel: tokio::sync::OnceCell::new(),
             presence_gate: tokio::sync::RwLock::new(()),
+            presence_stale: std::sync::atomic::AtomicBool::new(false),
             namespace: std::sync::OnceLock::new(),
             live_sockets: AtomicI64::new(0),
         }));

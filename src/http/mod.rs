@@ -3,6 +3,7 @@
 mod auth;
 mod channels;
 mod health;
+mod metrics;
 mod presence;
 
 use axum::extract::rejection::JsonRejection;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .nest("/api", api)
         .merge(health::router())
+        .merge(metrics::router())
         .fallback(|| async { AppError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             AppError::new(Code::MethodNotAllowed, "method not allowed on this route")

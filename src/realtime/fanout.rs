@@ -25,9 +25,13 @@ use crate::AppState;
 /// How long a message may wait for its predecessor before it is published anyway.
 pub const PARK_LIMIT: Duration = Duration::from_secs(1);
 const SWEEP_PERIOD: Duration = Duration::from_millis(250);
+/// How long a channel's last published seq is remembered.
+const LAST_SEQ_MEMORY: Duration = Duration::from_secs(5);
 
 // KEYS: last published seq, parked messages (seq → payload), channels with parked messages
-// (zset by parking time). ARGV: seq, payload, pub/sub channel, now (ms), channel name.
+// (zset by parking time). ARGV: seq, payload, pub/sub channel, now (ms), channel name, how long
+// the last seq is remembered (ms). A channel quiet for that long (or whose messages went out
+// directly while Redis was away) starts afresh: its next message is published at once.
 const PUBLISH: &str = r"
 local seq = tonumber(ARGV[1])
 local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
@@ -45,14 +49,13 @@ while true do
   redis.call('HDEL', KEYS[2], last + 1)
   last = last + 1
 end
-redis.call('SET', KEYS[1], last)
+redis.call('SET', KEYS[1], last, 'PX', ARGV[6])
 if redis.call('HLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[5]) end
 return 1
 ";
 
 // Releases the lowest parked message of a channel and its successors (the gap before it is
-// given up on). KEYS and ARGV as above, without seq and payload: ARGV pub/sub channel, now,
-// channel name.
+// given up on). KEYS as above; ARGV: pub/sub channel, now, channel name, memory (ms).
 const RELEASE: &str = r"
 local parked = redis.call('HKEYS', KEYS[2])
 if #parked == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) return 0 end
@@ -70,7 +73,7 @@ while true do
   last = last + 1
 end
 local known = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if last > known then redis.call('SET', KEYS[1], last) end
+if last > known then redis.call('SET', KEYS[1], last, 'PX', ARGV[4]) end
 if redis.call('HLEN', KEYS[2]) == 0 then
   redis.call('ZREM', KEYS[3], ARGV[3])
 else
@@ -140,6 +143,7 @@ impl Fanout {
             .arg(self.topic())
             .arg(now_ms())
             .arg(&message.channel)
+            .arg(LAST_SEQ_MEMORY.as_millis() as u64)
             .invoke_async(&mut conn)
             .await;
         if let Err(e) = published {
@@ -174,6 +178,7 @@ impl Fanout {
                 .arg(self.topic())
                 .arg(now_ms())
                 .arg(&channel)
+                .arg(LAST_SEQ_MEMORY.as_millis() as u64)
                 .invoke_async(&mut conn)
                 .await?;
         }

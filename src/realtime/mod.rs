@@ -210,6 +210,7 @@ pub(crate) async fn count_socket(state: &AppState, conn: &Conn) -> Counting {
                 state.live_sockets.fetch_add(1, Ordering::AcqRel);
             }
             Err(e) => {
+                state.presence_stale.store(true, Ordering::Release);
                 tracing::warn!(user_id = %conn.user_id, error = %e, "presence unavailable at connect")
             }
         }
@@ -257,6 +258,7 @@ async fn release(state: &AppState, conn: &Conn) {
         match state.presence.on_disconnect(conn.user_id).await {
             Ok(offline) => went_offline = offline,
             Err(e) => {
+                state.presence_stale.store(true, Ordering::Release);
                 tracing::warn!(user_id = %conn.user_id, error = %e, "presence unavailable at disconnect")
             }
         }
@@ -290,6 +292,7 @@ async fn count_join(state: &AppState, conn: &Conn, channel: &str) -> Option<Chan
             Some(change)
         }
         Err(e) => {
+            state.presence_stale.store(true, Ordering::Release);
             tracing::warn!(error = %e, "channel presence unavailable");
             None
         }
@@ -304,6 +307,7 @@ async fn count_leave(state: &AppState, conn: &Conn) -> Option<(String, ChannelCh
     match state.presence.leave_channel(conn.user_id, &channel).await {
         Ok(change) => Some((channel, change)),
         Err(e) => {
+            state.presence_stale.store(true, Ordering::Release);
             tracing::warn!(error = %e, "channel presence unavailable");
             None
         }

@@ -1,6 +1,7 @@
 //! Presence events: `user.status` on online/offline transitions, the coalesced
 //! `channel.presence` counts, and the background heartbeat and reaper.
 
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use serde_json::json;
@@ -101,13 +102,19 @@ async fn heartbeat_and_reap(
     let period = state.presence.heartbeat_period();
     while tick(&mut stop, period).await {
         match state.presence.heartbeat().await {
-            Ok(true) => {}
-            Ok(false) => {
-                tracing::warn!("this instance's presence was lost (Redis restarted, or it was reaped); rebuilding");
+            Ok(true) if !state.presence_stale.swap(false, Ordering::AcqRel) => {}
+            Ok(present) => {
+                if present {
+                    tracing::info!(
+                        "presence changes failed while Redis was unreachable; rebuilding"
+                    );
+                } else {
+                    tracing::warn!("this instance's presence was lost (Redis restarted, or it was reaped); rebuilding");
+                }
                 if let Err(e) = super::rebuild_presence(&state, &io).await {
                     tracing::warn!(error = %e, "presence rebuild failed; retrying next period");
-                    // Let the next heartbeat find the key missing again.
-                    let _ = state.presence.stop_heartbeat().await;
+                    // Try again next period.
+                    state.presence_stale.store(true, Ordering::Release);
                 }
             }
             Err(e) => {

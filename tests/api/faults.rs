@@ -172,3 +172,49 @@ async fn postgres_outage_refuses_sends_promptly_and_recovers() {
     watcher.disconnect().await;
     cluster.finish().await;
 }
+
+/// Who is online in `general`, as the viewer sees it through instance b (None on an error).
+async fn online_in_general(cluster: &Cluster, viewer: &User) -> Option<Vec<String>> {
+    let (status, body) = cluster
+        .get(cluster.b(), "/api/presence/online?channel=general", viewer)
+        .await;
+    (status == 200).then(|| {
+        body.as_array()
+            .unwrap()
+            .iter()
+            .map(|u| u["userId"].as_str().unwrap().to_owned())
+            .collect()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn presence_missed_during_a_redis_stall_is_repaired() {
+    let redis = PrivateRedis::start();
+    let cluster = Cluster::start_on_redis(redis.url(), &[]).await;
+    let stays = cluster.guest("stays").await;
+    let leaves = cluster.guest("leaves").await;
+    let watcher = Client::connect(cluster.b(), &stays).await;
+    let leaving = Client::connect(cluster.a(), &leaves).await;
+    eventually("both online", || async {
+        online_in_general(&cluster, &stays)
+            .await
+            .is_some_and(|ids| ids.contains(&leaves.id))
+    })
+    .await;
+
+    // Redis stalls (keeping its data) while a user leaves: the decrement cannot be made.
+    redis.pause();
+    leaving.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    redis.resume();
+
+    // Once Redis answers again, the instance repairs its share of presence.
+    eventually("the departed user no longer online", || async {
+        online_in_general(&cluster, &stays)
+            .await
+            .is_some_and(|ids| !ids.contains(&leaves.id) && ids.contains(&stays.id))
+    })
+    .await;
+    watcher.disconnect().await;
+    cluster.finish().await;
+}
