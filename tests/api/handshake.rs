@@ -113,3 +113,66 @@ async fn cookie_and_auth_token_are_accepted() {
     }
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_credentials_are_refused_with_a_known_message() {
+    let cluster = Cluster::start(&[]).await;
+    let user = cluster.guest("genuine").await;
+    let parts: Vec<String> = user.token.split('.').map(str::to_owned).collect();
+    let mut seed: u64 = 0x00c0_ffee_1234_5678;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let junk = |n: u64| -> String {
+        let alphabet = b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.=;, ";
+        (0..(n % 300))
+            .map(|i| alphabet[((n >> (i % 50)) as usize + i as usize * 7) % alphabet.len()] as char)
+            .collect()
+    };
+    for case in 0..40u64 {
+        let r = next();
+        let token = match case % 5 {
+            0 => junk(r),
+            // A real header and signature around a tampered payload.
+            1 => format!("{}.{}x.{}", parts[0], parts[1], parts[2]),
+            2 => format!("{}.{}", parts[0], parts[1]),
+            3 => format!("eyJhbGciOiJub25lIn0.{}.", parts[1]),
+            _ => "x".repeat((r % 5000) as usize),
+        };
+        let hello = match case % 3 {
+            0 => Hello {
+                cookie: Some(format!("token={token}")),
+                ..Hello::default()
+            },
+            1 => Hello {
+                auth_token: Some(token.clone()),
+                ..Hello::default()
+            },
+            _ => Hello {
+                cookie: Some(format!("{}; token={token}", junk(r >> 3))),
+                origin: Some(format!(
+                    "http://{}",
+                    junk(r >> 5).replace([' ', ';', ','], "")
+                )),
+                ..Hello::default()
+            },
+        };
+        match Client::handshake(cluster.a(), hello).await {
+            Handshake::Refused(m) => {
+                assert!(
+                    ["unauthorized", "forbidden_origin"].contains(&m.as_str()),
+                    "case {case}: {m}"
+                )
+            }
+            Handshake::Connected(_) => panic!("case {case}: forged credentials accepted"),
+        }
+    }
+    // The genuine session still works.
+    let client = Client::connect(cluster.a(), &user).await;
+    assert_eq!(send(&client, "general", "fine").await["ok"], true);
+    client.disconnect().await;
+    cluster.finish().await;
+}
