@@ -347,13 +347,7 @@ async fn arbitrary_payloads_get_a_known_answer_on_every_event() {
         }
     }
     println!("answers: {answers:?}");
-    let health = cluster
-        .http
-        .get(format!("{}/health", cluster.b().url()))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(health.status(), 200);
+    assert_eq!(cluster.health(cluster.b()).await, 200);
     client.disconnect().await;
     cluster.finish().await;
 }

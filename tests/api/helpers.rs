@@ -438,6 +438,16 @@ impl Cluster {
         User::from_response(resp).await
     }
 
+    /// The status of `/health` on an instance.
+    pub async fn health(&self, on: &Instance) -> u16 {
+        self.http
+            .get(format!("{}/health", on.url()))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+            .unwrap_or(0)
+    }
+
     /// GET with a session cookie.
     pub async fn get(&self, on: &Instance, path: &str, user: &User) -> (u16, Value) {
         let resp = self

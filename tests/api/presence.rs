@@ -84,24 +84,27 @@ async fn tabs_on_both_instances_are_one_presence() {
     cluster.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn status_goes_only_to_the_users_channels() {
-    let cluster = Cluster::start(&[]).await;
-    let elsewhere_user = cluster.guest("elsewhere").await;
+/// A user on instance a whose socket moved from `general` to a new channel, `quiet`.
+async fn in_a_channel_of_its_own(cluster: &Cluster) -> Client {
+    let user = cluster.guest("elsewhere").await;
     let (status, _) = cluster
         .post(
             cluster.a(),
             "/api/channels",
-            &elsewhere_user,
+            &user,
             json!({ "name": "quiet" }),
         )
         .await;
     assert_eq!(status, 201);
-    let elsewhere = Client::connect(cluster.a(), &elsewhere_user).await;
-    assert_eq!(
-        elsewhere.ack("channel.join", "quiet".into()).await["ok"],
-        true
-    );
+    let client = Client::connect(cluster.a(), &user).await;
+    assert_eq!(client.ack("channel.join", "quiet".into()).await["ok"], true);
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_goes_only_to_the_users_channels() {
+    let cluster = Cluster::start(&[]).await;
+    let elsewhere = in_a_channel_of_its_own(&cluster).await;
     let general_user = cluster.guest("ingeneral").await;
     let in_general = Client::connect(cluster.b(), &general_user).await;
 
@@ -202,21 +205,7 @@ async fn users_of_a_crashed_instance_go_offline() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn global_scope_tells_everyone() {
     let cluster = Cluster::start(&["--presence-scope", "global"]).await;
-    let elsewhere_user = cluster.guest("elsewhere").await;
-    let (status, _) = cluster
-        .post(
-            cluster.a(),
-            "/api/channels",
-            &elsewhere_user,
-            json!({ "name": "quiet" }),
-        )
-        .await;
-    assert_eq!(status, 201);
-    let elsewhere = Client::connect(cluster.a(), &elsewhere_user).await;
-    assert_eq!(
-        elsewhere.ack("channel.join", "quiet".into()).await["ok"],
-        true
-    );
+    let elsewhere = in_a_channel_of_its_own(&cluster).await;
     let newcomer = cluster.guest("newcomer").await;
     let client = Client::connect(cluster.b(), &newcomer).await;
     elsewhere
