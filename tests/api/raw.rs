@@ -57,7 +57,8 @@ impl Raw {
                 .ok()??
                 .ok()?;
             match frame {
-                Frame::Text(t) if t.as_str() == "2" => self.send("3").await,
+                // A pong that cannot be sent means the connection is gone.
+                Frame::Text(t) if t.as_str() == "2" => self.ws.send(Frame::text("3")).await.ok()?,
                 Frame::Text(t) => return Some(t.to_string()),
                 Frame::Close(_) => return None,
                 _ => {}
