@@ -78,6 +78,26 @@ impl Keys {
         format!("{}:rl:login:{scope}:{id}", self.prefix)
     }
 
+    /// The pub/sub channel that carries `message.new` in seq order.
+    pub fn fanout(&self) -> String {
+        format!("{}:fanout", self.prefix)
+    }
+
+    /// The last seq of a channel published on the fan-out.
+    pub fn fanout_last(&self, channel: &str) -> String {
+        format!("{}:fanout:last:{channel}", self.prefix)
+    }
+
+    /// A channel's messages waiting for their predecessor: seq → payload.
+    pub fn fanout_parked(&self, channel: &str) -> String {
+        format!("{}:fanout:parked:{channel}", self.prefix)
+    }
+
+    /// Channels with parked messages, scored by when they started waiting.
+    pub fn fanout_waiting(&self) -> String {
+        format!("{}:fanout:waiting", self.prefix)
+    }
+
     /// The Socket.IO adapter's channel prefix.
     pub fn adapter(&self) -> String {
         format!("{}:socket.io", self.prefix)

@@ -164,7 +164,7 @@ impl App {
                 config.rate_limit_block_secs,
             ),
             filter,
-            fanout: realtime::fanout::Fanout::new(redis.clone(), keys.prefix()),
+            fanout: realtime::fanout::Fanout::new(redis.clone(), keys.clone()),
             db,
             redis,
             keys,

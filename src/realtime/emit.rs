@@ -81,15 +81,14 @@ pub async fn broadcast<T: Serialize + ?Sized>(
     match op.emit(event, payload).await {
         Err(BroadcastError::Adapter(e)) => {
             tracing::warn!(event, error = %e, "adapter bus unavailable: delivering to this instance only");
-            let local = namespace.clone().local();
-            let local = if everyone { local } else { local.to(rooms) };
-            report(local.emit(event, payload).await, event);
+            broadcast_local(state, rooms, event, payload).await;
         }
         other => report(other, event),
     }
 }
 
-/// Sends `event` to this instance's sockets in `rooms` only.
+/// Sends `event` to this instance's sockets in `rooms` only (to all of them when `rooms` is
+/// empty).
 pub async fn broadcast_local<T: Serialize + ?Sized>(
     state: &AppState,
     rooms: Vec<String>,
@@ -99,6 +98,11 @@ pub async fn broadcast_local<T: Serialize + ?Sized>(
     let Some(namespace) = state.namespace.get() else {
         return;
     };
-    let op = namespace.clone().local().to(rooms);
+    let local = namespace.clone().local();
+    let op = if rooms.is_empty() {
+        local
+    } else {
+        local.to(rooms)
+    };
     report(op.emit(event, payload).await, event);
 }

@@ -19,6 +19,7 @@ use serde_json::Value;
 use socketioxide_redis::drivers::Driver;
 
 use super::{bus::Bus, channel_room, emit};
+use crate::keys::Keys;
 use crate::store::messages::Message;
 use crate::AppState;
 
@@ -28,56 +29,47 @@ const SWEEP_PERIOD: Duration = Duration::from_millis(250);
 /// How long a channel's last published seq is remembered.
 const LAST_SEQ_MEMORY: Duration = Duration::from_secs(5);
 
+// One script for both moves, so they share the flush of waiting successors.
 // KEYS: last published seq, parked messages (seq → payload), channels with parked messages
-// (zset by parking time). ARGV: seq, payload, pub/sub channel, now (ms), channel name, how long
-// the last seq is remembered (ms). A channel quiet for that long (or whose messages went out
-// directly while Redis was away) starts afresh: its next message is published at once.
-const PUBLISH: &str = r"
-local seq = tonumber(ARGV[1])
+// (zset by parking time). ARGV: seq (empty: release the lowest parked message, giving up on
+// the gap before it), payload, pub/sub channel, now (ms), channel name, how long the last seq
+// is remembered (ms). A channel quiet for that long (or whose messages went out directly while
+// Redis was away) starts afresh: its next message is published at once.
+const SEQUENCE: &str = r"
 local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if last >= 0 and seq > last + 1 then
-  redis.call('HSET', KEYS[2], seq, ARGV[2])
-  redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
-  return 0
+local releasing = ARGV[1] == ''
+local top
+if releasing then
+  local parked = redis.call('HKEYS', KEYS[2])
+  if #parked == 0 then redis.call('ZREM', KEYS[3], ARGV[5]) return 0 end
+  local low = nil
+  for _, s in ipairs(parked) do
+    local n = tonumber(s)
+    if low == nil or n < low then low = n end
+  end
+  top = low - 1
+else
+  local seq = tonumber(ARGV[1])
+  if last >= 0 and seq > last + 1 then
+    redis.call('HSET', KEYS[2], seq, ARGV[2])
+    redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
+    return 0
+  end
+  redis.call('PUBLISH', ARGV[3], ARGV[2])
+  top = math.max(seq, last)
 end
-redis.call('PUBLISH', ARGV[3], ARGV[2])
-if seq > last then last = seq end
 while true do
-  local next = redis.call('HGET', KEYS[2], last + 1)
+  local next = redis.call('HGET', KEYS[2], top + 1)
   if not next then break end
   redis.call('PUBLISH', ARGV[3], next)
-  redis.call('HDEL', KEYS[2], last + 1)
-  last = last + 1
+  redis.call('HDEL', KEYS[2], top + 1)
+  top = top + 1
 end
-redis.call('SET', KEYS[1], last, 'PX', ARGV[6])
-if redis.call('HLEN', KEYS[2]) == 0 then redis.call('ZREM', KEYS[3], ARGV[5]) end
-return 1
-";
-
-// Releases the lowest parked message of a channel and its successors (the gap before it is
-// given up on). KEYS as above; ARGV: pub/sub channel, now, channel name, memory (ms).
-const RELEASE: &str = r"
-local parked = redis.call('HKEYS', KEYS[2])
-if #parked == 0 then redis.call('ZREM', KEYS[3], ARGV[3]) return 0 end
-local low = nil
-for _, s in ipairs(parked) do
-  local n = tonumber(s)
-  if low == nil or n < low then low = n end
-end
-local last = low - 1
-while true do
-  local next = redis.call('HGET', KEYS[2], last + 1)
-  if not next then break end
-  redis.call('PUBLISH', ARGV[1], next)
-  redis.call('HDEL', KEYS[2], last + 1)
-  last = last + 1
-end
-local known = tonumber(redis.call('GET', KEYS[1]) or '-1')
-if last > known then redis.call('SET', KEYS[1], last, 'PX', ARGV[4]) end
+if top > last then redis.call('SET', KEYS[1], top, 'PX', ARGV[6]) end
 if redis.call('HLEN', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[3], ARGV[3])
-else
-  redis.call('ZADD', KEYS[3], ARGV[2], ARGV[3])
+  redis.call('ZREM', KEYS[3], ARGV[5])
+elseif releasing then
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
 end
 return 1
 ";
@@ -92,35 +84,39 @@ fn now_ms() -> u64 {
 /// Publishes messages in seq order and delivers what arrives to this instance's sockets.
 pub struct Fanout {
     redis: ConnectionManager,
-    prefix: String,
-    publish: Script,
-    release: Script,
+    keys: Keys,
+    sequence: Script,
 }
 
 impl Fanout {
-    pub fn new(redis: ConnectionManager, prefix: &str) -> Self {
+    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
         Self {
             redis,
-            prefix: prefix.to_owned(),
-            publish: Script::new(PUBLISH),
-            release: Script::new(RELEASE),
+            keys,
+            sequence: Script::new(SEQUENCE),
         }
     }
 
-    fn topic(&self) -> String {
-        format!("{}:fanout", self.prefix)
-    }
-
-    fn last_key(&self, channel: &str) -> String {
-        format!("{}:fanout:last:{channel}", self.prefix)
-    }
-
-    fn parked_key(&self, channel: &str) -> String {
-        format!("{}:fanout:parked:{channel}", self.prefix)
-    }
-
-    fn waiting_key(&self) -> String {
-        format!("{}:fanout:waiting", self.prefix)
+    /// Runs the sequencing script for a channel; `seq` None releases its lowest parked message.
+    async fn sequence(
+        &self,
+        channel: &str,
+        seq: Option<i64>,
+        payload: &[u8],
+    ) -> redis::RedisResult<i64> {
+        let mut conn = self.redis.clone();
+        self.sequence
+            .key(self.keys.fanout_last(channel))
+            .key(self.keys.fanout_parked(channel))
+            .key(self.keys.fanout_waiting())
+            .arg(seq.map(|s| s.to_string()).unwrap_or_default())
+            .arg(payload)
+            .arg(self.keys.fanout())
+            .arg(now_ms())
+            .arg(channel)
+            .arg(LAST_SEQ_MEMORY.as_millis() as u64)
+            .invoke_async(&mut conn)
+            .await
     }
 
     /// Sends a stored message to every socket of its channel, on every instance, in seq order.
@@ -132,21 +128,10 @@ impl Fanout {
                 return;
             }
         };
-        let mut conn = self.redis.clone();
-        let published: redis::RedisResult<i64> = self
-            .publish
-            .key(self.last_key(&message.channel))
-            .key(self.parked_key(&message.channel))
-            .key(self.waiting_key())
-            .arg(message.seq)
-            .arg(payload)
-            .arg(self.topic())
-            .arg(now_ms())
-            .arg(&message.channel)
-            .arg(LAST_SEQ_MEMORY.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await;
-        if let Err(e) = published {
+        if let Err(e) = self
+            .sequence(&message.channel, Some(message.seq), &payload)
+            .await
+        {
             tracing::warn!(error = %e, "fan-out unavailable: delivering to this instance only");
             emit::broadcast_local(
                 state,
@@ -163,24 +148,14 @@ impl Fanout {
         let mut conn = self.redis.clone();
         let cutoff = now_ms().saturating_sub(PARK_LIMIT.as_millis() as u64);
         let stale: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.waiting_key())
+            .arg(self.keys.fanout_waiting())
             .arg("-inf")
             .arg(cutoff)
             .query_async(&mut conn)
             .await?;
         for channel in stale {
             tracing::warn!(%channel, "a message's predecessor never came; releasing it (clients resync)");
-            let _: i64 = self
-                .release
-                .key(self.last_key(&channel))
-                .key(self.parked_key(&channel))
-                .key(self.waiting_key())
-                .arg(self.topic())
-                .arg(now_ms())
-                .arg(&channel)
-                .arg(LAST_SEQ_MEMORY.as_millis() as u64)
-                .invoke_async(&mut conn)
-                .await?;
+            self.sequence(&channel, None, &[]).await?;
         }
         Ok(())
     }
@@ -189,7 +164,7 @@ impl Fanout {
 /// Subscribes this instance to the fan-out and starts delivering and sweeping.
 pub async fn start(state: &AppState, redis: redis::Client) -> anyhow::Result<()> {
     let bus = Bus::connect(redis).await?;
-    let mut stream = bus.subscribe(state.fanout.topic(), 4096).await?;
+    let mut stream = bus.subscribe(state.keys.fanout(), 4096).await?;
     let deliver_state = state.clone();
     tokio::spawn(async move {
         // The bus must live as long as its subscription.

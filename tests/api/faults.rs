@@ -90,18 +90,10 @@ async fn redis_restart_loses_nothing_and_recovers_without_a_restart() {
 
     // Presence converges to the live connections again, and the instances are ready.
     eventually("presence rebuilt", || async {
-        let (status, body) = cluster
-            .get(cluster.a(), "/api/presence/online?channel=general", &alpha)
-            .await;
-        let ids: Vec<String> = if status == 200 {
-            body.as_array()
-                .unwrap()
-                .iter()
-                .map(|u| u["userId"].as_str().unwrap().to_owned())
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let ids = cluster
+            .online(cluster.a(), &alpha, "?channel=general")
+            .await
+            .unwrap_or_default();
         ids.contains(&alpha.id) && ids.contains(&beta.id)
     })
     .await;
@@ -173,20 +165,6 @@ async fn postgres_outage_refuses_sends_promptly_and_recovers() {
     cluster.finish().await;
 }
 
-/// Who is online in `general`, as the viewer sees it through instance b (None on an error).
-async fn online_in_general(cluster: &Cluster, viewer: &User) -> Option<Vec<String>> {
-    let (status, body) = cluster
-        .get(cluster.b(), "/api/presence/online?channel=general", viewer)
-        .await;
-    (status == 200).then(|| {
-        body.as_array()
-            .unwrap()
-            .iter()
-            .map(|u| u["userId"].as_str().unwrap().to_owned())
-            .collect()
-    })
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn presence_missed_during_a_redis_stall_is_repaired() {
     let redis = PrivateRedis::start();
@@ -196,7 +174,8 @@ async fn presence_missed_during_a_redis_stall_is_repaired() {
     let watcher = Client::connect(cluster.b(), &stays).await;
     let leaving = Client::connect(cluster.a(), &leaves).await;
     eventually("both online", || async {
-        online_in_general(&cluster, &stays)
+        cluster
+            .online(cluster.b(), &stays, "?channel=general")
             .await
             .is_some_and(|ids| ids.contains(&leaves.id))
     })
@@ -210,7 +189,8 @@ async fn presence_missed_during_a_redis_stall_is_repaired() {
 
     // Once Redis answers again, the instance repairs its share of presence.
     eventually("the departed user no longer online", || async {
-        online_in_general(&cluster, &stays)
+        cluster
+            .online(cluster.b(), &stays, "?channel=general")
             .await
             .is_some_and(|ids| !ids.contains(&leaves.id) && ids.contains(&stays.id))
     })

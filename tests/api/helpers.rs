@@ -438,6 +438,20 @@ impl Cluster {
         User::from_response(resp).await
     }
 
+    /// Ids of the users `/api/presence/online{query}` lists for `viewer` (None on an error).
+    pub async fn online(&self, on: &Instance, viewer: &User, query: &str) -> Option<Vec<String>> {
+        let (status, body) = self
+            .get(on, &format!("/api/presence/online{query}"), viewer)
+            .await;
+        (status == 200).then(|| {
+            body.as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|u| u["userId"].as_str().map(str::to_owned))
+                .collect()
+        })
+    }
+
     /// The status of `/health` on an instance.
     pub async fn health(&self, on: &Instance) -> u16 {
         self.http

@@ -14,15 +14,10 @@ fn status_of(events: &[Value], user: &User, status: &str) -> usize {
 }
 
 async fn online_ids(cluster: &Cluster, on: &Instance, viewer: &User, query: &str) -> Vec<String> {
-    let (status, body) = cluster
-        .get(on, &format!("/api/presence/online{query}"), viewer)
-        .await;
-    assert_eq!(status, 200, "{body}");
-    body.as_array()
-        .unwrap()
-        .iter()
-        .map(|u| u["userId"].as_str().unwrap().to_owned())
-        .collect()
+    cluster
+        .online(on, viewer, query)
+        .await
+        .expect("presence list")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
