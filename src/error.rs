@@ -132,6 +132,7 @@ impl AppError {
     /// A dependency (Postgres or Redis) failed: logged with its cause, answered as `unavailable`.
     pub fn unavailable(what: &'static str, cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(dependency = what, error = %cause, "dependency call failed");
+        crate::metrics::METRICS.dependency_error(what);
         Self::new(
             Code::Unavailable,
             format!("{what} is unavailable, try again shortly"),

@@ -88,12 +88,17 @@ impl Keys {
         format!("{}:fanout:last:{channel}", self.prefix)
     }
 
-    /// A channel's messages waiting for their predecessor: seq → payload.
+    /// A channel's batches waiting for their predecessor: first seq → payload.
     pub fn fanout_parked(&self, channel: &str) -> String {
         format!("{}:fanout:parked:{channel}", self.prefix)
     }
 
-    /// Channels with parked messages, scored by when they started waiting.
+    /// A channel's parked batches: first seq → last seq.
+    pub fn fanout_parked_last(&self, channel: &str) -> String {
+        format!("{}:fanout:parked-last:{channel}", self.prefix)
+    }
+
+    /// Channels with parked batches, scored by when they started waiting.
     pub fn fanout_waiting(&self) -> String {
         format!("{}:fanout:waiting", self.prefix)
     }

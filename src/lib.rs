@@ -11,6 +11,7 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod keys;
+pub mod metrics;
 pub mod presence;
 pub mod ratelimit;
 pub mod realtime;
@@ -67,6 +68,8 @@ pub struct Shared {
     pub default_channel: tokio::sync::OnceCell<store::channels::Channel>,
     /// Sends `message.new` in seq order on every instance.
     pub fanout: realtime::fanout::Fanout,
+    /// Stores concurrent sends together (group commit).
+    pub committer: realtime::commit::Committer,
     /// The `/` namespace, kept from start-up so that events can still be broadcast to the other
     /// instances while this one shuts down (after its Socket.IO server is closed).
     pub namespace: std::sync::OnceLock<socketioxide::operators::BroadcastOperators<Adapter>>,
@@ -125,8 +128,14 @@ impl App {
             .await
             .context("cannot create seed channels")?;
 
-        let redis_client = redis::Client::open(resp3_url(&config.redis_url))
-            .context("REDIS_URL is not a valid Redis URL")?;
+        // TCP_NODELAY: commands are small and latency-bound; Nagle's algorithm would hold
+        // them back behind delayed ACKs.
+        let redis_info =
+            redis::IntoConnectionInfo::into_connection_info(resp3_url(&config.redis_url))
+                .context("REDIS_URL is not a valid Redis URL")?
+                .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
+        let redis_client =
+            redis::Client::open(redis_info).context("REDIS_URL is not a valid Redis URL")?;
         // Bounded waits: while Redis is away, a command fails within about two seconds (and the
         // caller degrades as documented) instead of hanging on reconnection attempts.
         let redis_config = ConnectionManagerConfig::new()
@@ -165,6 +174,7 @@ impl App {
             ),
             filter,
             fanout: realtime::fanout::Fanout::new(redis.clone(), keys.clone()),
+            committer: realtime::commit::Committer::new(),
             db,
             redis,
             keys,
@@ -222,6 +232,13 @@ impl App {
         };
         let addr = listener.local_addr()?;
         tracing::info!(%addr, instance = state.presence.instance(), "banter listening");
+        // TCP_NODELAY on every client connection: events are small frames that must not wait
+        // for the peer's delayed ACK.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
         axum::serve(
             listener,
             router.into_make_service_with_connect_info::<SocketAddr>(),

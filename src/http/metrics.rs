@@ -17,7 +17,7 @@ pub fn router() -> Router<AppState> {
 }
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = format!(
+    let mut body = format!(
         "# HELP banter_sockets Sockets connected to this instance and counted in presence.\n\
          # TYPE banter_sockets gauge\n\
          banter_sockets {}\n\
@@ -27,6 +27,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         state.live_sockets.load(Ordering::Acquire).max(0),
         emit::dropped_deliveries(),
     );
+    crate::metrics::METRICS.render(&mut body);
     (
         [(
             header::CONTENT_TYPE,

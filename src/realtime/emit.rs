@@ -72,6 +72,7 @@ pub async fn broadcast<T: Serialize + ?Sized>(
     let Some(namespace) = state.namespace.get() else {
         return;
     };
+    crate::metrics::METRICS.broadcast(event);
     let everyone = rooms.is_empty();
     let op = if everyone {
         namespace.clone()

@@ -205,6 +205,7 @@ async fn send(
     data: Data,
     reply: Reply,
 ) {
+    let started = Instant::now();
     let result = async {
         let value = payload(data)?;
         let obj = object(&value)?;
@@ -216,16 +217,6 @@ async fn send(
         let (channel, channel_id) = joined_channel(&state, &conn, raw_channel).await?;
         let text = validate::message_text(raw_text)?;
 
-        // A retry of a stored message gets that message back, whatever the rate limit says.
-        if let Some(message) = store::bounded(messages::find_by_client_id(
-            &state.db,
-            conn.user_id,
-            client_message_id,
-        ))
-        .await?
-        {
-            return Ok(json!({ "message": message, "duplicate": true }));
-        }
         let user = conn.user_id.to_string();
         match state.limiter.check_send(&user).await {
             Ok(Verdict::Allowed) => {}
@@ -233,6 +224,16 @@ async fn send(
                 retry_after_ms,
                 new_block,
             }) => {
+                // A retry of a stored message gets that message back, even while blocked.
+                if let Some(message) = store::bounded(messages::find_by_client_id(
+                    &state.db,
+                    conn.user_id,
+                    client_message_id,
+                ))
+                .await?
+                {
+                    return Ok(json!({ "message": message, "duplicate": true }));
+                }
                 if new_block {
                     notify_blocked(&state, conn.user_id, retry_after_ms).await;
                 }
@@ -243,25 +244,25 @@ async fn send(
         }
         let text = state.filter.apply(&text);
 
-        let inserted = store::bounded(messages::insert_idempotent(
-            &state.db,
-            NewMessage {
+        // Stored with whatever else arrived meanwhile (group commit), published, then acked.
+        let inserted = state
+            .committer
+            .submit(NewMessage {
                 channel_id,
-                channel: &channel,
+                channel,
                 sender_id: conn.user_id,
-                sender_name: &conn.username,
-                text: &text,
+                sender_name: conn.username.clone(),
+                text,
                 client_message_id,
-                file: file.as_ref(),
-            },
-        ))
-        .await?;
-        if !inserted.duplicate {
-            state.fanout.send(&state, &inserted.message).await;
-        }
+                file,
+            })
+            .await?;
         Ok(json!({ "message": inserted.message, "duplicate": inserted.duplicate }))
     }
     .await;
+    crate::metrics::METRICS
+        .send_seconds
+        .observe(started.elapsed().as_secs_f64());
     reply.send("message.send", result);
 }
 

@@ -3,10 +3,11 @@
 //! Two instances commit seqs 33 and 34 of a channel at nearly the same moment; broadcast
 //! through the Socket.IO adapter, 34 can reach a socket before 33 (each instance sends to its
 //! own sockets at once and to the others through Redis). So messages take one path instead: an
-//! atomic Lua script publishes each message on the channel `<prefix>:fanout` only when the
+//! atomic Lua script publishes each batch of a channel's messages (what one group commit
+//! stored: consecutive seqs, serialized once) on the channel `<prefix>:fanout` only when the
 //! channel's previous seq has been published, parking it until then; every instance (the
 //! sender's included) subscribes and delivers to its local sockets in the order Redis gives.
-//! A parked message whose predecessor never comes (its instance died between commit and
+//! A parked batch whose predecessor never comes (its instance died between commit and
 //! publish) is released after [`PARK_LIMIT`]: clients fill that gap with `messages.sync`.
 //! When Redis is away, the sender delivers to its own sockets directly.
 
@@ -15,33 +16,37 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::Script;
-use serde_json::Value;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use socketioxide_redis::drivers::Driver;
 
 use super::{bus::Bus, channel_room, emit};
 use crate::keys::Keys;
+use crate::metrics::METRICS;
 use crate::store::messages::Message;
 use crate::AppState;
 
-/// How long a message may wait for its predecessor before it is published anyway.
+/// How long a batch may wait for its predecessor before it is published anyway.
 pub const PARK_LIMIT: Duration = Duration::from_secs(1);
 const SWEEP_PERIOD: Duration = Duration::from_millis(250);
 /// How long a channel's last published seq is remembered.
 const LAST_SEQ_MEMORY: Duration = Duration::from_secs(5);
 
-// One script for both moves, so they share the flush of waiting successors.
-// KEYS: last published seq, parked messages (seq → payload), channels with parked messages
-// (zset by parking time). ARGV: seq (empty: release the lowest parked message, giving up on
-// the gap before it), payload, pub/sub channel, now (ms), channel name, how long the last seq
-// is remembered (ms). A channel quiet for that long (or whose messages went out directly while
-// Redis was away) starts afresh: its next message is published at once.
+// One script for both moves, so they share the flush of waiting successors. A payload is a
+// batch of consecutive seqs of one channel (first..=last).
+// KEYS: last published seq, parked payloads (first seq -> payload), parked batches' last seqs
+// (first seq -> last seq), channels with parked batches (zset by parking time).
+// ARGV: first seq (empty: release the lowest parked batch, giving up on the gap before it),
+// last seq, payload, pub/sub channel, now (ms), channel name, how long the last seq is
+// remembered (ms). A channel quiet for that long (or whose messages went out directly while
+// Redis was away) starts afresh: its next batch is published at once.
 const SEQUENCE: &str = r"
 local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local releasing = ARGV[1] == ''
 local top
 if releasing then
   local parked = redis.call('HKEYS', KEYS[2])
-  if #parked == 0 then redis.call('ZREM', KEYS[3], ARGV[5]) return 0 end
+  if #parked == 0 then redis.call('ZREM', KEYS[4], ARGV[6]) return 0 end
   local low = nil
   for _, s in ipairs(parked) do
     local n = tonumber(s)
@@ -49,30 +54,47 @@ if releasing then
   end
   top = low - 1
 else
-  local seq = tonumber(ARGV[1])
-  if last >= 0 and seq > last + 1 then
-    redis.call('HSET', KEYS[2], seq, ARGV[2])
-    redis.call('ZADD', KEYS[3], 'NX', ARGV[4], ARGV[5])
+  local first = tonumber(ARGV[1])
+  if last >= 0 and first > last + 1 then
+    redis.call('HSET', KEYS[2], first, ARGV[3])
+    redis.call('HSET', KEYS[3], first, ARGV[2])
+    redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[6])
     return 0
   end
-  redis.call('PUBLISH', ARGV[3], ARGV[2])
-  top = math.max(seq, last)
+  redis.call('PUBLISH', ARGV[4], ARGV[3])
+  top = math.max(tonumber(ARGV[2]), last)
 end
 while true do
-  local next = redis.call('HGET', KEYS[2], top + 1)
-  if not next then break end
-  redis.call('PUBLISH', ARGV[3], next)
+  local nxt = redis.call('HGET', KEYS[2], top + 1)
+  if not nxt then break end
+  local nlast = tonumber(redis.call('HGET', KEYS[3], top + 1))
+  redis.call('PUBLISH', ARGV[4], nxt)
   redis.call('HDEL', KEYS[2], top + 1)
-  top = top + 1
+  redis.call('HDEL', KEYS[3], top + 1)
+  top = nlast
 end
-if top > last then redis.call('SET', KEYS[1], top, 'PX', ARGV[6]) end
+if top > last then redis.call('SET', KEYS[1], top, 'PX', ARGV[7]) end
 if redis.call('HLEN', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[3], ARGV[5])
+  redis.call('ZREM', KEYS[4], ARGV[6])
 elseif releasing then
-  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
 end
 return 1
 ";
+
+/// What goes over the fan-out channel: consecutive messages of one channel.
+#[derive(Serialize)]
+struct Batch<'a> {
+    channel: &'a str,
+    messages: &'a [&'a Message],
+}
+
+/// A batch as received: the messages stay raw JSON, serialized once by the sender.
+#[derive(Deserialize)]
+struct RawBatch {
+    channel: String,
+    messages: Vec<Box<RawValue>>,
+}
 
 fn now_ms() -> u64 {
     SystemTime::now()
@@ -97,19 +119,26 @@ impl Fanout {
         }
     }
 
-    /// Runs the sequencing script for a channel; `seq` None releases its lowest parked message.
+    /// Runs the sequencing script for a channel's batch `seqs` (first, last); None releases
+    /// its lowest parked batch.
     async fn sequence(
         &self,
         channel: &str,
-        seq: Option<i64>,
+        seqs: Option<(i64, i64)>,
         payload: &[u8],
     ) -> redis::RedisResult<i64> {
         let mut conn = self.redis.clone();
+        let (first, last) = match seqs {
+            Some((first, last)) => (first.to_string(), last.to_string()),
+            None => (String::new(), String::new()),
+        };
         self.sequence
             .key(self.keys.fanout_last(channel))
             .key(self.keys.fanout_parked(channel))
+            .key(self.keys.fanout_parked_last(channel))
             .key(self.keys.fanout_waiting())
-            .arg(seq.map(|s| s.to_string()).unwrap_or_default())
+            .arg(first)
+            .arg(last)
             .arg(payload)
             .arg(self.keys.fanout())
             .arg(now_ms())
@@ -119,28 +148,41 @@ impl Fanout {
             .await
     }
 
-    /// Sends a stored message to every socket of its channel, on every instance, in seq order.
-    pub async fn send(&self, state: &AppState, message: &Message) {
-        let payload = match serde_json::to_vec(message) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::warn!(error = %e, "message could not be serialized");
+    /// Sends newly stored messages (in seq order per channel) to every socket of their
+    /// channels, on every instance: one payload and one script call per channel, the channels
+    /// at once.
+    pub async fn publish(&self, state: &AppState, messages: &[&Message]) {
+        let mut channels: Vec<&str> = messages.iter().map(|m| m.channel.as_str()).collect();
+        channels.sort_unstable();
+        channels.dedup();
+        let calls = channels.into_iter().map(|channel| async move {
+            let batch: Vec<&Message> = messages
+                .iter()
+                .filter(|m| m.channel == channel)
+                .copied()
+                .collect();
+            let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 return;
+            };
+            let seqs = (first.seq, last.seq);
+            let payload = match serde_json::to_vec(&Batch {
+                channel,
+                messages: &batch,
+            }) {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::warn!(error = %e, "messages could not be serialized");
+                    return;
+                }
+            };
+            if let Err(e) = self.sequence(channel, Some(seqs), &payload).await {
+                tracing::warn!(error = %e, "fan-out unavailable: delivering to this instance only");
+                for message in batch {
+                    deliver(state, channel, message).await;
+                }
             }
-        };
-        if let Err(e) = self
-            .sequence(&message.channel, Some(message.seq), &payload)
-            .await
-        {
-            tracing::warn!(error = %e, "fan-out unavailable: delivering to this instance only");
-            emit::broadcast_local(
-                state,
-                vec![channel_room(&message.channel)],
-                "message.new",
-                message,
-            )
-            .await;
-        }
+        });
+        futures_util::future::join_all(calls).await;
     }
 
     /// Releases messages parked longer than [`PARK_LIMIT`].
@@ -161,6 +203,12 @@ impl Fanout {
     }
 }
 
+/// Sends one `message.new` to this instance's sockets in `channel`.
+async fn deliver<T: Serialize + ?Sized>(state: &AppState, channel: &str, message: &T) {
+    METRICS.delivered_to(channel);
+    emit::broadcast_local(state, vec![channel_room(channel)], "message.new", message).await;
+}
+
 /// Subscribes this instance to the fan-out and starts delivering and sweeping.
 pub async fn start(state: &AppState, redis: redis::Client) -> anyhow::Result<()> {
     let bus = Bus::connect(redis).await?;
@@ -170,15 +218,13 @@ pub async fn start(state: &AppState, redis: redis::Client) -> anyhow::Result<()>
         // The bus must live as long as its subscription.
         let _bus = bus;
         while let Some((_, payload)) = stream.next().await {
-            let Ok(message) = serde_json::from_slice::<Value>(&payload) else {
-                tracing::warn!("unreadable message on the fan-out");
+            let Ok(batch) = serde_json::from_slice::<RawBatch>(&payload) else {
+                tracing::warn!("unreadable batch on the fan-out");
                 continue;
             };
-            let Some(channel) = message.get("channel").and_then(Value::as_str) else {
-                continue;
-            };
-            let room = channel_room(channel);
-            emit::broadcast_local(&deliver_state, vec![room], "message.new", &message).await;
+            for message in &batch.messages {
+                deliver(&deliver_state, &batch.channel, message).await;
+            }
         }
     });
     let sweep_state = state.clone();

@@ -2,6 +2,7 @@
 //! Each client event has its handler in [`events`].
 
 mod bus;
+pub mod commit;
 pub mod emit;
 mod events;
 pub mod fanout;
@@ -83,6 +84,10 @@ impl Conn {
 
     fn set_channel(&self, value: Option<(String, Uuid)>) {
         if let Ok(mut c) = self.channel.lock() {
+            crate::metrics::METRICS.moved(
+                c.as_ref().map(|(name, _)| name.as_str()),
+                value.as_ref().map(|(name, _)| name.as_str()),
+            );
             *c = value;
         }
     }
@@ -122,6 +127,7 @@ pub async fn build(
         let _ = state.namespace.set(namespace);
     }
     fanout::start(state, redis.clone()).await?;
+    commit::start(state);
     Ok((layer, io))
 }
 

@@ -39,9 +39,16 @@ impl FromMessageParts<Adapter> for Reply {
 impl Reply {
     /// Sends `{"ok": true, ...body}` or the error, for `event`.
     pub fn send(self, event: &'static str, result: AppResult<Value>) {
+        let metrics = &crate::metrics::METRICS;
         match result {
-            Ok(body) => self.ok(body),
-            Err(e) => self.fail(event, e),
+            Ok(body) => {
+                metrics.event_in(event, "ok");
+                self.ok(body)
+            }
+            Err(e) => {
+                metrics.event_in(event, e.code.as_str());
+                self.fail(event, e)
+            }
         }
     }
 

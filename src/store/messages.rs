@@ -1,5 +1,7 @@
-//! The `messages` table: the idempotent, gap-free insert and the cursor queries behind
-//! history and `messages.sync`.
+//! The `messages` table: the idempotent, gap-free batch insert (group commit) and the cursor
+//! queries behind history and `messages.sync`.
+
+use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -67,17 +69,19 @@ impl From<Row> for Message {
 }
 
 /// A message to store.
-pub struct NewMessage<'a> {
+#[derive(Clone, Debug)]
+pub struct NewMessage {
     pub channel_id: Uuid,
-    pub channel: &'a str,
+    pub channel: String,
     pub sender_id: Uuid,
-    pub sender_name: &'a str,
-    pub text: &'a str,
+    pub sender_name: String,
+    pub text: String,
     pub client_message_id: Uuid,
-    pub file: Option<&'a FileRef>,
+    pub file: Option<FileRef>,
 }
 
 /// The outcome of an idempotent insert.
+#[derive(Clone, Debug)]
 pub struct Inserted {
     pub message: Message,
     /// The sender had already used this `client_message_id`: nothing was stored.
@@ -104,62 +108,201 @@ pub async fn find_by_client_id(
     .map(|r| r.map(Message::from))
 }
 
-/// Stores a message exactly once per `(sender, client_message_id)`.
+/// How often a channel's insert is retried after it met a stored `client_message_id`.
+const ATTEMPTS: usize = 3;
+
+/// Stores a batch of messages (group commit) and returns one outcome per input, in input
+/// order. Each message is stored exactly once per `(sender, client_message_id)`.
 ///
-/// Callers look the id up with [`find_by_client_id`] first (the cheap, common answer to a
-/// retry); this insert still settles races between concurrent retries.
-///
-/// The channel row is locked by bumping `last_seq`, so inserts into one channel are serialized
-/// and their seqs follow commit order with no gap. A duplicate (already stored, or stored by a
-/// concurrent call while this one waited for the lock) rolls back, so it consumes no seq.
-pub async fn insert_idempotent(db: &PgPool, new: NewMessage<'_>) -> Result<Inserted, sqlx::Error> {
-    let mut tx = db.begin().await?;
-    let seq: i64 = sqlx::query_scalar(
-        "UPDATE channels SET last_seq = last_seq + 1 WHERE id = $1 RETURNING last_seq",
-    )
-    .bind(new.channel_id)
-    .fetch_one(&mut *tx)
-    .await?;
-    let row = sqlx::query_as::<_, Row>(
-        "INSERT INTO messages (id, channel_id, seq, sender_id, sender_name, text,
-                               client_message_id, file_url, file_name, file_type)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
-         ON CONFLICT (sender_id, client_message_id) DO NOTHING
-         RETURNING id, $11::text AS channel, seq, text, sender_name, sender_id,
-                   client_message_id, created_at, file_url, file_name, file_type",
-    )
-    .bind(Uuid::now_v7())
-    .bind(new.channel_id)
-    .bind(seq)
-    .bind(new.sender_id)
-    .bind(new.sender_name)
-    .bind(new.text)
-    .bind(new.client_message_id)
-    .bind(new.file.map(|f| f.url.as_str()))
-    .bind(new.file.map(|f| f.name.as_str()))
-    .bind(new.file.map(|f| f.kind.as_str()))
-    .bind(new.channel)
-    .fetch_optional(&mut *tx)
-    .await?;
-    match row {
-        Some(row) => {
-            tx.commit().await?;
-            Ok(Inserted {
-                message: row.into(),
-                duplicate: false,
-            })
-        }
-        None => {
-            tx.rollback().await?;
-            let message = find_by_client_id(db, new.sender_id, new.client_message_id)
-                .await?
-                .ok_or(sqlx::Error::RowNotFound)?;
-            Ok(Inserted {
-                message,
-                duplicate: true,
-            })
+/// - The messages of one channel go in with one statement: one `last_seq` update and one
+///   multi-row insert, atomic on its own (no explicit transaction, one round trip). The update
+///   holds the channel row's lock until the statement commits, so inserts into one channel are
+///   serialized and their seqs follow commit order with no gap. Channels are written
+///   concurrently, each statement touching one channel row (no lock-order deadlock).
+/// - Repeats of one id inside the batch are stored once; the repeats come back as duplicates.
+/// - A message already stored (a retry) makes the statement fail on the unique constraint, so
+///   nothing of it is kept and no seq is used; the stored ids are then looked up, returned as
+///   duplicates, and the rest is inserted again.
+pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> Result<Vec<Inserted>, sqlx::Error> {
+    // First occurrence of every (sender, client_message_id), grouped by channel.
+    let mut first_of: HashMap<(Uuid, Uuid), usize> = HashMap::new();
+    let mut by_channel: HashMap<Uuid, Vec<usize>> = HashMap::new();
+    for (i, m) in batch.iter().enumerate() {
+        if let std::collections::hash_map::Entry::Vacant(e) =
+            first_of.entry((m.sender_id, m.client_message_id))
+        {
+            e.insert(i);
+            by_channel.entry(m.channel_id).or_default().push(i);
         }
     }
+    let writes = by_channel
+        .into_values()
+        .map(|indexes| insert_channel(db, batch, indexes));
+    let mut outcomes: HashMap<usize, Inserted> = HashMap::new();
+    for written in futures_util::future::join_all(writes).await {
+        outcomes.extend(written?);
+    }
+    batch
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            let first = first_of[&(m.sender_id, m.client_message_id)];
+            let outcome = outcomes.get(&first).ok_or(sqlx::Error::RowNotFound)?;
+            Ok(Inserted {
+                message: outcome.message.clone(),
+                duplicate: outcome.duplicate || first != i,
+            })
+        })
+        .collect()
+}
+
+/// Inserts the messages `indexes` of `batch`, all of one channel.
+async fn insert_channel(
+    db: &PgPool,
+    batch: &[NewMessage],
+    mut indexes: Vec<usize>,
+) -> Result<Vec<(usize, Inserted)>, sqlx::Error> {
+    let mut done = Vec::with_capacity(indexes.len());
+    for _ in 0..ATTEMPTS {
+        if indexes.is_empty() {
+            return Ok(done);
+        }
+        match insert_statement(db, batch, &indexes).await {
+            Ok(stored) => {
+                done.extend(stored);
+                return Ok(done);
+            }
+            Err(e) if crate::error::is_unique_violation(&e) => {
+                // Some are retries of stored messages: answer those, insert the rest.
+                let senders: Vec<Uuid> = indexes.iter().map(|&i| batch[i].sender_id).collect();
+                let ids: Vec<Uuid> = indexes
+                    .iter()
+                    .map(|&i| batch[i].client_message_id)
+                    .collect();
+                let stored: Vec<Row> = sqlx::query_as::<_, Row>(&format!(
+                    "{SELECT} WHERE (m.sender_id, m.client_message_id) IN
+                        (SELECT * FROM unnest($1::uuid[], $2::uuid[]))"
+                ))
+                .bind(&senders)
+                .bind(&ids)
+                .fetch_all(db)
+                .await?;
+                let mut known: HashMap<(Uuid, Uuid), Message> = stored
+                    .into_iter()
+                    .map(Message::from)
+                    .map(|m| ((m.sender_id.unwrap_or_default(), m.client_message_id), m))
+                    .collect();
+                indexes.retain(|&i| {
+                    let m = &batch[i];
+                    match known.remove(&(m.sender_id, m.client_message_id)) {
+                        Some(message) => {
+                            done.push((
+                                i,
+                                Inserted {
+                                    message,
+                                    duplicate: true,
+                                },
+                            ));
+                            false
+                        }
+                        None => true,
+                    }
+                });
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(sqlx::Error::Protocol(
+        "messages kept conflicting with concurrent inserts".into(),
+    ))
+}
+
+/// The one statement that numbers and stores a channel's messages.
+async fn insert_statement(
+    db: &PgPool,
+    batch: &[NewMessage],
+    indexes: &[usize],
+) -> Result<Vec<(usize, Inserted)>, sqlx::Error> {
+    let ms: Vec<&NewMessage> = indexes.iter().map(|&i| &batch[i]).collect();
+    let channel_id = ms[0].channel_id;
+    let ids: Vec<Uuid> = ms.iter().map(|_| Uuid::now_v7()).collect();
+    let rows: Vec<(Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
+        "WITH v AS (
+             SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[],
+                                  $7::text[], $8::text[], $9::text[])
+                 WITH ORDINALITY AS v(id, sender_id, sender_name, text, client_message_id,
+                                      file_url, file_name, file_type, ord)
+         ), bump AS (
+             UPDATE channels SET last_seq = last_seq + cardinality($2::uuid[])
+             WHERE id = $1 RETURNING last_seq
+         )
+         INSERT INTO messages (id, channel_id, seq, sender_id, sender_name, text,
+                               client_message_id, file_url, file_name, file_type)
+         SELECT v.id, $1, bump.last_seq - cardinality($2::uuid[]) + v.ord, v.sender_id,
+                v.sender_name, v.text, v.client_message_id, v.file_url, v.file_name, v.file_type
+         FROM v, bump
+         RETURNING id, seq, created_at",
+    )
+    .bind(channel_id)
+    .bind(&ids)
+    .bind(ms.iter().map(|m| m.sender_id).collect::<Vec<_>>())
+    .bind(
+        ms.iter()
+            .map(|m| m.sender_name.as_str())
+            .collect::<Vec<_>>(),
+    )
+    .bind(ms.iter().map(|m| m.text.as_str()).collect::<Vec<_>>())
+    .bind(ms.iter().map(|m| m.client_message_id).collect::<Vec<_>>())
+    .bind(
+        ms.iter()
+            .map(|m| m.file.as_ref().map(|f| f.url.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ms.iter()
+            .map(|m| m.file.as_ref().map(|f| f.name.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .bind(
+        ms.iter()
+            .map(|m| m.file.as_ref().map(|f| f.kind.as_str()))
+            .collect::<Vec<_>>(),
+    )
+    .fetch_all(db)
+    .await?;
+    if rows.len() != ms.len() {
+        // Only when the channel row is gone (channels are never removed).
+        return Err(sqlx::Error::RowNotFound);
+    }
+    let stored: HashMap<Uuid, (i64, DateTime<Utc>)> = rows
+        .into_iter()
+        .map(|(id, seq, at)| (id, (seq, at)))
+        .collect();
+    indexes
+        .iter()
+        .zip(ms)
+        .zip(&ids)
+        .map(|((&i, m), id)| {
+            let (seq, created_at) = *stored.get(id).ok_or(sqlx::Error::RowNotFound)?;
+            Ok((
+                i,
+                Inserted {
+                    message: Message {
+                        id: *id,
+                        channel: m.channel.clone(),
+                        seq,
+                        text: m.text.clone(),
+                        sender: m.sender_name.clone(),
+                        sender_id: Some(m.sender_id),
+                        client_message_id: m.client_message_id,
+                        created_at,
+                        file: m.file.clone(),
+                    },
+                    duplicate: false,
+                },
+            ))
+        })
+        .collect()
 }
 
 /// Which page of a channel's history to read.

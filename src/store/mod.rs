@@ -13,13 +13,16 @@ use sqlx::PgPool;
 /// prompt `unavailable` instead of a hanging request.
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
     let options: PgConnectOptions = url.parse()?;
-    let options = options
-        .application_name("banter")
-        .options([("statement_timeout", "10s")]);
+    let options = options.application_name("banter").options([
+        ("statement_timeout", "10s"),
+        ("plan_cache_mode", "force_generic_plan"),
+    ]);
     PgPoolOptions::new()
         .max_connections(16)
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(3))
+        // No ping before every use: a broken connection fails its query and is replaced.
+        .test_before_acquire(false)
         .connect_with(options)
         .await
 }

@@ -39,9 +39,7 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         "{} {:?}: {} users, {} channels, {:.0} deliveries/s",
         report.label, report.scenario, report.users, report.channels, report.deliveries_per_s
     );
-    let root = root
-        .titled(&title, ("sans-serif", 22))
-        .map_err(err)?;
+    let root = root.titled(&title, ("sans-serif", 22)).map_err(err)?;
     let (left, right) = root.split_horizontally(760);
 
     let max_ms = report
@@ -52,7 +50,10 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         * 1.5;
     let seconds = report.timeline.len() as f64;
     let mut over_time = ChartBuilder::on(&left)
-        .caption("end-to-end latency per second (ms, log)", ("sans-serif", 18))
+        .caption(
+            "end-to-end latency per second (ms, log)",
+            ("sans-serif", 18),
+        )
         .margin(12)
         .x_label_area_size(40)
         .y_label_area_size(60)

@@ -28,7 +28,11 @@ pub enum Packet<'a> {
     /// `message.new`: the microsecond timestamp at the start of its text, if it has one.
     MessageNew(Option<u64>),
     /// An ack: its id and whether it says `"ok":true` (`duplicate` when it is a duplicate).
-    Ack { id: u64, ok: bool, duplicate: bool },
+    Ack {
+        id: u64,
+        ok: bool,
+        duplicate: bool,
+    },
     /// Another event, by name.
     Event(&'a str),
     Disconnect,
@@ -192,11 +196,19 @@ mod tests {
         ));
         assert!(matches!(
             classify(r#"4312[{"duplicate":false,"message":{},"ok":true}]"#),
-            Packet::Ack { id: 12, ok: true, duplicate: false }
+            Packet::Ack {
+                id: 12,
+                ok: true,
+                duplicate: false
+            }
         ));
         assert!(matches!(
             classify(r#"437[{"error":{"code":"rate_limited"},"ok":false}]"#),
-            Packet::Ack { id: 7, ok: false, .. }
+            Packet::Ack {
+                id: 7,
+                ok: false,
+                ..
+            }
         ));
         assert!(matches!(
             classify(r#"42["user.status",{}]"#),

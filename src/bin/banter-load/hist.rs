@@ -28,9 +28,7 @@ pub fn decode(s: &str) -> Option<Histogram<u64>> {
         return None;
     }
     let bytes = base64::engine::general_purpose::STANDARD.decode(s).ok()?;
-    Deserializer::new()
-        .deserialize(&mut bytes.as_slice())
-        .ok()
+    Deserializer::new().deserialize(&mut bytes.as_slice()).ok()
 }
 
 /// Adds `s` (encoded) into `into`.

@@ -62,7 +62,9 @@ pub async fn last_seq(
     name: &str,
 ) -> anyhow::Result<i64> {
     let response = http
-        .get(format!("http://{target}/api/channels/{name}/messages?limit=1"))
+        .get(format!(
+            "http://{target}/api/channels/{name}/messages?limit=1"
+        ))
         .header("cookie", format!("token={token}"))
         .send()
         .await

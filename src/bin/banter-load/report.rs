@@ -128,7 +128,10 @@ impl ServerSampler {
     pub fn new(pids: &[String]) -> Self {
         Self {
             pids: pids.to_vec(),
-            rss_before: pids.iter().map(|p| procfs::rss_kib(p).unwrap_or(0)).collect(),
+            rss_before: pids
+                .iter()
+                .map(|p| procfs::rss_kib(p).unwrap_or(0))
+                .collect(),
         }
     }
 
@@ -302,11 +305,7 @@ pub fn build(
         None
     };
     let connects_per_s = if connect_phase > 0.0 {
-        rounds
-            .first()
-            .map(|r| r.connected)
-            .unwrap_or(connections) as f64
-            / connect_phase
+        rounds.first().map(|r| r.connected).unwrap_or(connections) as f64 / connect_phase
     } else {
         0.0
     };
@@ -447,7 +446,11 @@ impl Report {
                 format!("{} / {}", c.delivered, expected),
             );
             row(&mut t, "lost", self.lost.unwrap_or(0).to_string());
-            row(&mut t, "acked per second", format!("{:.0}", self.acked_per_s));
+            row(
+                &mut t,
+                "acked per second",
+                format!("{:.0}", self.acked_per_s),
+            );
             row(
                 &mut t,
                 "deliveries per second",
@@ -476,7 +479,11 @@ impl Report {
             row(&mut t, "server RSS per connection", format!("{per:.1} KiB"));
         }
         if !self.events.is_empty() {
-            let list: Vec<String> = self.events.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            let list: Vec<String> = self
+                .events
+                .iter()
+                .map(|(k, v)| format!("{k} {v}"))
+                .collect();
             row(&mut t, "other events received", list.join(", "));
         }
         for s in &self.servers {

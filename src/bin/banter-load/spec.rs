@@ -120,8 +120,16 @@ pub struct WorkerResult {
 #[serde(tag = "type", rename_all = "lowercase")]
 pub enum WorkerMsg {
     /// Set up and waiting for `go` on stdin.
-    Ready { counters: Counters },
-    Progress { counters: Counters },
-    Done { result: Box<WorkerResult> },
-    Failed { error: String },
+    Ready {
+        counters: Counters,
+    },
+    Progress {
+        counters: Counters,
+    },
+    Done {
+        result: Box<WorkerResult>,
+    },
+    Failed {
+        error: String,
+    },
 }

@@ -457,7 +457,15 @@ async fn traffic(shared: Rc<Shared>, u: usize, mut ws: Ws) {
     let mut alive = true;
     if flood {
         for _ in 0..spec.inflight.max(1) {
-            alive &= send(&shared, &mut ws, &mut pending, &mut next_id, channel_name, pad).await;
+            alive &= send(
+                &shared,
+                &mut ws,
+                &mut pending,
+                &mut next_id,
+                channel_name,
+                pad,
+            )
+            .await;
         }
     }
     while alive {
