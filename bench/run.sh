@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# Reproduces BENCHMARKS.md: the same scenarios against two banter instances and against two
+# instances of the Node.js Socket.IO baseline (bench/baseline), one after the other, on the same
+# Postgres, Redis and machine, with the load generator (banter-load) on the same cores.
+#
+# Writes bench/results/<server>-<scenario>.json and .png, then BENCHMARKS.md (bench/report.py).
+# Takes about 10 minutes. Loopback only; every process it starts is stopped at the end.
+#
+# Settings: DATABASE_URL, REDIS_URL (as in scripts/dev.sh), IDLE_USERS (19500), QUICK=1 (small
+# numbers, for a smoke run; BENCHMARKS.md is then written to bench/results/BENCHMARKS.quick.md).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+results=bench/results
+mkdir -p "$results"
+quick=${QUICK:-0}
+idle_users=${IDLE_USERS:-19500}
+fanout_rates=(0.5 1 2 4 6)
+fanout_users=1000 fanout_channels=10 seconds=10
+flood_users=400 flood_channels=20 flood_inflight=8
+storm_users=5000
+if [ "$quick" = 1 ]; then
+  idle_users=1000 fanout_rates=(1 2) fanout_users=100 seconds=3 flood_users=40 storm_users=200
+fi
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+trap cleanup EXIT INT TERM
+
+ensure_postgres
+ensure_redis
+[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
+admin_url=$DATABASE_URL
+# One process may hold as many sockets as the hard limit on open files allows.
+ulimit -n "$(ulimit -Hn)"
+
+log "building banter and banter-load (release)"
+cargo build --release --locked --bins
+log "installing the baseline"
+(cd bench/baseline && npm ci --no-audit --no-fund --loglevel=error)
+
+secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+fresh_db() {
+  psql "$admin_url" -qc "DROP DATABASE IF EXISTS $1 WITH (FORCE)" -c "CREATE DATABASE $1"
+}
+
+start_banter() {
+  fresh_db bench_banter
+  redis-cli -u "$REDIS_URL" --scan --pattern 'bench:*' | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null
+  for i in 0 1; do
+    DATABASE_URL=$(database_url "$admin_url" bench_banter) REDIS_URL=$REDIS_URL REDIS_PREFIX=bench \
+      JWT_SECRET=$secret BANTER_ADDR=127.0.0.1:$((4200 + i)) INSTANCE_ID=bench-$i \
+      RATE_LIMIT_MESSAGES=100000000 RATE_LIMIT_WINDOW_SECS=1 RUST_LOG=warn \
+      target/release/banter > "$results/banter-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  targets=127.0.0.1:4200,127.0.0.1:4201
+  for port in 4200 4201; do wait_for "banter on :$port" curl -fs "http://127.0.0.1:$port/ready"; done
+}
+
+start_baseline() {
+  fresh_db banter_baseline
+  redis-cli -u "$REDIS_URL" --scan --pattern 'baseline*' | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null
+  for i in 0 1; do
+    PORT=$((4101 + i)) DATABASE_URL=$(database_url "$admin_url" banter_baseline) REDIS_URL=$REDIS_URL \
+      JWT_SECRET=$secret node bench/baseline/server.mjs > "$results/baseline-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  targets=127.0.0.1:4101,127.0.0.1:4102
+  for port in 4101 4102; do wait_for "baseline on :$port" curl -fs "http://127.0.0.1:$port/health"; done
+}
+
+load() { # load <server> <name> <scenario> [args...]
+  local server=$1 name=$2; shift 2
+  log "$server: $name"
+  # Exit status 3 means the run completed but something was lost or refused: it is reported.
+  target/release/banter-load "$@" --label "$server" --server-pids "$server_pids" \
+    --out "$results/$server-$name.json" --chart "$results/$server-$name.png" || [ $? -eq 3 ]
+}
+
+run_all() { # run_all <server>
+  local server=$1 first=${targets%%,*}
+  # idle: every socket on one instance, in one channel.
+  server_pids=${pids[0]}
+  load "$server" idle idle --targets "$first" --users "$idle_users" --procs 2 --sources 16 \
+    --duration "$seconds"
+  server_pids=$(IFS=,; echo "${pids[*]}")
+  load "$server" storm storm --targets "$targets" --users "$storm_users" --rounds 3 --duration 2 --sources 16
+  for rate in "${fanout_rates[@]}"; do
+    load "$server" "fanout-$rate" fanout --targets "$targets" --users "$fanout_users" \
+      --channels "$fanout_channels" --rate "$rate" --duration "$seconds"
+  done
+  load "$server" flood flood --targets "$targets" --users "$flood_users" --channels "$flood_channels" \
+    --inflight "$flood_inflight" --duration "$seconds"
+}
+
+start_banter
+run_all banter
+cleanup
+start_baseline
+run_all baseline
+cleanup
+
+# Latency at a fifth of banter's largest sustained fan-out rate, for both servers.
+latency_rate=$(python3 bench/report.py --latency-rate "$results" "${fanout_rates[@]}")
+start_banter
+server_pids=$(IFS=,; echo "${pids[*]}")
+load banter latency fanout --targets "$targets" --users "$fanout_users" --channels "$fanout_channels" \
+  --rate "$latency_rate" --duration "$seconds"
+cleanup
+start_baseline
+server_pids=$(IFS=,; echo "${pids[*]}")
+load baseline latency fanout --targets "$targets" --users "$fanout_users" --channels "$fanout_channels" \
+  --rate "$latency_rate" --duration "$seconds"
+cleanup
+
+out=BENCHMARKS.md
+[ "$quick" = 1 ] && out=$results/BENCHMARKS.quick.md
+python3 bench/report.py --write "$out" "$results" "${fanout_rates[@]}"
+log "wrote $out"
