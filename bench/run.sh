@@ -87,9 +87,10 @@ run_all() { # run_all <server>
   # idle: every socket on one instance, in one channel.
   server_pids=${pids[0]}
   load "$server" idle idle --targets "$first" --users "$idle_users" --procs 2 --sources 16 \
-    --duration "$seconds"
+    --channel general --duration "$seconds"
   server_pids=$(IFS=,; echo "${pids[*]}")
-  load "$server" storm storm --targets "$targets" --users "$storm_users" --rounds 3 --duration 2 --sources 16
+  load "$server" storm storm --targets "$targets" --users "$storm_users" --rounds 3 --duration 2 --sources 16 \
+    --channel general
   for rate in "${fanout_rates[@]}"; do
     load "$server" "fanout-$rate" fanout --targets "$targets" --users "$fanout_users" \
       --channels "$fanout_channels" --rate "$rate" --duration "$seconds"

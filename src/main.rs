@@ -9,6 +9,11 @@ use banter::{App, Config};
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
+/// mimalloc returns freed memory to the system and fragments less than the system allocator
+/// under tens of thousands of small, long-lived connections.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// How long a clean shutdown may take before the process exits anyway.
 const SHUTDOWN_LIMIT: Duration = Duration::from_secs(10);
 

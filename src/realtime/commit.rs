@@ -14,8 +14,11 @@ use crate::store::messages::{self, Inserted, NewMessage};
 use crate::store::{self};
 use crate::AppState;
 
-/// Most messages in one transaction.
+/// Most messages in one batch.
 pub const MAX_BATCH: usize = 512;
+/// Batches stored and published at once per instance: while one commits, the next gathers
+/// and starts (inserts into one channel still commit one after another, in seq order).
+const PIPELINE: usize = 4;
 /// Sends waiting for a transaction, per instance; beyond it senders wait their turn.
 const QUEUE: usize = 8192;
 
@@ -74,35 +77,53 @@ pub fn start(state: &AppState) {
     };
     let state = state.clone();
     tokio::spawn(async move {
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PIPELINE));
         let mut jobs = Vec::with_capacity(MAX_BATCH);
-        while rx.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-            let (batch, replies): (Vec<NewMessage>, Vec<_>) =
-                jobs.drain(..).map(|j| (j.message, j.reply)).unzip();
-            let started = Instant::now();
-            let result = store::bounded(messages::insert_batch(&state.db, &batch)).await;
-            METRICS
-                .commit_seconds
-                .observe(started.elapsed().as_secs_f64());
-            METRICS.batch_size.observe(batch.len() as f64);
-            match result {
-                Ok(outcomes) => {
-                    let fresh: Vec<&messages::Message> = outcomes
-                        .iter()
-                        .filter(|o| !o.duplicate)
-                        .map(|o| &o.message)
-                        .collect();
-                    state.fanout.publish(&state, &fresh).await;
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
-                    }
-                }
-                Err(e) => {
-                    let e = e.to_string();
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
+        loop {
+            // Wait for a free slot first, so that sends gather into the next batch meanwhile.
+            let Ok(slot) = slots.clone().acquire_owned().await else {
+                return;
+            };
+            if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+                return;
             }
+            let batch: Vec<Job> = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH));
+            let state = state.clone();
+            tokio::spawn(async move {
+                commit(&state, batch).await;
+                drop(slot);
+            });
         }
     });
+}
+
+/// Stores one batch, publishes what is new, and answers every sender.
+async fn commit(state: &AppState, jobs: Vec<Job>) {
+    let (batch, replies): (Vec<NewMessage>, Vec<_>) =
+        jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
+    let started = Instant::now();
+    let result = store::bounded(messages::insert_batch(&state.db, &batch)).await;
+    METRICS
+        .commit_seconds
+        .observe(started.elapsed().as_secs_f64());
+    METRICS.batch_size.observe(batch.len() as f64);
+    match result {
+        Ok(outcomes) => {
+            let fresh: Vec<&messages::Message> = outcomes
+                .iter()
+                .filter(|o| !o.duplicate)
+                .map(|o| &o.message)
+                .collect();
+            state.fanout.publish(state, &fresh).await;
+            for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                let _ = reply.send(Ok(outcome));
+            }
+        }
+        Err(e) => {
+            let e = e.to_string();
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
 }

@@ -104,6 +104,11 @@ impl Conn {
 }
 
 /// Builds the Socket.IO layer on the Redis adapter and registers the `/` namespace.
+/// Initial websocket read buffer per connection.
+const WS_READ_BUFFER: usize = 1024;
+/// Packets queued per socket before further deliveries to it are dropped (a slow consumer).
+const SEND_BUFFER_PACKETS: usize = 64;
+
 pub async fn build(
     state: &AppState,
     redis: &redis::Client,
@@ -117,6 +122,10 @@ pub async fn build(
         .max_payload(MAX_PAYLOAD_BYTES as u64)
         .ws_max_message_size(MAX_PAYLOAD_BYTES)
         .ws_max_frame_size(MAX_PAYLOAD_BYTES)
+        // Per-connection memory: a 1 KiB websocket read buffer (it grows for a larger frame)
+        // and room for 64 queued packets per socket before deliveries to it are dropped.
+        .ws_read_buffer_size(WS_READ_BUFFER)
+        .max_buffer_size(SEND_BUFFER_PACKETS)
         .with_state(state.clone())
         .with_adapter::<Adapter>(adapter)
         .build_layer();

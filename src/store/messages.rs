@@ -108,40 +108,37 @@ pub async fn find_by_client_id(
     .map(|r| r.map(Message::from))
 }
 
-/// How often a channel's insert is retried after it met a stored `client_message_id`.
+/// How often a batch's insert is retried after it met a stored `client_message_id`.
 const ATTEMPTS: usize = 3;
 
 /// Stores a batch of messages (group commit) and returns one outcome per input, in input
 /// order. Each message is stored exactly once per `(sender, client_message_id)`.
 ///
-/// - The messages of one channel go in with one statement: one `last_seq` update and one
-///   multi-row insert, atomic on its own (no explicit transaction, one round trip). The update
-///   holds the channel row's lock until the statement commits, so inserts into one channel are
-///   serialized and their seqs follow commit order with no gap. Channels are written
-///   concurrently, each statement touching one channel row (no lock-order deadlock).
+/// - One statement, atomic on its own (no explicit transaction: one round trip, one commit):
+///   it locks the batch's channel rows in id order (no deadlock with a concurrent batch),
+///   raises each channel's `last_seq` by its message count, and inserts every message with
+///   its seq in one multi-row insert. The row locks are held until the statement commits, so
+///   inserts into one channel are serialized and seqs follow commit order with no gap.
 /// - Repeats of one id inside the batch are stored once; the repeats come back as duplicates.
 /// - A message already stored (a retry) makes the statement fail on the unique constraint, so
 ///   nothing of it is kept and no seq is used; the stored ids are then looked up, returned as
 ///   duplicates, and the rest is inserted again.
 pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> Result<Vec<Inserted>, sqlx::Error> {
-    // First occurrence of every (sender, client_message_id), grouped by channel.
+    // First occurrence of every (sender, client_message_id).
     let mut first_of: HashMap<(Uuid, Uuid), usize> = HashMap::new();
-    let mut by_channel: HashMap<Uuid, Vec<usize>> = HashMap::new();
+    let mut indexes = Vec::with_capacity(batch.len());
     for (i, m) in batch.iter().enumerate() {
         if let std::collections::hash_map::Entry::Vacant(e) =
             first_of.entry((m.sender_id, m.client_message_id))
         {
             e.insert(i);
-            by_channel.entry(m.channel_id).or_default().push(i);
+            indexes.push(i);
         }
     }
-    let writes = by_channel
-        .into_values()
-        .map(|indexes| insert_channel(db, batch, indexes));
-    let mut outcomes: HashMap<usize, Inserted> = HashMap::new();
-    for written in futures_util::future::join_all(writes).await {
-        outcomes.extend(written?);
-    }
+    let outcomes: HashMap<usize, Inserted> = insert_unique(db, batch, indexes)
+        .await?
+        .into_iter()
+        .collect();
     batch
         .iter()
         .enumerate()
@@ -156,8 +153,8 @@ pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> Result<Vec<Inser
         .collect()
 }
 
-/// Inserts the messages `indexes` of `batch`, all of one channel.
-async fn insert_channel(
+/// Inserts the messages `indexes` of `batch` (no id twice), answering retries of stored ones.
+async fn insert_unique(
     db: &PgPool,
     batch: &[NewMessage],
     mut indexes: Vec<usize>,
@@ -217,61 +214,70 @@ async fn insert_channel(
     ))
 }
 
-/// The one statement that numbers and stores a channel's messages.
+/// The one statement that numbers and stores a batch. Within a channel, seqs follow the
+/// batch's order.
+const INSERT_BATCH: &str = "
+WITH v AS (
+    SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
+                         $6::uuid[], $7::text[], $8::text[], $9::text[])
+        WITH ORDINALITY AS v(id, channel_id, sender_id, sender_name, text, client_message_id,
+                             file_url, file_name, file_type, ord)
+), counts AS (
+    SELECT channel_id, count(*) AS n FROM v GROUP BY channel_id
+), locked AS (
+    SELECT id FROM channels WHERE id IN (SELECT channel_id FROM counts) ORDER BY id FOR UPDATE
+), bump AS (
+    UPDATE channels c SET last_seq = c.last_seq + counts.n
+    FROM counts, locked
+    WHERE c.id = counts.channel_id AND locked.id = c.id
+    RETURNING c.id, c.last_seq, counts.n
+)
+INSERT INTO messages (id, channel_id, seq, sender_id, sender_name, text, client_message_id,
+                      file_url, file_name, file_type)
+SELECT v.id, v.channel_id,
+       bump.last_seq - bump.n + row_number() OVER (PARTITION BY v.channel_id ORDER BY v.ord),
+       v.sender_id, v.sender_name, v.text, v.client_message_id, v.file_url, v.file_name,
+       v.file_type
+FROM v JOIN bump ON bump.id = v.channel_id
+RETURNING id, seq, created_at";
+
 async fn insert_statement(
     db: &PgPool,
     batch: &[NewMessage],
     indexes: &[usize],
 ) -> Result<Vec<(usize, Inserted)>, sqlx::Error> {
     let ms: Vec<&NewMessage> = indexes.iter().map(|&i| &batch[i]).collect();
-    let channel_id = ms[0].channel_id;
     let ids: Vec<Uuid> = ms.iter().map(|_| Uuid::now_v7()).collect();
-    let rows: Vec<(Uuid, i64, DateTime<Utc>)> = sqlx::query_as(
-        "WITH v AS (
-             SELECT * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::text[], $6::uuid[],
-                                  $7::text[], $8::text[], $9::text[])
-                 WITH ORDINALITY AS v(id, sender_id, sender_name, text, client_message_id,
-                                      file_url, file_name, file_type, ord)
-         ), bump AS (
-             UPDATE channels SET last_seq = last_seq + cardinality($2::uuid[])
-             WHERE id = $1 RETURNING last_seq
-         )
-         INSERT INTO messages (id, channel_id, seq, sender_id, sender_name, text,
-                               client_message_id, file_url, file_name, file_type)
-         SELECT v.id, $1, bump.last_seq - cardinality($2::uuid[]) + v.ord, v.sender_id,
-                v.sender_name, v.text, v.client_message_id, v.file_url, v.file_name, v.file_type
-         FROM v, bump
-         RETURNING id, seq, created_at",
-    )
-    .bind(channel_id)
-    .bind(&ids)
-    .bind(ms.iter().map(|m| m.sender_id).collect::<Vec<_>>())
-    .bind(
-        ms.iter()
-            .map(|m| m.sender_name.as_str())
-            .collect::<Vec<_>>(),
-    )
-    .bind(ms.iter().map(|m| m.text.as_str()).collect::<Vec<_>>())
-    .bind(ms.iter().map(|m| m.client_message_id).collect::<Vec<_>>())
-    .bind(
-        ms.iter()
-            .map(|m| m.file.as_ref().map(|f| f.url.as_str()))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        ms.iter()
-            .map(|m| m.file.as_ref().map(|f| f.name.as_str()))
-            .collect::<Vec<_>>(),
-    )
-    .bind(
-        ms.iter()
-            .map(|m| m.file.as_ref().map(|f| f.kind.as_str()))
-            .collect::<Vec<_>>(),
-    )
-    .fetch_all(db)
-    .await?;
+    let rows: Vec<(Uuid, i64, DateTime<Utc>)> = sqlx::query_as(INSERT_BATCH)
+        .bind(&ids)
+        .bind(ms.iter().map(|m| m.channel_id).collect::<Vec<_>>())
+        .bind(ms.iter().map(|m| m.sender_id).collect::<Vec<_>>())
+        .bind(
+            ms.iter()
+                .map(|m| m.sender_name.as_str())
+                .collect::<Vec<_>>(),
+        )
+        .bind(ms.iter().map(|m| m.text.as_str()).collect::<Vec<_>>())
+        .bind(ms.iter().map(|m| m.client_message_id).collect::<Vec<_>>())
+        .bind(
+            ms.iter()
+                .map(|m| m.file.as_ref().map(|f| f.url.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ms.iter()
+                .map(|m| m.file.as_ref().map(|f| f.name.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .bind(
+            ms.iter()
+                .map(|m| m.file.as_ref().map(|f| f.kind.as_str()))
+                .collect::<Vec<_>>(),
+        )
+        .fetch_all(db)
+        .await?;
     if rows.len() != ms.len() {
-        // Only when the channel row is gone (channels are never removed).
+        // Only when a channel row is gone (channels are never removed).
         return Err(sqlx::Error::RowNotFound);
     }
     let stored: HashMap<Uuid, (i64, DateTime<Utc>)> = rows

@@ -68,6 +68,11 @@ pub struct Args {
     /// Connection attempts in flight per worker.
     #[arg(long, default_value_t = 256)]
     connect_concurrency: usize,
+    /// idle and storm: the channel everyone is in. Empty (the default): a new channel that
+    /// every connection joins; a name, e.g. `general`: the server's default channel, which
+    /// sockets join at connect, so no `channel.join` is sent.
+    #[arg(long, default_value = "")]
+    channel: String,
     /// Bytes of message text.
     #[arg(long, default_value_t = 64)]
     text_bytes: usize,
@@ -151,16 +156,24 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
     } else {
         args.channels.clamp(1, args.users)
     };
-    let channels: Vec<String> = (0..channel_count)
-        .map(|i| format!("lg-{run}-{i}"))
-        .collect();
+    let idle_like = matches!(scenario, Scenario::Idle | Scenario::Storm);
+    let join = !(idle_like && !args.channel.is_empty());
+    let channels: Vec<String> = if join {
+        (0..channel_count)
+            .map(|i| format!("lg-{run}-{i}"))
+            .collect()
+    } else {
+        vec![args.channel.clone()]
+    };
 
     // Setup: one session to create the channels (and read them back at the end).
     let client = http::client()?;
     let admin_target = args.targets[0].clone();
     let admin = http::guest(&client, &admin_target, &format!("lg{run}admin")).await?;
-    for c in &channels {
-        http::channel(&client, &admin_target, &admin, c).await?;
+    if join {
+        for c in &channels {
+            http::channel(&client, &admin_target, &admin, c).await?;
+        }
     }
     let sources: Vec<Ipv4Addr> = (0..args.sources.clamp(1, 250))
         .map(|i| Ipv4Addr::new(127, 0, 0, 2 + i))
@@ -182,6 +195,7 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
             first_user: first,
             users: last - first,
             channels: channels.clone(),
+            join,
             rate: args.rate,
             inflight: args.inflight,
             duration_s: args.duration,

@@ -33,6 +33,8 @@ pub struct WorkerSpec {
     pub users: usize,
     /// User `u` is in `channels[u % len]`.
     pub channels: Vec<String>,
+    /// Send `channel.join` after connecting; false: stay in the server's default channel.
+    pub join: bool,
     /// fanout: messages per user per second.
     pub rate: f64,
     /// flood: sends in flight per user.

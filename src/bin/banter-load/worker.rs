@@ -303,7 +303,9 @@ async fn connect_all(shared: &Rc<Shared>, tokens: &[String]) -> (Vec<(usize, Ws)
                 let (_, channel) = shared.channel(u);
                 let result = async {
                     let mut ws = eio::connect(shared.target(u), source, &token).await?;
-                    eio::join(&mut ws, channel).await?;
+                    if shared.spec.join {
+                        eio::join(&mut ws, channel).await?;
+                    }
                     anyhow::Ok(ws)
                 }
                 .await;
