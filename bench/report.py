@@ -43,6 +43,13 @@ def max_sustained(results, server, rates):
     return best
 
 
+def peak(results, server, rates):
+    """The run with the most deliveries per second, sustained or not."""
+    runs = [load(results, server, f"fanout-{rate}") for rate in rates]
+    runs = [(rate, r) for rate, r in zip(rates, runs) if r]
+    return max(runs, key=lambda x: x[1]["deliveries_per_s"]) if runs else None
+
+
 def ratio(a, b):
     if not b:
         return "n/a"
@@ -156,12 +163,14 @@ def write(path, results, rates):
         add(f"| idle: at most 16 KiB server RSS per connection | {per:.1f} KiB | {'yes' if per <= 16 else 'no'} |")
         add(f"| idle: 2,000 or more connections per second | {b_idle['connects_per_s']:,.0f}/s | "
             f"{'yes' if b_idle['connects_per_s'] >= 2000 else 'no'} |")
-    if b_max and n_max:
-        bd, nd = b_max[1]["deliveries_per_s"], n_max[1]["deliveries_per_s"]
+    n_best = n_max or peak(results, "baseline", rates)
+    if b_max and n_best:
+        bd, nd = b_max[1]["deliveries_per_s"], n_best[1]["deliveries_per_s"]
+        kind = "sustained" if n_max else "its best, not sustained"
         add(f"| fanout (1,000 users, 10 channels): 5× the baseline's deliveries/s at equal or lower p99 | "
-            f"{bd:,.0f} vs {nd:,.0f} deliveries/s sustained ({ratio(bd, nd)}); p99 {ms(b_max[1]['e2e']['p99_ms'])} "
-            f"vs {ms(n_max[1]['e2e']['p99_ms'])} ms | "
-            f"{'yes' if bd >= 5 * nd and b_max[1]['e2e']['p99_ms'] <= n_max[1]['e2e']['p99_ms'] else 'no'} |")
+            f"banter {bd:,.0f} deliveries/s sustained vs baseline {nd:,.0f} ({kind}): {ratio(bd, nd)}; "
+            f"p99 {ms(b_max[1]['e2e']['p99_ms'])} vs {ms(n_best[1]['e2e']['p99_ms'])} ms | "
+            f"{'yes' if bd >= 5 * nd and b_max[1]['e2e']['p99_ms'] <= n_best[1]['e2e']['p99_ms'] else 'no'} |")
     if b_flood and n_flood:
         ba, na = b_flood["acked_per_s"], n_flood["acked_per_s"]
         add(f"| flood: 20,000 persisted, acked messages/s | {ba:,.0f}/s | {'yes' if ba >= 20000 else 'no'} |")
@@ -200,9 +209,8 @@ def write(path, results, rates):
             f"{(r['rss_per_connection_kib'] or 0):.1f} KiB | {events:,} |")
     if b_idle and n_idle:
         add("")
-        add(f"Ratios: connects/s {ratio(b_idle['connects_per_s'], n_idle['connects_per_s'])}, "
-            f"RSS per connection {ratio(n_idle['rss_per_connection_kib'] or 0, b_idle['rss_per_connection_kib'] or 1)} "
-            "smaller for banter.")
+        add(f"Ratios, banter to baseline: connects/s {ratio(b_idle['connects_per_s'], n_idle['connects_per_s'])}, "
+            f"RSS per connection {ratio(b_idle['rss_per_connection_kib'] or 0, n_idle['rss_per_connection_kib'] or 0)}.")
     if b_idle:
         per = b_idle["rss_per_connection_kib"] or 0
         add("")

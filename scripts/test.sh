@@ -42,7 +42,7 @@ command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 log "end-to-end: socket.io-client through nginx"
-cargo build --locked --bin banter
+cargo build --locked --bin banter --bin banter-load
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 log "frontend: unit tests and production build"

@@ -123,14 +123,18 @@ impl Metrics {
         }
     }
 
-    /// Counts the deliveries of one `message.new` to this instance's sockets of `channel`.
-    pub fn delivered_to(&self, channel: &str) {
-        let n = self
-            .members
+    /// This instance's sockets in a channel's room.
+    pub fn local_members(&self, channel: &str) -> u64 {
+        self.members
             .lock()
             .ok()
             .and_then(|m| m.get(channel).copied())
-            .unwrap_or(0);
+            .unwrap_or(0)
+    }
+
+    /// Counts the deliveries of one `message.new` to this instance's sockets of `channel`.
+    pub fn delivered_to(&self, channel: &str) {
+        let n = self.local_members(channel);
         self.deliveries.fetch_add(n, Ordering::Relaxed);
     }
 

@@ -19,7 +19,10 @@ use crate::{Adapter, AppState};
 ///
 /// With `PRESENCE_SCOPE=channels` it goes to the given channels (the user's, with their online
 /// counts), except those above `PRESENCE_FANOUT_MAX` online users, which only see the
-/// `channel.presence` count; with `global`, to everyone.
+/// `channel.presence` count; with `global`, to everyone. A channel also counts as crowded when
+/// this instance alone holds more sockets in it than that: during a connect storm the sockets
+/// join the room before presence has counted them, and announcing each of them to the whole
+/// room would cost O(sockets × limit) events.
 pub async fn announce_status(
     state: &AppState,
     user: Uuid,
@@ -38,7 +41,10 @@ pub async fn announce_status(
         PresenceScope::Channels => {
             let rooms: Vec<String> = channels
                 .iter()
-                .filter(|(_, count)| *count <= state.config.presence_fanout_max)
+                .filter(|(name, count)| {
+                    let local = crate::metrics::METRICS.local_members(name);
+                    (*count).max(local) <= state.config.presence_fanout_max
+                })
                 .map(|(name, _)| channel_room(name))
                 .collect();
             if rooms.is_empty() {

@@ -6,7 +6,7 @@ use anyhow::{anyhow, Context};
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
-use crate::report::Report;
+use crate::report::{Report, SecondRow};
 
 const FONTS: &[&str] = &[
     "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf",
@@ -65,7 +65,8 @@ pub fn draw(report: &Report, path: &Path) -> anyhow::Result<()> {
         .y_desc("ms")
         .draw()
         .map_err(err)?;
-    let series: [(&str, RGBColor, fn(&crate::report::SecondRow) -> f64); 3] = [
+    type Series = (&'static str, RGBColor, fn(&SecondRow) -> f64);
+    let series: [Series; 3] = [
         ("p50", BLUE, |s| s.p50_ms),
         ("p99", RED, |s| s.p99_ms),
         ("max", RGBColor(120, 120, 120), |s| s.max_ms),

@@ -88,6 +88,10 @@ pub struct Args {
     /// Where to write the PNG chart (latency over time and its CDF).
     #[arg(long)]
     chart: Option<PathBuf>,
+    /// The run's id (lowercase letters and digits): users are `lg<id><n>`, channels
+    /// `lg-<id>-<n>`. Random by default; existing channels of that name are used as they are.
+    #[arg(long)]
+    run_id: Option<String>,
     /// Hard stop: the run is abandoned after this many seconds.
     #[arg(long, default_value_t = 600)]
     timeout: u64,
@@ -150,14 +154,25 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
     if args.users == 0 || args.procs == 0 {
         bail!("--users and --procs must be at least 1");
     }
-    let run = format!("{:06x}", fastrand::u32(..1 << 24));
+    let run = match &args.run_id {
+        Some(id)
+            if (1..=12).contains(&id.len())
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()) =>
+        {
+            id.clone()
+        }
+        Some(_) => bail!("--run-id: 1 to 12 lowercase letters and digits"),
+        None => format!("{:06x}", fastrand::u32(..1 << 24)),
+    };
     let channel_count = if scenario == Scenario::Idle || scenario == Scenario::Storm {
         1
     } else {
         args.channels.clamp(1, args.users)
     };
     let idle_like = matches!(scenario, Scenario::Idle | Scenario::Storm);
-    let join = !(idle_like && !args.channel.is_empty());
+    let join = !idle_like || args.channel.is_empty();
     let channels: Vec<String> = if join {
         (0..channel_count)
             .map(|i| format!("lg-{run}-{i}"))

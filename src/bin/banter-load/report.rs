@@ -182,11 +182,10 @@ impl Sampling {
                 if all_connected {
                     let at = *self.all_connected_at.get_or_insert(elapsed);
                     // While the hold lasts (the workers close everything at its end).
-                    if scenario == Scenario::Storm || elapsed < at + duration - 1.0 {
-                        if scenario == Scenario::Idle || self.rss_connected.iter().all(|r| *r == 0)
-                        {
-                            self.rss_connected = rss;
-                        }
+                    let holding = scenario == Scenario::Storm || elapsed < at + duration - 1.0;
+                    let first = self.rss_connected.iter().all(|r| *r == 0);
+                    if holding && (scenario == Scenario::Idle || first) {
+                        self.rss_connected = rss;
                     }
                 }
             }
@@ -228,6 +227,7 @@ pub fn build(
     let mut ack = hist::new(3);
     let mut connect = hist::new(3);
     let mut acked_per_channel = vec![0u64; channels.len()];
+    let mut members = vec![0u64; channels.len()];
     let mut events = BTreeMap::new();
     let mut errors = Vec::new();
     let mut seconds: Vec<(u64, u64, u64, hdrhistogram::Histogram<u64>)> = Vec::new();
@@ -239,6 +239,9 @@ pub fn build(
         hist::merge(&mut ack, &r.ack);
         hist::merge(&mut connect, &r.connect);
         for (total, n) in acked_per_channel.iter_mut().zip(&r.acked_per_channel) {
+            *total += n;
+        }
+        for (total, n) in members.iter_mut().zip(&r.members_per_channel) {
             *total += n;
         }
         for (k, v) in &r.events {
@@ -267,14 +270,11 @@ pub fn build(
 
     let messaging = matches!(scenario, Scenario::Fanout | Scenario::Flood);
     let (expected, lost) = if messaging {
-        let c = channels.len();
+        // Every acked message reaches every connected member of its channel (sender included).
         let expected: u64 = acked_per_channel
             .iter()
-            .enumerate()
-            .map(|(i, acked)| {
-                let members = (0..args.users).filter(|u| u % c == i).count() as u64;
-                acked * members
-            })
+            .zip(&members)
+            .map(|(acked, members)| acked * members)
             .sum();
         (
             Some(expected),

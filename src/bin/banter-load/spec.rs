@@ -102,6 +102,8 @@ pub struct Round {
 pub struct WorkerResult {
     pub counters: Counters,
     pub acked_per_channel: Vec<u64>,
+    /// This worker's connected users per channel (the receivers of its messages).
+    pub members_per_channel: Vec<u64>,
     /// HDR V2, base64, µs.
     pub e2e: String,
     pub ack: String,

@@ -175,6 +175,10 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<WorkerResult> {
     match scenario {
         Scenario::Fanout | Scenario::Flood => {
             let (conns, _) = connect_all(&shared, &tokens).await;
+            result.members_per_channel = vec![0; channels];
+            for (u, _) in &conns {
+                result.members_per_channel[shared.channel(*u).0] += 1;
+            }
             ready_then_go(&shared).await?;
             cpu0 = procfs::cpu_seconds("self").unwrap_or(0.0);
             shared.t0.set(Instant::now());
