@@ -304,7 +304,8 @@ def write(path, results, rates):
         add("")
 
     add("## Exact commands")
-    add("`bench/run.sh` ran, in this order:")
+    add("The commands behind the reports, by report file (`bench/run.sh` runs, for each server: "
+        "idle, storm, the fan-out rates, flood; then the two latency runs):")
     add("")
     add("```")
     for f in sorted(os.listdir(results)):
