@@ -197,12 +197,7 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<WorkerResult> {
             shared.t0.set(Instant::now());
             let (conns, took) = connect_all(&shared, &tokens).await;
             result.connect_phase_s = took.as_secs_f64();
-            let tasks = hold(&shared, conns);
-            tokio::time::sleep(Duration::from_secs_f64(shared.spec.duration_s)).await;
-            shared.close.notify_waiters();
-            for t in tasks {
-                let _ = t.await;
-            }
+            hold(&shared, conns).await;
             measured_wall = shared.t0.get().elapsed();
         }
         Scenario::Storm => {
@@ -221,12 +216,7 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<WorkerResult> {
                     failed: after.connect_failed - before.connect_failed,
                     seconds: took.as_secs_f64(),
                 });
-                let tasks = hold(&shared, conns);
-                tokio::time::sleep(Duration::from_secs_f64(shared.spec.duration_s)).await;
-                shared.close.notify_waiters();
-                for t in tasks {
-                    let _ = t.await;
-                }
+                hold(&shared, conns).await;
             }
             measured_wall = shared.t0.get().elapsed();
         }
@@ -334,8 +324,19 @@ async fn connect_all(shared: &Rc<Shared>, tokens: &[String]) -> (Vec<(usize, Ws)
     (conns.into_iter().flatten().collect(), start.elapsed())
 }
 
-/// Keeps connections open (answering pings, counting events) until `close` is notified.
-fn hold(shared: &Rc<Shared>, conns: Vec<(usize, Ws)>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Keeps connections open (answering pings, counting events) for the scenario's duration,
+/// then closes them.
+async fn hold(shared: &Rc<Shared>, conns: Vec<(usize, Ws)>) {
+    let tasks = holders(shared, conns);
+    tokio::time::sleep(Duration::from_secs_f64(shared.spec.duration_s)).await;
+    shared.close.notify_waiters();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
+/// One task per connection, reading until `close` is notified.
+fn holders(shared: &Rc<Shared>, conns: Vec<(usize, Ws)>) -> Vec<tokio::task::JoinHandle<()>> {
     conns
         .into_iter()
         .map(|(_, mut ws)| {
