@@ -70,6 +70,8 @@ pub struct Shared {
     pub fanout: realtime::fanout::Fanout,
     /// Stores concurrent sends together (group commit).
     pub committer: realtime::commit::Committer,
+    /// This instance's sockets per channel.
+    pub local_rooms: realtime::LocalRooms,
     /// The `/` namespace, kept from start-up so that events can still be broadcast to the other
     /// instances while this one shuts down (after its Socket.IO server is closed).
     pub namespace: std::sync::OnceLock<socketioxide::operators::BroadcastOperators<Adapter>>,
@@ -152,6 +154,7 @@ impl App {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
 
+        let (committer, commit_queue) = realtime::commit::Committer::new();
         let state = AppState(Arc::new(Shared {
             sessions: Sessions::new(
                 &secret,
@@ -174,7 +177,8 @@ impl App {
             ),
             filter,
             fanout: realtime::fanout::Fanout::new(redis.clone(), keys.clone()),
-            committer: realtime::commit::Committer::new(),
+            committer,
+            local_rooms: realtime::LocalRooms::default(),
             db,
             redis,
             keys,
@@ -186,7 +190,7 @@ impl App {
             live_sockets: AtomicI64::new(0),
         }));
 
-        let (socket_layer, io) = realtime::build(&state, &redis_client).await?;
+        let (socket_layer, io) = realtime::build(&state, &redis_client, commit_queue).await?;
         let router = http::router(state.clone()).layer(socket_layer);
         let router = http::outer_layers(router, &state.config);
         Ok(App { state, io, router })

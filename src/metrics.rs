@@ -61,8 +61,6 @@ pub struct Metrics {
     broadcasts: Mutex<HashMap<&'static str, u64>>,
     /// `message.new` deliveries to this instance's sockets.
     pub deliveries: AtomicU64,
-    /// This instance's sockets per channel room (for counting deliveries).
-    members: Mutex<HashMap<String, u64>>,
     /// Failed calls to a dependency, by dependency.
     dependency_errors: Mutex<HashMap<&'static str, u64>>,
     /// Messages per group-commit transaction.
@@ -77,7 +75,6 @@ pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     events_in: Mutex::new(HashMap::new()),
     broadcasts: Mutex::new(HashMap::new()),
     deliveries: AtomicU64::new(0),
-    members: Mutex::new(HashMap::new()),
     dependency_errors: Mutex::new(HashMap::new()),
     batch_size: Histogram::new(SIZES),
     commit_seconds: Histogram::new(SECONDS),
@@ -101,41 +98,6 @@ impl Metrics {
 
     pub fn dependency_error(&self, dependency: &'static str) {
         bump(&self.dependency_errors, dependency, 1);
-    }
-
-    /// A local socket moved from one channel room to another.
-    pub fn moved(&self, from: Option<&str>, to: Option<&str>) {
-        if from == to {
-            return;
-        }
-        if let Ok(mut m) = self.members.lock() {
-            if let Some(from) = from {
-                if let Some(n) = m.get_mut(from) {
-                    *n = n.saturating_sub(1);
-                    if *n == 0 {
-                        m.remove(from);
-                    }
-                }
-            }
-            if let Some(to) = to {
-                *m.entry(to.to_owned()).or_insert(0) += 1;
-            }
-        }
-    }
-
-    /// This instance's sockets in a channel's room.
-    pub fn local_members(&self, channel: &str) -> u64 {
-        self.members
-            .lock()
-            .ok()
-            .and_then(|m| m.get(channel).copied())
-            .unwrap_or(0)
-    }
-
-    /// Counts the deliveries of one `message.new` to this instance's sockets of `channel`.
-    pub fn delivered_to(&self, channel: &str) {
-        let n = self.local_members(channel);
-        self.deliveries.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition of everything above.

@@ -30,22 +30,15 @@ struct Job {
 /// The sending side of this instance's commit queue.
 pub struct Committer {
     tx: mpsc::Sender<Job>,
-    rx: std::sync::Mutex<Option<mpsc::Receiver<Job>>>,
 }
 
-impl Default for Committer {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+/// The receiving side, consumed by [`start`].
+pub struct CommitQueue(mpsc::Receiver<Job>);
 
 impl Committer {
-    pub fn new() -> Self {
+    pub fn new() -> (Self, CommitQueue) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        Self {
-            tx,
-            rx: std::sync::Mutex::new(Some(rx)),
-        }
+        (Self { tx }, CommitQueue(rx))
     }
 
     /// Stores a message (with whatever else is waiting), publishes it, and returns it.
@@ -70,11 +63,8 @@ impl Committer {
     }
 }
 
-/// Starts this instance's commit loop (once).
-pub fn start(state: &AppState) {
-    let Some(mut rx) = state.committer.rx.lock().ok().and_then(|mut r| r.take()) else {
-        return;
-    };
+/// Starts this instance's commit loop.
+pub fn start(state: &AppState, CommitQueue(mut rx): CommitQueue) {
     let state = state.clone();
     tokio::spawn(async move {
         let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PIPELINE));

@@ -11,6 +11,7 @@
 //! publish) is released after [`PARK_LIMIT`]: clients fill that gap with `messages.sync`.
 //! When Redis is away, the sender delivers to its own sockets directly.
 
+use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use futures_util::StreamExt;
@@ -152,15 +153,11 @@ impl Fanout {
     /// channels, on every instance: one payload and one script call per channel, the channels
     /// at once.
     pub async fn publish(&self, state: &AppState, messages: &[&Message]) {
-        let mut channels: Vec<&str> = messages.iter().map(|m| m.channel.as_str()).collect();
-        channels.sort_unstable();
-        channels.dedup();
-        let calls = channels.into_iter().map(|channel| async move {
-            let batch: Vec<&Message> = messages
-                .iter()
-                .filter(|m| m.channel == channel)
-                .copied()
-                .collect();
+        let mut by_channel: BTreeMap<&str, Vec<&Message>> = BTreeMap::new();
+        for m in messages {
+            by_channel.entry(m.channel.as_str()).or_default().push(m);
+        }
+        let calls = by_channel.into_iter().map(|(channel, batch)| async move {
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 return;
             };
@@ -205,7 +202,10 @@ impl Fanout {
 
 /// Sends one `message.new` to this instance's sockets in `channel`.
 async fn deliver<T: Serialize + ?Sized>(state: &AppState, channel: &str, message: &T) {
-    METRICS.delivered_to(channel);
+    let receivers = state.local_rooms.members(channel);
+    METRICS
+        .deliveries
+        .fetch_add(receivers, std::sync::atomic::Ordering::Relaxed);
     emit::broadcast_local(state, vec![channel_room(channel)], "message.new", message).await;
 }
 

@@ -10,6 +10,7 @@ mod handshake;
 pub mod presence_events;
 mod reply;
 
+use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -82,9 +83,9 @@ impl Conn {
         self.channel.lock().ok().and_then(|c| c.clone())
     }
 
-    fn set_channel(&self, value: Option<(String, Uuid)>) {
+    fn set_channel(&self, state: &AppState, value: Option<(String, Uuid)>) {
         if let Ok(mut c) = self.channel.lock() {
-            crate::metrics::METRICS.moved(
+            state.local_rooms.moved(
                 c.as_ref().map(|(name, _)| name.as_str()),
                 value.as_ref().map(|(name, _)| name.as_str()),
             );
@@ -112,6 +113,7 @@ const SEND_BUFFER_PACKETS: usize = 64;
 pub async fn build(
     state: &AppState,
     redis: &redis::Client,
+    commit_queue: commit::CommitQueue,
 ) -> anyhow::Result<(SocketIoLayer<Adapter>, SocketIo<Adapter>)> {
     let bus = bus::Bus::connect(redis.clone()).await?;
     let adapter = RedisAdapterCtr::new_with_driver(
@@ -136,8 +138,44 @@ pub async fn build(
         let _ = state.namespace.set(namespace);
     }
     fanout::start(state, redis.clone()).await?;
-    commit::start(state);
+    commit::start(state, commit_queue);
     Ok((layer, io))
+}
+
+/// How many of this instance's sockets are in each channel's room (a socket is in one channel
+/// at a time): the receivers of a local delivery, and a crowd measure that needs no Redis.
+#[derive(Default)]
+pub struct LocalRooms(Mutex<HashMap<String, u64>>);
+
+impl LocalRooms {
+    /// A socket moved from one channel to another (or into or out of none).
+    fn moved(&self, from: Option<&str>, to: Option<&str>) {
+        if from == to {
+            return;
+        }
+        if let Ok(mut m) = self.0.lock() {
+            if let Some(from) = from {
+                if let Some(n) = m.get_mut(from) {
+                    *n = n.saturating_sub(1);
+                    if *n == 0 {
+                        m.remove(from);
+                    }
+                }
+            }
+            if let Some(to) = to {
+                *m.entry(to.to_owned()).or_insert(0) += 1;
+            }
+        }
+    }
+
+    /// This instance's sockets in a channel.
+    pub fn members(&self, channel: &str) -> u64 {
+        self.0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(channel).copied())
+            .unwrap_or(0)
+    }
 }
 
 /// Completes an accepted handshake before the client is told it is connected: the socket gets
@@ -149,7 +187,7 @@ async fn admit(s: &SocketRef<Adapter>, state: &AppState, session: &Session) {
     s.join(user_room(conn.user_id));
     if let Some(channel) = default_channel(state).await {
         s.join(channel_room(&channel.name));
-        conn.set_channel(Some((channel.name.clone(), channel.id)));
+        conn.set_channel(state, Some((channel.name.clone(), channel.id)));
     }
     s.extensions.insert(conn);
     events::register(s);
@@ -261,7 +299,7 @@ async fn release(state: &AppState, conn: &Conn) {
         return;
     }
     *closed = true;
-    conn.set_channel(None);
+    conn.set_channel(state, None);
     let gate = state.presence_gate.read().await;
     let mut channels = Vec::new();
     if let Some((name, change)) = count_leave(state, conn).await {
@@ -353,7 +391,7 @@ async fn switch_channel(
         s.leave(channel_room(&current));
     }
     s.join(channel_room(&channel.name));
-    conn.set_channel(Some((channel.name.clone(), channel.id)));
+    conn.set_channel(state, Some((channel.name.clone(), channel.id)));
     let _gate = state.presence_gate.read().await;
     count_leave(state, conn).await;
     // Just after the handshake, before the connection is counted, `on_connect` counts it.
@@ -374,7 +412,7 @@ async fn leave_channel(state: &AppState, s: &SocketRef<Adapter>, conn: &Conn, na
     match conn.channel() {
         Some((current, _)) if current == name => {
             s.leave(channel_room(name));
-            conn.set_channel(None);
+            conn.set_channel(state, None);
             let _gate = state.presence_gate.read().await;
             count_leave(state, conn).await;
             true

@@ -42,7 +42,7 @@ pub async fn announce_status(
             let rooms: Vec<String> = channels
                 .iter()
                 .filter(|(name, count)| {
-                    let local = crate::metrics::METRICS.local_members(name);
+                    let local = state.local_rooms.members(name);
                     (*count).max(local) <= state.config.presence_fanout_max
                 })
                 .map(|(name, _)| channel_room(name))

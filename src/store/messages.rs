@@ -98,14 +98,26 @@ pub async fn find_by_client_id(
     sender: Uuid,
     client_message_id: Uuid,
 ) -> Result<Option<Message>, sqlx::Error> {
+    Ok(find_by_client_ids(db, &[sender], &[client_message_id])
+        .await?
+        .pop())
+}
+
+/// The stored messages among `(senders[i], client_message_ids[i])` pairs.
+async fn find_by_client_ids(
+    db: &PgPool,
+    senders: &[Uuid],
+    client_message_ids: &[Uuid],
+) -> Result<Vec<Message>, sqlx::Error> {
     sqlx::query_as::<_, Row>(&format!(
-        "{SELECT} WHERE m.sender_id = $1 AND m.client_message_id = $2"
+        "{SELECT} WHERE (m.sender_id, m.client_message_id) IN
+            (SELECT * FROM unnest($1::uuid[], $2::uuid[]))"
     ))
-    .bind(sender)
-    .bind(client_message_id)
-    .fetch_optional(db)
+    .bind(senders)
+    .bind(client_message_ids)
+    .fetch_all(db)
     .await
-    .map(|r| r.map(Message::from))
+    .map(|rows| rows.into_iter().map(Message::from).collect())
 }
 
 /// How often a batch's insert is retried after it met a stored `client_message_id`.
@@ -176,19 +188,12 @@ async fn insert_unique(
                     .iter()
                     .map(|&i| batch[i].client_message_id)
                     .collect();
-                let stored: Vec<Row> = sqlx::query_as::<_, Row>(&format!(
-                    "{SELECT} WHERE (m.sender_id, m.client_message_id) IN
-                        (SELECT * FROM unnest($1::uuid[], $2::uuid[]))"
-                ))
-                .bind(&senders)
-                .bind(&ids)
-                .fetch_all(db)
-                .await?;
-                let mut known: HashMap<(Uuid, Uuid), Message> = stored
-                    .into_iter()
-                    .map(Message::from)
-                    .map(|m| ((m.sender_id.unwrap_or_default(), m.client_message_id), m))
-                    .collect();
+                let mut known: HashMap<(Uuid, Uuid), Message> =
+                    find_by_client_ids(db, &senders, &ids)
+                        .await?
+                        .into_iter()
+                        .map(|m| ((m.sender_id.unwrap_or_default(), m.client_message_id), m))
+                        .collect();
                 indexes.retain(|&i| {
                     let m = &batch[i];
                     match known.remove(&(m.sender_id, m.client_message_id)) {

@@ -282,19 +282,18 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
     }
 
     // Go.
-    let servers = report::ServerSampler::new(&args.server_pids);
     let expected_connections = args.users as u64;
     let phase = match scenario {
         Scenario::Fanout | Scenario::Flood => args.duration + args.drain,
         Scenario::Idle => args.duration,
         Scenario::Storm => args.duration * (args.rounds + 1) as f64,
     };
+    let mut sampler = report::Sampling::start(&args.server_pids);
     let started = Instant::now();
     for stdin in &mut stdins {
         stdin.write_all(b"go\n").await?;
         stdin.flush().await?;
     }
-    let mut sampler = servers.start();
     let mut done = 0;
     let mut ticker = tokio::time::interval(Duration::from_millis(500));
     while done < procs {

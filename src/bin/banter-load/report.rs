@@ -108,11 +108,6 @@ pub struct Report {
 }
 
 /// Samples the servers' CPU and memory during a run.
-pub struct ServerSampler {
-    pids: Vec<String>,
-    rss_before: Vec<u64>,
-}
-
 pub struct Sampling {
     pids: Vec<String>,
     rss_before: Vec<u64>,
@@ -124,36 +119,6 @@ pub struct Sampling {
     all_connected_at: Option<f64>,
 }
 
-impl ServerSampler {
-    pub fn new(pids: &[String]) -> Self {
-        Self {
-            pids: pids.to_vec(),
-            rss_before: pids
-                .iter()
-                .map(|p| procfs::rss_kib(p).unwrap_or(0))
-                .collect(),
-        }
-    }
-
-    pub fn start(self) -> Sampling {
-        let cpu0 = self.cpu();
-        Sampling {
-            cpu0,
-            t0: Instant::now(),
-            cpu_end: None,
-            rss_peak: self.rss_before.clone(),
-            rss_connected: vec![0; self.pids.len()],
-            all_connected_at: None,
-            pids: self.pids,
-            rss_before: self.rss_before,
-        }
-    }
-
-    fn cpu(&self) -> Vec<f64> {
-        cpu_of(&self.pids)
-    }
-}
-
 fn cpu_of(pids: &[String]) -> Vec<f64> {
     pids.iter()
         .map(|p| procfs::cpu_seconds(p).unwrap_or(0.0))
@@ -161,6 +126,24 @@ fn cpu_of(pids: &[String]) -> Vec<f64> {
 }
 
 impl Sampling {
+    /// Starts sampling at the start of the measured phase.
+    pub fn start(pids: &[String]) -> Self {
+        let rss_before: Vec<u64> = pids
+            .iter()
+            .map(|p| procfs::rss_kib(p).unwrap_or(0))
+            .collect();
+        Sampling {
+            pids: pids.to_vec(),
+            cpu0: cpu_of(pids),
+            t0: Instant::now(),
+            cpu_end: None,
+            rss_peak: rss_before.clone(),
+            rss_connected: vec![0; pids.len()],
+            all_connected_at: None,
+            rss_before,
+        }
+    }
+
     /// Called twice a second: `elapsed` since go, the sending phase's length, and whether
     /// every connection is open.
     pub fn tick(&mut self, scenario: Scenario, elapsed: f64, duration: f64, all_connected: bool) {
