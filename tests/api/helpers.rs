@@ -376,6 +376,24 @@ impl Cluster {
         self.a.as_ref().expect("instance a running")
     }
 
+    /// One sample of `/metrics` on an instance, by its exact series name (labels included).
+    /// The metrics are process-wide, so in-process instances share them.
+    pub async fn metric(&self, instance: &Instance, series: &str) -> f64 {
+        let body = self
+            .http
+            .get(format!("{}/metrics", instance.url()))
+            .send()
+            .await
+            .expect("GET /metrics")
+            .text()
+            .await
+            .expect("metrics body");
+        body.lines()
+            .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{series} is exported:\n{body}"))
+    }
+
     pub fn b(&self) -> &Instance {
         self.b.as_ref().expect("instance b running")
     }

@@ -50,6 +50,37 @@ async fn message_reaches_both_instances_after_it_is_stored() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_sends_commits_and_deliveries() {
+    let cluster = Cluster::start(&[]).await;
+    let alice = cluster.guest("alice").await;
+    let bob = cluster.guest("bob").await;
+    let carol = cluster.guest("carol").await;
+    let a1 = Client::connect(cluster.a(), &alice).await;
+    let a2 = Client::connect(cluster.a(), &bob).await;
+    let b1 = Client::connect(cluster.b(), &carol).await;
+    for n in 0..3 {
+        assert_eq!(send(&a1, "general", &format!("m{n}")).await["ok"], true);
+    }
+    for client in [&a1, &a2, &b1] {
+        client.wait_for("message.new", |m| m["seq"] == 3).await;
+    }
+    // The metrics are process-wide: they cover both instances (and, when tests share a
+    // process, the other tests too, so the figures are lower bounds).
+    let a = cluster.a();
+    let sends = r#"banter_events_in_total{event="message.send",outcome="ok"}"#;
+    assert!(cluster.metric(a, sends).await >= 3.0);
+    assert!(cluster.metric(a, "banter_commit_batch_size_sum").await >= 3.0);
+    assert!(cluster.metric(a, "banter_commit_batch_size_count").await >= 1.0);
+    assert!(cluster.metric(a, "banter_send_ack_seconds_count").await >= 3.0);
+    // Three messages, each to the three sockets in the channel (two on a, one on b).
+    assert!(cluster.metric(a, "banter_message_deliveries_total").await >= 9.0);
+    for client in [a1, a2, b1] {
+        client.disconnect().await;
+    }
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_retries_store_and_broadcast_once() {
     let cluster = Cluster::start(&["--rate-limit-messages", "1000"]).await;
     let alice = cluster.guest("alice").await;

@@ -265,21 +265,10 @@ async fn a_client_that_stops_reading_catches_up_by_seq() {
         dropped > 0,
         "the slow socket's buffer overflowed and the drops were counted"
     );
-    let metrics = cluster
-        .http
-        .get(format!("{}/metrics", cluster.a().url()))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    let exported: u64 = metrics
-        .lines()
-        .find_map(|l| l.strip_prefix("banter_deliveries_dropped_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .expect("the drop counter is exported");
-    assert!(exported >= dropped, "{metrics}");
+    let exported = cluster
+        .metric(cluster.a(), "banter_deliveries_dropped_total")
+        .await;
+    assert!(exported >= dropped as f64, "{exported} < {dropped}");
     for s in senders {
         s.disconnect().await;
     }
