@@ -460,7 +460,8 @@ async fn traffic(shared: Rc<Shared>, u: usize, mut ws: Ws) {
         acks: Vec::new(),
         channel,
     };
-    let pad = spec.text_bytes.saturating_sub(17);
+    // The text after the 16-digit timestamp and a space, made once per connection.
+    let pad = "x".repeat(spec.text_bytes.saturating_sub(17));
     let mut alive = true;
     if flood {
         for _ in 0..spec.inflight.max(1) {
@@ -470,7 +471,7 @@ async fn traffic(shared: Rc<Shared>, u: usize, mut ws: Ws) {
                 &mut pending,
                 &mut next_id,
                 channel_name,
-                pad,
+                &pad,
             )
             .await;
         }
@@ -483,12 +484,12 @@ async fn traffic(shared: Rc<Shared>, u: usize, mut ws: Ws) {
                 if flood && Instant::now() < send_until {
                     // Every answered send (acked or refused) frees its slot.
                     while alive && pending.acks.len() < spec.inflight.max(1) {
-                        alive &= send(&shared, &mut ws, &mut pending, &mut next_id, channel_name, pad).await;
+                        alive &= send(&shared, &mut ws, &mut pending, &mut next_id, channel_name, &pad).await;
                     }
                 }
             }
             _ = tokio::time::sleep_until(next_send.into()), if next_send < send_until => {
-                alive = send(&shared, &mut ws, &mut pending, &mut next_id, channel_name, pad).await;
+                alive = send(&shared, &mut ws, &mut pending, &mut next_id, channel_name, &pad).await;
                 next_send += interval;
             }
             _ = tokio::time::sleep_until(end.into()) => break,
@@ -503,11 +504,11 @@ async fn send(
     pending: &mut Pending,
     next_id: &mut u64,
     channel: &str,
-    pad: usize,
+    pad: &str,
 ) -> bool {
     let id = *next_id;
     *next_id += 1;
-    let text = format!("{} {}", now_us(), "x".repeat(pad));
+    let text = format!("{} {pad}", now_us());
     let frame = eio::send_frame(id, channel, &text, &uuid::Uuid::new_v4());
     pending.acks.push((id, Instant::now()));
     {
