@@ -376,6 +376,22 @@ impl Cluster {
         self.a.as_ref().expect("instance a running")
     }
 
+    /// Sets a key of this cluster's Redis prefix (`<prefix>:<key>`), to stage a state the
+    /// instances must cope with.
+    pub async fn redis_set(&self, key: &str, value: &str) {
+        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
+        let mut conn = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("redis connection");
+        let _: () = redis::cmd("SET")
+            .arg(format!("{}:{key}", self.prefix))
+            .arg(value)
+            .query_async(&mut conn)
+            .await
+            .expect("SET");
+    }
+
     /// One sample of `/metrics` on an instance, by its exact series name (labels included).
     /// The metrics are process-wide, so in-process instances share them.
     pub async fn metric(&self, instance: &Instance, series: &str) -> f64 {

@@ -67,3 +67,34 @@ async fn over_the_limit_blocks_across_restarts() {
     calm.disconnect().await;
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_count_toward_the_window_and_are_still_answered() {
+    let cluster = Cluster::start(&["--rate-limit-messages", "3"]).await;
+    let user = cluster.guest("retrier").await;
+    let tab = Client::connect(cluster.a(), &user).await;
+    let first = send(&tab, "general", "once").await;
+    assert_eq!(first["ok"], true, "{first}");
+    let retry = serde_json::json!({
+        "channel": "general",
+        "text": "once",
+        "client_message_id": first["message"]["client_message_id"],
+    });
+    // Two retries: answered with the stored message, and counted (sends 2 and 3 of 3).
+    for _ in 0..2 {
+        let again = tab.ack("message.send", retry.clone()).await;
+        assert_eq!(again["duplicate"], true, "{again}");
+        assert_eq!(again["message"]["id"], first["message"]["id"]);
+    }
+    // The window is full: a new message is refused, and a retry is still answered.
+    assert_eq!(code(&send(&tab, "general", "new").await), "rate_limited");
+    let blocked_retry = tab.ack("message.send", retry).await;
+    assert_eq!(blocked_retry["duplicate"], true, "{blocked_retry}");
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&cluster.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, 1);
+    tab.disconnect().await;
+    cluster.finish().await;
+}
