@@ -134,8 +134,58 @@ fn parse_flag(s: &str) -> Result<bool, String> {
 
 /// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least its output size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
+/// Least estimated entropy of an accepted `JWT_SECRET`, in bits.
+pub const MIN_JWT_SECRET_BITS: f64 = 128.0;
+
+/// Why a secret is unfit although long enough: the placeholder of `.env.example`, a short
+/// pattern repeated, or too little entropy (estimated from its character frequencies, which
+/// over-estimates human-chosen text, so what fails this is certainly weak).
+pub fn weak_secret(secret: &str) -> Option<&'static str> {
+    let lower = secret.to_ascii_lowercase();
+    if ["change-me", "changeme", "replace-me", "your-secret"]
+        .iter()
+        .any(|p| lower.contains(p))
+    {
+        return Some("is the example placeholder");
+    }
+    let bytes = secret.as_bytes();
+    let repeats = (1..=bytes.len() / 2).any(|period| {
+        bytes.len().is_multiple_of(period) && bytes.chunks(period).all(|c| c == &bytes[..period])
+    });
+    if repeats {
+        return Some("is a short pattern repeated");
+    }
+    let mut counts = [0usize; 256];
+    for &b in bytes {
+        counts[b as usize] += 1;
+    }
+    let n = bytes.len() as f64;
+    let bits: f64 = counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = c as f64 / n;
+            -p * p.log2() * n
+        })
+        .sum();
+    (bits < MIN_JWT_SECRET_BITS).then_some("has too little entropy")
+}
 
 impl Config {
+    /// Refusals that stop an instance before it starts (exit status 2): an unfit secret, an
+    /// empty `INSTANCE_ID`.
+    pub fn check(&self) -> Result<(), String> {
+        self.resolve_jwt_secret()?;
+        if self
+            .instance_id
+            .as_deref()
+            .is_some_and(|id| id.trim().is_empty())
+        {
+            return Err("INSTANCE_ID is set but empty: give each instance its own id, or leave it unset for a random one".into());
+        }
+        Ok(())
+    }
+
     /// The default channel, or `None` when it is configured empty.
     pub fn default_channel(&self) -> Option<&str> {
         let name = self.default_channel.trim();
@@ -163,10 +213,16 @@ impl Config {
     /// survive a restart and are not shared between instances, which the caller warns about).
     pub fn resolve_jwt_secret(&self) -> Result<(String, bool), String> {
         match &self.jwt_secret {
-            Some(s) if s.len() >= MIN_JWT_SECRET_BYTES => Ok((s.clone(), false)),
-            Some(_) => Err(format!(
+            Some(s) if s.len() < MIN_JWT_SECRET_BYTES => Err(format!(
                 "JWT_SECRET must be at least {MIN_JWT_SECRET_BYTES} bytes long"
             )),
+            Some(s) => weak_secret(s)
+                .map(|why| {
+                    Err(format!(
+                        "JWT_SECRET {why}: give it a random secret, e.g. `openssl rand -hex 32`"
+                    ))
+                })
+                .unwrap_or_else(|| Ok((s.clone(), false))),
             None if self.dev => Ok((
                 format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple()),
                 true,
@@ -175,5 +231,26 @@ impl Config {
                 "JWT_SECRET is not set: give it a random secret of at least {MIN_JWT_SECRET_BYTES} bytes, or set BANTER_DEV=1 to generate a throwaway one"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::weak_secret;
+
+    #[test]
+    fn weak_secrets() {
+        assert!(
+            weak_secret("change-me-to-64-hex-characters-from-openssl-rand-hex-32-xxxxxxx")
+                .is_some()
+        );
+        assert!(weak_secret(&"a".repeat(64)).is_some());
+        assert!(weak_secret(&"0123456789abcdef".repeat(4)).is_some());
+        assert!(weak_secret("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaab").is_some());
+        assert!(
+            weak_secret("3f9c1e0b7a5d42e8c6b1f0a9d37e5c2b8a4f1d6e0c9b7a3e5d2f8c1b0a6e4d9f")
+                .is_none()
+        );
+        assert!(weak_secret("test-secret-test-secret-test-secret-0123456789").is_none());
     }
 }

@@ -104,6 +104,7 @@ impl App {
     /// Connects to Postgres and Redis, applies migrations, seeds channels and builds the HTTP
     /// and Socket.IO layers.
     pub async fn build(config: Config) -> anyhow::Result<App> {
+        config.check().map_err(|e| anyhow::anyhow!(e))?;
         let (secret, generated) = config
             .resolve_jwt_secret()
             .map_err(|e| anyhow::anyhow!(e))?;
@@ -121,6 +122,9 @@ impl App {
         store::migrate(&db)
             .await
             .context("database migration failed")?;
+        store::users::backfill_username_keys(&db)
+            .await
+            .context("cannot fill in username keys")?;
         let seeds: Vec<String> = config
             .seed_channels()
             .map(validate::channel_name)

@@ -54,7 +54,7 @@ async fn shutdown_signal() {
 async fn main() -> ExitCode {
     let config = Config::parse();
     init_tracing(config.log_format);
-    if let Err(reason) = config.resolve_jwt_secret() {
+    if let Err(reason) = config.check() {
         eprintln!("banter: {reason}");
         return ExitCode::from(2);
     }

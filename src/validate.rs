@@ -20,8 +20,57 @@ fn field(field: &'static str, message: impl Into<String>) -> FieldError {
     }
 }
 
-/// Usernames: 3..=32 chars of `[A-Za-z0-9_.-]`.
+/// Refuses control characters (Unicode category Cc) in a text a client sends; `\n` and `\t`
+/// pass where `multiline` (message text). Postgres refuses NUL in text, and the others have no
+/// place in names, addresses or links: refused here, they never reach a statement.
+pub fn no_controls(name: &'static str, raw: &str, multiline: bool) -> Result<(), FieldError> {
+    let bad = raw
+        .chars()
+        .any(|c| c.is_control() && !(multiline && matches!(c, '\n' | '\t')));
+    if bad {
+        Err(field(name, "must not contain control characters"))
+    } else {
+        Ok(())
+    }
+}
+
+/// Names no user may take (guest or registered): they would pass for the service or its staff.
+pub const RESERVED_NAMES: &[&str] = &[
+    "admin",
+    "administrator",
+    "root",
+    "system",
+    "sysadmin",
+    "moderator",
+    "mod",
+    "staff",
+    "support",
+    "help",
+    "official",
+    "security",
+    "banter",
+    "server",
+    "bot",
+    "everyone",
+    "here",
+    "channel",
+    "null",
+    "undefined",
+    "anonymous",
+];
+
+/// The confusable skeleton of a username (Unicode TS #39, then lowercased): `aIice` (capital
+/// i), `alice` and `ALICE` share one, so do `b0b` and `bob`. Two users never share a skeleton.
+pub fn username_key(name: &str) -> String {
+    unicode_security::skeleton(name)
+        .collect::<String>()
+        .to_lowercase()
+}
+
+/// Usernames: 3..=32 chars of `[A-Za-z0-9_.-]`, not a reserved name (nor one that looks like
+/// it).
 pub fn username(raw: &str) -> Result<String, FieldError> {
+    no_controls("username", raw, false)?;
     let name = raw.trim();
     let len = name.chars().count();
     if !(3..=32).contains(&len) {
@@ -36,11 +85,16 @@ pub fn username(raw: &str) -> Result<String, FieldError> {
             "may contain only letters, digits, '_', '.' and '-'",
         ));
     }
+    let key = username_key(name);
+    if RESERVED_NAMES.iter().any(|r| username_key(r) == key) {
+        return Err(field("username", "is reserved"));
+    }
     Ok(name.to_owned())
 }
 
 /// Emails: trimmed, one `@` with text on both sides, no spaces, at most 254 bytes.
 pub fn email(raw: &str) -> Result<String, FieldError> {
+    no_controls("email", raw, false)?;
     let email = raw.trim();
     let valid = email.len() <= MAX_EMAIL
         && !email.chars().any(char::is_whitespace)
@@ -53,8 +107,10 @@ pub fn email(raw: &str) -> Result<String, FieldError> {
     }
 }
 
-/// Passwords: 8..=128 chars (not trimmed: spaces are part of a password).
+/// Passwords: 8..=128 chars (not trimmed: spaces are part of a password), no control
+/// characters.
 pub fn password(field_name: &'static str, raw: &str) -> Result<(), FieldError> {
+    no_controls(field_name, raw, false)?;
     if (8..=128).contains(&raw.chars().count()) {
         Ok(())
     } else {
@@ -64,6 +120,7 @@ pub fn password(field_name: &'static str, raw: &str) -> Result<(), FieldError> {
 
 /// Channel names: lowercased and trimmed, then 1..=64 chars of `[a-z0-9_-]`.
 pub fn channel_name(raw: &str) -> Result<String, AppError> {
+    no_controls("channel", raw, false).map_err(|e| AppError::fields(vec![e]))?;
     let name = raw.trim().to_lowercase();
     let len = name.chars().count();
     if len == 0 || len > 64 {
@@ -80,8 +137,10 @@ pub fn channel_name(raw: &str) -> Result<String, AppError> {
     Ok(name)
 }
 
-/// Message text: trimmed, 1..=4000 Unicode scalar values.
+/// Message text: trimmed, 1..=4000 Unicode scalar values, no control characters but `\n` and
+/// `\t`.
 pub fn message_text(raw: &str) -> Result<String, AppError> {
+    no_controls("text", raw, true).map_err(|e| AppError::fields(vec![e]))?;
     let text = raw.trim();
     if text.is_empty() {
         return Err(AppError::invalid("text must not be empty"));
@@ -95,23 +154,87 @@ pub fn message_text(raw: &str) -> Result<String, AppError> {
     Ok(text.to_owned())
 }
 
-/// A file URL is either `http(s)://...` or a relative path starting with `/` (never
-/// `javascript:`, `data:` or a protocol-relative `//host`).
+/// Channel descriptions: trimmed, at most 280 Unicode scalar values, no control characters.
+pub fn description(raw: &str) -> Result<String, AppError> {
+    no_controls("description", raw, false).map_err(|e| AppError::fields(vec![e]))?;
+    let description = raw.trim();
+    if description.chars().count() > MAX_DESCRIPTION_CHARS {
+        return Err(AppError::new(
+            Code::TooLong,
+            format!("description is longer than {MAX_DESCRIPTION_CHARS} characters"),
+        ));
+    }
+    Ok(description.to_owned())
+}
+
+/// A file's name or MIME type: trimmed, not empty, at most `max` (chars for the name, bytes
+/// for the type), no control characters.
+pub fn file_label(name: &'static str, raw: &str, max: usize) -> Result<String, AppError> {
+    no_controls(name, raw, false).map_err(|e| AppError::fields(vec![e]))?;
+    let label = raw.trim();
+    if label.is_empty() {
+        return Err(AppError::fields(vec![field(name, "must not be empty")]));
+    }
+    let len = if name == "file.type" {
+        label.len()
+    } else {
+        label.chars().count()
+    };
+    if len > max {
+        return Err(AppError::new(Code::TooLong, format!("{name} is too long")));
+    }
+    Ok(label.to_owned())
+}
+
+/// A file URL is either an absolute `http(s)://host/...` URL or a same-origin path (`/...`, not
+/// protocol-relative). Both are parsed with the WHATWG rules browsers use, so that what is
+/// accepted here is what a browser opens: `/\\evil.example/x` and `http:///evil.example` (which
+/// browsers read as links to evil.example) are refused, as are `javascript:` and `data:`.
 pub fn file_url(raw: &str) -> Result<String, AppError> {
     let url = raw.trim();
     if url.len() > MAX_FILE_URL {
         return Err(AppError::new(Code::TooLong, "file.url is too long"));
     }
-    let lower = url.to_ascii_lowercase();
-    let ok = (lower.starts_with("https://") && url.len() > 8)
-        || (lower.starts_with("http://") && url.len() > 7)
-        || (url.starts_with('/') && !url.starts_with("//"));
-    if !ok || url.chars().any(|c| c.is_control() || c.is_whitespace()) {
-        return Err(AppError::invalid(
-            "file.url must be an http(s) URL or a relative path",
-        ));
+    let refused = || {
+        AppError::fields(vec![field(
+            "file.url",
+            "must be an http(s) URL with a host, or a path on this site starting with a single '/'",
+        )])
+    };
+    // Backslashes read as slashes in browsers; whitespace and controls have no place in a link.
+    if url.is_empty()
+        || url
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || c == '\\')
+    {
+        return Err(refused());
     }
-    Ok(url.to_owned())
+    if url.starts_with('/') {
+        // A path: resolved against this site, it must stay on this site.
+        const SITE: &str = "https://site.invalid/";
+        let base = url::Url::parse(SITE).map_err(|_| refused())?;
+        let joined = base.join(url).map_err(|_| refused())?;
+        if url.starts_with("//") || joined.host_str() != Some("site.invalid") {
+            return Err(refused());
+        }
+        return Ok(url.to_owned());
+    }
+    let parsed = url::Url::parse(url).map_err(|_| refused())?;
+    let lower = url.to_ascii_lowercase();
+    let after_scheme = match parsed.scheme() {
+        "http" => lower.strip_prefix("http://"),
+        "https" => lower.strip_prefix("https://"),
+        _ => None,
+    };
+    // The host must be written where it is read: `http:///host` and `http:host` are refused.
+    match after_scheme {
+        Some(rest)
+            if !rest.starts_with('/') && parsed.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(url.to_owned())
+        }
+        _ => Err(refused()),
+    }
 }
 
 #[cfg(test)]
@@ -152,6 +275,57 @@ mod tests {
         assert!(file_url("javascript:alert(1)").is_err());
         assert!(file_url("//evil.example/a").is_err());
         assert!(file_url("data:text/html,hi").is_err());
+        assert!(file_url("/\\evil.example/x").is_err());
+        assert!(file_url("http:///evil.example").is_err());
+        assert!(file_url("https:evil.example").is_err());
+        assert!(file_url("http://").is_err());
+        assert!(file_url("ftp://example.com/a").is_err());
+        assert!(file_url("/a\u{0}b").is_err());
+        assert!(file_url("HTTPS://Example.com/a?b=c#d").is_ok());
+    }
+
+    #[test]
+    fn control_characters_are_refused_with_the_field() {
+        assert_eq!(message_text("a\u{0}b").unwrap_err().errors[0].field, "text");
+        assert!(message_text("line one\n\tline two").is_ok());
+        assert!(message_text("bell\u{7}").is_err());
+        assert!(message_text("del\u{7f}").is_err());
+        assert!(message_text("c1\u{85}").is_err());
+        assert_eq!(email("a\u{0}@b.io").unwrap_err().field, "email");
+        assert_eq!(
+            password("password", "12345678\u{0}").unwrap_err().field,
+            "password"
+        );
+        assert_eq!(
+            description("about\u{0}").unwrap_err().errors[0].field,
+            "description"
+        );
+        assert!(description("two\nlines").is_err());
+        assert_eq!(
+            file_label("file.name", "a\u{0}.png", MAX_FILE_NAME)
+                .unwrap_err()
+                .errors[0]
+                .field,
+            "file.name"
+        );
+        assert_eq!(
+            channel_name("gen\u{0}").unwrap_err().errors[0].field,
+            "channel"
+        );
+        assert_eq!(username("ann\u{0}").unwrap_err().field, "username");
+    }
+
+    #[test]
+    fn reserved_and_confusable_names() {
+        assert!(username("admin").is_err());
+        assert!(username("Admin").is_err());
+        assert!(username("adrnin").is_err());
+        assert!(username("r00t").is_err());
+        assert!(username("administrators").is_ok());
+        assert_eq!(username_key("aIice"), username_key("alice"));
+        assert_eq!(username_key("b0b"), username_key("bob"));
+        assert_eq!(username_key("Alice"), username_key("alice"));
+        assert_ne!(username_key("alice"), username_key("alicia"));
     }
 
     #[test]

@@ -38,12 +38,22 @@ pub fn token_from_parts(parts: &Parts) -> Option<String> {
         .filter(|t| !t.is_empty())
 }
 
+/// The claims of a session that may act: signed, unexpired, not revoked, and its user still
+/// exists (a removed account's tokens are refused at once, not when they expire).
+pub async fn signed_in(state: &AppState, token: &str) -> Result<super::Claims, AppError> {
+    let claims = state.sessions.verify(token).await?;
+    if !crate::store::users::exists(&state.db, claims.sub).await? {
+        return Err(AppError::unauthorized());
+    }
+    Ok(claims)
+}
+
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = token_from_parts(parts).ok_or_else(AppError::unauthorized)?;
-        let claims = state.sessions.verify(&token).await?;
+        let claims = signed_in(state, &token).await?;
         Ok(AuthUser {
             id: claims.sub,
             username: claims.username.clone(),

@@ -5,6 +5,6 @@ mod extractor;
 mod jwt;
 mod password;
 
-pub use extractor::{cookie_value, AuthUser, COOKIE_NAME};
+pub use extractor::{cookie_value, signed_in, AuthUser, COOKIE_NAME};
 pub use jwt::{Claims, Sessions};
 pub use password::{hash_password, verify_password};

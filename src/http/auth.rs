@@ -98,7 +98,10 @@ async fn register(
         .await
         .map_err(|e| {
             if is_unique_violation(&e) {
-                AppError::new(Code::Conflict, "that username or email is already taken")
+                AppError::new(
+                    Code::Conflict,
+                    "that username or email is already taken (or the name looks like a taken one)",
+                )
             } else {
                 e.into()
             }
@@ -142,6 +145,13 @@ async fn login(
             }]))
         }
     };
+    let identifier_field = if by_email { "email" } else { "username" };
+    for (name, text) in [
+        (identifier_field, identifier.as_str()),
+        ("password", password.as_str()),
+    ] {
+        validate::no_controls(name, text, false).map_err(|e| AppError::fields(vec![e]))?;
+    }
     if password.is_empty() || identifier.len() > validate::MAX_EMAIL || password.len() > 1024 {
         return Err(AppError::new(
             Code::InvalidCredentials,
@@ -209,7 +219,10 @@ async fn guest(
                 .await
                 .map_err(|e| {
                     if is_unique_violation(&e) {
-                        AppError::new(Code::Conflict, "that username is already taken")
+                        AppError::new(
+                            Code::Conflict,
+                            "that username is already taken (or looks like a taken one)",
+                        )
                     } else {
                         e.into()
                     }
@@ -245,6 +258,8 @@ async fn logout(State(state): State<AppState>, cookies: Cookies) -> AppResult<Js
         // the token still works.
         if let Ok(claims) = state.sessions.decode(&token) {
             state.sessions.revoke(&claims).await?;
+            // The session's open sockets end too, on every instance.
+            crate::realtime::disconnect_room(&state, crate::realtime::session_room(claims.jti));
             tracing::info!(user_id = %claims.sub, "user logged out");
         }
     }

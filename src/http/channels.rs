@@ -43,16 +43,7 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> AppResult<(StatusCode, Json<ChannelView>)> {
     let name = validate::channel_name(body.name.as_deref().unwrap_or_default())?;
-    let description = body.description.unwrap_or_default().trim().to_owned();
-    if description.chars().count() > validate::MAX_DESCRIPTION_CHARS {
-        return Err(AppError::new(
-            Code::TooLong,
-            format!(
-                "description is longer than {} characters",
-                validate::MAX_DESCRIPTION_CHARS
-            ),
-        ));
-    }
+    let description = validate::description(body.description.as_deref().unwrap_or_default())?;
     let password_hash = match body.password.filter(|p| !p.is_empty()) {
         Some(p) => {
             validate::password("password", &p).map_err(|e| AppError::fields(vec![e]))?;

@@ -3,12 +3,18 @@
 //! update), published together (one fan-out call per channel), and only then acked. Every
 //! per-message promise holds: stored before broadcast, idempotent on
 //! `(sender_id, client_message_id)`, gap-free `seq`, ack after commit.
+//!
+//! A batch never fails a message for another message's fault: when Postgres refuses the batch
+//! statement for what is in it (a data or constraint error, not a lost connection or a
+//! timeout), the batch is split in halves and each half stored on its own, down to the one
+//! message that Postgres refuses, which alone gets an error. Order within a channel is kept
+//! (the first half commits first).
 
 use std::time::Instant;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::error::{AppError, AppResult};
+use crate::error::{AppError, AppResult, Code};
 use crate::metrics::METRICS;
 use crate::store::messages::{self, Inserted, NewMessage};
 use crate::store::{self};
@@ -24,7 +30,7 @@ const QUEUE: usize = 8192;
 
 struct Job {
     message: NewMessage,
-    reply: oneshot::Sender<Result<Inserted, String>>,
+    reply: oneshot::Sender<AppResult<Inserted>>,
 }
 
 /// The sending side of this instance's commit queue.
@@ -50,14 +56,13 @@ impl Committer {
             self.tx
                 .send(Job { message, reply })
                 .await
-                .map_err(|_| "the commit queue is closed".to_owned())?;
-            answer
-                .await
-                .map_err(|_| "the commit queue dropped the message".to_owned())?
+                .map_err(|_| AppError::unavailable("database", &"the commit queue is closed"))?;
+            answer.await.map_err(|_| {
+                AppError::unavailable("database", &"the commit queue dropped the message")
+            })?
         };
         match tokio::time::timeout(store::DEADLINE, queued).await {
-            Ok(Ok(inserted)) => Ok(inserted),
-            Ok(Err(e)) => Err(AppError::unavailable("database", &e)),
+            Ok(result) => result,
             Err(_) => Err(AppError::unavailable("database", &"the insert timed out")),
         }
     }
@@ -92,28 +97,88 @@ async fn commit(state: &AppState, jobs: Vec<Job>) {
     let (batch, replies): (Vec<NewMessage>, Vec<_>) =
         jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
     let started = Instant::now();
-    let result = store::bounded(messages::insert_batch(&state.db, &batch)).await;
+    let outcomes = store_isolating(state, &batch).await;
     METRICS
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     METRICS.batch_size.observe(batch.len() as f64);
-    match result {
-        Ok(outcomes) => {
-            let fresh: Vec<&messages::Message> = outcomes
-                .iter()
-                .filter(|o| !o.duplicate)
-                .map(|o| &o.message)
-                .collect();
-            state.fanout.publish(state, &fresh).await;
-            for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                let _ = reply.send(Ok(outcome));
+    let fresh: Vec<&messages::Message> = outcomes
+        .iter()
+        .filter_map(|o| o.as_ref().ok())
+        .filter(|o| !o.duplicate)
+        .map(|o| &o.message)
+        .collect();
+    state.fanout.publish(state, &fresh).await;
+    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+        let _ = reply.send(outcome);
+    }
+}
+
+/// Stores `batch`, one outcome per message in input order. A statement refused for its
+/// content is retried in halves until the refused message is alone; any other failure (the
+/// connection, a timeout) answers every message not yet stored `unavailable`.
+async fn store_isolating(state: &AppState, batch: &[NewMessage]) -> Vec<AppResult<Inserted>> {
+    let mut outcomes = Vec::with_capacity(batch.len());
+    // Ranges of the batch still to store, in order.
+    let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
+    pending.push(0..batch.len());
+    while let Some(range) = pending.pop() {
+        let part = &batch[range.clone()];
+        match store::bounded(messages::insert_batch(&state.db, part)).await {
+            Ok(stored) => outcomes.extend(stored.into_iter().map(Ok)),
+            Err(e) if blames_content(&e) && part.len() > 1 => {
+                let mid = range.start + part.len() / 2;
+                // Popped from the end: the first half goes first.
+                pending.push(mid..range.end);
+                pending.push(range.start..mid);
             }
-        }
-        Err(e) => {
-            let e = e.to_string();
-            for reply in replies {
-                let _ = reply.send(Err(e.clone()));
+            Err(e) if blames_content(&e) => outcomes.push(Err(refused(state, &part[0], &e))),
+            Err(e) => {
+                let error = AppError::unavailable("database", &e);
+                let left = part.len() + pending.iter().map(|r| r.len()).sum::<usize>();
+                outcomes.extend((0..left).map(|_| Err(error.clone())));
+                break;
             }
         }
     }
+    outcomes
+}
+
+/// Whether Postgres refused a statement for what it holds (data or constraint errors, a
+/// trigger's exception), rather than for its own state (connections, resources, shutdown).
+fn blames_content(e: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(db) = e else {
+        return false;
+    };
+    let code = db.code().unwrap_or_default();
+    ["22", "23", "P0"]
+        .iter()
+        .any(|class| code.starts_with(class))
+}
+
+/// The answer to one message that Postgres refused on its own.
+fn refused(state: &AppState, message: &NewMessage, e: &sqlx::Error) -> AppError {
+    let constraint = match e {
+        sqlx::Error::Database(db) => db.constraint().unwrap_or_default().to_owned(),
+        _ => String::new(),
+    };
+    if constraint == "messages_sender_id_fkey" {
+        // The sender's account was removed while the session lived on.
+        tracing::info!(user_id = %message.sender_id, "message of a removed user refused");
+        super::disconnect_user(state, message.sender_id);
+        return AppError::new(
+            Code::Unauthorized,
+            "this account no longer exists; sign in again",
+        );
+    }
+    tracing::warn!(
+        user_id = %message.sender_id,
+        channel = %message.channel,
+        error = %e,
+        "a message passed validation but Postgres refused it"
+    );
+    AppError::new(
+        Code::InvalidPayload,
+        "this message cannot be stored; change it and send it again",
+    )
 }

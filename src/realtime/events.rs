@@ -126,6 +126,9 @@ async fn join(
         if password.is_some_and(|p| p.len() > MAX_PASSWORD_BYTES) {
             return Err(AppError::invalid("password is too long"));
         }
+        if let Some(p) = password {
+            validate::no_controls("password", p, false).map_err(|e| AppError::fields(vec![e]))?;
+        }
         let channel = access::channel(&state, name).await?;
         if channel.is_private() && !channels::is_member(&state.db, channel.id, conn.user_id).await?
         {
@@ -183,19 +186,16 @@ fn file_arg(obj: &Map<String, Value>) -> AppResult<Option<FileRef>> {
         }
     };
     let url = validate::file_url(string_field(file, "url")?)?;
-    let name = string_field(file, "name")?.trim().to_owned();
-    let kind = string_field(file, "type")?.trim().to_owned();
-    if name.is_empty() || kind.is_empty() {
-        return Err(AppError::invalid(
-            "file.name and file.type must not be empty",
-        ));
-    }
-    if name.chars().count() > validate::MAX_FILE_NAME || kind.len() > validate::MAX_FILE_TYPE {
-        return Err(AppError::new(
-            Code::TooLong,
-            "file.name or file.type is too long",
-        ));
-    }
+    let name = validate::file_label(
+        "file.name",
+        string_field(file, "name")?,
+        validate::MAX_FILE_NAME,
+    )?;
+    let kind = validate::file_label(
+        "file.type",
+        string_field(file, "type")?,
+        validate::MAX_FILE_TYPE,
+    )?;
     Ok(Some(FileRef { url, name, kind }))
 }
 

@@ -16,6 +16,8 @@ use crate::{Adapter, AppState};
 pub struct Session {
     pub user_id: Uuid,
     pub username: String,
+    /// The token's session id (logout disconnects the session's sockets).
+    pub jti: Uuid,
 }
 
 /// Why a handshake was refused; its `Display` is the `connect_error` message.
@@ -67,11 +69,12 @@ pub async fn authenticate(
         tracing::info!(sid = %s.id, "handshake refused: no session");
         return Err(Refused(Code::Unauthorized));
     };
-    match state.sessions.verify(&token).await {
+    match crate::auth::signed_in(&state, &token).await {
         Ok(claims) => {
             let session = Session {
                 user_id: claims.sub,
                 username: claims.username,
+                jti: claims.jti,
             };
             super::admit(&s, &state, &session).await;
             Ok(())

@@ -36,6 +36,70 @@ pub fn user_room(user: Uuid) -> String {
     format!("user:{user}")
 }
 
+/// The room of one session's sockets (a token's `jti`), cluster-wide: logout ends them.
+pub fn session_room(jti: Uuid) -> String {
+    format!("session:{jti}")
+}
+
+/// Disconnects every socket in `room` on every instance (through the adapter), in the
+/// background. A Socket.IO client does not reconnect after a server-side disconnect.
+pub fn disconnect_room(state: &AppState, room: String) {
+    let Some(namespace) = state.namespace.get().cloned() else {
+        return;
+    };
+    tokio::spawn(async move {
+        if let Err(e) = namespace.to(room.clone()).disconnect().await {
+            tracing::warn!(%room, error = %e, "sockets could not be disconnected everywhere");
+        }
+    });
+}
+
+/// Disconnects every socket of a user on every instance (the account was removed).
+pub fn disconnect_user(state: &AppState, user: Uuid) {
+    disconnect_room(state, user_room(user));
+}
+
+/// The notification channel on which Postgres announces a removed user (see the migrations).
+const USER_REMOVED: &str = "banter_user_removed";
+
+/// Listens for removed users and disconnects their sockets on this instance (every instance
+/// listens). The listener reconnects by itself after Postgres comes back.
+fn watch_removed_users(state: &AppState) {
+    let state = state.clone();
+    tokio::spawn(async move {
+        let mut listener = loop {
+            match sqlx::postgres::PgListener::connect_with(&state.db).await {
+                Ok(mut l) => match l.listen(USER_REMOVED).await {
+                    Ok(()) => break l,
+                    Err(e) => tracing::warn!(error = %e, "cannot listen for removed users"),
+                },
+                Err(e) => tracing::warn!(error = %e, "cannot listen for removed users"),
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        };
+        loop {
+            match listener.recv().await {
+                Ok(note) => {
+                    let Ok(user) = Uuid::parse_str(note.payload()) else {
+                        continue;
+                    };
+                    let Some(namespace) = state.namespace.get().cloned() else {
+                        continue;
+                    };
+                    tracing::info!(user_id = %user, "user removed: disconnecting their sockets");
+                    if let Err(e) = namespace.local().to(user_room(user)).disconnect().await {
+                        tracing::debug!(error = %e, "removed user's sockets not disconnected");
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "removed-user listener lost Postgres; reconnecting");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    });
+}
+
 /// The room of a channel.
 pub fn channel_room(channel: &str) -> String {
     format!("channel:{channel}")
@@ -139,6 +203,7 @@ pub async fn build(
     }
     fanout::start(state, redis.clone()).await?;
     commit::start(state, commit_queue);
+    watch_removed_users(state);
     Ok((layer, io))
 }
 
@@ -184,7 +249,7 @@ impl LocalRooms {
 /// Presence is counted afterwards, in [`on_connect`].
 async fn admit(s: &SocketRef<Adapter>, state: &AppState, session: &Session) {
     let conn = Arc::new(Conn::new(session));
-    s.join(user_room(conn.user_id));
+    s.join(vec![user_room(conn.user_id), session_room(session.jti)]);
     if let Some(channel) = default_channel(state).await {
         s.join(channel_room(&channel.name));
         conn.set_channel(state, Some((channel.name.clone(), channel.id)));

@@ -33,7 +33,7 @@ impl UserCredentials {
     }
 }
 
-/// Inserts a user; a taken username or email is a unique violation for the caller to map.
+/// Inserts a user; a taken (or confusable) username or email is a unique violation for the caller to map.
 pub async fn insert(
     db: &PgPool,
     username: &str,
@@ -41,14 +41,15 @@ pub async fn insert(
     password_hash: Option<&str>,
 ) -> Result<PublicUser, sqlx::Error> {
     sqlx::query_as::<_, PublicUser>(
-        "INSERT INTO users (id, username, email, password_hash, is_guest)
-         VALUES ($1, $2, $3, $4, $4 IS NULL)
+        "INSERT INTO users (id, username, email, password_hash, is_guest, username_key)
+         VALUES ($1, $2, $3, $4, $4 IS NULL, $5)
          RETURNING id, username, email",
     )
     .bind(Uuid::now_v7())
     .bind(username)
     .bind(email)
     .bind(password_hash)
+    .bind(crate::validate::username_key(username))
     .fetch_one(db)
     .await
 }
@@ -75,4 +76,35 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<PublicUser>, sqlx::Err
         .bind(id)
         .fetch_optional(db)
         .await
+}
+
+/// Whether the user still exists (a valid session of a removed user is refused).
+pub async fn exists(db: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+        .bind(id)
+        .fetch_one(db)
+        .await
+}
+
+/// Fills the confusable skeleton of users stored before it existed. A user whose skeleton an
+/// earlier user already holds keeps none (both keep their names; new look-alikes are refused).
+pub async fn backfill_username_keys(db: &PgPool) -> Result<(), sqlx::Error> {
+    let missing: Vec<(Uuid, String)> = sqlx::query_as(
+        "SELECT id, username FROM users WHERE username_key IS NULL ORDER BY created_at",
+    )
+    .fetch_all(db)
+    .await?;
+    for (id, name) in missing {
+        let result = sqlx::query("UPDATE users SET username_key = $2 WHERE id = $1")
+            .bind(id)
+            .bind(crate::validate::username_key(&name))
+            .execute(db)
+            .await;
+        match result {
+            Ok(_) => {}
+            Err(e) if crate::error::is_unique_violation(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

@@ -578,6 +578,7 @@ impl Hello {
 struct Recorded {
     events: Vec<(String, Value, std::time::Instant)>,
     connected: bool,
+    closed: bool,
     errors: Vec<String>,
 }
 
@@ -628,7 +629,16 @@ impl Client {
         let (r1, c1) = (recorded.clone(), changed.clone());
         let (r2, c2) = (recorded.clone(), changed.clone());
         let (r3, c3) = (recorded.clone(), changed.clone());
+        let (r4, c4) = (recorded.clone(), changed.clone());
         builder = builder
+            .on(Event::Close, move |_, _| {
+                let (r, c) = (r4.clone(), c4.clone());
+                async move {
+                    r.lock().unwrap().closed = true;
+                    c.notify_waiters();
+                }
+                .boxed()
+            })
             .on(Event::Connect, move |_, _| {
                 let (r, c) = (r1.clone(), c1.clone());
                 async move {
@@ -799,6 +809,20 @@ impl Client {
                     "no matching {name} within {WAIT:?}; got {:?}",
                     self.events(name)
                 );
+            }
+        }
+    }
+
+    /// Waits until the server has ended this connection.
+    pub async fn wait_for_disconnect(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            if self.recorded.lock().unwrap().closed {
+                return;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("still connected after {WAIT:?}");
             }
         }
     }

@@ -6,6 +6,7 @@ mod helpers;
 mod bad_input;
 mod faults;
 mod handshake;
+mod hostile;
 mod http;
 mod messages;
 mod presence;

@@ -29,6 +29,41 @@ fn refuses_to_start_without_a_jwt_secret() {
         .expect("run banter");
     assert_eq!(output.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
+
+    // The placeholder of .env.example, and secrets long enough but guessable.
+    let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"))
+        .expect(".env.example");
+    let placeholder = example
+        .lines()
+        .find_map(|l| l.strip_prefix("JWT_SECRET="))
+        .expect("JWT_SECRET in .env.example")
+        .to_owned();
+    for secret in [placeholder, "a".repeat(64), "abcd1234".repeat(6)] {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_banter"))
+            .env("JWT_SECRET", &secret)
+            .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
+            .env("REDIS_URL", "redis://127.0.0.1:1")
+            .output()
+            .expect("run banter");
+        assert_eq!(output.status.code(), Some(2), "{secret}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("JWT_SECRET"),
+            "{secret}"
+        );
+    }
+}
+
+#[test]
+fn refuses_to_start_with_an_empty_instance_id() {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_banter"))
+        .env("JWT_SECRET", SECRET)
+        .env("INSTANCE_ID", " ")
+        .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .output()
+        .expect("run banter");
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("INSTANCE_ID"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
