@@ -114,6 +114,11 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_BLOCK_SECS", default_value_t = 30)]
     pub rate_limit_block_secs: u64,
 
+    /// Comma-separated CIDRs of proxies whose X-Forwarded-For / X-Real-IP give the client
+    /// address (empty: none, the peer address is the client's).
+    #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::clientip::TrustedProxies::parse)]
+    pub trusted_proxies: crate::clientip::TrustedProxies,
+
     /// Word filter list: one word or phrase a line.
     #[arg(long, env = "WORD_FILTER_FILE")]
     pub word_filter_file: Option<PathBuf>,

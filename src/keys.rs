@@ -73,8 +73,9 @@ impl Keys {
         format!("{}:rl:block:{user}", self.prefix)
     }
 
-    /// Failed login attempts for one account or one client address.
-    pub fn login_failures(&self, scope: &str, id: &str) -> String {
+    /// An attempt counter of one scope (login per address, per account, channel guesses,
+    /// caps) and id.
+    pub fn limit(&self, scope: &str, id: &str) -> String {
         format!("{}:rl:login:{scope}:{id}", self.prefix)
     }
 

@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod clientip;
 pub mod config;
 pub mod error;
 pub mod filter;

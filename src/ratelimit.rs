@@ -5,8 +5,10 @@
 //! the count and the block are one Lua script, so concurrent sends on several instances cannot
 //! slip past it, and the block is a Redis key, so it outlives every instance.
 //!
-//! Login: failed attempts are counted per account and per client address; past the limit,
-//! further attempts are refused until the window ends.
+//! Login and channel passwords: attempts are counted before the password is checked, in one
+//! atomic step ([`ATTEMPT`]), per client address and per account-and-address (capped), and per
+//! account or channel (paced, never locked). Other caps (guests per address, channels per
+//! user, guest sends per address) are fixed windows on the same script.
 
 use redis::aio::ConnectionManager;
 use redis::Script;
@@ -26,12 +28,52 @@ end
 return {1, 0, 0}
 ";
 
-/// Failed login attempts allowed per account in a window.
-pub const LOGIN_FAILURES_PER_ACCOUNT: u64 = 10;
-/// Failed login attempts allowed per client address in a window.
-pub const LOGIN_FAILURES_PER_ADDRESS: u64 = 50;
-/// The login throttling window.
+/// One check-and-count of attempts, atomic across instances: refused (with the wait in ms)
+/// when a capped counter is full, or when the paced counter is past its threshold and another
+/// attempt took the pace slot less than the pace ago; otherwise every counter counts the
+/// attempt. Counting happens before the costly work (a password hash), so concurrent attempts
+/// cannot all pass a check made before any of them was counted.
+// KEYS: capped counters..., paced counter, pace slot. ARGV: window ms, pace threshold,
+// pace ms, caps of the capped counters...
+const ATTEMPT: &str = r"
+local n = #KEYS - 2
+for i = 1, n do
+  local c = tonumber(redis.call('GET', KEYS[i]) or '0')
+  if c >= tonumber(ARGV[i + 3]) then
+    local ttl = redis.call('PTTL', KEYS[i])
+    if ttl < 1 then ttl = 1 end
+    return ttl
+  end
+end
+local paced = tonumber(redis.call('GET', KEYS[n + 1]) or '0')
+if paced >= tonumber(ARGV[2]) then
+  if not redis.call('SET', KEYS[n + 2], 1, 'PX', ARGV[3], 'NX') then
+    local ttl = redis.call('PTTL', KEYS[n + 2])
+    if ttl < 1 then ttl = 1 end
+    return ttl
+  end
+end
+for i = 1, n + 1 do
+  if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
+end
+return 0
+";
+
+/// Login attempts allowed per client address in a window.
+pub const LOGIN_ATTEMPTS_PER_ADDRESS: u64 = 50;
+/// Login attempts allowed per account from one client address in a window.
+pub const LOGIN_ATTEMPTS_PER_ACCOUNT_AND_ADDRESS: u64 = 10;
+/// Past this many attempts on one account in a window (from every address together), the
+/// account's logins are paced to one per [`PACE_MS`]: slowed, never locked.
+pub const LOGIN_PACE_AFTER: u64 = 10;
+/// The login and channel-password throttling window.
 pub const LOGIN_WINDOW_SECS: u64 = 900;
+/// Wrong-password guesses for private channels allowed per user in a window.
+pub const CHANNEL_GUESSES_PER_USER: u64 = 10;
+/// Past this many guesses on one channel in a window, its guesses are paced.
+pub const CHANNEL_PACE_AFTER: u64 = 20;
+/// One paced attempt per this many milliseconds.
+pub const PACE_MS: u64 = 1000;
 
 /// The verdict on one send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,6 +95,7 @@ pub struct RateLimiter {
     window_ms: u64,
     block_ms: u64,
     send: Script,
+    attempt: Script,
 }
 
 impl RateLimiter {
@@ -70,6 +113,7 @@ impl RateLimiter {
             window_ms: window_secs.max(1) * 1000,
             block_ms: block_secs.max(1) * 1000,
             send: Script::new(SEND),
+            attempt: Script::new(ATTEMPT),
         }
     }
 
@@ -95,48 +139,112 @@ impl RateLimiter {
         })
     }
 
-    /// Milliseconds until login attempts are allowed again for this account and address, if
-    /// either is over its limit.
-    pub async fn login_blocked(
+    /// Runs [`ATTEMPT`]: `None` when the attempt may go ahead (and is counted), else the
+    /// milliseconds to wait.
+    async fn attempt(
+        &self,
+        capped: &[(String, u64)],
+        paced: (String, u64, String),
+        window_ms: u64,
+    ) -> redis::RedisResult<Option<u64>> {
+        let mut conn = self.redis.clone();
+        let mut call = self.attempt.prepare_invoke();
+        for (key, _) in capped {
+            call.key(key);
+        }
+        call.key(&paced.0).key(&paced.2);
+        call.arg(window_ms).arg(paced.1).arg(PACE_MS);
+        for (_, cap) in capped {
+            call.arg(*cap);
+        }
+        let wait: u64 = call.invoke_async(&mut conn).await?;
+        Ok((wait > 0).then_some(wait))
+    }
+
+    /// Counts a login attempt before its password is checked: `Some(wait)` refuses it. Limits:
+    /// per client address, per account from that address, and a pace on the account as a
+    /// whole (so that failures from one address never lock the owner out from another).
+    pub async fn login_attempt(
         &self,
         account: &str,
         address: &str,
     ) -> redis::RedisResult<Option<u64>> {
-        let mut conn = self.redis.clone();
-        let account_key = self.keys.login_failures("account", account);
-        let address_key = self.keys.login_failures("addr", address);
-        let (a, a_ttl, b, b_ttl): (Option<u64>, i64, Option<u64>, i64) = redis::pipe()
-            .get(&account_key)
-            .pttl(&account_key)
-            .get(&address_key)
-            .pttl(&address_key)
-            .query_async(&mut conn)
-            .await?;
-        let mut wait = None;
-        if a.unwrap_or(0) >= LOGIN_FAILURES_PER_ACCOUNT {
-            wait = Some(a_ttl.max(1) as u64);
-        }
-        if b.unwrap_or(0) >= LOGIN_FAILURES_PER_ADDRESS {
-            wait = Some(wait.unwrap_or(0).max(b_ttl.max(1) as u64));
-        }
-        Ok(wait)
+        self.attempt(
+            &[
+                (self.keys.limit("addr", address), LOGIN_ATTEMPTS_PER_ADDRESS),
+                (
+                    self.keys
+                        .limit("account-addr", &format!("{account}:{address}")),
+                    LOGIN_ATTEMPTS_PER_ACCOUNT_AND_ADDRESS,
+                ),
+            ],
+            (
+                self.keys.limit("account", account),
+                LOGIN_PACE_AFTER,
+                self.keys.limit("pace", account),
+            ),
+            LOGIN_WINDOW_SECS * 1000,
+        )
+        .await
     }
 
-    /// Records a failed login for this account and address.
-    pub async fn login_failed(&self, account: &str, address: &str) -> redis::RedisResult<()> {
+    /// A login succeeded: the owner's attempts from this address are forgiven, and the
+    /// attempt does not count against the address.
+    pub async fn login_succeeded(&self, account: &str, address: &str) -> redis::RedisResult<()> {
         let mut conn = self.redis.clone();
-        let mut pipe = redis::pipe();
-        for key in [
-            self.keys.login_failures("account", account),
-            self.keys.login_failures("addr", address),
-        ] {
-            pipe.incr(&key, 1).ignore();
-            pipe.cmd("EXPIRE")
-                .arg(&key)
-                .arg(LOGIN_WINDOW_SECS)
-                .arg("NX")
-                .ignore();
-        }
-        pipe.query_async(&mut conn).await
+        redis::pipe()
+            .del(
+                self.keys
+                    .limit("account-addr", &format!("{account}:{address}")),
+            )
+            .ignore()
+            .decr(self.keys.limit("addr", address), 1)
+            .ignore()
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Counts a password guess for a private channel before it is checked: `Some(wait)`
+    /// refuses it. Limits: per user, and a pace on the channel.
+    pub async fn channel_guess(
+        &self,
+        user: &str,
+        channel: &str,
+    ) -> redis::RedisResult<Option<u64>> {
+        self.attempt(
+            &[(self.keys.limit("join-user", user), CHANNEL_GUESSES_PER_USER)],
+            (
+                self.keys.limit("join-channel", channel),
+                CHANNEL_PACE_AFTER,
+                self.keys.limit("join-pace", channel),
+            ),
+            LOGIN_WINDOW_SECS * 1000,
+        )
+        .await
+    }
+
+    /// A right channel password does not count against the user.
+    pub async fn channel_guess_succeeded(&self, user: &str) -> redis::RedisResult<()> {
+        let mut conn = self.redis.clone();
+        redis::cmd("DECR")
+            .arg(self.keys.limit("join-user", user))
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// A plain fixed-window cap (`cap` per `window_secs`) on one key: `Some(wait)` refuses.
+    pub async fn cap(
+        &self,
+        key: String,
+        cap: u64,
+        window_secs: u64,
+    ) -> redis::RedisResult<Option<u64>> {
+        let pace = format!("{key}:pace");
+        self.attempt(
+            &[(key.clone(), cap)],
+            (format!("{key}:all"), u64::MAX, pace),
+            window_secs * 1000,
+        )
+        .await
     }
 }

@@ -8,7 +8,36 @@ use argon2::password_hash::rand_core::OsRng;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, SemaphorePermit};
+
 use crate::error::{AppError, Code};
+
+/// Hashes computed at once in this process (logins, registrations, private channel creations
+/// and joins together): one per core. Each takes 19 MiB while it runs, so this bounds the
+/// memory a flood of password checks can take.
+fn hashing() -> &'static Semaphore {
+    static SLOTS: OnceLock<Semaphore> = OnceLock::new();
+    SLOTS.get_or_init(|| {
+        Semaphore::new(
+            std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        )
+    })
+}
+
+/// How long a password check waits for a hashing slot before it is refused `rate_limited`.
+pub const HASH_WAIT: Duration = Duration::from_secs(2);
+
+async fn hashing_slot() -> Result<SemaphorePermit<'static>, AppError> {
+    match tokio::time::timeout(HASH_WAIT, hashing().acquire()).await {
+        Ok(Ok(permit)) => Ok(permit),
+        _ => Err(AppError::rate_limited(1000)),
+    }
+}
 
 /// A PHC-string hash of a password that no real password matches; verified against when a
 /// login names an unknown account, so that response time does not tell which accounts exist.
@@ -17,6 +46,7 @@ const DUMMY_HASH: &str =
 
 /// Hashes a password to a PHC string.
 pub async fn hash_password(password: String) -> Result<String, AppError> {
+    let _slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
         let salt = SaltString::generate(&mut OsRng);
         Argon2::default()
@@ -29,9 +59,11 @@ pub async fn hash_password(password: String) -> Result<String, AppError> {
 }
 
 /// Checks a password against a stored hash; `None` (no account, or an account without a
-/// password) still costs one verification and always fails.
-pub async fn verify_password(password: String, hash: Option<String>) -> bool {
-    tokio::task::spawn_blocking(move || {
+/// password) still costs one verification and always fails. `rate_limited` when no hashing
+/// slot frees up within [`HASH_WAIT`].
+pub async fn verify_password(password: String, hash: Option<String>) -> Result<bool, AppError> {
+    let _slot = hashing_slot().await?;
+    Ok(tokio::task::spawn_blocking(move || {
         let real = hash.is_some();
         let stored = hash.unwrap_or_else(|| DUMMY_HASH.to_owned());
         let Ok(parsed) = PasswordHash::new(&stored) else {
@@ -43,7 +75,7 @@ pub async fn verify_password(password: String, hash: Option<String>) -> bool {
         ok && real
     })
     .await
-    .unwrap_or(false)
+    .unwrap_or(false))
 }
 
 #[cfg(test)]
@@ -54,8 +86,12 @@ mod tests {
     async fn hash_then_verify() {
         let h = hash_password("correct horse".into()).await.unwrap();
         assert!(h.starts_with("$argon2id$"));
-        assert!(verify_password("correct horse".into(), Some(h.clone())).await);
-        assert!(!verify_password("wrong horse".into(), Some(h)).await);
-        assert!(!verify_password("correct horse".into(), None).await);
+        assert!(verify_password("correct horse".into(), Some(h.clone()))
+            .await
+            .unwrap());
+        assert!(!verify_password("wrong horse".into(), Some(h))
+            .await
+            .unwrap());
+        assert!(!verify_password("correct horse".into(), None).await.unwrap());
     }
 }

@@ -1,6 +1,6 @@
 //! `/api/auth/*`: register, login, guest, logout, me.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -111,22 +111,6 @@ async fn register(
     Ok((StatusCode::CREATED, Json(body)))
 }
 
-/// The client address for login throttling: the peer, or the address nginx reports when the
-/// peer is a proxy on this host.
-fn client_address(peer: SocketAddr, headers: &HeaderMap) -> IpAddr {
-    let forwarded = || {
-        headers
-            .get("x-real-ip")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<IpAddr>().ok())
-    };
-    if peer.ip().is_loopback() {
-        forwarded().unwrap_or(peer.ip())
-    } else {
-        peer.ip()
-    }
-}
-
 async fn login(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -165,13 +149,17 @@ async fn login(
         Some(u) => u.id.to_string(),
         None => identifier.to_lowercase(),
     };
-    let address = client_address(peer, &headers).to_string();
-    if let Some(wait) = state.limiter.login_blocked(&account, &address).await? {
+    let address = state
+        .config
+        .trusted_proxies
+        .client(peer, &headers)
+        .to_string();
+    // Counted before the hash, in one step: concurrent attempts cannot all pass.
+    if let Some(wait) = state.limiter.login_attempt(&account, &address).await? {
         return Err(AppError::rate_limited(wait));
     }
     let hash = user.as_ref().and_then(|u| u.password_hash.clone());
-    if !verify_password(password, hash).await {
-        state.limiter.login_failed(&account, &address).await?;
+    if !verify_password(password, hash).await? {
         tracing::info!("login failed");
         return Err(AppError::new(
             Code::InvalidCredentials,
@@ -184,6 +172,9 @@ async fn login(
             "wrong email, username or password",
         ));
     };
+    if let Err(e) = state.limiter.login_succeeded(&account, &address).await {
+        tracing::debug!(error = %e, "login attempts not forgiven");
+    }
     tracing::info!(user_id = %user.id, since = %user.created_at, "user logged in");
     Ok(Json(sign_in(
         &state,

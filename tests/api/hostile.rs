@@ -274,3 +274,128 @@ async fn reserved_and_look_alike_names_and_foreign_links_are_refused() {
     client.disconnect().await;
     cluster.finish().await;
 }
+
+/// A login through the instance, as from `client` when a proxy reports it.
+async fn login_from(cluster: &Cluster, client: Option<&str>, name: &str, password: &str) -> u16 {
+    let mut request = cluster
+        .http
+        .post(format!("{}/api/auth/login", cluster.a().url()))
+        .json(&json!({ "username": name, "password": password }));
+    if let Some(ip) = client {
+        request = request
+            .header("x-forwarded-for", ip)
+            .header("x-real-ip", ip);
+    }
+    request.send().await.unwrap().status().as_u16()
+}
+
+/// Behind a trusted proxy, failures from one client address limit that address only: the
+/// account's owner coming from another address still signs in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_from_one_address_never_lock_out_the_owner() {
+    let cluster = Cluster::start(&["--trusted-proxies", "127.0.0.1/32"]).await;
+    cluster.register(cluster.a(), "owner").await;
+    let attacker = Some("203.0.113.5");
+    // Random names until the address is limited, then the owner's name.
+    let mut statuses = Vec::new();
+    for n in 0..52 {
+        statuses.push(login_from(&cluster, attacker, &format!("nobody{n}"), "guess-guess").await);
+    }
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 401).count(),
+        50,
+        "{statuses:?}"
+    );
+    assert_eq!(statuses.iter().filter(|s| **s == 429).count(), 2);
+    assert_eq!(
+        login_from(&cluster, attacker, "owner", "password123").await,
+        429
+    );
+    // Another address: wrong guesses on the owner's account, then the owner.
+    let other = Some("203.0.113.6");
+    for _ in 0..12 {
+        login_from(&cluster, other, "owner", "guess-guess").await;
+    }
+    assert_eq!(
+        login_from(&cluster, other, "owner", "guess-guess").await,
+        429
+    );
+    // Past the account's threshold its logins are paced (one a second), never locked.
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    assert_eq!(
+        login_from(&cluster, Some("198.51.100.1"), "owner", "password123").await,
+        200
+    );
+    cluster.finish().await;
+}
+
+/// Without a trusted proxy, what a client writes in X-Forwarded-For / X-Real-IP is ignored:
+/// rotating it does not escape the per-address limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarded_addresses_from_untrusted_peers_are_ignored() {
+    let cluster = Cluster::start(&[]).await;
+    let mut limited = 0;
+    for n in 0..55 {
+        let ip = format!("198.51.100.{n}");
+        if login_from(&cluster, Some(&ip), &format!("who{n}"), "guess-guess").await == 429 {
+            limited += 1;
+        }
+    }
+    assert_eq!(limited, 5, "the peer address is limited after 50 attempts");
+    cluster.finish().await;
+}
+
+/// The check and the count are one step before the hash: 60 concurrent wrong logins for one
+/// account from one address run 10 password checks, not 60.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_logins_cannot_pass_the_limit() {
+    let cluster = Cluster::start(&[]).await;
+    cluster.register(cluster.a(), "target").await;
+    let attempts = (0..60).map(|_| login_from(&cluster, None, "target", "guess-guess"));
+    let statuses = futures_util::future::join_all(attempts).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let limited = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((checked, limited), (10, 50), "{statuses:?}");
+    cluster.finish().await;
+}
+
+/// Private channel passwords: guesses are capped per user, the right password still works for
+/// someone else, and the memory of a guessing flood stays bounded (hashes run one per core).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn channel_password_guesses_are_throttled() {
+    let cluster = Cluster::start(&[]).await;
+    let owner = cluster.guest("vaultowner").await;
+    let (status, _) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &owner,
+            json!({ "name": "vault", "password": "vault-pass" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let guesser = cluster.guest("guesser").await;
+    let client = Client::connect(cluster.a(), &guesser).await;
+    let guesses = (0..40).map(|n| {
+        client.ack(
+            "channel.join",
+            json!({ "channel": "vault", "password": format!("guess-{n}") }),
+        )
+    });
+    let acks = futures_util::future::join_all(guesses).await;
+    let checked = acks.iter().filter(|a| code(a) == "forbidden").count();
+    let limited = acks.iter().filter(|a| code(a) == "rate_limited").count();
+    assert_eq!((checked, limited), (10, 30));
+    let friend = cluster.guest("friend").await;
+    let friendly = Client::connect(cluster.b(), &friend).await;
+    let ack = friendly
+        .ack(
+            "channel.join",
+            json!({ "channel": "vault", "password": "vault-pass" }),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    client.disconnect().await;
+    friendly.disconnect().await;
+    cluster.finish().await;
+}
