@@ -30,8 +30,11 @@ use crate::AppState;
 /// How long a batch may wait for its predecessor before it is published anyway.
 pub const PARK_LIMIT: Duration = Duration::from_secs(1);
 const SWEEP_PERIOD: Duration = Duration::from_millis(250);
-/// How long a channel's last published seq is remembered.
-const LAST_SEQ_MEMORY: Duration = Duration::from_secs(5);
+/// How long a channel's last published seq is remembered after its last message. A channel
+/// whose last seq is unknown (new, quiet for this long, or Redis lost it) publishes a batch at
+/// once only when it starts at seq 1; any other waits for its predecessor like a gap, at most
+/// [`PARK_LIMIT`].
+const LAST_SEQ_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 // One script for both moves, so they share the flush of waiting successors. A payload is a
 // batch of consecutive seqs of one channel (first..=last).
@@ -39,8 +42,9 @@ const LAST_SEQ_MEMORY: Duration = Duration::from_secs(5);
 // (first seq -> last seq), channels with parked batches (zset by parking time).
 // ARGV: first seq (empty: release the lowest parked batch, giving up on the gap before it),
 // last seq, payload, pub/sub channel, now (ms), channel name, how long the last seq is
-// remembered (ms). A channel quiet for that long (or whose messages went out directly while
-// Redis was away) starts afresh: its next batch is published at once.
+// remembered (ms). While the channel's last published seq is unknown, only a batch starting at
+// seq 1 is published at once: any other could have a predecessor still on its way (two
+// instances committing seqs 1 and 2 of a new channel), so it is parked like one behind a gap.
 const SEQUENCE: &str = r"
 local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
 local releasing = ARGV[1] == ''
@@ -56,7 +60,7 @@ if releasing then
   top = low - 1
 else
   local first = tonumber(ARGV[1])
-  if last >= 0 and first > last + 1 then
+  if (last >= 0 and first > last + 1) or (last < 0 and first > 1) then
     redis.call('HSET', KEYS[2], first, ARGV[3])
     redis.call('HSET', KEYS[3], first, ARGV[2])
     redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[6])

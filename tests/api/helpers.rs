@@ -813,6 +813,21 @@ impl Client {
         }
     }
 
+    /// Waits until `count` events `name` have arrived and returns them (and any more).
+    pub async fn wait_for_count(&self, name: &str, count: usize) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            let notified = self.changed.notified();
+            let got = self.events(name);
+            if got.len() >= count {
+                return got;
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                panic!("{} of {count} {name} within {WAIT:?}: {got:?}", got.len());
+            }
+        }
+    }
+
     /// Waits until the server has ended this connection.
     pub async fn wait_for_disconnect(&self) {
         let deadline = tokio::time::Instant::now() + WAIT;

@@ -399,3 +399,67 @@ async fn channel_password_guesses_are_throttled() {
     friendly.disconnect().await;
     cluster.finish().await;
 }
+
+/// New channels (the fan-out has no last published seq for them), concurrent sends from both
+/// instances: every listener on either instance sees each channel in increasing seq order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_channels_are_delivered_in_seq_order() {
+    const CHANNELS: usize = 25;
+    const PER_SENDER: usize = 4;
+    let cluster = Cluster::start(&["--rate-limit-messages", "1000"]).await;
+    let names: Vec<String> = (0..CHANNELS).map(|n| format!("fresh{n}")).collect();
+    for name in &names {
+        sqlx::query("INSERT INTO channels (id, name) VALUES (gen_random_uuid(), $1)")
+            .bind(name)
+            .execute(&cluster.db)
+            .await
+            .unwrap();
+    }
+    let mut listeners = Vec::new();
+    let mut senders = Vec::new();
+    for (n, name) in names.iter().enumerate() {
+        let user = cluster.guest(&format!("member{n}")).await;
+        for on in [cluster.a(), cluster.b()] {
+            for role in 0..2 {
+                let c = Client::connect(on, &user).await;
+                let ack = c.ack("channel.join", json!(name)).await;
+                assert_eq!(ack["ok"], true, "{ack}");
+                if role == 0 {
+                    listeners.push((name.clone(), c));
+                } else {
+                    senders.push((name.clone(), c));
+                }
+            }
+        }
+    }
+    let sends = senders.iter().flat_map(|(name, c)| {
+        (0..PER_SENDER).map(move |k| async move {
+            let ack = send(c, name, &format!("m{k}")).await;
+            assert_eq!(ack["ok"], true, "{ack}");
+        })
+    });
+    futures_util::future::join_all(sends).await;
+    let expected = 2 * PER_SENDER;
+    let mut out_of_order = Vec::new();
+    for (name, listener) in &listeners {
+        let got = listener
+            .wait_for_count("message.new", expected)
+            .await
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect::<Vec<_>>();
+        if got != (1..=expected as i64).collect::<Vec<_>>() {
+            out_of_order.push(format!("{name}: {got:?}"));
+        }
+    }
+    assert!(
+        out_of_order.is_empty(),
+        "{} of {} listeners saw another order: {out_of_order:?}",
+        out_of_order.len(),
+        listeners.len()
+    );
+    for (_, c) in listeners.into_iter().chain(senders) {
+        c.disconnect().await;
+    }
+    cluster.finish().await;
+}
