@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Map, Value};
-use socketioxide::extract::{Extension, SocketRef, State, TryData};
+use socketioxide::extract::{Event, Extension, SocketRef, State, TryData};
 use uuid::Uuid;
 
 use super::emit;
@@ -20,7 +20,7 @@ use crate::store::messages::{self, FileRef, NewMessage, Page};
 use crate::store::{self, channels};
 use crate::{validate, Adapter, AppState};
 
-/// Relayed `isTyping: true` events per socket are at least this far apart (about 2/s).
+/// Relayed typing changes per socket are at least this far apart (about 2/s), whichever way.
 const TYPING_INTERVAL: Duration = Duration::from_millis(500);
 /// Default and largest `messages.sync` page.
 const SYNC_DEFAULT: i64 = 100;
@@ -37,6 +37,19 @@ pub fn register(s: &SocketRef<Adapter>) {
     s.on("message.send", send);
     s.on("user.typing", typing);
     s.on("messages.sync", sync);
+    s.on_fallback(unknown);
+}
+
+/// Any other event: an ack, when one is asked for, says so (no ack, no answer: an `error`
+/// event per unknown event would let a client amplify its own traffic).
+async fn unknown(Event(name): Event, reply: Reply) {
+    if reply.wants_ack() {
+        let shown: String = name.chars().take(64).collect();
+        reply.send(
+            "unknown",
+            Err(AppError::invalid(format!("unknown event {shown:?}"))),
+        );
+    }
 }
 
 /// The event's payload, or `invalid_payload` when there is none or it is not JSON.
@@ -302,34 +315,81 @@ async fn typing(
             None => return Err(AppError::invalid("isTyping is required")),
         };
         let (channel, _) = joined_channel(&state, &conn, raw_channel).await?;
-        if is_typing {
-            let now = Instant::now();
-            let mut last = conn
-                .last_typing
+        let relayed = {
+            let mut t = conn
+                .typing
                 .lock()
                 .map_err(|_| AppError::new(Code::Internal, "typing state unavailable"))?;
-            if last.is_some_and(|t| now.duration_since(t) < TYPING_INTERVAL) {
-                return Ok(json!({ "throttled": true }));
+            let wanted = (channel.clone(), is_typing);
+            t.wanted = Some(wanted.clone());
+            if t.relayed.as_ref() == Some(&wanted) {
+                // No change: nothing to tell the channel.
+                false
+            } else if t.at.is_some_and(|at| at.elapsed() < TYPING_INTERVAL) {
+                // A change too soon: the state at the end of the interval is relayed then.
+                if !t.scheduled {
+                    t.scheduled = true;
+                    let wait = TYPING_INTERVAL
+                        .saturating_sub(t.at.map(|a| a.elapsed()).unwrap_or_default());
+                    tokio::spawn(trailing_typing(s.clone(), conn.clone(), wait));
+                }
+                false
+            } else {
+                t.relayed = Some(wanted);
+                t.at = Some(Instant::now());
+                true
             }
-            *last = Some(now);
+        };
+        if !relayed {
+            return Ok(json!({ "throttled": true }));
         }
-        let body = json!({
-            "userId": conn.user_id,
-            "username": conn.username,
-            "channel": channel,
-            "isTyping": is_typing,
-        });
-        if let Err(e) = s
-            .to(channel_room(&channel))
-            .emit("user.typing", &body)
-            .await
-        {
-            tracing::debug!(error = %e, "user.typing relay failed");
-        }
+        relay_typing(&s, &conn, &channel, is_typing).await;
         Ok(json!({}))
     }
     .await;
     reply.send("user.typing", result);
+}
+
+/// Sends a socket's typing state to the rest of its channel.
+async fn relay_typing(s: &SocketRef<Adapter>, conn: &Conn, channel: &str, is_typing: bool) {
+    let body = json!({
+        "userId": conn.user_id,
+        "username": conn.username,
+        "channel": channel,
+        "isTyping": is_typing,
+    });
+    if let Err(e) = s.to(channel_room(channel)).emit("user.typing", &body).await {
+        tracing::debug!(error = %e, "user.typing relay failed");
+    }
+}
+
+/// After a throttled change, relays the socket's latest typing state once the interval is
+/// over, if it still differs from what the channel was told (so the last state always arrives).
+async fn trailing_typing(s: SocketRef<Adapter>, conn: Arc<Conn>, wait: Duration) {
+    tokio::time::sleep(wait).await;
+    let due = {
+        let Ok(mut t) = conn.typing.lock() else {
+            return;
+        };
+        t.scheduled = false;
+        match t.wanted.clone() {
+            Some(wanted) if t.relayed.as_ref() != Some(&wanted) => {
+                t.relayed = Some(wanted.clone());
+                t.at = Some(Instant::now());
+                Some(wanted)
+            }
+            _ => None,
+        }
+    };
+    if let Some((channel, is_typing)) = due {
+        // Only while the socket is still in that channel.
+        if conn
+            .channel()
+            .is_some_and(|(current, _)| current == channel)
+        {
+            relay_typing(&s, &conn, &channel, is_typing).await;
+        }
+    }
 }
 
 async fn sync(

@@ -117,8 +117,21 @@ pub struct Conn {
     /// Serializes joins, leaves and the disconnect cleanup of this socket; true once the socket
     /// has disconnected (nothing may be counted for it any more).
     closed: tokio::sync::Mutex<bool>,
-    /// When this socket last relayed `isTyping: true` (typing is throttled).
-    pub last_typing: Mutex<Option<Instant>>,
+    /// This socket's typing state as relayed, and as last asked for (typing is throttled).
+    pub typing: Mutex<Typing>,
+}
+
+/// A socket's typing state: what the channel was last told, and when.
+#[derive(Default)]
+pub struct Typing {
+    /// The state last relayed, with its channel.
+    pub relayed: Option<(String, bool)>,
+    /// The state the client asked for last.
+    pub wanted: Option<(String, bool)>,
+    /// When a state was last relayed.
+    pub at: Option<Instant>,
+    /// A trailing relay is scheduled.
+    pub scheduled: bool,
 }
 
 /// The presence this socket holds.
@@ -138,7 +151,7 @@ impl Conn {
             channel: Mutex::new(None),
             counted: Mutex::new(Counted::default()),
             closed: tokio::sync::Mutex::new(false),
-            last_typing: Mutex::new(None),
+            typing: Mutex::new(Typing::default()),
         }
     }
 
@@ -171,6 +184,8 @@ impl Conn {
 /// Builds the Socket.IO layer on the Redis adapter and registers the `/` namespace.
 /// Initial websocket read buffer per connection.
 const WS_READ_BUFFER: usize = 1024;
+/// How long an Engine.IO session may stay without a namespace CONNECT.
+pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 /// Packets queued per socket before further deliveries to it are dropped (a slow consumer).
 const SEND_BUFFER_PACKETS: usize = 64;
 
@@ -192,6 +207,9 @@ pub async fn build(
         // and room for 64 queued packets per socket before deliveries to it are dropped.
         .ws_read_buffer_size(WS_READ_BUFFER)
         .max_buffer_size(SEND_BUFFER_PACKETS)
+        // An Engine.IO session that has not completed an authenticated CONNECT by then is
+        // closed (each costs memory while it waits).
+        .connect_timeout(CONNECT_TIMEOUT)
         .with_state(state.clone())
         .with_adapter::<Adapter>(adapter)
         .build_layer();

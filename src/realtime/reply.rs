@@ -37,6 +37,11 @@ impl FromMessageParts<Adapter> for Reply {
 }
 
 impl Reply {
+    /// Whether the client asked for an ack.
+    pub fn wants_ack(&self) -> bool {
+        self.wants_ack
+    }
+
     /// Sends `{"ok": true, ...body}` or the error, for `event`.
     pub fn send(self, event: &'static str, result: AppResult<Value>) {
         let metrics = &crate::metrics::METRICS;

@@ -463,3 +463,44 @@ async fn new_channels_are_delivered_in_seq_order() {
     }
     cluster.finish().await;
 }
+
+/// A typing flood (alternating states, no pauses) reaches a listener as at most ~2 changes a
+/// second, and the listener still gets the messages sent meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_typing_flood_is_relayed_as_state_changes_at_two_a_second() {
+    let cluster = Cluster::start(&[]).await;
+    let flooder = cluster.guest("flooder").await;
+    let reader = cluster.guest("reader").await;
+    let f = Client::connect(cluster.a(), &flooder).await;
+    let r = Client::connect(cluster.b(), &reader).await;
+    let started = std::time::Instant::now();
+    let mut sent = 0;
+    while started.elapsed() < std::time::Duration::from_secs(3) && sent < 20_000 {
+        for _ in 0..100 {
+            f.emit(
+                "user.typing",
+                json!({ "channel": "general", "isTyping": sent % 2 == 0 }),
+            )
+            .await;
+            sent += 1;
+        }
+        tokio::task::yield_now().await;
+    }
+    let ack = send(&f, "general", "after the flood").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    r.wait_for("message.new", |m| m["text"] == "after the flood")
+        .await;
+    settle().await;
+    // From the first typing event to the end of the flood's effects.
+    let elapsed = started.elapsed().as_secs_f64();
+    let relayed = r.events("user.typing").len();
+    println!("{sent} typing events sent in {elapsed:.1} s, {relayed} relayed");
+    assert!(sent > 1000, "a flood: {sent}");
+    assert!(
+        relayed as f64 <= elapsed * 2.0 + 3.0,
+        "{relayed} relayed in {elapsed:.1} s"
+    );
+    f.disconnect().await;
+    r.disconnect().await;
+    cluster.finish().await;
+}
