@@ -119,6 +119,11 @@ pub struct Config {
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::clientip::TrustedProxies::parse)]
     pub trusted_proxies: crate::clientip::TrustedProxies,
 
+    /// Seconds a connection may take to send a complete request head; an idle keep-alive
+    /// connection is closed after as long.
+    #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECS", default_value_t = 5)]
+    pub http_header_timeout_secs: u64,
+
     /// Word filter list: one word or phrase a line.
     #[arg(long, env = "WORD_FILTER_FILE")]
     pub word_filter_file: Option<PathBuf>,

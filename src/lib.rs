@@ -16,11 +16,11 @@ pub mod metrics;
 pub mod presence;
 pub mod ratelimit;
 pub mod realtime;
+pub mod serve;
 pub mod store;
 pub mod validate;
 
 use std::future::Future;
-use std::net::SocketAddr;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
@@ -241,19 +241,8 @@ impl App {
         };
         let addr = listener.local_addr()?;
         tracing::info!(%addr, instance = state.presence.instance(), "banter listening");
-        // TCP_NODELAY on every client connection: events are small frames that must not wait
-        // for the peer's delayed ACK.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "TCP_NODELAY not set");
-            }
-        });
-        axum::serve(
-            listener,
-            router.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(graceful)
-        .await?;
+        let header_timeout = Duration::from_secs(state.config.http_header_timeout_secs.max(1));
+        serve::serve(listener, router, header_timeout, graceful).await?;
         let _ = closer.await;
 
         let _ = stop_tx.send(true);

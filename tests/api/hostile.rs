@@ -110,27 +110,28 @@ async fn a_refused_message_does_not_fail_its_batch() {
         .execute(&cluster.db)
         .await
         .unwrap();
+    // One send at a time per socket (the test client mixes up concurrent acks), many sockets.
     let mut clients = Vec::new();
     for n in 0..6 {
         let user = cluster.guest(&format!("batch{n}")).await;
-        clients.push(Client::connect(cluster.a(), &user).await);
+        for _ in 0..5 {
+            clients.push(Client::connect(cluster.a(), &user).await);
+        }
     }
     for round in 0..3 {
-        let sends = clients.iter().enumerate().flat_map(|(n, c)| {
-            (0..5).map(move |k| {
-                let poisoned = k % 2 == 0;
-                let text = if poisoned {
-                    format!("poison {round}-{n}-{k}")
-                } else {
-                    format!("fine {round}-{n}-{k}")
-                };
-                async move {
-                    (
-                        poisoned,
-                        c.ack("message.send", send_body(&text, None)).await,
-                    )
-                }
-            })
+        let sends = clients.iter().enumerate().map(|(n, c)| {
+            let poisoned = n % 2 == 0;
+            let text = if poisoned {
+                format!("poison {round}-{n}")
+            } else {
+                format!("fine {round}-{n}")
+            };
+            async move {
+                (
+                    poisoned,
+                    c.ack("message.send", send_body(&text, None)).await,
+                )
+            }
         });
         let acks = futures_util::future::join_all(sends).await;
         for (poisoned, ack) in &acks {
@@ -147,7 +148,7 @@ async fn a_refused_message_does_not_fail_its_batch() {
         .unwrap();
     assert_eq!(
         stored,
-        (1..=36).collect::<Vec<i64>>(),
+        (1..=45).collect::<Vec<i64>>(),
         "clean ones, gap-free"
     );
     for c in clients {
@@ -375,17 +376,32 @@ async fn channel_password_guesses_are_throttled() {
         .await;
     assert_eq!(status, 201);
     let guesser = cluster.guest("guesser").await;
-    let client = Client::connect(cluster.a(), &guesser).await;
-    let guesses = (0..40).map(|n| {
-        client.ack(
-            "channel.join",
-            json!({ "channel": "vault", "password": format!("guess-{n}") }),
-        )
+    let mut tabs = Vec::new();
+    for _ in 0..8 {
+        tabs.push(Client::connect(cluster.a(), &guesser).await);
+    }
+    // Eight sockets guessing at once, five guesses each (one at a time per socket).
+    let guesses = tabs.iter().enumerate().map(|(t, tab)| async move {
+        let mut codes = Vec::new();
+        for n in 0..5 {
+            let ack = tab
+                .ack(
+                    "channel.join",
+                    json!({ "channel": "vault", "password": format!("guess-{t}-{n}") }),
+                )
+                .await;
+            codes.push(code(&ack).to_owned());
+        }
+        codes
     });
-    let acks = futures_util::future::join_all(guesses).await;
-    let checked = acks.iter().filter(|a| code(a) == "forbidden").count();
-    let limited = acks.iter().filter(|a| code(a) == "rate_limited").count();
-    assert_eq!((checked, limited), (10, 30));
+    let codes: Vec<String> = futures_util::future::join_all(guesses)
+        .await
+        .into_iter()
+        .flatten()
+        .collect();
+    let checked = codes.iter().filter(|c| *c == "forbidden").count();
+    let limited = codes.iter().filter(|c| *c == "rate_limited").count();
+    assert_eq!((checked, limited), (10, 30), "{codes:?}");
     let friend = cluster.guest("friend").await;
     let friendly = Client::connect(cluster.b(), &friend).await;
     let ack = friendly
@@ -395,7 +411,9 @@ async fn channel_password_guesses_are_throttled() {
         )
         .await;
     assert_eq!(ack["ok"], true, "{ack}");
-    client.disconnect().await;
+    for tab in tabs {
+        tab.disconnect().await;
+    }
     friendly.disconnect().await;
     cluster.finish().await;
 }
@@ -405,7 +423,7 @@ async fn channel_password_guesses_are_throttled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn new_channels_are_delivered_in_seq_order() {
     const CHANNELS: usize = 25;
-    const PER_SENDER: usize = 4;
+    const PER_SENDER: usize = 2;
     let cluster = Cluster::start(&["--rate-limit-messages", "1000"]).await;
     let names: Vec<String> = (0..CHANNELS).map(|n| format!("fresh{n}")).collect();
     for name in &names {
@@ -420,7 +438,7 @@ async fn new_channels_are_delivered_in_seq_order() {
     for (n, name) in names.iter().enumerate() {
         let user = cluster.guest(&format!("member{n}")).await;
         for on in [cluster.a(), cluster.b()] {
-            for role in 0..2 {
+            for role in 0..3 {
                 let c = Client::connect(on, &user).await;
                 let ack = c.ack("channel.join", json!(name)).await;
                 assert_eq!(ack["ok"], true, "{ack}");
@@ -432,14 +450,16 @@ async fn new_channels_are_delivered_in_seq_order() {
             }
         }
     }
-    let sends = senders.iter().flat_map(|(name, c)| {
-        (0..PER_SENDER).map(move |k| async move {
+    // Every sender at once, each one message at a time (the test client mixes up concurrent
+    // acks on one socket).
+    let sends = senders.iter().map(|(name, c)| async move {
+        for k in 0..PER_SENDER {
             let ack = send(c, name, &format!("m{k}")).await;
             assert_eq!(ack["ok"], true, "{ack}");
-        })
+        }
     });
     futures_util::future::join_all(sends).await;
-    let expected = 2 * PER_SENDER;
+    let expected = 4 * PER_SENDER;
     let mut out_of_order = Vec::new();
     for (name, listener) in &listeners {
         let got = listener
@@ -502,5 +522,87 @@ async fn a_typing_flood_is_relayed_as_state_changes_at_two_a_second() {
     );
     f.disconnect().await;
     r.disconnect().await;
+    cluster.finish().await;
+}
+
+/// How long the server keeps a TCP connection that does what `act` does, then nothing.
+async fn held_for(addr: std::net::SocketAddr, act: &'static [u8]) -> std::time::Duration {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let started = std::time::Instant::now();
+    tcp.write_all(act).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    loop {
+        match tokio::time::timeout(std::time::Duration::from_secs(20), tcp.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return started.elapsed(),
+            Ok(Ok(_)) => continue,
+            Err(_) => panic!("still open after 20 s"),
+        }
+    }
+}
+
+/// Slowloris, idle connections and Engine.IO sessions that never CONNECT are closed within a
+/// few seconds; an unknown event asking for an ack gets `invalid_payload`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_connections_are_closed() {
+    let cluster = Cluster::start(&["--http-header-timeout-secs", "2"]).await;
+    let addr = cluster.a().addr;
+    let (idle, slow, kept_alive) = tokio::join!(
+        held_for(addr, b""),
+        held_for(addr, b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: "),
+        held_for(addr, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"),
+    );
+    println!("closed after: idle {idle:?}, slowloris {slow:?}, idle keep-alive {kept_alive:?}");
+    for held in [idle, slow, kept_alive] {
+        assert!(held >= std::time::Duration::from_millis(1500), "{held:?}");
+        assert!(held < std::time::Duration::from_secs(6), "{held:?}");
+    }
+    // An Engine.IO session (polling handshake) that never sends a namespace CONNECT.
+    let started = std::time::Instant::now();
+    let open: String = cluster
+        .http
+        .get(format!(
+            "{}/socket.io/?EIO=4&transport=polling",
+            cluster.a().url()
+        ))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let sid = open
+        .split("\"sid\":\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("a session id")
+        .to_owned();
+    // Long polls until the server ends the session.
+    let closed = loop {
+        let resp = cluster
+            .http
+            .get(format!(
+                "{}/socket.io/?EIO=4&transport=polling&sid={sid}",
+                cluster.a().url()
+            ))
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status != 200 || body.contains('1') && !body.contains('{') {
+            break started.elapsed();
+        }
+        assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    };
+    println!("unauthenticated Engine.IO session closed after {closed:?}");
+    assert!(closed < std::time::Duration::from_secs(10), "{closed:?}");
+
+    let user = cluster.guest("asker").await;
+    let client = Client::connect(cluster.a(), &user).await;
+    let ack = client.ack("no.such.event", json!({})).await;
+    assert_eq!(code(&ack), "invalid_payload", "{ack}");
+    assert_eq!(send(&client, "general", "still fine").await["ok"], true);
+    client.disconnect().await;
     cluster.finish().await;
 }
