@@ -55,6 +55,8 @@ start_banter() {
     DATABASE_URL=$(database_url "$admin_url" bench_banter) REDIS_URL=$REDIS_URL REDIS_PREFIX=bench \
       JWT_SECRET=$secret BANTER_ADDR=127.0.0.1:$((4200 + i)) INSTANCE_ID=bench-$i \
       RATE_LIMIT_MESSAGES=100000000 RATE_LIMIT_WINDOW_SECS=1 RUST_LOG=warn \
+      GUESTS_PER_ADDRESS_PER_HOUR=100000000 GUEST_MESSAGES_PER_ADDRESS=100000000000 \
+      CHANNELS_PER_USER_PER_HOUR=100000000 MAX_SOCKETS_PER_USER=100000 \
       target/release/banter > "$results/banter-$i.log" 2>&1 &
     pids+=($!)
   done

@@ -52,7 +52,7 @@ cargo build --release --locked --bin banter
 
 for name in a b; do
   if [ "$name" = a ]; then addr=127.0.0.1:4000; else addr=127.0.0.1:4001; fi
-  BANTER_ADDR=$addr INSTANCE_ID=dev-$name target/release/banter > "$state/banter-$name.log" 2>&1 &
+  BANTER_ADDR=$addr INSTANCE_ID=dev-$name TRUSTED_PROXIES=${TRUSTED_PROXIES:-127.0.0.1/32} target/release/banter > "$state/banter-$name.log" 2>&1 &
   pids+=($!)
 done
 

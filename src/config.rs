@@ -124,6 +124,22 @@ pub struct Config {
     #[arg(long, env = "HTTP_HEADER_TIMEOUT_SECS", default_value_t = 5)]
     pub http_header_timeout_secs: u64,
 
+    /// Sockets one user may hold open in the cluster; more are refused `too_many_connections`.
+    #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 20)]
+    pub max_sockets_per_user: u32,
+
+    /// Channels one user may create per hour.
+    #[arg(long, env = "CHANNELS_PER_USER_PER_HOUR", default_value_t = 10)]
+    pub channels_per_user_per_hour: u64,
+
+    /// Guests one client address may create per hour.
+    #[arg(long, env = "GUESTS_PER_ADDRESS_PER_HOUR", default_value_t = 30)]
+    pub guests_per_address_per_hour: u64,
+
+    /// Messages the guests of one client address may send together per rate-limit window.
+    #[arg(long, env = "GUEST_MESSAGES_PER_ADDRESS", default_value_t = 60)]
+    pub guest_messages_per_address: u64,
+
     /// Word filter list: one word or phrase a line.
     #[arg(long, env = "WORD_FILTER_FILE")]
     pub word_filter_file: Option<PathBuf>,

@@ -31,6 +31,7 @@ pub enum Code {
     Conflict,
     ForbiddenOrigin,
     MethodNotAllowed,
+    TooManyConnections,
     Internal,
 }
 
@@ -50,6 +51,7 @@ impl Code {
             Code::Conflict => "conflict",
             Code::ForbiddenOrigin => "forbidden_origin",
             Code::MethodNotAllowed => "method_not_allowed",
+            Code::TooManyConnections => "too_many_connections",
             Code::Internal => "internal",
         }
     }
@@ -59,7 +61,7 @@ impl Code {
             Code::InvalidPayload | Code::TooLong => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
             Code::Forbidden | Code::NotInChannel | Code::ForbiddenOrigin => StatusCode::FORBIDDEN,
-            Code::RateLimited => StatusCode::TOO_MANY_REQUESTS,
+            Code::RateLimited | Code::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Unauthorized | Code::InvalidCredentials => StatusCode::UNAUTHORIZED,
             Code::Conflict => StatusCode::CONFLICT,

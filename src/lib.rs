@@ -73,6 +73,8 @@ pub struct Shared {
     pub committer: realtime::commit::Committer,
     /// This instance's sockets per channel.
     pub local_rooms: realtime::LocalRooms,
+    /// This instance's sockets per user (the per-user socket cap).
+    pub user_sockets: realtime::UserSockets,
     /// The `/` namespace, kept from start-up so that events can still be broadcast to the other
     /// instances while this one shuts down (after its Socket.IO server is closed).
     pub namespace: std::sync::OnceLock<socketioxide::operators::BroadcastOperators<Adapter>>,
@@ -184,6 +186,7 @@ impl App {
             fanout: realtime::fanout::Fanout::new(redis.clone(), keys.clone()),
             committer,
             local_rooms: realtime::LocalRooms::default(),
+            user_sockets: realtime::UserSockets::default(),
             db,
             redis,
             keys,
@@ -195,6 +198,12 @@ impl App {
             live_sockets: AtomicI64::new(0),
         }));
 
+        if !state.presence.claim().await? {
+            anyhow::bail!(
+                "INSTANCE_ID {:?} is in use by a live instance: give each instance its own id",
+                state.presence.instance()
+            );
+        }
         let (socket_layer, io) = realtime::build(&state, &redis_client, commit_queue).await?;
         let router = http::router(state.clone()).layer(socket_layer);
         let router = http::outer_layers(router, &state.config);

@@ -139,6 +139,9 @@ pub struct Presence {
     chan_join: Script,
     chan_leave: Script,
     reap: Script,
+    /// This process's token in the heartbeat key: another live process with the same
+    /// `INSTANCE_ID` holds another.
+    boot: String,
 }
 
 impl Presence {
@@ -159,6 +162,35 @@ impl Presence {
             chan_join: Script::new(CHAN_JOIN),
             chan_leave: Script::new(CHAN_LEAVE),
             reap: Script::new(REAP),
+            boot: uuid::Uuid::new_v4().simple().to_string(),
+        }
+    }
+
+    /// Takes this instance id for this process: its heartbeat key must be free. A key left by a
+    /// crashed process expires within three periods, so that long is waited for; a key still
+    /// refreshed after that belongs to a live instance with the same id, and `Ok(false)` says
+    /// this one must not start.
+    pub async fn claim(&self) -> redis::RedisResult<bool> {
+        let ttl_ms = (self.heartbeat.as_millis() as u64 * 3).max(1);
+        let deadline = tokio::time::Instant::now() + self.heartbeat * 3 + Duration::from_secs(1);
+        loop {
+            let mut conn = self.redis.clone();
+            let taken: Option<String> = redis::cmd("SET")
+                .arg(self.keys.heartbeat(&self.instance))
+                .arg(&self.boot)
+                .arg("PX")
+                .arg(ttl_ms)
+                .arg("NX")
+                .query_async(&mut conn)
+                .await?;
+            if taken.is_some() {
+                return Ok(true);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            tracing::info!(instance = %self.instance, "INSTANCE_ID is held; waiting for it to expire");
+            tokio::time::sleep(self.heartbeat.min(Duration::from_secs(1))).await;
         }
     }
 
@@ -185,6 +217,17 @@ impl Presence {
             .invoke_async(&mut conn)
             .await?;
         Ok(count == 1)
+    }
+
+    /// The user's live connections in the cluster, as presence counts them.
+    pub async fn connections(&self, user: Uuid) -> redis::RedisResult<u64> {
+        let mut conn = self.redis.clone();
+        let n: Option<i64> = redis::cmd("HGET")
+            .arg(self.keys.presence())
+            .arg(user.to_string())
+            .query_async(&mut conn)
+            .await?;
+        Ok(n.unwrap_or(0).max(0) as u64)
     }
 
     /// Counts a closed connection; true when the user just went offline.
@@ -295,7 +338,7 @@ impl Presence {
         let (previous,): (Option<String>,) = redis::pipe()
             .cmd("SET")
             .arg(self.keys.heartbeat(&self.instance))
-            .arg(1)
+            .arg(&self.boot)
             .arg("PX")
             .arg(ttl_ms)
             .arg("GET")
@@ -305,6 +348,9 @@ impl Presence {
             .ignore()
             .query_async(&mut conn)
             .await?;
+        if previous.as_ref().is_some_and(|p| *p != self.boot) {
+            tracing::error!(instance = %self.instance, "another process uses this INSTANCE_ID: give each instance its own");
+        }
         Ok(previous.is_some())
     }
 

@@ -40,12 +40,13 @@ pub fn token_from_parts(parts: &Parts) -> Option<String> {
 
 /// The claims of a session that may act: signed, unexpired, not revoked, and its user still
 /// exists (a removed account's tokens are refused at once, not when they expire).
-pub async fn signed_in(state: &AppState, token: &str) -> Result<super::Claims, AppError> {
+/// Also says whether the user is a guest.
+pub async fn signed_in(state: &AppState, token: &str) -> Result<(super::Claims, bool), AppError> {
     let claims = state.sessions.verify(token).await?;
-    if !crate::store::users::exists(&state.db, claims.sub).await? {
-        return Err(AppError::unauthorized());
+    match crate::store::users::is_guest(&state.db, claims.sub).await? {
+        Some(guest) => Ok((claims, guest)),
+        None => Err(AppError::unauthorized()),
     }
-    Ok(claims)
 }
 
 impl FromRequestParts<AppState> for AuthUser {
@@ -53,7 +54,7 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = token_from_parts(parts).ok_or_else(AppError::unauthorized)?;
-        let claims = signed_in(state, &token).await?;
+        let (claims, _) = signed_in(state, &token).await?;
         Ok(AuthUser {
             id: claims.sub,
             username: claims.username.clone(),

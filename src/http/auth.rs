@@ -186,6 +186,8 @@ async fn login(
 
 async fn guest(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     cookies: Cookies,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
@@ -202,6 +204,19 @@ async fn guest(
         serde_json::from_slice(&body)
             .map_err(|_| AppError::invalid("the body must be a JSON object {username?}"))?
     };
+    let address = state
+        .config
+        .trusted_proxies
+        .client(peer, &headers)
+        .to_string();
+    let cap = state.config.guests_per_address_per_hour;
+    if let Some(wait) = state
+        .limiter
+        .cap(state.keys.limit("guests", &address), cap, 3600)
+        .await?
+    {
+        return Err(AppError::rate_limited(wait));
+    }
     let requested = body.username;
     let user = match requested {
         Some(name) => {

@@ -25,9 +25,42 @@ pub fn router() -> Router<AppState> {
         .route("/channels/{name}/messages", get(history))
 }
 
-async fn list(State(state): State<AppState>, _user: AuthUser) -> AppResult<Json<Vec<ChannelView>>> {
-    let channels = channels::list(&state.db).await?;
-    Ok(Json(channels.iter().map(|c| c.view()).collect()))
+/// Default and largest page of `GET /api/channels`.
+const DEFAULT_CHANNELS: i64 = 100;
+const MAX_CHANNELS: i64 = 200;
+
+#[derive(Deserialize)]
+struct ListQuery {
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+/// Channels by name, a page at a time: `?after=<last name seen>&limit=N`. A full page carries
+/// `X-Next-After` (the cursor of the next page).
+async fn list(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    query: Result<Query<ListQuery>, QueryRejection>,
+) -> AppResult<(axum::http::HeaderMap, Json<Vec<ChannelView>>)> {
+    let Query(q) = query.map_err(|e| AppError::invalid(e.body_text()))?;
+    let limit = int_param("limit", q.limit.as_deref())?.unwrap_or(DEFAULT_CHANNELS);
+    if !(1..=MAX_CHANNELS).contains(&limit) {
+        return Err(AppError::invalid(format!(
+            "limit must be 1 to {MAX_CHANNELS}"
+        )));
+    }
+    let after = match q.after.as_deref() {
+        Some(raw) => Some(validate::channel_name(raw)?),
+        None => None,
+    };
+    let page = channels::list(&state.db, after.as_deref(), limit).await?;
+    let mut headers = axum::http::HeaderMap::new();
+    if page.len() as i64 == limit {
+        if let Some(Ok(next)) = page.last().map(|c| c.name.parse()) {
+            headers.insert("x-next-after", next);
+        }
+    }
+    Ok((headers, Json(page.iter().map(|c| c.view()).collect())))
 }
 
 #[derive(Deserialize)]
@@ -43,6 +76,18 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> AppResult<(StatusCode, Json<ChannelView>)> {
     let name = validate::channel_name(body.name.as_deref().unwrap_or_default())?;
+    let cap = state.config.channels_per_user_per_hour;
+    if let Some(wait) = state
+        .limiter
+        .cap(
+            state.keys.limit("channels", &user.id.to_string()),
+            cap,
+            3600,
+        )
+        .await?
+    {
+        return Err(AppError::rate_limited(wait));
+    }
     let description = validate::description(body.description.as_deref().unwrap_or_default())?;
     let password_hash = match body.password.filter(|p| !p.is_empty()) {
         Some(p) => {

@@ -267,6 +267,21 @@ async fn send(
             // Chat keeps working while Redis is away: the limit fails open.
             Err(e) => tracing::warn!(error = %e, "rate limiter unavailable, send allowed"),
         }
+        // Guests are cheap to make: together, the guests of one client address have a
+        // budget of their own.
+        if conn.guest {
+            let key = state.keys.limit("guest-send", &conn.address.to_string());
+            let cap = state.config.guest_messages_per_address;
+            match state
+                .limiter
+                .cap(key, cap, state.config.rate_limit_window_secs)
+                .await
+            {
+                Ok(None) => {}
+                Ok(Some(wait)) => return Err(AppError::rate_limited(wait)),
+                Err(e) => tracing::warn!(error = %e, "guest limit unavailable, send allowed"),
+            }
+        }
         let text = state.filter.apply(&text);
 
         // Stored with whatever else arrived meanwhile (group commit), published, then acked.

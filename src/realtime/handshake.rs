@@ -18,6 +18,10 @@ pub struct Session {
     pub username: String,
     /// The token's session id (logout disconnects the session's sockets).
     pub jti: Uuid,
+    /// A guest (guests' sends also count against their client address).
+    pub guest: bool,
+    /// The client address (through trusted proxies).
+    pub address: std::net::IpAddr,
 }
 
 /// Why a handshake was refused; its `Display` is the `connect_error` message.
@@ -70,12 +74,39 @@ pub async fn authenticate(
         return Err(Refused(Code::Unauthorized));
     };
     match crate::auth::signed_in(&state, &token).await {
-        Ok(claims) => {
+        Ok((claims, guest)) => {
+            let parts = s.req_parts();
+            let peer = parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0)
+                .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
             let session = Session {
                 user_id: claims.sub,
                 username: claims.username,
                 jti: claims.jti,
+                guest,
+                address: state.config.trusted_proxies.client(peer, &parts.headers),
             };
+            // Within the user's socket cap (this instance exactly, the cluster as presence
+            // counts it), the socket is reserved here and released when it closes.
+            if !state
+                .user_sockets
+                .reserve(session.user_id, state.config.max_sockets_per_user)
+            {
+                tracing::info!(sid = %s.id, user_id = %session.user_id, "handshake refused: too many connections");
+                return Err(Refused(Code::TooManyConnections));
+            }
+            let cluster = state
+                .presence
+                .connections(session.user_id)
+                .await
+                .unwrap_or(0);
+            if cluster >= u64::from(state.config.max_sockets_per_user) {
+                state.user_sockets.release(session.user_id);
+                tracing::info!(sid = %s.id, user_id = %session.user_id, "handshake refused: too many connections");
+                return Err(Refused(Code::TooManyConnections));
+            }
             super::admit(&s, &state, &session).await;
             Ok(())
         }

@@ -109,6 +109,10 @@ pub fn channel_room(channel: &str) -> String {
 pub struct Conn {
     pub user_id: Uuid,
     pub username: String,
+    /// A guest: sends also count against the client address.
+    pub guest: bool,
+    /// The client address (through trusted proxies).
+    pub address: std::net::IpAddr,
     /// The socket's one active channel: name and id (the room it is in).
     channel: Mutex<Option<(String, Uuid)>>,
     /// What cluster presence holds for this socket. Changed only together with the Redis
@@ -148,6 +152,8 @@ impl Conn {
         Self {
             user_id: session.user_id,
             username: session.username.clone(),
+            guest: session.guest,
+            address: session.address,
             channel: Mutex::new(None),
             counted: Mutex::new(Counted::default()),
             closed: tokio::sync::Mutex::new(false),
@@ -223,6 +229,37 @@ pub async fn build(
     commit::start(state, commit_queue);
     watch_removed_users(state);
     Ok((layer, io))
+}
+
+/// This instance's sockets per user, reserved at the handshake (under one lock, so that a burst
+/// of handshakes cannot pass the cap together) and released when the socket closes.
+#[derive(Default)]
+pub struct UserSockets(Mutex<HashMap<Uuid, u32>>);
+
+impl UserSockets {
+    /// Reserves one more socket for `user` unless it already holds `max` here.
+    fn reserve(&self, user: Uuid, max: u32) -> bool {
+        let Ok(mut m) = self.0.lock() else {
+            return false;
+        };
+        let n = m.entry(user).or_insert(0);
+        if *n >= max {
+            return false;
+        }
+        *n += 1;
+        true
+    }
+
+    fn release(&self, user: Uuid) {
+        if let Ok(mut m) = self.0.lock() {
+            if let Some(n) = m.get_mut(&user) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    m.remove(&user);
+                }
+            }
+        }
+    }
 }
 
 /// How many of this instance's sockets are in each channel's room (a socket is in one channel
@@ -382,6 +419,7 @@ async fn release(state: &AppState, conn: &Conn) {
         return;
     }
     *closed = true;
+    state.user_sockets.release(conn.user_id);
     conn.set_channel(state, None);
     let gate = state.presence_gate.read().await;
     let mut channels = Vec::new();

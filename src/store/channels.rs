@@ -49,11 +49,19 @@ pub async fn find(db: &PgPool, name: &str) -> Result<Option<Channel>, sqlx::Erro
         .await
 }
 
-/// Every channel, by name.
-pub async fn list(db: &PgPool) -> Result<Vec<Channel>, sqlx::Error> {
-    sqlx::query_as::<_, Channel>(&format!("SELECT {COLUMNS} FROM channels ORDER BY name"))
-        .fetch_all(db)
-        .await
+/// One page of channels by name: the first `limit` after `after` (from the start if none).
+pub async fn list(
+    db: &PgPool,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<Channel>, sqlx::Error> {
+    sqlx::query_as::<_, Channel>(&format!(
+        "SELECT {COLUMNS} FROM channels WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2"
+    ))
+    .bind(after)
+    .bind(limit)
+    .fetch_all(db)
+    .await
 }
 
 /// Creates a channel; the creator of a private channel becomes its first member. A taken name

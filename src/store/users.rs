@@ -78,11 +78,12 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<PublicUser>, sqlx::Err
         .await
 }
 
-/// Whether the user still exists (a valid session of a removed user is refused).
-pub async fn exists(db: &PgPool, id: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar::<_, bool>("SELECT EXISTS (SELECT 1 FROM users WHERE id = $1)")
+/// Whether the user is a guest; `None` when the user no longer exists (a valid session of a
+/// removed user is refused).
+pub async fn is_guest(db: &PgPool, id: Uuid) -> Result<Option<bool>, sqlx::Error> {
+    sqlx::query_scalar::<_, bool>("SELECT is_guest FROM users WHERE id = $1")
         .bind(id)
-        .fetch_one(db)
+        .fetch_optional(db)
         .await
 }
 

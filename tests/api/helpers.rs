@@ -351,6 +351,16 @@ impl Cluster {
             "1".into(),
         ];
         args.extend(self.extra.iter().cloned());
+        // Every test client comes from 127.0.0.1: per-address caps only where a test sets them.
+        for (flag, value) in [
+            ("--guests-per-address-per-hour", "100000"),
+            ("--guest-messages-per-address", "1000000"),
+            ("--channels-per-user-per-hour", "1000"),
+        ] {
+            if !self.extra.iter().any(|a| a == flag) {
+                args.extend([flag.to_owned(), value.to_owned()]);
+            }
+        }
         let config = Config::try_parse_from(args).expect("config");
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Building needs a runtime of its own (the instance keeps it); do it off this one.

@@ -606,3 +606,108 @@ async fn stalled_connections_are_closed() {
     client.disconnect().await;
     cluster.finish().await;
 }
+
+/// Per-user and per-address caps answer with clear errors, and only the one over the cap is
+/// refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn caps_on_sockets_guests_channels_and_guest_sends() {
+    let cluster = Cluster::start(&[
+        "--max-sockets-per-user",
+        "4",
+        "--guests-per-address-per-hour",
+        "3",
+        "--channels-per-user-per-hour",
+        "2",
+        "--guest-messages-per-address",
+        "5",
+    ])
+    .await;
+    let first = cluster.guest("cap1").await;
+    let second = cluster.guest("cap2").await;
+    let third = cluster.guest("cap3").await;
+    let resp = cluster
+        .http
+        .post(format!("{}/api/auth/guest", cluster.b().url()))
+        .json(&json!({ "username": "cap4" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        resp.status(),
+        429,
+        "a fourth guest from one address within the hour"
+    );
+
+    // Sockets: four across both instances, the fifth refused; one closes, one more fits.
+    let mut tabs = Vec::new();
+    for n in 0..4 {
+        let on = if n % 2 == 0 { cluster.a() } else { cluster.b() };
+        tabs.push(Client::connect(on, &first).await);
+    }
+    for on in [cluster.a(), cluster.b()] {
+        match Client::handshake(on, Hello::cookie(&first)).await {
+            Handshake::Refused(m) => assert_eq!(m, "too_many_connections"),
+            Handshake::Connected(_) => panic!("a fifth socket was accepted"),
+        }
+    }
+    tabs.pop().unwrap().disconnect().await;
+    settle().await;
+    tabs.push(Client::connect(cluster.a(), &first).await);
+    // Another user is not affected.
+    let other = Client::connect(cluster.a(), &second).await;
+
+    // Guest sends from one address share a budget of 5 per window.
+    let third_tab = Client::connect(cluster.b(), &third).await;
+    let mut codes = Vec::new();
+    for n in 0..6 {
+        let on = if n % 2 == 0 { &other } else { &third_tab };
+        let ack = send(on, "general", &format!("g{n}")).await;
+        codes.push(if ack["ok"] == true {
+            "ok".to_owned()
+        } else {
+            code(&ack).to_owned()
+        });
+    }
+    assert_eq!(codes, ["ok", "ok", "ok", "ok", "ok", "rate_limited"]);
+
+    // Channels: two an hour per user.
+    for (n, expected) in [(0, 201), (1, 201), (2, 429)] {
+        let (status, body) = cluster
+            .post(
+                cluster.a(),
+                "/api/channels",
+                &second,
+                json!({ "name": format!("mine{n}") }),
+            )
+            .await;
+        assert_eq!(status, expected, "{body}");
+    }
+    // Pagination of the channel list: general, mine0, mine1.
+    let (status, page) = cluster
+        .get(cluster.a(), "/api/channels?limit=2", &second)
+        .await;
+    assert_eq!(status, 200);
+    let names: Vec<&str> = page
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["general", "mine0"]);
+    let (_, rest) = cluster
+        .get(cluster.a(), "/api/channels?limit=2&after=mine0", &second)
+        .await;
+    assert_eq!(rest.as_array().unwrap().len(), 1);
+    assert_eq!(rest[0]["name"], "mine1");
+    let (status, _) = cluster
+        .get(cluster.a(), "/api/channels?limit=0", &second)
+        .await;
+    assert_eq!(status, 400);
+
+    for t in tabs {
+        t.disconnect().await;
+    }
+    other.disconnect().await;
+    third_tab.disconnect().await;
+    cluster.finish().await;
+}

@@ -111,7 +111,14 @@ async fn metrics_count_sends_commits_and_deliveries() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_retries_store_and_broadcast_once() {
-    let cluster = Cluster::start(&["--rate-limit-messages", "1000"]).await;
+    // Fifty tabs of one user: more than the default socket cap.
+    let cluster = Cluster::start(&[
+        "--rate-limit-messages",
+        "1000",
+        "--max-sockets-per-user",
+        "100",
+    ])
+    .await;
     let alice = cluster.guest("alice").await;
     let bob = cluster.guest("bob").await;
     let mut tabs = Vec::new();

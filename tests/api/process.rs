@@ -102,3 +102,33 @@ async fn sigterm_closes_sockets_cleanly_and_exits() {
     watcher.disconnect().await;
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refuses_to_start_while_a_live_instance_holds_its_id() {
+    let cluster = Cluster::start(&[]).await;
+    let mut env = cluster.process_env();
+    env.push(("INSTANCE_ID", "twin".to_owned()));
+    let live = Instance::spawn_process(&env).await;
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap()
+        .port();
+    let started = std::time::Instant::now();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_banter"))
+            .env("BANTER_ADDR", format!("127.0.0.1:{port}"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .output()
+            .expect("run banter")
+    })
+    .await
+    .unwrap();
+    println!("the twin gave up after {:?}", started.elapsed());
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("INSTANCE_ID"), "{stderr}");
+    // The live one is untouched.
+    assert_eq!(cluster.health(&live).await, 200);
+    assert!(live.terminate().await.success());
+    cluster.finish().await;
+}

@@ -180,6 +180,12 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
             INSTANCE_ID: `${prefix}-${name}`,
             ALLOWED_ORIGINS: `${origin},http://localhost:${portNginx}`,
             PRESENCE_HEARTBEAT_SECS: '1',
+            // nginx on loopback reports the client address; every test client shares one, so
+            // the per-address caps are raised (the Rust suite tests them).
+            TRUSTED_PROXIES: '127.0.0.1/32',
+            GUESTS_PER_ADDRESS_PER_HOUR: '100000',
+            GUEST_MESSAGES_PER_ADDRESS: '100000000',
+            CHANNELS_PER_USER_PER_HOUR: '1000',
             RUST_LOG: 'info',
             ...env,
           },
