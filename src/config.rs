@@ -94,6 +94,10 @@ pub struct Config {
     #[arg(long, env = "PRESENCE_HEARTBEAT_SECS", default_value_t = 3)]
     pub presence_heartbeat_secs: u64,
 
+    /// Seconds an offline announcement waits for the user to come back (a reload, a failover).
+    #[arg(long, env = "PRESENCE_OFFLINE_GRACE_SECS", default_value_t = 5)]
+    pub presence_offline_grace_secs: u64,
+
     /// Who receives `user.status`.
     #[arg(long, env = "PRESENCE_SCOPE", value_enum, default_value = "channels")]
     pub presence_scope: PresenceScope,

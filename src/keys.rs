@@ -33,6 +33,16 @@ impl Keys {
         format!("{}:presence:names", self.prefix)
     }
 
+    /// Users in the grace period before their offline is announced: user id → deadline (ms).
+    pub fn presence_grace(&self) -> String {
+        format!("{}:presence:grace", self.prefix)
+    }
+
+    /// What the grace period keeps of each user: user id → `{username, channels}`.
+    pub fn presence_grace_info(&self) -> String {
+        format!("{}:presence:grace:info", self.prefix)
+    }
+
     /// Prefix of the per-channel presence hashes (`<prefix>:presence:chan:<channel>`).
     pub fn presence_chan_prefix(&self) -> String {
         format!("{}:presence:chan:", self.prefix)

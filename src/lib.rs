@@ -174,6 +174,7 @@ impl App {
                 keys.clone(),
                 instance,
                 Duration::from_secs(config.presence_heartbeat_secs.max(1)),
+                Duration::from_secs(config.presence_offline_grace_secs),
             ),
             limiter: RateLimiter::new(
                 redis.clone(),

@@ -10,6 +10,14 @@
 //!
 //! Decrements are guarded by the instance hash: once an instance's bookkeeping has been reaped,
 //! a late disconnect from it changes nothing, so counts never go below the truth.
+//!
+//! Going offline is not announced at once: the user enters a grace period (`presence:grace`,
+//! a sorted set by deadline, with their name and channels in `presence:grace:info`) for
+//! `PRESENCE_OFFLINE_GRACE_SECS`. A user who connects again meanwhile, on any instance, leaves
+//! it silently (a tab reload or a failover announces nothing); the presence list shows users in
+//! grace as online. Every instance sweeps the expired entries; the one whose script removes an
+//! entry announces the offline, so it is announced once, also after the instance the user was
+//! on shut down.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
@@ -21,12 +29,55 @@ use uuid::Uuid;
 
 use crate::keys::Keys;
 
+// Returns {connections, resumed}: resumed is 1 when the user's first connection ended a grace
+// period (they were never announced offline, so they are not announced online either).
 const CONNECT: &str = r"
 local c = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HINCRBY', KEYS[3], 'u:' .. ARGV[1], 1)
 redis.call('SADD', KEYS[4], ARGV[3])
-return c
+local resumed = 0
+if c == 1 then
+  resumed = redis.call('ZREM', KEYS[5], ARGV[1])
+  redis.call('HDEL', KEYS[6], ARGV[1])
+end
+return {c, resumed}
+";
+
+// Puts a user who went offline into the grace period (a later deadline wins; channels merge).
+// KEYS: grace zset, grace info. ARGV: user, deadline ms, username, channels as JSON array.
+const GRACE: &str = r"
+local old = redis.call('HGET', KEYS[2], ARGV[1])
+local channels = cjson.decode(ARGV[4])
+if old then
+  local seen = {}
+  for _, ch in ipairs(channels) do seen[ch] = true end
+  for _, ch in ipairs(cjson.decode(old).channels) do
+    if not seen[ch] then table.insert(channels, ch) end
+  end
+end
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[1], cjson.encode({username = ARGV[3], channels = channels}))
+return 1
+";
+
+// Takes the expired grace entries (at most 200): each is removed here, once in the cluster,
+// and returned as [user, info, ...] when the user is still offline.
+// KEYS: grace zset, grace info, presence. ARGV: now ms.
+const GRACE_DUE: &str = r"
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 200)
+local out = {}
+for _, u in ipairs(due) do
+  redis.call('ZREM', KEYS[1], u)
+  local info = redis.call('HGET', KEYS[2], u)
+  redis.call('HDEL', KEYS[2], u)
+  local c = tonumber(redis.call('HGET', KEYS[3], u) or '0')
+  if c <= 0 and info then
+    table.insert(out, u)
+    table.insert(out, info)
+  end
+end
+return out
 ";
 
 const DISCONNECT: &str = r"
@@ -100,6 +151,21 @@ redis.call('SREM', KEYS[5], ARGV[1])
 return {offline, departed}
 ";
 
+/// What the grace period keeps of a user who went offline.
+#[derive(serde::Deserialize)]
+struct GraceInfo {
+    username: String,
+    #[serde(default)]
+    channels: Vec<String>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// A user whose last connection went away with a reaped instance.
 #[derive(Clone, Debug)]
 pub struct WentOffline {
@@ -139,6 +205,10 @@ pub struct Presence {
     chan_join: Script,
     chan_leave: Script,
     reap: Script,
+    grace: Script,
+    grace_due: Script,
+    /// How long an offline announcement waits for the user to come back.
+    offline_grace: Duration,
     /// This process's token in the heartbeat key: another live process with the same
     /// `INSTANCE_ID` holds another.
     boot: String,
@@ -150,6 +220,7 @@ impl Presence {
         keys: Keys,
         instance: String,
         heartbeat: Duration,
+        offline_grace: Duration,
     ) -> Self {
         Self {
             redis,
@@ -162,6 +233,9 @@ impl Presence {
             chan_join: Script::new(CHAN_JOIN),
             chan_leave: Script::new(CHAN_LEAVE),
             reap: Script::new(REAP),
+            grace: Script::new(GRACE),
+            grace_due: Script::new(GRACE_DUE),
+            offline_grace,
             boot: uuid::Uuid::new_v4().simple().to_string(),
         }
     }
@@ -202,21 +276,86 @@ impl Presence {
         self.heartbeat
     }
 
-    /// Counts a new connection; true when the user just came online.
+    /// Counts a new connection; true when the user just came online (and was not in the grace
+    /// period of an earlier offline, which is then over: nothing is announced).
     pub async fn on_connect(&self, user: Uuid, username: &str) -> redis::RedisResult<bool> {
         let mut conn = self.redis.clone();
-        let count: i64 = self
+        let (count, resumed): (i64, i64) = self
             .connect
             .key(self.keys.presence())
             .key(self.keys.presence_names())
             .key(self.keys.presence_inst(&self.instance))
             .key(self.keys.instances())
+            .key(self.keys.presence_grace())
+            .key(self.keys.presence_grace_info())
             .arg(user.to_string())
             .arg(username)
             .arg(&self.instance)
             .invoke_async(&mut conn)
             .await?;
-        Ok(count == 1)
+        Ok(count == 1 && resumed == 0)
+    }
+
+    /// Starts the grace period of a user who went offline (their last connection closed, or
+    /// their instance was reaped): announced after it unless they come back.
+    pub async fn enter_grace(
+        &self,
+        user: &str,
+        username: &str,
+        channels: &[String],
+    ) -> redis::RedisResult<()> {
+        let mut conn = self.redis.clone();
+        let deadline = now_ms() + self.offline_grace.as_millis() as u64;
+        let channels = serde_json::to_string(channels).unwrap_or_else(|_| "[]".to_owned());
+        let _: i64 = self
+            .grace
+            .key(self.keys.presence_grace())
+            .key(self.keys.presence_grace_info())
+            .arg(user)
+            .arg(deadline)
+            .arg(username)
+            .arg(channels)
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// The users whose grace period ended while they stayed offline, each returned to exactly
+    /// one caller in the cluster (which announces them).
+    pub async fn take_expired_graces(&self) -> redis::RedisResult<Vec<WentOffline>> {
+        let mut conn = self.redis.clone();
+        let flat: Vec<String> = self
+            .grace_due
+            .key(self.keys.presence_grace())
+            .key(self.keys.presence_grace_info())
+            .key(self.keys.presence())
+            .arg(now_ms())
+            .invoke_async(&mut conn)
+            .await?;
+        Ok(flat
+            .chunks_exact(2)
+            .filter_map(|p| {
+                let info: GraceInfo = serde_json::from_str(&p[1]).ok()?;
+                Some(WentOffline {
+                    user_id: p[0].clone(),
+                    username: info.username,
+                    channels: info.channels,
+                })
+            })
+            .collect())
+    }
+
+    /// Users in their grace period: `(id, name, channels)`.
+    async fn in_grace(&self) -> redis::RedisResult<Vec<(String, GraceInfo)>> {
+        let mut conn = self.redis.clone();
+        let all: Vec<(String, String)> = redis::cmd("HGETALL")
+            .arg(self.keys.presence_grace_info())
+            .query_async(&mut conn)
+            .await?;
+        Ok(all
+            .into_iter()
+            .filter_map(|(u, info)| Some((u, serde_json::from_str(&info).ok()?)))
+            .collect())
     }
 
     /// The user's live connections in the cluster, as presence counts them.
@@ -312,7 +451,17 @@ impl Presence {
             None => self.keys.presence(),
         };
         let mut ids: Vec<String> = redis::cmd("HKEYS").arg(hash).query_async(&mut conn).await?;
+        // Users in their grace period still count as online (a reload is no departure).
+        let graced: std::collections::BTreeMap<String, String> = self
+            .in_grace()
+            .await?
+            .into_iter()
+            .filter(|(_, info)| channel.is_none_or(|c| info.channels.iter().any(|x| x == c)))
+            .map(|(u, info)| (u, info.username))
+            .collect();
+        ids.extend(graced.keys().cloned());
         ids.sort();
+        ids.dedup();
         ids.truncate(limit);
         if ids.is_empty() {
             return Ok(Vec::new());
@@ -325,7 +474,10 @@ impl Presence {
         Ok(ids
             .into_iter()
             .zip(names)
-            .filter_map(|(id, name)| name.map(|n| (id, n)))
+            .filter_map(|(id, name)| {
+                let name = name.or_else(|| graced.get(&id).cloned())?;
+                Some((id, name))
+            })
             .collect())
     }
 

@@ -441,7 +441,8 @@ async fn release(state: &AppState, conn: &Conn) {
     drop(gate);
     drop(closed);
     if went_offline {
-        presence_events::announce_status(state, conn.user_id, &conn.username, false, &channels)
+        let names: Vec<String> = channels.into_iter().map(|(name, _)| name).collect();
+        presence_events::went_offline(state, &conn.user_id.to_string(), &conn.username, &names)
             .await;
     }
 }

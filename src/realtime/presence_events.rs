@@ -56,7 +56,41 @@ pub async fn announce_status(
     emit::broadcast(state, rooms, "user.status", &body).await;
 }
 
-/// Announces the users a reap took offline.
+/// A user's last connection is gone: the offline is announced after the grace period, unless
+/// they come back first. If Redis cannot hold the grace period, it is announced at once.
+pub async fn went_offline(state: &AppState, user: &str, username: &str, channels: &[String]) {
+    if let Err(e) = state.presence.enter_grace(user, username, channels).await {
+        tracing::warn!(error = %e, "presence grace unavailable; announcing offline now");
+        announce_offline(state, user, username, channels.to_vec()).await;
+    }
+}
+
+/// Announces an offline user to their channels (with each channel's current count).
+async fn announce_offline(state: &AppState, user: &str, username: &str, names: Vec<String>) {
+    let Ok(user) = Uuid::parse_str(user) else {
+        return;
+    };
+    let mut channels = Vec::with_capacity(names.len());
+    for name in names {
+        let online = state.presence.channel_online(&name).await.unwrap_or(0);
+        channels.push((name, online));
+    }
+    announce_status(state, user, username, false, &channels).await;
+}
+
+/// Announces the users whose grace period ended while they stayed offline.
+async fn announce_expired_graces(state: &AppState) {
+    match state.presence.take_expired_graces().await {
+        Ok(gone) => {
+            for user in gone {
+                announce_offline(state, &user.user_id, &user.username, user.channels).await;
+            }
+        }
+        Err(e) => tracing::debug!(error = %e, "presence grace sweep failed"),
+    }
+}
+
+/// Puts the users a reap took offline into the grace period.
 pub async fn announce_reaped(state: &AppState, reaped: Reaped) {
     if reaped.offline.is_empty() && reaped.channels.is_empty() {
         return;
@@ -67,15 +101,7 @@ pub async fn announce_reaped(state: &AppState, reaped: Reaped) {
         "reaped presence of a stopped instance"
     );
     for gone in reaped.offline {
-        let Ok(user) = Uuid::parse_str(&gone.user_id) else {
-            continue;
-        };
-        let mut channels = Vec::with_capacity(gone.channels.len());
-        for name in gone.channels {
-            let online = state.presence.channel_online(&name).await.unwrap_or(0);
-            channels.push((name, online));
-        }
-        announce_status(state, user, &gone.username, false, &channels).await;
+        went_offline(state, &gone.user_id, &gone.username, &gone.channels).await;
     }
 }
 
@@ -88,8 +114,18 @@ pub fn spawn_tasks(
 ) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(heartbeat_and_reap(state.clone(), io.clone(), stop.clone())),
+        tokio::spawn(grace_sweeper(state.clone(), stop.clone())),
         tokio::spawn(channel_counts(state, stop)),
     ]
+}
+
+/// How often expired grace periods are looked for.
+const GRACE_SWEEP: Duration = Duration::from_millis(250);
+
+async fn grace_sweeper(state: AppState, mut stop: watch::Receiver<bool>) {
+    while tick(&mut stop, GRACE_SWEEP).await {
+        announce_expired_graces(&state).await;
+    }
 }
 
 /// Waits one period or until stopped; false when stopped.

@@ -356,6 +356,8 @@ impl Cluster {
             ("--guests-per-address-per-hour", "100000"),
             ("--guest-messages-per-address", "1000000"),
             ("--channels-per-user-per-hour", "1000"),
+            // Offline announcements wait 1 s, not 5, so that tests end sooner.
+            ("--presence-offline-grace-secs", "1"),
         ] {
             if !self.extra.iter().any(|a| a == flag) {
                 args.extend([flag.to_owned(), value.to_owned()]);
@@ -379,6 +381,7 @@ impl Cluster {
             ("JWT_SECRET", SECRET.to_owned()),
             ("ALLOWED_ORIGINS", GOOD_ORIGIN.to_owned()),
             ("PRESENCE_HEARTBEAT_SECS", "1".to_owned()),
+            ("PRESENCE_OFFLINE_GRACE_SECS", "1".to_owned()),
         ]
     }
 

@@ -217,3 +217,71 @@ async fn global_scope_tells_everyone() {
     elsewhere.disconnect().await;
     cluster.finish().await;
 }
+
+/// A reload (a tab closes and opens again) and a clean failover announce nothing; a user who
+/// stays away is announced offline after the grace period; a client that looks meanwhile sees
+/// the user online.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_status_flicker_on_reload_or_clean_failover() {
+    let mut cluster = Cluster::start(&["--presence-offline-grace-secs", "3"]).await;
+    let watcher_user = cluster.guest("watcher").await;
+    let watcher = Client::connect(cluster.b(), &watcher_user).await;
+    let reloader = cluster.guest("reloader").await;
+    let tab = Client::connect(cluster.a(), &reloader).await;
+    watcher
+        .wait_for("user.status", |e| {
+            e["userId"] == reloader.id.as_str() && e["status"] == "online"
+        })
+        .await;
+
+    // A reload: the tab goes, and comes back on the other instance a moment later.
+    tab.disconnect().await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let online = cluster
+        .online(cluster.b(), &watcher_user, "")
+        .await
+        .unwrap();
+    assert!(
+        online.contains(&reloader.id),
+        "online during the gap: {online:?}"
+    );
+    let tab = Client::connect(cluster.b(), &reloader).await;
+
+    // A clean shutdown of an instance the user is on, and a reconnect to the other one.
+    let tab_a = Client::connect(cluster.a(), &reloader).await;
+    tab.disconnect().await;
+    cluster.a.take().unwrap().stop().await;
+    drop(tab_a);
+    let tab = Client::connect(cluster.b(), &reloader).await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let statuses: Vec<Value> = watcher
+        .events("user.status")
+        .into_iter()
+        .filter(|e| e["userId"] == reloader.id.as_str())
+        .collect();
+    assert_eq!(statuses.len(), 1, "only the first online: {statuses:?}");
+
+    // Gone for good: offline after the grace period, once.
+    let left = std::time::Instant::now();
+    tab.disconnect().await;
+    watcher
+        .wait_for("user.status", |e| {
+            e["userId"] == reloader.id.as_str() && e["status"] == "offline"
+        })
+        .await;
+    let waited = left.elapsed();
+    println!("offline announced {waited:?} after the last socket closed");
+    assert!(waited >= Duration::from_millis(2500), "{waited:?}");
+    settle().await;
+    assert_eq!(
+        status_of(&watcher.events("user.status"), &reloader, "offline"),
+        1
+    );
+    let online = cluster
+        .online(cluster.b(), &watcher_user, "")
+        .await
+        .unwrap();
+    assert!(!online.contains(&reloader.id));
+    watcher.disconnect().await;
+    cluster.finish().await;
+}

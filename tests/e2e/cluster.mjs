@@ -180,6 +180,7 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
             INSTANCE_ID: `${prefix}-${name}`,
             ALLOWED_ORIGINS: `${origin},http://localhost:${portNginx}`,
             PRESENCE_HEARTBEAT_SECS: '1',
+            PRESENCE_OFFLINE_GRACE_SECS: '1',
             // nginx on loopback reports the client address; every test client shares one, so
             // the per-address caps are raised (the Rust suite tests them).
             TRUSTED_PROXIES: '127.0.0.1/32',
