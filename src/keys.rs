@@ -89,6 +89,11 @@ impl Keys {
         format!("{}:rl:login:{scope}:{id}", self.prefix)
     }
 
+    /// The pub/sub channel that carries every other server event between instances.
+    pub fn events(&self) -> String {
+        format!("{}:events", self.prefix)
+    }
+
     /// The pub/sub channel that carries `message.new` in seq order.
     pub fn fanout(&self) -> String {
         format!("{}:fanout", self.prefix)

@@ -65,8 +65,10 @@ fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Notify) {
             };
             let sender = handlers.read().ok().and_then(|h| h.get(&chan).cloned());
             if let Some(tx) = sender {
-                if let Err(e) = tx.try_send((chan, payload)) {
-                    tracing::warn!(error = %e, "adapter bus backlog full, message dropped");
+                if tx.try_send((chan, payload)).is_err() {
+                    // A whole event lost for this instance's sockets: counted (as one) and
+                    // logged at a bounded rate with the other drops.
+                    super::emit::count_drops(1);
                 }
             }
         }

@@ -1,7 +1,10 @@
 //! Broadcasting server events to rooms on every instance, and what happens when that fails.
 //!
-//! - The adapter bus (Redis) is down: the event still reaches this instance's sockets; the other
-//!   instances' clients see a `seq` gap on their next message and fill it with `messages.sync`.
+//! - Events go to this instance's sockets directly and to the other instances through one Redis
+//!   pub/sub channel (`<prefix>:events`); each instance delivers to its own sockets, so a drop
+//!   anywhere is counted. `message.new` has its own ordered path (`fanout.rs`).
+//! - Redis is down: the event still reaches this instance's sockets; the other instances'
+//!   clients see a `seq` gap on their next message and fill it with `messages.sync`.
 //! - A socket's send buffer is full (a slow consumer): socketioxide drops the packet for that
 //!   socket only. Every such drop is counted and logged (at most one line per 10 s); the client
 //!   detects the `seq` gap and syncs.
@@ -9,9 +12,11 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use crate::AppState;
 use serde::Serialize;
+use socketioxide::extract::SocketRef;
 use socketioxide::{BroadcastError, SocketError};
+
+use crate::{Adapter, AppState};
 
 /// Deliveries dropped because a socket's buffer was full, since start.
 static DROPPED: AtomicU64 = AtomicU64::new(0);
@@ -24,27 +29,20 @@ pub fn dropped_deliveries() -> u64 {
     DROPPED.load(Ordering::Relaxed)
 }
 
-fn count_drops(n: usize) {
+/// Counts deliveries dropped (also whole events the bus could not hold, one per event).
+pub fn count_drops(n: usize) {
     let total = DROPPED.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let last = LAST_WARNING.load(Ordering::Relaxed);
-    if now >= last + WARN_EVERY.as_secs()
-        && LAST_WARNING
-            .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-            .is_ok()
-    {
+    warn_limited(&LAST_WARNING, || {
         tracing::warn!(
             dropped_now = n,
             dropped_total = total,
-            "deliveries dropped for slow sockets (full send buffers); clients resync by seq"
-        );
-    }
+            "deliveries dropped (full send buffers of slow sockets or of the Redis subscription); clients resync by seq"
+        )
+    });
 }
 
 fn report(result: Result<(), BroadcastError>, event: &str) {
+    let event = event.to_owned();
     match result {
         Ok(()) => {}
         Err(BroadcastError::Socket(errors)) => {
@@ -57,35 +55,103 @@ fn report(result: Result<(), BroadcastError>, event: &str) {
                 count_drops(full);
             }
         }
-        Err(e) => tracing::warn!(event, error = %e, "broadcast failed"),
+        Err(e) => warn_limited(
+            &LAST_RELAY_WARNING,
+            || tracing::warn!(%event, error = %e, "broadcast failed"),
+        ),
     }
 }
 
+/// An event on its way to the other instances, which deliver it to their own sockets.
+#[derive(Serialize)]
+struct Relay<'a, T: ?Sized> {
+    origin: &'a str,
+    rooms: &'a [String],
+    event: &'a str,
+    data: &'a T,
+}
+
+/// A relayed event as received: the data stays raw JSON, serialized once by the sender.
+#[derive(serde::Deserialize)]
+pub struct RawRelay {
+    origin: String,
+    rooms: Vec<String>,
+    event: String,
+    data: Box<serde_json::value::RawValue>,
+}
+
 /// Sends `event` to the sockets in `rooms` on every instance (to every socket when `rooms` is
-/// empty). If the bus cannot carry it, this instance's sockets still get it.
+/// empty).
 pub async fn broadcast<T: Serialize + ?Sized>(
     state: &AppState,
     rooms: Vec<String>,
     event: &'static str,
     payload: &T,
 ) {
-    let Some(namespace) = state.namespace.get() else {
+    broadcast_from(state, None, rooms, event, payload).await;
+}
+
+/// Sends `event` to the sockets in `rooms` on every instance, the sending socket (if any)
+/// excepted. This instance's sockets get it at once; the others' get it through Redis
+/// (`<prefix>:events`), each instance delivering to its own sockets, so that every dropped
+/// delivery is counted where it happens. If Redis cannot carry it, this instance's sockets
+/// still get it.
+pub async fn broadcast_from<T: Serialize + ?Sized>(
+    state: &AppState,
+    sender: Option<&SocketRef<Adapter>>,
+    rooms: Vec<String>,
+    event: &'static str,
+    payload: &T,
+) {
+    crate::metrics::METRICS.broadcast(event);
+    let relay = Relay {
+        origin: state.presence.instance(),
+        rooms: &rooms,
+        event,
+        data: payload,
+    };
+    match serde_json::to_vec(&relay) {
+        Ok(body) => {
+            let mut conn = state.redis.clone();
+            let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                .arg(state.keys.events())
+                .arg(body)
+                .query_async(&mut conn)
+                .await;
+            if let Err(e) = published {
+                warn_limited(
+                    &LAST_RELAY_WARNING,
+                    || tracing::warn!(event, error = %e, "Redis unavailable: events reach this instance's sockets only"),
+                );
+            }
+        }
+        Err(e) => tracing::warn!(event, error = %e, "event could not be serialized"),
+    }
+    match sender {
+        Some(s) => {
+            let op = if rooms.is_empty() {
+                s.local().broadcast()
+            } else {
+                s.local().to(rooms)
+            };
+            report(op.emit(event, payload).await, event);
+        }
+        None => broadcast_local(state, rooms, event, payload).await,
+    }
+}
+
+/// Delivers an event relayed by another instance to this instance's sockets.
+pub async fn deliver_relayed(state: &AppState, payload: &[u8]) {
+    let Ok(relay) = serde_json::from_slice::<RawRelay>(payload) else {
+        warn_limited(&LAST_RELAY_WARNING, || {
+            tracing::warn!("unreadable event on the relay channel")
+        });
         return;
     };
-    crate::metrics::METRICS.broadcast(event);
-    let everyone = rooms.is_empty();
-    let op = if everyone {
-        namespace.clone()
-    } else {
-        namespace.clone().to(rooms.clone())
-    };
-    match op.emit(event, payload).await {
-        Err(BroadcastError::Adapter(e)) => {
-            tracing::warn!(event, error = %e, "adapter bus unavailable: delivering to this instance only");
-            broadcast_local(state, rooms, event, payload).await;
-        }
-        other => report(other, event),
+    if relay.origin == state.presence.instance() {
+        return;
     }
+    broadcast_local(state, relay.rooms, &relay.event, &relay.data).await;
 }
 
 /// Sends `event` to this instance's sockets in `rooms` only (to all of them when `rooms` is
@@ -93,7 +159,7 @@ pub async fn broadcast<T: Serialize + ?Sized>(
 pub async fn broadcast_local<T: Serialize + ?Sized>(
     state: &AppState,
     rooms: Vec<String>,
-    event: &'static str,
+    event: &str,
     payload: &T,
 ) {
     let Some(namespace) = state.namespace.get() else {
@@ -106,4 +172,24 @@ pub async fn broadcast_local<T: Serialize + ?Sized>(
         local.to(rooms)
     };
     report(op.emit(event, payload).await, event);
+}
+
+/// When the last relay warning was logged (seconds since the epoch).
+static LAST_RELAY_WARNING: AtomicU64 = AtomicU64::new(0);
+
+/// Runs `log` unless it ran less than [`WARN_EVERY`] ago (per `last`): warnings about one
+/// failure that repeats per event are logged at a bounded rate.
+pub fn warn_limited(last: &AtomicU64, log: impl FnOnce()) {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let prev = last.load(Ordering::Relaxed);
+    if now >= prev + WARN_EVERY.as_secs()
+        && last
+            .compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed)
+            .is_ok()
+    {
+        log();
+    }
 }

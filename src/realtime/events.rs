@@ -346,7 +346,12 @@ async fn typing(
                     t.scheduled = true;
                     let wait = TYPING_INTERVAL
                         .saturating_sub(t.at.map(|a| a.elapsed()).unwrap_or_default());
-                    tokio::spawn(trailing_typing(s.clone(), conn.clone(), wait));
+                    tokio::spawn(trailing_typing(
+                        state.clone(),
+                        s.clone(),
+                        conn.clone(),
+                        wait,
+                    ));
                 }
                 false
             } else {
@@ -358,7 +363,7 @@ async fn typing(
         if !relayed {
             return Ok(json!({ "throttled": true }));
         }
-        relay_typing(&s, &conn, &channel, is_typing).await;
+        relay_typing(&state, &s, &conn, &channel, is_typing).await;
         Ok(json!({}))
     }
     .await;
@@ -366,21 +371,32 @@ async fn typing(
 }
 
 /// Sends a socket's typing state to the rest of its channel.
-async fn relay_typing(s: &SocketRef<Adapter>, conn: &Conn, channel: &str, is_typing: bool) {
+async fn relay_typing(
+    state: &AppState,
+    s: &SocketRef<Adapter>,
+    conn: &Conn,
+    channel: &str,
+    is_typing: bool,
+) {
     let body = json!({
         "userId": conn.user_id,
         "username": conn.username,
         "channel": channel,
         "isTyping": is_typing,
     });
-    if let Err(e) = s.to(channel_room(channel)).emit("user.typing", &body).await {
-        tracing::debug!(error = %e, "user.typing relay failed");
-    }
+    emit::broadcast_from(
+        state,
+        Some(s),
+        vec![channel_room(channel)],
+        "user.typing",
+        &body,
+    )
+    .await;
 }
 
 /// After a throttled change, relays the socket's latest typing state once the interval is
 /// over, if it still differs from what the channel was told (so the last state always arrives).
-async fn trailing_typing(s: SocketRef<Adapter>, conn: Arc<Conn>, wait: Duration) {
+async fn trailing_typing(state: AppState, s: SocketRef<Adapter>, conn: Arc<Conn>, wait: Duration) {
     tokio::time::sleep(wait).await;
     let due = {
         let Ok(mut t) = conn.typing.lock() else {
@@ -402,7 +418,7 @@ async fn trailing_typing(s: SocketRef<Adapter>, conn: Arc<Conn>, wait: Duration)
             .channel()
             .is_some_and(|(current, _)| current == channel)
         {
-            relay_typing(&s, &conn, &channel, is_typing).await;
+            relay_typing(&state, &s, &conn, &channel, is_typing).await;
         }
     }
 }

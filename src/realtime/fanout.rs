@@ -217,6 +217,13 @@ async fn deliver<T: Serialize + ?Sized>(state: &AppState, channel: &str, message
 pub async fn start(state: &AppState, redis: redis::Client) -> anyhow::Result<()> {
     let bus = Bus::connect(redis).await?;
     let mut stream = bus.subscribe(state.keys.fanout(), 4096).await?;
+    let mut events = bus.subscribe(state.keys.events(), 4096).await?;
+    let relay_state = state.clone();
+    tokio::spawn(async move {
+        while let Some((_, payload)) = events.next().await {
+            emit::deliver_relayed(&relay_state, &payload).await;
+        }
+    });
     let deliver_state = state.clone();
     tokio::spawn(async move {
         // The bus must live as long as its subscription.
