@@ -132,6 +132,10 @@ pub struct Config {
     #[arg(long, env = "MAX_SOCKETS_PER_USER", default_value_t = 20)]
     pub max_sockets_per_user: u32,
 
+    /// Engine.IO sessions one client address may have waiting for their authenticated CONNECT.
+    #[arg(long, env = "MAX_PENDING_SESSIONS_PER_ADDRESS", default_value_t = 50)]
+    pub max_pending_sessions_per_address: usize,
+
     /// Channels one user may create per hour.
     #[arg(long, env = "CHANNELS_PER_USER_PER_HOUR", default_value_t = 10)]
     pub channels_per_user_per_hour: u64,

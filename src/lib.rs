@@ -75,6 +75,8 @@ pub struct Shared {
     pub local_rooms: realtime::LocalRooms,
     /// This instance's sockets per user (the per-user socket cap).
     pub user_sockets: realtime::UserSockets,
+    /// Engine.IO sessions per client address still waiting for their CONNECT.
+    pub pending_sessions: realtime::PendingSessions,
     /// The `/` namespace, kept from start-up so that events can still be broadcast to the other
     /// instances while this one shuts down (after its Socket.IO server is closed).
     pub namespace: std::sync::OnceLock<socketioxide::operators::BroadcastOperators<Adapter>>,
@@ -188,6 +190,7 @@ impl App {
             committer,
             local_rooms: realtime::LocalRooms::default(),
             user_sockets: realtime::UserSockets::default(),
+            pending_sessions: realtime::PendingSessions::default(),
             db,
             redis,
             keys,
@@ -206,7 +209,9 @@ impl App {
             );
         }
         let (socket_layer, io) = realtime::build(&state, &redis_client, commit_queue).await?;
-        let router = http::router(state.clone()).layer(socket_layer);
+        let router = http::router(state.clone()).layer(socket_layer).layer(
+            axum::middleware::from_fn_with_state(state.clone(), http::cap_pending_sessions),
+        );
         let router = http::outer_layers(router, &state.config);
         Ok(App { state, io, router })
     }

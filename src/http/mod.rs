@@ -73,6 +73,39 @@ pub fn outer_layers(router: Router, config: &Config) -> Router {
         ))
 }
 
+/// A new Engine.IO session (a `/socket.io/` request without `sid`) is refused 429
+/// `rate_limited` while its client address has `MAX_PENDING_SESSIONS_PER_ADDRESS` sessions that
+/// have not completed an authenticated CONNECT (they close after 5 s).
+pub async fn cap_pending_sessions(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let new_session = req.uri().path().starts_with("/socket.io")
+        && !req
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .split('&')
+            .any(|p| p.starts_with("sid="));
+    if new_session {
+        let peer = req
+            .extensions()
+            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+        let address = state.config.trusted_proxies.client(peer, req.headers());
+        if !state
+            .pending_sessions
+            .open(address, state.config.max_pending_sessions_per_address)
+        {
+            let wait = crate::realtime::CONNECT_TIMEOUT.as_millis() as u64;
+            return AppError::rate_limited(wait).into_response();
+        }
+    }
+    next.run(req).await
+}
+
 /// Cookie sessions make cross-site POSTs dangerous (CSRF): a state-changing request that
 /// carries a browser Origin outside the allowlist is refused.
 async fn refuse_foreign_origin(

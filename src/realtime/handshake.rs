@@ -88,6 +88,7 @@ pub async fn authenticate(
                 guest,
                 address: state.config.trusted_proxies.client(peer, &parts.headers),
             };
+            state.pending_sessions.connected(session.address);
             // Within the user's socket cap (this instance exactly, the cluster as presence
             // counts it), the socket is reserved here and released when it closes.
             if !state

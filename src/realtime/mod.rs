@@ -262,6 +262,45 @@ impl UserSockets {
     }
 }
 
+/// Engine.IO sessions opened per client address that have not completed an authenticated
+/// CONNECT yet (each costs memory until it does or [`CONNECT_TIMEOUT`] closes it).
+#[derive(Default)]
+pub struct PendingSessions(Mutex<HashMap<std::net::IpAddr, std::collections::VecDeque<Instant>>>);
+
+impl PendingSessions {
+    /// Counts a new session from `address` unless `max` are pending already.
+    pub fn open(&self, address: std::net::IpAddr, max: usize) -> bool {
+        let Ok(mut m) = self.0.lock() else {
+            return false;
+        };
+        if m.len() > 10_000 {
+            m.retain(|_, q| {
+                q.retain(|t| t.elapsed() < CONNECT_TIMEOUT);
+                !q.is_empty()
+            });
+        }
+        let q = m.entry(address).or_default();
+        q.retain(|t| t.elapsed() < CONNECT_TIMEOUT);
+        if q.len() >= max {
+            return false;
+        }
+        q.push_back(Instant::now());
+        true
+    }
+
+    /// One session of `address` completed its CONNECT.
+    fn connected(&self, address: std::net::IpAddr) {
+        if let Ok(mut m) = self.0.lock() {
+            if let Some(q) = m.get_mut(&address) {
+                q.pop_front();
+                if q.is_empty() {
+                    m.remove(&address);
+                }
+            }
+        }
+    }
+}
+
 /// How many of this instance's sockets are in each channel's room (a socket is in one channel
 /// at a time): the receivers of a local delivery, and a crowd measure that needs no Redis.
 #[derive(Default)]

@@ -356,6 +356,7 @@ impl Cluster {
             ("--guests-per-address-per-hour", "100000"),
             ("--guest-messages-per-address", "1000000"),
             ("--channels-per-user-per-hour", "1000"),
+            ("--max-pending-sessions-per-address", "100000"),
             // Offline announcements wait 1 s, not 5, so that tests end sooner.
             ("--presence-offline-grace-secs", "1"),
         ] {

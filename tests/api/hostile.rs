@@ -711,3 +711,38 @@ async fn caps_on_sockets_guests_channels_and_guest_sends() {
     third_tab.disconnect().await;
     cluster.finish().await;
 }
+
+/// Engine.IO sessions that have not completed an authenticated CONNECT are capped per client
+/// address; a completed one frees its place at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_engine_io_sessions_are_capped_per_address() {
+    let cluster = Cluster::start(&["--max-pending-sessions-per-address", "5"]).await;
+    let user = cluster.guest("patient").await;
+    // One completed handshake first: it does not stay pending.
+    let client = Client::connect(cluster.a(), &user).await;
+    let open = || async {
+        cluster
+            .http
+            .get(format!(
+                "{}/socket.io/?EIO=4&transport=polling",
+                cluster.a().url()
+            ))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    let mut statuses = Vec::new();
+    for _ in 0..8 {
+        statuses.push(open().await);
+    }
+    assert_eq!(statuses, [200, 200, 200, 200, 200, 429, 429, 429]);
+    // The other instance counts its own; and the connected client is unaffected.
+    assert_eq!(send(&client, "general", "still here").await["ok"], true);
+    // Once the pending ones are closed (5 s without CONNECT), the address may open again.
+    tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
+    assert_eq!(open().await, 200);
+    client.disconnect().await;
+    cluster.finish().await;
+}

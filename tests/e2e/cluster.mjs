@@ -187,6 +187,7 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
             GUESTS_PER_ADDRESS_PER_HOUR: '100000',
             GUEST_MESSAGES_PER_ADDRESS: '100000000',
             CHANNELS_PER_USER_PER_HOUR: '1000',
+            MAX_PENDING_SESSIONS_PER_ADDRESS: '100000',
             RUST_LOG: 'info',
             ...env,
           },
