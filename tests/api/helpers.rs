@@ -226,6 +226,20 @@ impl Instance {
         instance
     }
 
+    /// Resident and peak resident memory of a process instance, in KiB (`VmRSS`, `VmHWM`).
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let pid = self.process.as_ref().expect("a process instance").id();
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
+    }
+
     /// Sends SIGTERM to a process instance and returns its exit status.
     pub async fn terminate(mut self) -> std::process::ExitStatus {
         let mut child = self.process.take().expect("a process instance");

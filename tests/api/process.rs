@@ -1,6 +1,6 @@
 //! The `banter` binary itself: refusing to start without a secret, and a clean SIGTERM.
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 use crate::helpers::*;
 
@@ -130,5 +130,85 @@ async fn refuses_to_start_while_a_live_instance_holds_its_id() {
     // The live one is untouched.
     assert_eq!(cluster.health(&live).await, 200);
     assert!(live.terminate().await.success());
+    cluster.finish().await;
+}
+
+/// Floods that cost the server memory per request stay within a bound: password checks run
+/// one per core (each takes 19 MiB while it runs), and the rest wait or are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_bounded_under_login_and_guessing_floods() {
+    let cluster = Cluster::start(&[]).await;
+    let mut env = cluster.process_env();
+    env.push(("TRUSTED_PROXIES", "127.0.0.1/32".to_owned()));
+    let server = Instance::spawn_process(&env).await;
+    let owner = cluster.guest("vaulter").await;
+    let (status, _) = cluster
+        .post(
+            &server,
+            "/api/channels",
+            &owner,
+            json!({ "name": "vault", "password": "vault-pass" }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (start_kib, _) = server.memory_kib();
+
+    // 200 concurrent logins, each from its own address (so no per-address limit stops them
+    // before the hash): every one needs a password check.
+    let logins = (0..200).map(|n| {
+        cluster
+            .http
+            .post(format!("{}/api/auth/login", server.url()))
+            .header(
+                "x-forwarded-for",
+                format!("198.51.{}.{}", n / 200, n % 200 + 1),
+            )
+            .json(&json!({ "username": format!("nobody{n}"), "password": "guess-guess" }))
+            .send()
+    });
+    let statuses: Vec<u16> = futures_util::future::join_all(logins)
+        .await
+        .into_iter()
+        .map(|r| r.unwrap().status().as_u16())
+        .collect();
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    let shed = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(checked + shed, 200, "{statuses:?}");
+    let (_, login_peak_kib) = server.memory_kib();
+
+    // 20 users guessing the channel password at once, ten guesses each.
+    let mut guessers = Vec::new();
+    for n in 0..20 {
+        let user = cluster.guest(&format!("guesser{n}")).await;
+        guessers.push(Client::connect(&server, &user).await);
+    }
+    let guesses = guessers.iter().map(|c| async move {
+        for k in 0..10 {
+            let ack = c
+                .ack(
+                    "channel.join",
+                    json!({ "channel": "vault", "password": format!("g{k}") }),
+                )
+                .await;
+            assert!(matches!(code(&ack), "forbidden" | "rate_limited"), "{ack}");
+        }
+    });
+    futures_util::future::join_all(guesses).await;
+    let (end_kib, peak_kib) = server.memory_kib();
+    println!(
+        "RSS {start_kib} KiB before; peak {login_peak_kib} KiB after 200 concurrent logins \
+         ({checked} checked, {shed} shed after waiting); peak {peak_kib} KiB, now {end_kib} KiB \
+         after 200 concurrent channel-password guesses"
+    );
+    // Two 19 MiB hashes at once on this machine, plus allocator slack: far from 200 × 19 MiB.
+    let bound_kib = 160 * 1024;
+    assert!(
+        peak_kib < start_kib + bound_kib,
+        "peak {peak_kib} KiB from {start_kib} KiB"
+    );
+    for c in guessers {
+        c.disconnect().await;
+    }
+    assert!(server.terminate().await.success());
     cluster.finish().await;
 }
