@@ -1,32 +1,28 @@
 //! Client events: `channel.join`, `channel.leave`, `message.send`, `user.typing`,
-//! `messages.sync`. Every payload is taken as raw JSON and checked here, so a malformed one
+//! `messages.sync`. Every payload is taken as raw JSON and parsed by [`super::payload`], so a malformed one
 //! gets a clear error and never closes the connection.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 use socketioxide::extract::{Event, Extension, SocketRef, State, TryData};
 use uuid::Uuid;
 
 use super::emit;
+use super::payload as args;
 use super::reply::Reply;
 use super::{channel_room, user_room, Conn};
 use crate::access;
 use crate::auth::verify_password;
 use crate::error::{AppError, AppResult, Code};
 use crate::ratelimit::Verdict;
-use crate::store::messages::{self, FileRef, NewMessage, Page};
+use crate::store::messages::{self, NewMessage, Page};
 use crate::store::{self, channels};
 use crate::{validate, Adapter, AppState};
 
 /// Relayed typing changes per socket are at least this far apart (about 2/s), whichever way.
 const TYPING_INTERVAL: Duration = Duration::from_millis(500);
-/// Default and largest `messages.sync` page.
-const SYNC_DEFAULT: i64 = 100;
-const SYNC_MAX: i64 = 500;
-/// Longest channel password accepted for checking (hashing is costly).
-const MAX_PASSWORD_BYTES: usize = 1024;
 
 type Data = TryData<Value>;
 
@@ -58,51 +54,6 @@ fn payload(data: Data) -> AppResult<Value> {
         .map_err(|_| AppError::invalid("the event needs a JSON payload"))
 }
 
-fn object(value: &Value) -> AppResult<&Map<String, Value>> {
-    value
-        .as_object()
-        .ok_or_else(|| AppError::invalid("the payload must be an object"))
-}
-
-fn string_field<'a>(obj: &'a Map<String, Value>, name: &str) -> AppResult<&'a str> {
-    match obj.get(name) {
-        Some(Value::String(s)) => Ok(s),
-        Some(_) => Err(AppError::invalid(format!("{name} must be a string"))),
-        None => Err(AppError::invalid(format!("{name} is required"))),
-    }
-}
-
-fn optional_string<'a>(obj: &'a Map<String, Value>, name: &str) -> AppResult<Option<&'a str>> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(_) => Err(AppError::invalid(format!("{name} must be a string"))),
-    }
-}
-
-/// A non-negative integer field (`after_seq`, `limit`).
-fn count_field(obj: &Map<String, Value>, name: &str) -> AppResult<Option<i64>> {
-    match obj.get(name) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .filter(|n| *n >= 0)
-            .map(Some)
-            .ok_or_else(|| AppError::invalid(format!("{name} must be a non-negative integer"))),
-    }
-}
-
-/// `"name"` or `{channel}`: the channel an event names.
-fn channel_arg(value: &Value) -> AppResult<&str> {
-    match value {
-        Value::String(name) => Ok(name),
-        Value::Object(obj) => string_field(obj, "channel"),
-        _ => Err(AppError::invalid(
-            "the payload must be a channel name or an object",
-        )),
-    }
-}
-
 /// The error for an event on a channel the socket is not in: `not_found` when no such channel
 /// exists, else `not_in_channel`.
 async fn outside_channel(state: &AppState, name: &str) -> AppError {
@@ -131,17 +82,10 @@ async fn join(
 ) {
     let result = async {
         let value = payload(data)?;
-        let name = channel_arg(&value)?;
-        let password = match &value {
-            Value::Object(obj) => optional_string(obj, "password")?,
-            _ => None,
-        };
-        if password.is_some_and(|p| p.len() > MAX_PASSWORD_BYTES) {
-            return Err(AppError::invalid("password is too long"));
-        }
-        if let Some(p) = password {
-            validate::no_controls("password", p, false).map_err(|e| AppError::fields(vec![e]))?;
-        }
+        let args::Join {
+            channel: name,
+            password,
+        } = args::join(&value)?;
         let channel = access::channel(&state, name).await?;
         if channel.is_private() && !channels::is_member(&state.db, channel.id, conn.user_id).await?
         {
@@ -188,7 +132,7 @@ async fn leave(
 ) {
     let result = async {
         let value = payload(data)?;
-        let name = validate::channel_name(channel_arg(&value)?)?;
+        let name = validate::channel_name(args::leave(&value)?)?;
         if super::leave_channel(&state, &s, &conn, &name).await {
             Ok(json!({}))
         } else {
@@ -197,31 +141,6 @@ async fn leave(
     }
     .await;
     reply.send("channel.leave", result);
-}
-
-/// A file link as sent by a client.
-fn file_arg(obj: &Map<String, Value>) -> AppResult<Option<FileRef>> {
-    let file = match obj.get("file") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Object(f)) => f,
-        Some(_) => {
-            return Err(AppError::invalid(
-                "file must be an object {url, name, type}",
-            ))
-        }
-    };
-    let url = validate::file_url(string_field(file, "url")?)?;
-    let name = validate::file_label(
-        "file.name",
-        string_field(file, "name")?,
-        validate::MAX_FILE_NAME,
-    )?;
-    let kind = validate::file_label(
-        "file.type",
-        string_field(file, "type")?,
-        validate::MAX_FILE_TYPE,
-    )?;
-    Ok(Some(FileRef { url, name, kind }))
 }
 
 async fn send(
@@ -233,12 +152,12 @@ async fn send(
     let started = Instant::now();
     let result = async {
         let value = payload(data)?;
-        let obj = object(&value)?;
-        let raw_text = string_field(obj, "text")?;
-        let raw_channel = string_field(obj, "channel")?;
-        let client_message_id = Uuid::parse_str(string_field(obj, "client_message_id")?)
-            .map_err(|_| AppError::invalid("client_message_id must be a UUID"))?;
-        let file = file_arg(obj)?;
+        let args::Send {
+            channel: raw_channel,
+            text: raw_text,
+            client_message_id,
+            file,
+        } = args::send(&value)?;
         let (channel, channel_id) = joined_channel(&state, &conn, raw_channel).await?;
         let text = validate::message_text(raw_text)?;
 
@@ -322,13 +241,10 @@ async fn typing(
 ) {
     let result = async {
         let value = payload(data)?;
-        let obj = object(&value)?;
-        let raw_channel = string_field(obj, "channel")?;
-        let is_typing = match obj.get("isTyping") {
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(AppError::invalid("isTyping must be a boolean")),
-            None => return Err(AppError::invalid("isTyping is required")),
-        };
+        let args::Typing {
+            channel: raw_channel,
+            is_typing,
+        } = args::typing(&value)?;
         let (channel, _) = joined_channel(&state, &conn, raw_channel).await?;
         let relayed = {
             let mut t = conn
@@ -431,14 +347,11 @@ async fn sync(
 ) {
     let result = async {
         let value = payload(data)?;
-        let obj = object(&value)?;
-        let raw_channel = string_field(obj, "channel")?;
-        let after = count_field(obj, "after_seq")?
-            .ok_or_else(|| AppError::invalid("after_seq is required"))?;
-        let limit = count_field(obj, "limit")?.unwrap_or(SYNC_DEFAULT);
-        if !(1..=SYNC_MAX).contains(&limit) {
-            return Err(AppError::invalid(format!("limit must be 1 to {SYNC_MAX}")));
-        }
+        let args::Sync {
+            channel: raw_channel,
+            after_seq: after,
+            limit,
+        } = args::sync(&value)?;
         let channel = access::readable_channel(&state, raw_channel, conn.user_id).await?;
         let mut page = messages::page(&state.db, channel.id, Page::After(after), limit + 1).await?;
         let has_more = page.len() as i64 > limit;

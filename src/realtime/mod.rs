@@ -7,6 +7,7 @@ pub mod emit;
 mod events;
 pub mod fanout;
 mod handshake;
+pub mod payload;
 pub mod presence_events;
 mod reply;
 
