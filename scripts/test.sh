@@ -35,6 +35,23 @@ else
   cargo test --locked -- --test-threads 3
 fi
 
+# Coverage-guided fuzzing of the event parsers and input rules, briefly, from the corpus in
+# fuzz/corpus (new inputs go to a scratch directory, so the run leaves the tree unchanged).
+# cargo-fuzz asks for nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
+log "fuzzing (cargo fuzz, ${FUZZ_SECONDS:=20} s per target)"
+command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
+for target in event_payloads input_rules; do
+  scratch=$(mktemp -d)
+  if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$scratch" "corpus/$target" -- \
+      -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 > "$scratch.log" 2>&1); then
+    tail -40 "$scratch.log" >&2
+    echo "fuzz target $target failed; the input is in fuzz/artifacts/$target" >&2
+    exit 1
+  fi
+  grep -E '^Done|^stat::number_of_executed_units' "$scratch.log" | sed "s/^/$target: /"
+  rm -rf "$scratch" "$scratch.log"
+done
+
 log "deployment files (docker-compose config, nginx.conf, Dockerfiles, README)"
 ensure_nginx
 command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose

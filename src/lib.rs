@@ -74,7 +74,7 @@ pub struct Shared {
     /// This instance's sockets per channel.
     pub local_rooms: realtime::LocalRooms,
     /// This instance's sockets per user (the per-user socket cap).
-    pub user_sockets: realtime::UserSockets,
+    pub user_sockets: Arc<realtime::UserSockets>,
     /// Engine.IO sessions per client address still waiting for their CONNECT.
     pub pending_sessions: realtime::PendingSessions,
     /// The `/` namespace, kept from start-up so that events can still be broadcast to the other
@@ -189,7 +189,7 @@ impl App {
             fanout: realtime::fanout::Fanout::new(redis.clone(), keys.clone()),
             committer,
             local_rooms: realtime::LocalRooms::default(),
-            user_sockets: realtime::UserSockets::default(),
+            user_sockets: Arc::default(),
             pending_sessions: realtime::PendingSessions::default(),
             db,
             redis,

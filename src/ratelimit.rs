@@ -33,8 +33,8 @@ return {1, 0, 0}
 /// attempt took the pace slot less than the pace ago; otherwise every counter counts the
 /// attempt. Counting happens before the costly work (a password hash), so concurrent attempts
 /// cannot all pass a check made before any of them was counted.
-// KEYS: capped counters..., paced counter, pace slot. ARGV: window ms, pace threshold,
-// pace ms, caps of the capped counters...
+// KEYS: capped counters..., paced counter, pace slot. ARGV: window ms, pace threshold (0: no
+// pacing, the last two keys unused), pace ms, caps of the capped counters...
 const ATTEMPT: &str = r"
 local n = #KEYS - 2
 for i = 1, n do
@@ -45,15 +45,19 @@ for i = 1, n do
     return ttl
   end
 end
-local paced = tonumber(redis.call('GET', KEYS[n + 1]) or '0')
-if paced >= tonumber(ARGV[2]) then
+local pacing = tonumber(ARGV[2]) > 0
+local paced = 0
+if pacing then paced = tonumber(redis.call('GET', KEYS[n + 1]) or '0') end
+if pacing and paced >= tonumber(ARGV[2]) then
   if not redis.call('SET', KEYS[n + 2], 1, 'PX', ARGV[3], 'NX') then
     local ttl = redis.call('PTTL', KEYS[n + 2])
     if ttl < 1 then ttl = 1 end
     return ttl
   end
 end
-for i = 1, n + 1 do
+local last = n
+if pacing then last = n + 1 end
+for i = 1, last do
   if redis.call('INCR', KEYS[i]) == 1 then redis.call('PEXPIRE', KEYS[i], ARGV[1]) end
 end
 return 0
@@ -239,10 +243,10 @@ impl RateLimiter {
         cap: u64,
         window_secs: u64,
     ) -> redis::RedisResult<Option<u64>> {
-        let pace = format!("{key}:pace");
+        // No pacing: the paced counter and slot are named but never touched.
         self.attempt(
             &[(key.clone(), cap)],
-            (format!("{key}:all"), u64::MAX, pace),
+            (key.clone(), 0, key),
             window_secs * 1000,
         )
         .await

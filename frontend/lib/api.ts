@@ -64,6 +64,9 @@ async function request<T>(method: "GET" | "POST", path: string, body?: unknown):
   return data as T;
 }
 
+/** The largest page of `GET /api/channels`. */
+const CHANNEL_PAGE = 200;
+
 interface AuthAnswer {
   message: string;
   user: User;
@@ -83,7 +86,20 @@ export const api = {
   guest: (username?: string) =>
     request<AuthAnswer>("POST", "/api/auth/guest", username ? { username } : {}).then((a) => a.user),
   logout: () => request<{ message: string }>("POST", "/api/auth/logout"),
-  channels: () => request<Channel[]>("GET", "/api/channels"),
+  /** Every channel: the list comes a page at a time, by name (at most 50 pages are read). */
+  channels: async () => {
+    const all: Channel[] = [];
+    let after: string | undefined;
+    for (let page = 0; page < 50; page++) {
+      const q = new URLSearchParams({ limit: String(CHANNEL_PAGE) });
+      if (after !== undefined) q.set("after", after);
+      const batch = await request<Channel[]>("GET", `/api/channels?${q}`);
+      all.push(...batch);
+      if (batch.length < CHANNEL_PAGE) break;
+      after = batch[batch.length - 1]?.name;
+    }
+    return all;
+  },
   createChannel: (name: string, description: string, password: string) =>
     request<Channel>("POST", "/api/channels", {
       name,

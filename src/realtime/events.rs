@@ -1,6 +1,6 @@
 //! Client events: `channel.join`, `channel.leave`, `message.send`, `user.typing`,
-//! `messages.sync`. Every payload is taken as raw JSON and parsed by [`super::payload`], so a malformed one
-//! gets a clear error and never closes the connection.
+//! `messages.sync`. Every payload is taken as raw JSON and parsed by [`super::payload`], so a
+//! malformed one gets a clear error and never closes the connection.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};

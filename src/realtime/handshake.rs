@@ -90,25 +90,22 @@ pub async fn authenticate(
             };
             state.pending_sessions.connected(session.address);
             // Within the user's socket cap (this instance exactly, the cluster as presence
-            // counts it), the socket is reserved here and released when it closes.
-            if !state
-                .user_sockets
-                .reserve(session.user_id, state.config.max_sockets_per_user)
-            {
+            // counts it), the socket is reserved here; the reservation goes with its state.
+            let max = state.config.max_sockets_per_user;
+            let reservation = state.user_sockets.reserve(session.user_id, max);
+            let cluster = match reservation {
+                Some(_) => state
+                    .presence
+                    .connections(session.user_id)
+                    .await
+                    .unwrap_or(0),
+                None => 0,
+            };
+            let Some(reservation) = reservation.filter(|_| cluster < u64::from(max)) else {
                 tracing::info!(sid = %s.id, user_id = %session.user_id, "handshake refused: too many connections");
                 return Err(Refused(Code::TooManyConnections));
-            }
-            let cluster = state
-                .presence
-                .connections(session.user_id)
-                .await
-                .unwrap_or(0);
-            if cluster >= u64::from(state.config.max_sockets_per_user) {
-                state.user_sockets.release(session.user_id);
-                tracing::info!(sid = %s.id, user_id = %session.user_id, "handshake refused: too many connections");
-                return Err(Refused(Code::TooManyConnections));
-            }
-            super::admit(&s, &state, &session).await;
+            };
+            super::admit(&s, &state, &session, reservation).await;
             Ok(())
         }
         Err(e) => {

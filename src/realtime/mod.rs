@@ -114,6 +114,8 @@ pub struct Conn {
     pub guest: bool,
     /// The client address (through trusted proxies).
     pub address: std::net::IpAddr,
+    /// This socket's place under the per-user socket cap, held as long as the socket's state.
+    _reservation: Reservation,
     /// The socket's one active channel: name and id (the room it is in).
     channel: Mutex<Option<(String, Uuid)>>,
     /// What cluster presence holds for this socket. Changed only together with the Redis
@@ -149,12 +151,13 @@ struct Counted {
 }
 
 impl Conn {
-    fn new(session: &Session) -> Self {
+    fn new(session: &Session, reservation: Reservation) -> Self {
         Self {
             user_id: session.user_id,
             username: session.username.clone(),
             guest: session.guest,
             address: session.address,
+            _reservation: reservation,
             channel: Mutex::new(None),
             counted: Mutex::new(Counted::default()),
             closed: tokio::sync::Mutex::new(false),
@@ -233,22 +236,36 @@ pub async fn build(
 }
 
 /// This instance's sockets per user, reserved at the handshake (under one lock, so that a burst
-/// of handshakes cannot pass the cap together) and released when the socket closes.
+/// of handshakes cannot pass the cap together) and released when the reservation is dropped:
+/// with the socket's state, whichever way the socket ends, or with a refused handshake.
 #[derive(Default)]
 pub struct UserSockets(Mutex<HashMap<Uuid, u32>>);
 
+/// One socket's place in [`UserSockets`], given back on drop.
+pub struct Reservation {
+    sockets: Arc<UserSockets>,
+    user: Uuid,
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        self.sockets.release(self.user);
+    }
+}
+
 impl UserSockets {
     /// Reserves one more socket for `user` unless it already holds `max` here.
-    fn reserve(&self, user: Uuid, max: u32) -> bool {
-        let Ok(mut m) = self.0.lock() else {
-            return false;
-        };
+    fn reserve(self: &Arc<Self>, user: Uuid, max: u32) -> Option<Reservation> {
+        let mut m = self.0.lock().ok()?;
         let n = m.entry(user).or_insert(0);
         if *n >= max {
-            return false;
+            return None;
         }
         *n += 1;
-        true
+        Some(Reservation {
+            sockets: self.clone(),
+            user,
+        })
     }
 
     fn release(&self, user: Uuid) {
@@ -342,8 +359,13 @@ impl LocalRooms {
 /// its state, its event handlers and its rooms (its user room and the default channel), so that
 /// neither an event the client sends nor a message broadcast right after `connect` can miss it.
 /// Presence is counted afterwards, in [`on_connect`].
-async fn admit(s: &SocketRef<Adapter>, state: &AppState, session: &Session) {
-    let conn = Arc::new(Conn::new(session));
+async fn admit(
+    s: &SocketRef<Adapter>,
+    state: &AppState,
+    session: &Session,
+    reservation: Reservation,
+) {
+    let conn = Arc::new(Conn::new(session, reservation));
     s.join(vec![user_room(conn.user_id), session_room(session.jti)]);
     if let Some(channel) = default_channel(state).await {
         s.join(channel_room(&channel.name));
@@ -459,7 +481,6 @@ async fn release(state: &AppState, conn: &Conn) {
         return;
     }
     *closed = true;
-    state.user_sockets.release(conn.user_id);
     conn.set_channel(state, None);
     let gate = state.presence_gate.read().await;
     let mut channels = Vec::new();

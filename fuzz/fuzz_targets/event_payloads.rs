@@ -1,0 +1,57 @@
+//! Every client event's argument parser on arbitrary JSON, and the validation that follows it:
+//! no panic, and whatever is accepted keeps the contract's rules.
+#![no_main]
+
+use banter::realtime::payload;
+use banter::validate;
+use libfuzzer_sys::fuzz_target;
+use serde_json::Value;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(value) = serde_json::from_slice::<Value>(data) else {
+        return;
+    };
+    if let Ok(join) = payload::join(&value) {
+        if let Some(p) = join.password {
+            assert!(p.len() <= payload::MAX_PASSWORD_BYTES);
+            assert!(!p.chars().any(char::is_control));
+        }
+        check_channel(join.channel);
+    }
+    if let Ok(name) = payload::leave(&value) {
+        check_channel(name);
+    }
+    if let Ok(send) = payload::send(&value) {
+        check_channel(send.channel);
+        if let Ok(text) = validate::message_text(send.text) {
+            assert!(!text.is_empty() && text.chars().count() <= validate::MAX_TEXT_CHARS);
+            assert!(text.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+            assert_eq!(text.trim(), text);
+        }
+        if let Some(file) = send.file {
+            assert!(file.url.starts_with('/') || file.url.to_ascii_lowercase().starts_with("http"));
+            assert!(!file.url.starts_with("//") && !file.url.contains('\\'));
+            for label in [&file.name, &file.kind] {
+                assert!(!label.is_empty() && !label.chars().any(char::is_control));
+            }
+        }
+    }
+    if let Ok(typing) = payload::typing(&value) {
+        check_channel(typing.channel);
+    }
+    if let Ok(sync) = payload::sync(&value) {
+        assert!(sync.after_seq >= 0);
+        assert!((1..=payload::SYNC_MAX).contains(&sync.limit));
+        check_channel(sync.channel);
+    }
+});
+
+/// A channel name that validates is a room name of the contract.
+fn check_channel(raw: &str) {
+    if let Ok(name) = validate::channel_name(raw) {
+        assert!((1..=64).contains(&name.len()));
+        assert!(name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'));
+    }
+}
