@@ -15,15 +15,30 @@ use redis::Script;
 
 use crate::keys::Keys;
 
+// KEYS: the user's block, the user's window count, the guest budget of the client address
+// (unused for registered users). ARGV: limit, window ms, block ms, guest budget (0: not a
+// guest). A guest over the address budget is refused without starting a block.
 const SEND: &str = r"
 local blocked = redis.call('PTTL', KEYS[1])
 if blocked > 0 then return {0, blocked, 0} end
+local guest_cap = tonumber(ARGV[4])
+if guest_cap > 0 then
+  local g = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if g >= guest_cap then
+    local ttl = redis.call('PTTL', KEYS[3])
+    if ttl < 1 then ttl = 1 end
+    return {0, ttl, 0}
+  end
+end
 local n = redis.call('INCR', KEYS[2])
 if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 if n > tonumber(ARGV[1]) then
   redis.call('SET', KEYS[1], 1, 'PX', ARGV[3])
   redis.call('DEL', KEYS[2])
   return {0, tonumber(ARGV[3]), 1}
+end
+if guest_cap > 0 and redis.call('INCR', KEYS[3]) == 1 then
+  redis.call('PEXPIRE', KEYS[3], ARGV[2])
 end
 return {1, 0, 0}
 ";
@@ -122,15 +137,27 @@ impl RateLimiter {
     }
 
     /// Counts one send of `user` and says whether it may go through.
-    pub async fn check_send(&self, user: &str) -> redis::RedisResult<Verdict> {
+    /// A guest's send also counts against `guest`: the client address and the budget all
+    /// guests of that address share per window. One script call either way.
+    pub async fn check_send(
+        &self,
+        user: &str,
+        guest: Option<(&str, u64)>,
+    ) -> redis::RedisResult<Verdict> {
         let mut conn = self.redis.clone();
+        let (budget_key, budget) = match guest {
+            Some((address, cap)) => (self.keys.limit("guest-send", address), cap.max(1)),
+            None => (self.keys.rate_count(user), 0),
+        };
         let (allowed, retry_after_ms, new_block): (i64, i64, i64) = self
             .send
             .key(self.keys.rate_block(user))
             .key(self.keys.rate_count(user))
+            .key(budget_key)
             .arg(self.limit)
             .arg(self.window_ms)
             .arg(self.block_ms)
+            .arg(budget)
             .invoke_async(&mut conn)
             .await?;
         Ok(if allowed == 1 {

@@ -162,7 +162,13 @@ async fn send(
         let text = validate::message_text(raw_text)?;
 
         let user = conn.user_id.to_string();
-        match state.limiter.check_send(&user).await {
+        // Guests are cheap to make: together, the guests of one client address also have a
+        // budget of their own (checked in the same script).
+        let address = conn.address.to_string();
+        let guest = conn
+            .guest
+            .then_some((address.as_str(), state.config.guest_messages_per_address));
+        match state.limiter.check_send(&user, guest).await {
             Ok(Verdict::Allowed) => {}
             Ok(Verdict::Blocked {
                 retry_after_ms,
@@ -185,21 +191,6 @@ async fn send(
             }
             // Chat keeps working while Redis is away: the limit fails open.
             Err(e) => tracing::warn!(error = %e, "rate limiter unavailable, send allowed"),
-        }
-        // Guests are cheap to make: together, the guests of one client address have a
-        // budget of their own.
-        if conn.guest {
-            let key = state.keys.limit("guest-send", &conn.address.to_string());
-            let cap = state.config.guest_messages_per_address;
-            match state
-                .limiter
-                .cap(key, cap, state.config.rate_limit_window_secs)
-                .await
-            {
-                Ok(None) => {}
-                Ok(Some(wait)) => return Err(AppError::rate_limited(wait)),
-                Err(e) => tracing::warn!(error = %e, "guest limit unavailable, send allowed"),
-            }
         }
         let text = state.filter.apply(&text);
 
