@@ -4,31 +4,37 @@ use serde_json::{json, Value};
 
 use crate::helpers::*;
 
-#[test]
-fn refuses_to_start_without_a_jwt_secret() {
+/// Runs `banter` with `env` (and no reachable Postgres or Redis, so it never gets past its
+/// start-up checks) and returns its exit code and standard error.
+fn start_refused(env: &[(&str, &str)]) -> (Option<i32>, String) {
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_banter"))
         .env_remove("JWT_SECRET")
         .env_remove("BANTER_DEV")
+        .env_remove("INSTANCE_ID")
         .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
         .env("REDIS_URL", "redis://127.0.0.1:1")
+        .envs(env.iter().copied())
         .output()
         .expect("run banter");
-    assert_eq!(output.status.code(), Some(2));
-    let stderr = String::from_utf8_lossy(&output.stderr);
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn refuses_to_start_without_a_jwt_secret() {
+    let (code, stderr) = start_refused(&[]);
+    assert_eq!(code, Some(2));
     assert_eq!(stderr.trim().lines().count(), 1, "one line: {stderr}");
     assert!(
         stderr.contains("JWT_SECRET") && stderr.contains("BANTER_DEV=1"),
         "{stderr}"
     );
 
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_banter"))
-        .env("JWT_SECRET", "too-short")
-        .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
-        .env("REDIS_URL", "redis://127.0.0.1:1")
-        .output()
-        .expect("run banter");
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 32 bytes"));
+    let (code, stderr) = start_refused(&[("JWT_SECRET", "too-short")]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("at least 32 bytes"));
 
     // The placeholder of .env.example, and secrets long enough but guessable.
     let example = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example"))
@@ -39,31 +45,17 @@ fn refuses_to_start_without_a_jwt_secret() {
         .expect("JWT_SECRET in .env.example")
         .to_owned();
     for secret in [placeholder, "a".repeat(64), "abcd1234".repeat(6)] {
-        let output = std::process::Command::new(env!("CARGO_BIN_EXE_banter"))
-            .env("JWT_SECRET", &secret)
-            .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
-            .env("REDIS_URL", "redis://127.0.0.1:1")
-            .output()
-            .expect("run banter");
-        assert_eq!(output.status.code(), Some(2), "{secret}");
-        assert!(
-            String::from_utf8_lossy(&output.stderr).contains("JWT_SECRET"),
-            "{secret}"
-        );
+        let (code, stderr) = start_refused(&[("JWT_SECRET", &secret)]);
+        assert_eq!(code, Some(2), "{secret}");
+        assert!(stderr.contains("JWT_SECRET"), "{secret}: {stderr}");
     }
 }
 
 #[test]
 fn refuses_to_start_with_an_empty_instance_id() {
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_banter"))
-        .env("JWT_SECRET", SECRET)
-        .env("INSTANCE_ID", " ")
-        .env("DATABASE_URL", "postgres://127.0.0.1:1/none")
-        .env("REDIS_URL", "redis://127.0.0.1:1")
-        .output()
-        .expect("run banter");
-    assert_eq!(output.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&output.stderr).contains("INSTANCE_ID"));
+    let (code, stderr) = start_refused(&[("JWT_SECRET", SECRET), ("INSTANCE_ID", " ")]);
+    assert_eq!(code, Some(2));
+    assert!(stderr.contains("INSTANCE_ID"), "{stderr}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
