@@ -104,6 +104,18 @@ pub async fn broadcast_from<T: Serialize + ?Sized>(
     payload: &T,
 ) {
     crate::metrics::METRICS.broadcast(event);
+    // This instance's sockets first: they need no round trip.
+    match sender {
+        Some(s) => {
+            let op = if rooms.is_empty() {
+                s.local().broadcast()
+            } else {
+                s.local().to(rooms.clone())
+            };
+            report(op.emit(event, payload).await, event);
+        }
+        None => broadcast_local(state, rooms.clone(), event, payload).await,
+    }
     let relay = Relay {
         origin: state.presence.instance(),
         rooms: &rooms,
@@ -126,17 +138,6 @@ pub async fn broadcast_from<T: Serialize + ?Sized>(
             }
         }
         Err(e) => tracing::warn!(event, error = %e, "event could not be serialized"),
-    }
-    match sender {
-        Some(s) => {
-            let op = if rooms.is_empty() {
-                s.local().broadcast()
-            } else {
-                s.local().to(rooms)
-            };
-            report(op.emit(event, payload).await, event);
-        }
-        None => broadcast_local(state, rooms, event, payload).await,
     }
 }
 
