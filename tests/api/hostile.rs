@@ -644,6 +644,8 @@ async fn caps_on_sockets_guests_channels_and_guest_sends() {
         let on = if n % 2 == 0 { cluster.a() } else { cluster.b() };
         tabs.push(Client::connect(on, &first).await);
     }
+    // Presence counts each socket just after its connect.
+    settle().await;
     for on in [cluster.a(), cluster.b()] {
         match Client::handshake(on, Hello::cookie(&first)).await {
             Handshake::Refused(m) => assert_eq!(m, "too_many_connections"),
