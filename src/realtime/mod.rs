@@ -63,20 +63,32 @@ pub fn disconnect_user(state: &AppState, user: Uuid) {
 /// The notification channel on which Postgres announces a removed user (see the migrations).
 const USER_REMOVED: &str = "banter_user_removed";
 
+/// A Postgres connection listening for removed users.
+async fn listen_removed(db: &sqlx::PgPool) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+    let mut listener = sqlx::postgres::PgListener::connect_with(db).await?;
+    listener.listen(USER_REMOVED).await?;
+    Ok(listener)
+}
+
 /// Listens for removed users and disconnects their sockets on this instance (every instance
-/// listens). The listener reconnects by itself after Postgres comes back.
-fn watch_removed_users(state: &AppState) {
+/// listens). Listening is in place when this returns (or, if Postgres refused it, retried in
+/// the background); the listener reconnects by itself after Postgres comes back.
+async fn watch_removed_users(state: &AppState) {
+    let first = listen_removed(&state.db).await;
     let state = state.clone();
     tokio::spawn(async move {
-        let mut listener = loop {
-            match sqlx::postgres::PgListener::connect_with(&state.db).await {
-                Ok(mut l) => match l.listen(USER_REMOVED).await {
-                    Ok(()) => break l,
-                    Err(e) => tracing::warn!(error = %e, "cannot listen for removed users"),
-                },
-                Err(e) => tracing::warn!(error = %e, "cannot listen for removed users"),
+        let mut listener = match first {
+            Ok(l) => l,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for removed users; retrying");
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    match listen_removed(&state.db).await {
+                        Ok(l) => break l,
+                        Err(e) => tracing::warn!(error = %e, "cannot listen for removed users"),
+                    }
+                }
             }
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         };
         loop {
             match listener.recv().await {
@@ -231,7 +243,7 @@ pub async fn build(
     }
     fanout::start(state, redis.clone()).await?;
     commit::start(state, commit_queue);
-    watch_removed_users(state);
+    watch_removed_users(state).await;
     Ok((layer, io))
 }
 
