@@ -76,6 +76,12 @@ async fn announce_offline(state: &AppState, user: &str, username: &str, names: V
         channels.push((name, online));
     }
     announce_status(state, user, username, false, &channels).await;
+    // A user who connected again while this was on its way had their `online` sent by another
+    // instance, maybe ahead of this `offline`: say `online` once more, after it, so that the
+    // last word is right.
+    if state.presence.connections(user).await.unwrap_or(0) > 0 {
+        announce_status(state, user, username, true, &channels).await;
+    }
 }
 
 /// Announces the users whose grace period ended while they stayed offline.
