@@ -4,8 +4,12 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::http::request::Parts;
+use axum::http::{Extensions, HeaderMap};
 use ipnet::IpNet;
+
+use crate::AppState;
 
 /// The proxies whose `X-Forwarded-For` / `X-Real-IP` are believed.
 #[derive(Clone, Debug, Default)]
@@ -56,6 +60,37 @@ impl TrustedProxies {
             .and_then(|v| v.trim().parse::<IpAddr>().ok())
             .map(canonical)
             .unwrap_or(peer_ip)
+    }
+}
+
+impl TrustedProxies {
+    /// The client address of a request from its parts: the peer the server loop recorded
+    /// (`ConnectInfo`) and the headers.
+    pub fn client_of(&self, extensions: &Extensions, headers: &HeaderMap) -> IpAddr {
+        let peer = extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| c.0)
+            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
+        self.client(peer, headers)
+    }
+}
+
+/// The client address of a REST request, as an extractor.
+pub struct ClientAddr(pub IpAddr);
+
+impl FromRequestParts<AppState> for ClientAddr {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(ClientAddr(
+            state
+                .config
+                .trusted_proxies
+                .client_of(&parts.extensions, &parts.headers),
+        ))
     }
 }
 

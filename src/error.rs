@@ -160,6 +160,13 @@ impl std::fmt::Display for AppError {
     }
 }
 
+/// One failed field is `invalid_payload` naming it.
+impl From<FieldError> for AppError {
+    fn from(e: FieldError) -> Self {
+        AppError::fields(vec![e])
+    }
+}
+
 impl From<sqlx::Error> for AppError {
     fn from(e: sqlx::Error) -> Self {
         AppError::unavailable("database", &e)

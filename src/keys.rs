@@ -86,7 +86,7 @@ impl Keys {
     /// An attempt counter of one scope (login per address, per account, channel guesses,
     /// caps) and id.
     pub fn limit(&self, scope: &str, id: &str) -> String {
-        format!("{}:rl:login:{scope}:{id}", self.prefix)
+        format!("{}:rl:{scope}:{id}", self.prefix)
     }
 
     /// The pub/sub channel that carries every other server event between instances.

@@ -295,6 +295,15 @@ async fn close_sockets(state: &AppState, io: &SocketIo<Adapter>) {
     io.close().await;
 }
 
+/// Wall-clock milliseconds since the epoch: the time base of deadlines kept in Redis, which
+/// every instance reads.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The adapter needs RESP3 (pub/sub on the same connection); users give a plain URL.
 fn resp3_url(url: &str) -> String {
     if url.contains("protocol=") {

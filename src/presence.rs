@@ -28,6 +28,7 @@ use redis::Script;
 use uuid::Uuid;
 
 use crate::keys::Keys;
+use crate::now_ms;
 
 // Returns {connections, resumed}: resumed is 1 when the user's first connection ended a grace
 // period (they were never announced offline, so they are not announced online either).
@@ -157,13 +158,6 @@ struct GraceInfo {
     username: String,
     #[serde(default)]
     channels: Vec<String>,
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// A user whose last connection went away with a reaped instance.

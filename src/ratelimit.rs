@@ -78,6 +78,16 @@ end
 return 0
 ";
 
+/// Takes back one counted attempt from each key that still counts one (a key whose window
+/// ended is not made again).
+const FORGIVE: &str = r"
+for _, key in ipairs(KEYS) do
+  local c = tonumber(redis.call('GET', key) or '0')
+  if c > 1 then redis.call('DECR', key) elseif c == 1 then redis.call('DEL', key) end
+end
+return 0
+";
+
 /// Login attempts allowed per client address in a window.
 pub const LOGIN_ATTEMPTS_PER_ADDRESS: u64 = 50;
 /// Login attempts allowed per account from one client address in a window.
@@ -93,6 +103,13 @@ pub const CHANNEL_GUESSES_PER_USER: u64 = 10;
 pub const CHANNEL_PACE_AFTER: u64 = 20;
 /// One paced attempt per this many milliseconds.
 pub const PACE_MS: u64 = 1000;
+
+/// A counter past whose threshold attempts are paced: one per [`PACE_MS`], taken from `slot`.
+struct Paced {
+    counter: String,
+    after: u64,
+    slot: String,
+}
 
 /// The verdict on one send.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -115,6 +132,7 @@ pub struct RateLimiter {
     block_ms: u64,
     send: Script,
     attempt: Script,
+    forgive: Script,
 }
 
 impl RateLimiter {
@@ -133,6 +151,7 @@ impl RateLimiter {
             block_ms: block_secs.max(1) * 1000,
             send: Script::new(SEND),
             attempt: Script::new(ATTEMPT),
+            forgive: Script::new(FORGIVE),
         }
     }
 
@@ -175,7 +194,7 @@ impl RateLimiter {
     async fn attempt(
         &self,
         capped: &[(String, u64)],
-        paced: (String, u64, String),
+        paced: Option<Paced>,
         window_ms: u64,
     ) -> redis::RedisResult<Option<u64>> {
         let mut conn = self.redis.clone();
@@ -183,8 +202,13 @@ impl RateLimiter {
         for (key, _) in capped {
             call.key(key);
         }
-        call.key(&paced.0).key(&paced.2);
-        call.arg(window_ms).arg(paced.1).arg(PACE_MS);
+        // Without pacing the script never touches its last two keys.
+        let (counter, after, slot) = match &paced {
+            Some(p) => (p.counter.as_str(), p.after, p.slot.as_str()),
+            None => (capped[0].0.as_str(), 0, capped[0].0.as_str()),
+        };
+        call.key(counter).key(slot);
+        call.arg(window_ms).arg(after).arg(PACE_MS);
         for (_, cap) in capped {
             call.arg(*cap);
         }
@@ -202,18 +226,17 @@ impl RateLimiter {
     ) -> redis::RedisResult<Option<u64>> {
         self.attempt(
             &[
-                (self.keys.limit("addr", address), LOGIN_ATTEMPTS_PER_ADDRESS),
+                (self.login_address_key(address), LOGIN_ATTEMPTS_PER_ADDRESS),
                 (
-                    self.keys
-                        .limit("account-addr", &format!("{account}:{address}")),
+                    self.login_account_address_key(account, address),
                     LOGIN_ATTEMPTS_PER_ACCOUNT_AND_ADDRESS,
                 ),
             ],
-            (
-                self.keys.limit("account", account),
-                LOGIN_PACE_AFTER,
-                self.keys.limit("pace", account),
-            ),
+            Some(Paced {
+                counter: self.keys.limit("login-account", account),
+                after: LOGIN_PACE_AFTER,
+                slot: self.keys.limit("login-pace", account),
+            }),
             LOGIN_WINDOW_SECS * 1000,
         )
         .await
@@ -223,16 +246,31 @@ impl RateLimiter {
     /// attempt does not count against the address.
     pub async fn login_succeeded(&self, account: &str, address: &str) -> redis::RedisResult<()> {
         let mut conn = self.redis.clone();
-        redis::pipe()
-            .del(
-                self.keys
-                    .limit("account-addr", &format!("{account}:{address}")),
-            )
-            .ignore()
-            .decr(self.keys.limit("addr", address), 1)
-            .ignore()
+        let _: () = redis::cmd("DEL")
+            .arg(self.login_account_address_key(account, address))
             .query_async(&mut conn)
-            .await
+            .await?;
+        self.forgive(&[self.login_address_key(address)]).await
+    }
+
+    fn login_address_key(&self, address: &str) -> String {
+        self.keys.limit("login-addr", address)
+    }
+
+    fn login_account_address_key(&self, account: &str, address: &str) -> String {
+        self.keys
+            .limit("login-account-addr", &format!("{account}:{address}"))
+    }
+
+    /// Runs [`FORGIVE`] on `keys`.
+    async fn forgive(&self, keys: &[String]) -> redis::RedisResult<()> {
+        let mut conn = self.redis.clone();
+        let mut call = self.forgive.prepare_invoke();
+        for key in keys {
+            call.key(key);
+        }
+        let _: i64 = call.invoke_async(&mut conn).await?;
+        Ok(())
     }
 
     /// Counts a password guess for a private channel before it is checked: `Some(wait)`
@@ -244,11 +282,11 @@ impl RateLimiter {
     ) -> redis::RedisResult<Option<u64>> {
         self.attempt(
             &[(self.keys.limit("join-user", user), CHANNEL_GUESSES_PER_USER)],
-            (
-                self.keys.limit("join-channel", channel),
-                CHANNEL_PACE_AFTER,
-                self.keys.limit("join-pace", channel),
-            ),
+            Some(Paced {
+                counter: self.keys.limit("join-channel", channel),
+                after: CHANNEL_PACE_AFTER,
+                slot: self.keys.limit("join-pace", channel),
+            }),
             LOGIN_WINDOW_SECS * 1000,
         )
         .await
@@ -256,11 +294,7 @@ impl RateLimiter {
 
     /// A right channel password does not count against the user.
     pub async fn channel_guess_succeeded(&self, user: &str) -> redis::RedisResult<()> {
-        let mut conn = self.redis.clone();
-        redis::cmd("DECR")
-            .arg(self.keys.limit("join-user", user))
-            .query_async(&mut conn)
-            .await
+        self.forgive(&[self.keys.limit("join-user", user)]).await
     }
 
     /// A plain fixed-window cap (`cap` per `window_secs`) on one key: `Some(wait)` refuses.
@@ -270,12 +304,6 @@ impl RateLimiter {
         cap: u64,
         window_secs: u64,
     ) -> redis::RedisResult<Option<u64>> {
-        // No pacing: the paced counter and slot are named but never touched.
-        self.attempt(
-            &[(key.clone(), cap)],
-            (key.clone(), 0, key),
-            window_secs * 1000,
-        )
-        .await
+        self.attempt(&[(key, cap)], None, window_secs * 1000).await
     }
 }

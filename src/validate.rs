@@ -59,6 +59,13 @@ pub const RESERVED_NAMES: &[&str] = &[
     "anonymous",
 ];
 
+/// The skeletons of [`RESERVED_NAMES`], computed once.
+fn reserved_keys() -> &'static std::collections::HashSet<String> {
+    static KEYS: std::sync::OnceLock<std::collections::HashSet<String>> =
+        std::sync::OnceLock::new();
+    KEYS.get_or_init(|| RESERVED_NAMES.iter().map(|r| username_key(r)).collect())
+}
+
 /// The confusable skeleton of a username (Unicode TS #39, then lowercased): `aIice` (capital
 /// i), `alice` and `ALICE` share one, so do `b0b` and `bob`. Two users never share a skeleton.
 pub fn username_key(name: &str) -> String {
@@ -85,8 +92,7 @@ pub fn username(raw: &str) -> Result<String, FieldError> {
             "may contain only letters, digits, '_', '.' and '-'",
         ));
     }
-    let key = username_key(name);
-    if RESERVED_NAMES.iter().any(|r| username_key(r) == key) {
+    if reserved_keys().contains(&username_key(name)) {
         return Err(field("username", "is reserved"));
     }
     Ok(name.to_owned())
@@ -120,7 +126,7 @@ pub fn password(field_name: &'static str, raw: &str) -> Result<(), FieldError> {
 
 /// Channel names: lowercased and trimmed, then 1..=64 chars of `[a-z0-9_-]`.
 pub fn channel_name(raw: &str) -> Result<String, AppError> {
-    no_controls("channel", raw, false).map_err(|e| AppError::fields(vec![e]))?;
+    no_controls("channel", raw, false)?;
     let name = raw.trim().to_lowercase();
     let len = name.chars().count();
     if len == 0 || len > 64 {
@@ -140,7 +146,7 @@ pub fn channel_name(raw: &str) -> Result<String, AppError> {
 /// Message text: trimmed, 1..=4000 Unicode scalar values, no control characters but `\n` and
 /// `\t`.
 pub fn message_text(raw: &str) -> Result<String, AppError> {
-    no_controls("text", raw, true).map_err(|e| AppError::fields(vec![e]))?;
+    no_controls("text", raw, true)?;
     let text = raw.trim();
     if text.is_empty() {
         return Err(AppError::invalid("text must not be empty"));
@@ -156,7 +162,7 @@ pub fn message_text(raw: &str) -> Result<String, AppError> {
 
 /// Channel descriptions: trimmed, at most 280 Unicode scalar values, no control characters.
 pub fn description(raw: &str) -> Result<String, AppError> {
-    no_controls("description", raw, false).map_err(|e| AppError::fields(vec![e]))?;
+    no_controls("description", raw, false)?;
     let description = raw.trim();
     if description.chars().count() > MAX_DESCRIPTION_CHARS {
         return Err(AppError::new(
@@ -167,20 +173,33 @@ pub fn description(raw: &str) -> Result<String, AppError> {
     Ok(description.to_owned())
 }
 
-/// A file's name or MIME type: trimmed, not empty, at most `max` (chars for the name, bytes
-/// for the type), no control characters.
-pub fn file_label(name: &'static str, raw: &str, max: usize) -> Result<String, AppError> {
-    no_controls(name, raw, false).map_err(|e| AppError::fields(vec![e]))?;
+/// How a text's length is limited.
+#[derive(Clone, Copy, Debug)]
+pub enum Limit {
+    /// At most this many Unicode scalar values.
+    Chars(usize),
+    /// At most this many bytes of UTF-8.
+    Bytes(usize),
+}
+
+impl Limit {
+    fn exceeded_by(self, text: &str) -> bool {
+        match self {
+            Limit::Chars(max) => text.chars().count() > max,
+            Limit::Bytes(max) => text.len() > max,
+        }
+    }
+}
+
+/// A file's name (`Limit::Chars`) or MIME type (`Limit::Bytes`): trimmed, not empty, within
+/// its limit, no control characters.
+pub fn file_label(name: &'static str, raw: &str, limit: Limit) -> Result<String, AppError> {
+    no_controls(name, raw, false)?;
     let label = raw.trim();
     if label.is_empty() {
-        return Err(AppError::fields(vec![field(name, "must not be empty")]));
+        return Err(field(name, "must not be empty").into());
     }
-    let len = if name == "file.type" {
-        label.len()
-    } else {
-        label.chars().count()
-    };
-    if len > max {
+    if limit.exceeded_by(label) {
         return Err(AppError::new(Code::TooLong, format!("{name} is too long")));
     }
     Ok(label.to_owned())
@@ -302,7 +321,7 @@ mod tests {
         );
         assert!(description("two\nlines").is_err());
         assert_eq!(
-            file_label("file.name", "a\u{0}.png", MAX_FILE_NAME)
+            file_label("file.name", "a\u{0}.png", Limit::Chars(MAX_FILE_NAME))
                 .unwrap_err()
                 .errors[0]
                 .field,

@@ -42,7 +42,8 @@ fuzz_target!(|data: &[u8]| {
         let lower = url.to_ascii_lowercase();
         assert!(url.starts_with('/') || lower.starts_with("http://") || lower.starts_with("https://"));
     }
-    if let Ok(label) = validate::file_label("file.name", text, validate::MAX_FILE_NAME) {
+    let name_limit = validate::Limit::Chars(validate::MAX_FILE_NAME);
+    if let Ok(label) = validate::file_label("file.name", text, name_limit) {
         assert!(!label.is_empty() && !label.chars().any(char::is_control));
     }
     let _ = config::weak_secret(text);

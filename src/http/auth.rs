@@ -1,9 +1,7 @@
 //! `/api/auth/*`: register, login, guest, logout, me.
 
-use std::net::SocketAddr;
-
-use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -13,6 +11,7 @@ use tower_cookies::{Cookie, Cookies};
 
 use super::ApiJson;
 use crate::auth::{hash_password, verify_password, AuthUser, COOKIE_NAME};
+use crate::clientip::ClientAddr;
 use crate::error::{is_unique_violation, AppError, AppResult, Code};
 use crate::store::users::{self, PublicUser};
 use crate::{validate, AppState};
@@ -113,8 +112,7 @@ async fn register(
 
 async fn login(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddr(address): ClientAddr,
     cookies: Cookies,
     ApiJson(body): ApiJson<LoginBody>,
 ) -> AppResult<Json<Value>> {
@@ -134,7 +132,7 @@ async fn login(
         (identifier_field, identifier.as_str()),
         ("password", password.as_str()),
     ] {
-        validate::no_controls(name, text, false).map_err(|e| AppError::fields(vec![e]))?;
+        validate::no_controls(name, text, false)?;
     }
     if password.is_empty() || identifier.len() > validate::MAX_EMAIL || password.len() > 1024 {
         return Err(AppError::new(
@@ -149,11 +147,7 @@ async fn login(
         Some(u) => u.id.to_string(),
         None => identifier.to_lowercase(),
     };
-    let address = state
-        .config
-        .trusted_proxies
-        .client(peer, &headers)
-        .to_string();
+    let address = address.to_string();
     // Counted before the hash, in one step: concurrent attempts cannot all pass.
     if let Some(wait) = state.limiter.login_attempt(&account, &address).await? {
         return Err(AppError::rate_limited(wait));
@@ -186,8 +180,7 @@ async fn login(
 
 async fn guest(
     State(state): State<AppState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    ClientAddr(address): ClientAddr,
     cookies: Cookies,
     body: Result<axum::body::Bytes, axum::extract::rejection::BytesRejection>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
@@ -204,36 +197,33 @@ async fn guest(
         serde_json::from_slice(&body)
             .map_err(|_| AppError::invalid("the body must be a JSON object {username?}"))?
     };
-    let address = state
-        .config
-        .trusted_proxies
-        .client(peer, &headers)
-        .to_string();
+    // A name that breaks the rules costs nothing; every attempt to create one counts.
+    let requested = body
+        .username
+        .as_deref()
+        .map(validate::username)
+        .transpose()?;
     let cap = state.config.guests_per_address_per_hour;
     if let Some(wait) = state
         .limiter
-        .cap(state.keys.limit("guests", &address), cap, 3600)
+        .cap(state.keys.limit("guests", &address.to_string()), cap, 3600)
         .await?
     {
         return Err(AppError::rate_limited(wait));
     }
-    let requested = body.username;
     let user = match requested {
-        Some(name) => {
-            let name = validate::username(&name).map_err(|e| AppError::fields(vec![e]))?;
-            users::insert(&state.db, &name, None, None)
-                .await
-                .map_err(|e| {
-                    if is_unique_violation(&e) {
-                        AppError::new(
-                            Code::Conflict,
-                            "that username is already taken (or looks like a taken one)",
-                        )
-                    } else {
-                        e.into()
-                    }
-                })?
-        }
+        Some(name) => users::insert(&state.db, &name, None, None)
+            .await
+            .map_err(|e| {
+                if is_unique_violation(&e) {
+                    AppError::new(
+                        Code::Conflict,
+                        "that username is already taken (or looks like a taken one)",
+                    )
+                } else {
+                    e.into()
+                }
+            })?,
         None => insert_random_guest(&state).await?,
     };
     tracing::info!(user_id = %user.id, "guest signed in");

@@ -76,6 +76,12 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> AppResult<(StatusCode, Json<ChannelView>)> {
     let name = validate::channel_name(body.name.as_deref().unwrap_or_default())?;
+    let description = validate::description(body.description.as_deref().unwrap_or_default())?;
+    let password = body.password.filter(|p| !p.is_empty());
+    if let Some(p) = &password {
+        validate::password("password", p)?;
+    }
+    // Only a valid request counts, before the costly hash.
     let cap = state.config.channels_per_user_per_hour;
     if let Some(wait) = state
         .limiter
@@ -88,12 +94,8 @@ async fn create(
     {
         return Err(AppError::rate_limited(wait));
     }
-    let description = validate::description(body.description.as_deref().unwrap_or_default())?;
-    let password_hash = match body.password.filter(|p| !p.is_empty()) {
-        Some(p) => {
-            validate::password("password", &p).map_err(|e| AppError::fields(vec![e]))?;
-            Some(hash_password(p).await?)
-        }
+    let password_hash = match password {
+        Some(p) => Some(hash_password(p).await?),
         None => None,
     };
     let channel = channels::create(

@@ -89,12 +89,10 @@ pub async fn cap_pending_sessions(
             .split('&')
             .any(|p| p.starts_with("sid="));
     if new_session {
-        let peer = req
-            .extensions()
-            .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-            .map(|c| c.0)
-            .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
-        let address = state.config.trusted_proxies.client(peer, req.headers());
+        let address = state
+            .config
+            .trusted_proxies
+            .client_of(req.extensions(), req.headers());
         if !state
             .pending_sessions
             .open(address, state.config.max_pending_sessions_per_address)

@@ -132,7 +132,7 @@ async fn store_isolating(state: &AppState, batch: &[NewMessage]) -> Vec<AppResul
                 pending.push(mid..range.end);
                 pending.push(range.start..mid);
             }
-            Err(e) if blames_content(&e) => outcomes.push(Err(refused(state, &part[0], &e))),
+            Err(e) if blames_content(&e) => outcomes.push(Err(refused(&part[0], &e))),
             Err(e) => {
                 let error = AppError::unavailable("database", &e);
                 let left = part.len() + pending.iter().map(|r| r.len()).sum::<usize>();
@@ -157,15 +157,15 @@ fn blames_content(e: &sqlx::Error) -> bool {
 }
 
 /// The answer to one message that Postgres refused on its own.
-fn refused(state: &AppState, message: &NewMessage, e: &sqlx::Error) -> AppError {
+fn refused(message: &NewMessage, e: &sqlx::Error) -> AppError {
     let constraint = match e {
         sqlx::Error::Database(db) => db.constraint().unwrap_or_default().to_owned(),
         _ => String::new(),
     };
     if constraint == "messages_sender_id_fkey" {
-        // The sender's account was removed while the session lived on.
+        // The sender's account was removed while this send was on its way (its sockets are
+        // being disconnected: every instance hears of the removal from Postgres).
         tracing::info!(user_id = %message.sender_id, "message of a removed user refused");
-        super::disconnect_user(state, message.sender_id);
         return AppError::new(
             Code::Unauthorized,
             "this account no longer exists; sign in again",

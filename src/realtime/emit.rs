@@ -42,7 +42,6 @@ pub fn count_drops(n: usize) {
 }
 
 fn report(result: Result<(), BroadcastError>, event: &str) {
-    let event = event.to_owned();
     match result {
         Ok(()) => {}
         Err(BroadcastError::Socket(errors)) => {
@@ -57,7 +56,7 @@ fn report(result: Result<(), BroadcastError>, event: &str) {
         }
         Err(e) => warn_limited(
             &LAST_RELAY_WARNING,
-            || tracing::warn!(%event, error = %e, "broadcast failed"),
+            || tracing::warn!(event, error = %e, "broadcast failed"),
         ),
     }
 }
@@ -73,7 +72,7 @@ struct Relay<'a, T: ?Sized> {
 
 /// A relayed event as received: the data stays raw JSON, serialized once by the sender.
 #[derive(serde::Deserialize)]
-pub struct RawRelay {
+struct RawRelay {
     origin: String,
     rooms: Vec<String>,
     event: String,

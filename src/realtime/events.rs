@@ -89,27 +89,23 @@ async fn join(
         let channel = access::channel(&state, name).await?;
         if channel.is_private() && !channels::is_member(&state.db, channel.id, conn.user_id).await?
         {
-            let Some(password) = password else {
-                return Err(AppError::new(
+            let refused = || {
+                AppError::new(
                     Code::Forbidden,
                     "this channel is private: a wrong or missing password",
-                ));
+                )
             };
+            let password = password.ok_or_else(refused)?;
             // Counted before the hash: guesses are capped per user and paced per channel.
             let user = conn.user_id.to_string();
             if let Some(wait) = state.limiter.channel_guess(&user, &channel.name).await? {
                 return Err(AppError::rate_limited(wait));
             }
-            let right = verify_password(password.to_owned(), channel.password_hash.clone()).await?;
-            if right {
-                if let Err(e) = state.limiter.channel_guess_succeeded(&user).await {
-                    tracing::debug!(error = %e, "channel guess not forgiven");
-                }
-            } else {
-                return Err(AppError::new(
-                    Code::Forbidden,
-                    "this channel is private: a wrong or missing password",
-                ));
+            if !verify_password(password.to_owned(), channel.password_hash.clone()).await? {
+                return Err(refused());
+            }
+            if let Err(e) = state.limiter.channel_guess_succeeded(&user).await {
+                tracing::debug!(error = %e, "channel guess not forgiven");
             }
             channels::add_member(&state.db, channel.id, conn.user_id).await?;
         }

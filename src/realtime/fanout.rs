@@ -12,7 +12,7 @@
 //! When Redis is away, the sender delivers to its own sockets directly.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
@@ -25,7 +25,7 @@ use super::{bus::Bus, channel_room, emit};
 use crate::keys::Keys;
 use crate::metrics::METRICS;
 use crate::store::messages::Message;
-use crate::AppState;
+use crate::{now_ms, AppState};
 
 /// How long a batch may wait for its predecessor before it is published anyway.
 pub const PARK_LIMIT: Duration = Duration::from_secs(1);
@@ -99,13 +99,6 @@ struct Batch<'a> {
 struct RawBatch {
     channel: String,
     messages: Vec<Box<RawValue>>,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Publishes messages in seq order and delivers what arrives to this instance's sockets.

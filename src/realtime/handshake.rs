@@ -76,17 +76,15 @@ pub async fn authenticate(
     match crate::auth::signed_in(&state, &token).await {
         Ok((claims, guest)) => {
             let parts = s.req_parts();
-            let peer = parts
-                .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|c| c.0)
-                .unwrap_or_else(|| ([0, 0, 0, 0], 0).into());
             let session = Session {
                 user_id: claims.sub,
                 username: claims.username,
                 jti: claims.jti,
                 guest,
-                address: state.config.trusted_proxies.client(peer, &parts.headers),
+                address: state
+                    .config
+                    .trusted_proxies
+                    .client_of(&parts.extensions, &parts.headers),
             };
             state.pending_sessions.connected(session.address);
             // Within the user's socket cap (this instance exactly, the cluster as presence

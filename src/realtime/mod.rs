@@ -55,11 +55,6 @@ pub fn disconnect_room(state: &AppState, room: String) {
     });
 }
 
-/// Disconnects every socket of a user on every instance (the account was removed).
-pub fn disconnect_user(state: &AppState, user: Uuid) {
-    disconnect_room(state, user_room(user));
-}
-
 /// The notification channel on which Postgres announces a removed user (see the migrations).
 const USER_REMOVED: &str = "banter_user_removed";
 

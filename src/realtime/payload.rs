@@ -57,7 +57,7 @@ pub fn join(value: &Value) -> AppResult<Join<'_>> {
         if p.len() > MAX_PASSWORD_BYTES {
             return Err(AppError::invalid("password is too long"));
         }
-        validate::no_controls("password", p, false).map_err(|e| AppError::fields(vec![e]))?;
+        validate::no_controls("password", p, false)?;
     }
     Ok(Join { channel, password })
 }
@@ -155,7 +155,7 @@ fn channel_arg(value: &Value) -> AppResult<&str> {
 }
 
 /// A file link as sent by a client.
-pub fn file_arg(obj: &Map<String, Value>) -> AppResult<Option<FileRef>> {
+fn file_arg(obj: &Map<String, Value>) -> AppResult<Option<FileRef>> {
     let file = match obj.get("file") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::Object(f)) => f,
@@ -169,12 +169,12 @@ pub fn file_arg(obj: &Map<String, Value>) -> AppResult<Option<FileRef>> {
     let name = validate::file_label(
         "file.name",
         string_field(file, "name")?,
-        validate::MAX_FILE_NAME,
+        validate::Limit::Chars(validate::MAX_FILE_NAME),
     )?;
     let kind = validate::file_label(
         "file.type",
         string_field(file, "type")?,
-        validate::MAX_FILE_TYPE,
+        validate::Limit::Bytes(validate::MAX_FILE_TYPE),
     )?;
     Ok(Some(FileRef { url, name, kind }))
 }

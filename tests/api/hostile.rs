@@ -366,15 +366,17 @@ async fn concurrent_logins_cannot_pass_the_limit() {
 async fn channel_password_guesses_are_throttled() {
     let cluster = Cluster::start(&[]).await;
     let owner = cluster.guest("vaultowner").await;
-    let (status, _) = cluster
-        .post(
-            cluster.a(),
-            "/api/channels",
-            &owner,
-            json!({ "name": "vault", "password": "vault-pass" }),
-        )
-        .await;
-    assert_eq!(status, 201);
+    for name in ["vault", "vault2"] {
+        let (status, _) = cluster
+            .post(
+                cluster.a(),
+                "/api/channels",
+                &owner,
+                json!({ "name": name, "password": "vault-pass" }),
+            )
+            .await;
+        assert_eq!(status, 201);
+    }
     let guesser = cluster.guest("guesser").await;
     let mut tabs = Vec::new();
     for _ in 0..8 {
@@ -402,15 +404,35 @@ async fn channel_password_guesses_are_throttled() {
     let checked = codes.iter().filter(|c| *c == "forbidden").count();
     let limited = codes.iter().filter(|c| *c == "rate_limited").count();
     assert_eq!((checked, limited), (10, 30), "{codes:?}");
+    // Another user: nine wrong guesses, then the right password, which still works and does
+    // not count: one more wrong guess (elsewhere) is checked, the next one is over the cap.
     let friend = cluster.guest("friend").await;
     let friendly = Client::connect(cluster.b(), &friend).await;
-    let ack = friendly
-        .ack(
+    let join = |channel: &'static str, password: &'static str| {
+        friendly.ack(
             "channel.join",
-            json!({ "channel": "vault", "password": "vault-pass" }),
+            json!({ "channel": channel, "password": password }),
         )
-        .await;
+    };
+    for _ in 0..9 {
+        assert_eq!(code(&join("vault", "wrong-pass").await), "forbidden");
+    }
+    let ack = join("vault", "vault-pass").await;
     assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(code(&join("vault2", "wrong-pass").await), "forbidden");
+    assert_eq!(code(&join("vault2", "wrong-pass").await), "rate_limited");
+    // Twenty guesses on "vault" so far: its guesses are now paced, one a second.
+    let pacer = cluster.guest("pacer").await;
+    let paced = Client::connect(cluster.a(), &pacer).await;
+    let guess = json!({ "channel": "vault", "password": "wrong-pass" });
+    assert_eq!(
+        code(&paced.ack("channel.join", guess.clone()).await),
+        "forbidden"
+    );
+    let second = paced.ack("channel.join", guess).await;
+    assert_eq!(code(&second), "rate_limited", "{second}");
+    assert!(second["error"]["retry_after_ms"].as_u64().unwrap() <= 1000);
+    paced.disconnect().await;
     for tab in tabs {
         tab.disconnect().await;
     }
@@ -622,6 +644,15 @@ async fn caps_on_sockets_guests_channels_and_guest_sends() {
         "5",
     ])
     .await;
+    // A refused name does not use up the address's guests.
+    let resp = cluster
+        .http
+        .post(format!("{}/api/auth/guest", cluster.a().url()))
+        .json(&json!({ "username": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 400);
     let first = cluster.guest("cap1").await;
     let second = cluster.guest("cap2").await;
     let third = cluster.guest("cap3").await;
@@ -672,7 +703,16 @@ async fn caps_on_sockets_guests_channels_and_guest_sends() {
     }
     assert_eq!(codes, ["ok", "ok", "ok", "ok", "ok", "rate_limited"]);
 
-    // Channels: two an hour per user.
+    // Channels: two an hour per user; a refused request does not count.
+    let (status, _) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &second,
+            json!({ "name": "mine0", "password": "short" }),
+        )
+        .await;
+    assert_eq!(status, 400);
     for (n, expected) in [(0, 201), (1, 201), (2, 429)] {
         let (status, body) = cluster
             .post(
@@ -696,6 +736,20 @@ async fn caps_on_sockets_guests_channels_and_guest_sends() {
         .map(|c| c["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, ["general", "mine0"]);
+    assert_eq!(
+        next_after(cluster.a(), "/api/channels?limit=2", &second, &cluster).await,
+        Some("mine0".to_owned()),
+        "a full page names the next page's cursor"
+    );
+    assert_eq!(
+        next_after(cluster.a(), "/api/channels?limit=3", &second, &cluster).await,
+        Some("mine1".to_owned())
+    );
+    assert_eq!(
+        next_after(cluster.a(), "/api/channels?limit=4", &second, &cluster).await,
+        None,
+        "a short page is the last"
+    );
     let (_, rest) = cluster
         .get(cluster.a(), "/api/channels?limit=2&after=mine0", &second)
         .await;
@@ -746,5 +800,76 @@ async fn pending_engine_io_sessions_are_capped_per_address() {
     tokio::time::sleep(std::time::Duration::from_millis(5500)).await;
     assert_eq!(open().await, 200);
     client.disconnect().await;
+    cluster.finish().await;
+}
+
+/// The `X-Next-After` header of a channel page.
+async fn next_after(on: &Instance, path: &str, user: &User, cluster: &Cluster) -> Option<String> {
+    let resp = cluster
+        .http
+        .get(format!("{}{path}", on.url()))
+        .header("cookie", user.cookie())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    resp.headers()
+        .get("x-next-after")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// A send whose sender's account was removed while it was on its way (here: the removal's
+/// notification is switched off, so the socket lives on) fails alone with `unauthorized`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_send_of_a_removed_account_fails_alone() {
+    let cluster = Cluster::start(&[]).await;
+    let gone = cluster.guest("vanishing").await;
+    let stays = cluster.guest("staying").await;
+    let gone_tab = Client::connect(cluster.a(), &gone).await;
+    let staying = Client::connect(cluster.a(), &stays).await;
+    sqlx::query("ALTER TABLE users DISABLE TRIGGER users_removed")
+        .execute(&cluster.db)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM users WHERE id = $1::uuid")
+        .bind(&gone.id)
+        .execute(&cluster.db)
+        .await
+        .unwrap();
+    let (refused, fine) = tokio::join!(
+        send(&gone_tab, "general", "from nobody"),
+        send(&staying, "general", "from somebody"),
+    );
+    assert_eq!(code(&refused), "unauthorized", "{refused}");
+    assert_eq!(fine["ok"], true, "{fine}");
+    gone_tab.disconnect().await;
+    staying.disconnect().await;
+    cluster.finish().await;
+}
+
+/// A successful login takes back its own attempt from its address: the address's cap counts
+/// failures and refused attempts, not people signing in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_successful_login_does_not_count_against_its_address() {
+    let cluster = Cluster::start(&[]).await;
+    cluster.register(cluster.a(), "regular").await;
+    for n in 0..49 {
+        let status = login_from(&cluster, None, &format!("nobody{n}"), "guess-guess").await;
+        assert_eq!(status, 401, "attempt {n}");
+    }
+    // The 50th attempt from the address succeeds, and gives its place back.
+    assert_eq!(
+        login_from(&cluster, None, "regular", "password123").await,
+        200
+    );
+    assert_eq!(
+        login_from(&cluster, None, "nobody-a", "guess-guess").await,
+        401
+    );
+    assert_eq!(
+        login_from(&cluster, None, "nobody-b", "guess-guess").await,
+        429
+    );
     cluster.finish().await;
 }

@@ -98,3 +98,32 @@ async fn retries_count_toward_the_window_and_are_still_answered() {
     tab.disconnect().await;
     cluster.finish().await;
 }
+
+/// Forgiving an attempt whose window already ended (its counter expired while the password
+/// was being checked) leaves nothing behind: no counter without an expiry, and no credit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgiving_an_expired_attempt_leaves_no_counter() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let client = redis::Client::open(url).unwrap();
+    let redis = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let prefix = format!("bt{}", uuid::Uuid::new_v4().simple());
+    let limiter = banter::ratelimit::RateLimiter::new(
+        redis.clone(),
+        banter::keys::Keys::new(&prefix),
+        20,
+        10,
+        30,
+    );
+    limiter
+        .login_succeeded("someone", "192.0.2.1")
+        .await
+        .unwrap();
+    limiter.channel_guess_succeeded("someone").await.unwrap();
+    let mut conn = redis;
+    let left: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{prefix}*"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(left.is_empty(), "counters left behind: {left:?}");
+}
