@@ -78,6 +78,8 @@ pub struct AppError {
     pub message: String,
     pub errors: Vec<FieldError>,
     pub retry_after_ms: Option<u64>,
+    /// The dependency (`database` or `redis`) whose failure this is, for the metrics.
+    pub dependency: Option<&'static str>,
 }
 
 /// Result alias used by handlers.
@@ -90,6 +92,7 @@ impl AppError {
             message: message.into(),
             errors: Vec::new(),
             retry_after_ms: None,
+            dependency: None,
         }
     }
 
@@ -134,11 +137,13 @@ impl AppError {
     /// A dependency (Postgres or Redis) failed: logged with its cause, answered as `unavailable`.
     pub fn unavailable(what: &'static str, cause: &dyn std::fmt::Display) -> Self {
         tracing::warn!(dependency = what, error = %cause, "dependency call failed");
-        crate::metrics::METRICS.dependency_error(what);
-        Self::new(
-            Code::Unavailable,
-            format!("{what} is unavailable, try again shortly"),
-        )
+        Self {
+            dependency: Some(what),
+            ..Self::new(
+                Code::Unavailable,
+                format!("{what} is unavailable, try again shortly"),
+            )
+        }
     }
 
     /// The `error` object of an ack or `error` event.
@@ -187,6 +192,8 @@ impl IntoResponse for AppError {
                 response.headers_mut().insert("retry-after", v);
             }
         }
+        // For the metrics layer, which counts failed dependencies.
+        response.extensions_mut().insert(self);
         response
     }
 }

@@ -17,12 +17,12 @@ pub mod presence;
 pub mod ratelimit;
 pub mod realtime;
 pub mod serve;
+pub mod shutdown;
 pub mod store;
 pub mod validate;
 
 use std::future::Future;
 use std::ops::Deref;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -31,15 +31,20 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use socketioxide::SocketIo;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use config::Config;
 
 use crate::auth::Sessions;
 use crate::filter::WordFilter;
 use crate::keys::Keys;
+use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::ratelimit::RateLimiter;
+use crate::realtime::commit::Committer;
+use crate::realtime::delivery::Delivery;
+use crate::realtime::rooms::LocalRooms;
+use crate::realtime::{Announcer, Membership};
+use crate::shutdown::Shutdown;
 
 /// The Socket.IO adapter: socketioxide's Redis adapter, which carries broadcasts between
 /// instances, on a driver that reconnects when Redis restarts.
@@ -55,40 +60,27 @@ pub const MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState(Arc<Shared>);
 
-/// The shared parts of an instance.
+/// The services of an instance.
 pub struct Shared {
     pub config: Config,
     pub db: PgPool,
     pub redis: ConnectionManager,
     pub keys: Keys,
     pub sessions: Sessions,
-    pub presence: Presence,
+    pub presence: Arc<Presence>,
     pub limiter: RateLimiter,
     pub filter: WordFilter,
+    pub metrics: Arc<Metrics>,
+    /// Every outbound path: `message.new` in seq order, every other event, disconnects.
+    pub delivery: Delivery,
+    /// Stores concurrent sends together (group commit).
+    pub committer: Committer,
+    /// This instance's sockets: their state, rooms, caps and presence.
+    pub membership: Arc<Membership>,
+    /// The instance's background tasks, and the signal that stops them.
+    pub shutdown: Shutdown,
     /// The default channel, looked up once (channels are never renamed or removed).
     pub default_channel: tokio::sync::OnceCell<store::channels::Channel>,
-    /// Sends `message.new` in seq order on every instance.
-    pub fanout: realtime::fanout::Fanout,
-    /// Stores concurrent sends together (group commit).
-    pub committer: realtime::commit::Committer,
-    /// This instance's sockets per channel.
-    pub local_rooms: realtime::LocalRooms,
-    /// This instance's sockets per user (the per-user socket cap).
-    pub user_sockets: Arc<realtime::UserSockets>,
-    /// Engine.IO sessions per client address still waiting for their CONNECT.
-    pub pending_sessions: realtime::PendingSessions,
-    /// The `/` namespace, kept from start-up so that events can still be broadcast to the other
-    /// instances while this one shuts down (after its Socket.IO server is closed).
-    pub namespace: std::sync::OnceLock<socketioxide::operators::BroadcastOperators<Adapter>>,
-    /// Set when a presence change failed (Redis unreachable): the next successful heartbeat
-    /// rebuilds this instance's presence from its sockets.
-    pub presence_stale: std::sync::atomic::AtomicBool,
-    /// Held shared by every change of a socket's presence, and exclusively by a presence
-    /// rebuild, so that a rebuild never counts a socket twice or misses one.
-    pub presence_gate: tokio::sync::RwLock<()>,
-    /// Sockets whose presence is counted and whose disconnect cleanup has not finished;
-    /// shutdown waits for it to reach zero.
-    pub live_sockets: AtomicI64,
 }
 
 impl Deref for AppState {
@@ -163,7 +155,46 @@ impl App {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
 
-        let (committer, commit_queue) = realtime::commit::Committer::new();
+        let shutdown = Shutdown::new();
+        let metrics = Arc::new(Metrics::new());
+        let presence = Arc::new(Presence::new(
+            redis.clone(),
+            keys.clone(),
+            instance.clone(),
+            Duration::from_secs(config.presence_heartbeat_secs.max(1)),
+            Duration::from_secs(config.presence_offline_grace_secs),
+        ));
+        if !presence.claim().await? {
+            anyhow::bail!(
+                "INSTANCE_ID {instance:?} is in use by a live instance: give each instance its own id"
+            );
+        }
+        let (socket_layer, io) =
+            realtime::socket_layer(&redis_client, &keys, metrics.drops.clone(), &shutdown).await?;
+        let rooms = Arc::new(LocalRooms::default());
+        let delivery = Delivery::new(
+            io.clone(),
+            redis.clone(),
+            keys.clone(),
+            instance,
+            rooms.clone(),
+            metrics.clone(),
+            shutdown.clone(),
+        );
+        let announcer = Announcer::new(
+            presence.clone(),
+            delivery.clone(),
+            rooms.clone(),
+            config.presence_scope,
+            config.presence_fanout_max,
+        );
+        let membership = Arc::new(Membership::new(
+            presence.clone(),
+            announcer,
+            rooms,
+            metrics.sockets.clone(),
+        ));
+        let (committer, commit_queue) = Committer::new();
         let state = AppState(Arc::new(Shared {
             sessions: Sessions::new(
                 &secret,
@@ -171,13 +202,7 @@ impl App {
                 redis.clone(),
                 keys.clone(),
             ),
-            presence: Presence::new(
-                redis.clone(),
-                keys.clone(),
-                instance,
-                Duration::from_secs(config.presence_heartbeat_secs.max(1)),
-                Duration::from_secs(config.presence_offline_grace_secs),
-            ),
+            presence,
             limiter: RateLimiter::new(
                 redis.clone(),
                 keys.clone(),
@@ -186,29 +211,18 @@ impl App {
                 config.rate_limit_block_secs,
             ),
             filter,
-            fanout: realtime::fanout::Fanout::new(redis.clone(), keys.clone()),
+            metrics,
+            delivery,
             committer,
-            local_rooms: realtime::LocalRooms::default(),
-            user_sockets: Arc::default(),
-            pending_sessions: realtime::PendingSessions::default(),
+            membership,
+            shutdown,
             db,
             redis,
             keys,
             config,
             default_channel: tokio::sync::OnceCell::new(),
-            presence_gate: tokio::sync::RwLock::new(()),
-            presence_stale: std::sync::atomic::AtomicBool::new(false),
-            namespace: std::sync::OnceLock::new(),
-            live_sockets: AtomicI64::new(0),
         }));
-
-        if !state.presence.claim().await? {
-            anyhow::bail!(
-                "INSTANCE_ID {:?} is in use by a live instance: give each instance its own id",
-                state.presence.instance()
-            );
-        }
-        let (socket_layer, io) = realtime::build(&state, &redis_client, commit_queue).await?;
+        realtime::start(&state, &io, &redis_client, commit_queue).await?;
         let router = http::router(state.clone()).layer(socket_layer).layer(
             axum::middleware::from_fn_with_state(state.clone(), http::cap_pending_sessions),
         );
@@ -231,12 +245,16 @@ impl App {
         let App { state, io, router } = self;
         // Leftovers of an earlier life of this instance id are stale by definition.
         let leftovers = state.presence.reap(state.presence.instance(), true).await?;
-        realtime::presence_events::announce_reaped(&state, leftovers).await;
+        state.membership.announcer().reaped(leftovers).await;
         // The first heartbeat of this life: there is nothing to rebuild yet.
         let _ = state.presence.heartbeat().await?;
-
-        let (stop_tx, stop_rx) = watch::channel(false);
-        let tasks = realtime::presence_events::spawn_tasks(state.clone(), io.clone(), stop_rx);
+        realtime::presence_tasks::spawn(
+            state.presence.clone(),
+            state.membership.clone(),
+            state.delivery.clone(),
+            io.clone(),
+            &state.shutdown,
+        );
 
         // On the signal, the listener stops accepting at once while the sockets are closed
         // beside it; upgraded websockets are not awaited by the server, so the closer is.
@@ -260,10 +278,8 @@ impl App {
         serve::serve(listener, router, header_timeout, graceful).await?;
         let _ = closer.await;
 
-        let _ = stop_tx.send(true);
-        for task in tasks {
-            let _ = task.await;
-        }
+        // Every background task stops; queued messages are still stored and acked first.
+        state.shutdown.stop().await;
         let leftovers = state.presence.reap(state.presence.instance(), true).await?;
         if !leftovers.offline.is_empty() {
             tracing::warn!(
@@ -282,13 +298,13 @@ impl App {
 /// sockets disconnected: a Socket.IO client reconnects by itself (to another instance) after a
 /// closed transport, but not after a server-side disconnect.
 async fn close_sockets(state: &AppState, io: &SocketIo<Adapter>) {
-    let released = realtime::release_all(state, io);
+    let released = state.membership.release_all(io);
     if tokio::time::timeout(Duration::from_secs(3), released)
         .await
         .is_err()
     {
         tracing::warn!(
-            left = state.live_sockets.load(Ordering::Acquire),
+            left = state.membership.live_sockets(),
             "presence release timed out; the rest is reaped below"
         );
     }

@@ -1,68 +1,56 @@
-//! Prometheus metrics in atomics and small maps: cheap enough to leave on. Rendered by
-//! `/metrics` (see `http::metrics`).
+//! The instance's Prometheus metrics: one `prometheus-client` registry per instance, held by
+//! the app (two instances in one process count separately), rendered by `/metrics` in the
+//! OpenMetrics text format.
 
-use std::collections::HashMap;
-use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
-/// A cumulative histogram with fixed bucket bounds.
-pub struct Histogram {
-    bounds: &'static [f64],
-    buckets: Vec<AtomicU64>,
-    /// Sum of observations, in millionths of the unit.
-    sum_micros: AtomicU64,
-    count: AtomicU64,
-}
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
-impl Histogram {
-    fn new(bounds: &'static [f64]) -> Self {
-        Self {
-            bounds,
-            buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
-            sum_micros: AtomicU64::new(0),
-            count: AtomicU64::new(0),
-        }
-    }
+use crate::error::AppError;
 
-    pub fn observe(&self, value: f64) {
-        if let Some(i) = self.bounds.iter().position(|b| value <= *b) {
-            self.buckets[i].fetch_add(1, Ordering::Relaxed);
-        }
-        self.sum_micros
-            .fetch_add((value * 1e6) as u64, Ordering::Relaxed);
-        self.count.fetch_add(1, Ordering::Relaxed);
-    }
-
-    fn render(&self, out: &mut String, name: &str, help: &str) {
-        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
-        let mut cumulative = 0;
-        for (bound, bucket) in self.bounds.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Ordering::Relaxed);
-            let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {cumulative}");
-        }
-        let count = self.count.load(Ordering::Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
-        let sum = self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "{name}_sum {sum}\n{name}_count {count}");
-    }
-}
-
-const SECONDS: &[f64] = &[
+const SECONDS: [f64; 13] = [
     0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
 ];
-const SIZES: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+const SIZES: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
-/// Every metric of the process.
+/// A client event and how it ended (`ok` or the error code).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct EventLabels {
+    event: &'static str,
+    outcome: &'static str,
+}
+
+/// A server event.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BroadcastLabels {
+    event: &'static str,
+}
+
+/// A dependency: `database` (Postgres) or `redis`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DependencyLabels {
+    dependency: &'static str,
+}
+
+/// Every metric of an instance, and the registry that renders them.
 pub struct Metrics {
-    /// Client events handled, by event and outcome (`ok` or the error code).
-    events_in: Mutex<HashMap<(&'static str, &'static str), u64>>,
-    /// Server events broadcast, by event.
-    broadcasts: Mutex<HashMap<&'static str, u64>>,
+    registry: Registry,
+    events_in: Family<EventLabels, Counter>,
+    broadcasts: Family<BroadcastLabels, Counter>,
+    dependency_errors: Family<DependencyLabels, Counter>,
     /// `message.new` deliveries to this instance's sockets.
-    pub deliveries: AtomicU64,
-    /// Failed calls to a dependency, by dependency.
-    dependency_errors: Mutex<HashMap<&'static str, u64>>,
+    pub deliveries: Counter,
+    /// Sockets connected to this instance and counted in presence (shutdown waits for zero).
+    pub sockets: Gauge,
+    /// Deliveries dropped for slow consumers, with their rate-limited warning.
+    pub drops: Drops,
     /// Messages per group-commit transaction.
     pub batch_size: Histogram,
     /// Duration of a group-commit transaction.
@@ -71,102 +59,161 @@ pub struct Metrics {
     pub send_seconds: Histogram,
 }
 
-pub static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
-    events_in: Mutex::new(HashMap::new()),
-    broadcasts: Mutex::new(HashMap::new()),
-    deliveries: AtomicU64::new(0),
-    dependency_errors: Mutex::new(HashMap::new()),
-    batch_size: Histogram::new(SIZES),
-    commit_seconds: Histogram::new(SECONDS),
-    send_seconds: Histogram::new(SECONDS),
-});
-
-fn bump<K: std::hash::Hash + Eq>(map: &Mutex<HashMap<K, u64>>, key: K, n: u64) {
-    if let Ok(mut m) = map.lock() {
-        *m.entry(key).or_insert(0) += n;
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
 impl Metrics {
-    pub fn event_in(&self, event: &'static str, outcome: &'static str) {
-        bump(&self.events_in, (event, outcome), 1);
+    pub fn new() -> Self {
+        let mut m = Metrics {
+            registry: Registry::default(),
+            events_in: Family::default(),
+            broadcasts: Family::default(),
+            dependency_errors: Family::default(),
+            deliveries: Counter::default(),
+            sockets: Gauge::default(),
+            drops: Drops::default(),
+            batch_size: Histogram::new(SIZES),
+            commit_seconds: Histogram::new(SECONDS),
+            send_seconds: Histogram::new(SECONDS),
+        };
+        let r = &mut m.registry;
+        r.register(
+            "banter_sockets",
+            "Sockets connected to this instance and counted in presence",
+            m.sockets.clone(),
+        );
+        r.register(
+            "banter_deliveries_dropped",
+            "Deliveries dropped because a socket's send buffer (or the Redis subscription's) was full; clients resync by seq",
+            m.drops.counter.clone(),
+        );
+        r.register(
+            "banter_events_in",
+            "Client events handled, by event and outcome",
+            m.events_in.clone(),
+        );
+        r.register(
+            "banter_broadcasts",
+            "Server events broadcast to rooms, by event",
+            m.broadcasts.clone(),
+        );
+        r.register(
+            "banter_message_deliveries",
+            "message.new events handed to this instance's sockets",
+            m.deliveries.clone(),
+        );
+        r.register(
+            "banter_dependency_errors",
+            "Client requests and events that failed because Postgres (database) or Redis did",
+            m.dependency_errors.clone(),
+        );
+        for dependency in ["database", "redis"] {
+            // Exported at zero from the start, so that a rate over them is defined.
+            let _ = m
+                .dependency_errors
+                .get_or_create(&DependencyLabels { dependency });
+        }
+        r.register(
+            "banter_commit_batch_size",
+            "Messages stored per group-commit transaction",
+            m.batch_size.clone(),
+        );
+        r.register(
+            "banter_commit_seconds",
+            "Duration of a group-commit transaction",
+            m.commit_seconds.clone(),
+        );
+        r.register(
+            "banter_send_ack_seconds",
+            "From a message.send arriving to its ack",
+            m.send_seconds.clone(),
+        );
+        m
+    }
+
+    /// Counts a handled client event by its outcome, and the dependency behind a failure.
+    pub fn event_in<T>(&self, event: &'static str, outcome: &Result<T, AppError>) {
+        let outcome = match outcome {
+            Ok(_) => "ok",
+            Err(e) => {
+                self.failed(e);
+                e.code.as_str()
+            }
+        };
+        self.events_in
+            .get_or_create(&EventLabels { event, outcome })
+            .inc();
+    }
+
+    /// Counts the dependency behind an error answered to a client, if any.
+    pub fn failed(&self, error: &AppError) {
+        if let Some(dependency) = error.dependency {
+            self.dependency_errors
+                .get_or_create(&DependencyLabels { dependency })
+                .inc();
+        }
     }
 
     pub fn broadcast(&self, event: &'static str) {
-        bump(&self.broadcasts, event, 1);
+        self.broadcasts
+            .get_or_create(&BroadcastLabels { event })
+            .inc();
     }
 
-    pub fn dependency_error(&self, dependency: &'static str) {
-        bump(&self.dependency_errors, dependency, 1);
+    /// The OpenMetrics text exposition of everything above.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut out, &self.registry) {
+            tracing::warn!(error = %e, "metrics could not be rendered");
+        }
+        out
     }
+}
 
-    /// The Prometheus text exposition of everything above.
-    pub fn render(&self, out: &mut String) {
-        let _ = writeln!(
-            out,
-            "# HELP banter_events_in_total Client events handled, by event and outcome.\n\
-             # TYPE banter_events_in_total counter"
-        );
-        if let Ok(m) = self.events_in.lock() {
-            let mut rows: Vec<_> = m.iter().collect();
-            rows.sort();
-            for ((event, outcome), n) in rows {
-                let _ = writeln!(
-                    out,
-                    "banter_events_in_total{{event=\"{event}\",outcome=\"{outcome}\"}} {n}"
-                );
-            }
+/// Deliveries dropped for slow consumers: counted, and logged at most once per [`WARN_EVERY`].
+#[derive(Clone, Default)]
+pub struct Drops {
+    counter: Counter,
+    last_warning: WarnLimit,
+}
+
+impl Drops {
+    /// Counts `n` dropped deliveries (also whole events the bus could not hold, one per event).
+    pub fn count(&self, n: usize) {
+        let total = self.counter.inc_by(n as u64) + n as u64;
+        self.last_warning.run(|| {
+            tracing::warn!(
+                dropped_now = n,
+                dropped_total = total,
+                "deliveries dropped (full send buffers of slow sockets or of the Redis subscription); clients resync by seq"
+            )
+        });
+    }
+}
+
+/// How often one repeating warning may be logged.
+pub const WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// When a repeating warning was last logged (seconds since the epoch): warnings about one
+/// failure that repeats per event are logged at a bounded rate.
+#[derive(Clone, Default)]
+pub struct WarnLimit(Arc<AtomicU64>);
+
+impl WarnLimit {
+    /// Runs `log` unless it ran less than [`WARN_EVERY`] ago.
+    pub fn run(&self, log: impl FnOnce()) {
+        let now = crate::now_ms() / 1000;
+        let prev = self.0.load(Ordering::Relaxed);
+        if now >= prev + WARN_EVERY.as_secs()
+            && self
+                .0
+                .compare_exchange(prev, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            log();
         }
-        let _ = writeln!(
-            out,
-            "# HELP banter_broadcasts_total Server events broadcast to rooms, by event.\n\
-             # TYPE banter_broadcasts_total counter"
-        );
-        if let Ok(m) = self.broadcasts.lock() {
-            let mut rows: Vec<_> = m.iter().collect();
-            rows.sort();
-            for (event, n) in rows {
-                let _ = writeln!(out, "banter_broadcasts_total{{event=\"{event}\"}} {n}");
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP banter_message_deliveries_total message.new events handed to this instance's sockets.\n\
-             # TYPE banter_message_deliveries_total counter\n\
-             banter_message_deliveries_total {}",
-            self.deliveries.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP banter_dependency_errors_total Failed calls to Postgres (database) or Redis.\n\
-             # TYPE banter_dependency_errors_total counter"
-        );
-        for dependency in ["database", "redis"] {
-            let n = self
-                .dependency_errors
-                .lock()
-                .ok()
-                .and_then(|m| m.get(dependency).copied())
-                .unwrap_or(0);
-            let _ = writeln!(
-                out,
-                "banter_dependency_errors_total{{dependency=\"{dependency}\"}} {n}"
-            );
-        }
-        self.batch_size.render(
-            out,
-            "banter_commit_batch_size",
-            "Messages stored per group-commit transaction.",
-        );
-        self.commit_seconds.render(
-            out,
-            "banter_commit_seconds",
-            "Duration of a group-commit transaction.",
-        );
-        self.send_seconds.render(
-            out,
-            "banter_send_ack_seconds",
-            "From a message.send arriving to its ack.",
-        );
     }
 }

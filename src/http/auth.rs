@@ -255,7 +255,9 @@ async fn logout(State(state): State<AppState>, cookies: Cookies) -> AppResult<Js
         if let Ok(claims) = state.sessions.decode(&token) {
             state.sessions.revoke(&claims).await?;
             // The session's open sockets end too, on every instance.
-            crate::realtime::disconnect_room(&state, crate::realtime::session_room(claims.jti));
+            state
+                .delivery
+                .disconnect(crate::realtime::rooms::session_room(claims.jti));
             tracing::info!(user_id = %claims.sub, "user logged out");
         }
     }

@@ -41,7 +41,20 @@ pub fn router(state: AppState) -> Router {
         .method_not_allowed_fallback(|| async {
             AppError::new(Code::MethodNotAllowed, "method not allowed on this route")
         })
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            count_failures,
+        ))
         .with_state(state)
+}
+
+/// Counts the dependency behind every failed request (the error travels in the response).
+async fn count_failures(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    if let Some(error) = response.extensions().get::<AppError>() {
+        state.metrics.failed(error);
+    }
+    response
 }
 
 /// Layers around everything, Socket.IO included: CORS for the allowed origins (with
@@ -94,8 +107,8 @@ pub async fn cap_pending_sessions(
             .trusted_proxies
             .client_of(req.extensions(), req.headers());
         if !state
-            .pending_sessions
-            .open(address, state.config.max_pending_sessions_per_address)
+            .membership
+            .open_session(address, state.config.max_pending_sessions_per_address)
         {
             let wait = crate::realtime::CONNECT_TIMEOUT.as_millis() as u64;
             return AppError::rate_limited(wait).into_response();

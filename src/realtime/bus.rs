@@ -16,6 +16,9 @@ use redis::{AsyncCommands, FromRedisValue, PushInfo, PushKind};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::{mpsc, Notify};
 
+use crate::metrics::Drops;
+use crate::shutdown::Shutdown;
+
 /// How often the connection is checked, and the longest wait between reconnection attempts.
 const CHECK_PERIOD: Duration = Duration::from_secs(1);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -47,9 +50,11 @@ struct Shared {
     healthy: AtomicBool,
     /// Woken by a failed command or a disconnection report, so the watchdog checks at once.
     wake: Arc<Notify>,
+    /// Where events that a full subscription could not hold are counted.
+    drops: Drops,
 }
 
-fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Notify) {
+fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Notify, drops: &Drops) {
     match msg.kind {
         PushKind::Message | PushKind::SMessage if msg.data.len() >= 2 => {
             let mut data = msg.data.into_iter();
@@ -68,7 +73,7 @@ fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Notify) {
                 if tx.try_send((chan, payload)).is_err() {
                     // A whole event lost for this instance's sockets: counted (as one) and
                     // logged at a bounded rate with the other drops.
-                    super::emit::count_drops(1);
+                    drops.count(1);
                 }
             }
         }
@@ -78,11 +83,15 @@ fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Notify) {
 }
 
 impl Bus {
-    /// Connects and starts the watchdog that reconnects after a failure.
-    pub async fn connect(client: redis::Client) -> Result<Bus, BusError> {
+    /// Connects and starts the watchdog that reconnects after a failure (until `shutdown`).
+    pub async fn connect(
+        client: redis::Client,
+        drops: Drops,
+        shutdown: &Shutdown,
+    ) -> Result<Bus, BusError> {
         let handlers: Handlers = Arc::default();
         let wake = Arc::new(Notify::new());
-        let conn = open(&client, &handlers, &wake).await?;
+        let conn = open(&client, &handlers, &wake, &drops).await?;
         let bus = Bus {
             shared: Arc::new(Shared {
                 client,
@@ -90,9 +99,10 @@ impl Bus {
                 handlers,
                 healthy: AtomicBool::new(true),
                 wake,
+                drops,
             }),
         };
-        tokio::spawn(watchdog(Arc::downgrade(&bus.shared)));
+        shutdown.spawn_until_stopped(watchdog(Arc::downgrade(&bus.shared)));
         Ok(bus)
     }
 
@@ -128,13 +138,14 @@ async fn open(
     client: &redis::Client,
     handlers: &Handlers,
     wake: &Arc<Notify>,
+    drops: &Drops,
 ) -> Result<MultiplexedConnection, BusError> {
-    let (handlers, wake) = (handlers.clone(), wake.clone());
+    let (handlers, wake, drops) = (handlers.clone(), wake.clone(), drops.clone());
     let config = redis::AsyncConnectionConfig::new()
         .set_connection_timeout(Some(COMMAND_TIMEOUT))
         .set_response_timeout(Some(COMMAND_TIMEOUT))
         .set_push_sender(move |msg| {
-            deliver(msg, &handlers, &wake);
+            deliver(msg, &handlers, &wake, &drops);
             Ok::<(), std::convert::Infallible>(())
         });
     Ok(client
@@ -192,7 +203,7 @@ async fn watchdog(shared: std::sync::Weak<Shared>) {
 
 /// A new connection with every known channel subscribed, swapped in for the broken one.
 async fn reconnect(s: &Shared) -> Result<usize, BusError> {
-    let mut conn = open(&s.client, &s.handlers, &s.wake).await?;
+    let mut conn = open(&s.client, &s.handlers, &s.wake, &s.drops).await?;
     let channels: Vec<String> = s
         .handlers
         .read()

@@ -10,15 +10,18 @@
 //! message that Postgres refuses, which alone gets an error. Order within a channel is kept
 //! (the first half commits first).
 
+use std::sync::Arc;
 use std::time::Instant;
 
+use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
 
+use super::delivery::Delivery;
 use crate::error::{AppError, AppResult, Code};
-use crate::metrics::METRICS;
+use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 use crate::store::messages::{self, Inserted, NewMessage};
 use crate::store::{self};
-use crate::AppState;
 
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 512;
@@ -68,24 +71,43 @@ impl Committer {
     }
 }
 
-/// Starts this instance's commit loop.
-pub fn start(state: &AppState, CommitQueue(mut rx): CommitQueue) {
-    let state = state.clone();
-    tokio::spawn(async move {
-        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PIPELINE));
+/// What the commit loop stores with, and publishes and reports through.
+#[derive(Clone)]
+pub struct Writer {
+    pub db: PgPool,
+    pub delivery: Delivery,
+    pub metrics: Arc<Metrics>,
+}
+
+/// Starts this instance's commit loop. When shutdown begins, the queue is closed and what it
+/// holds is still stored, published and acked; shutdown waits for it.
+pub fn start(writer: Writer, CommitQueue(mut rx): CommitQueue, shutdown: &Shutdown) {
+    let tasks = shutdown.clone();
+    shutdown.spawn(async move {
+        let slots = Arc::new(tokio::sync::Semaphore::new(PIPELINE));
         let mut jobs = Vec::with_capacity(MAX_BATCH);
+        let mut closed = false;
         loop {
             // Wait for a free slot first, so that sends gather into the next batch meanwhile.
             let Ok(slot) = slots.clone().acquire_owned().await else {
                 return;
             };
-            if rx.recv_many(&mut jobs, MAX_BATCH).await == 0 {
+            let received = tokio::select! {
+                n = rx.recv_many(&mut jobs, MAX_BATCH) => n,
+                _ = tasks.stopping(), if !closed => {
+                    // No new sends from here on; the loop drains what is queued.
+                    rx.close();
+                    closed = true;
+                    continue;
+                }
+            };
+            if received == 0 {
                 return;
             }
             let batch: Vec<Job> = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH));
-            let state = state.clone();
-            tokio::spawn(async move {
-                commit(&state, batch).await;
+            let writer = writer.clone();
+            tasks.spawn(async move {
+                commit(&writer, batch).await;
                 drop(slot);
             });
         }
@@ -93,22 +115,23 @@ pub fn start(state: &AppState, CommitQueue(mut rx): CommitQueue) {
 }
 
 /// Stores one batch, publishes what is new, and answers every sender.
-async fn commit(state: &AppState, jobs: Vec<Job>) {
+async fn commit(writer: &Writer, jobs: Vec<Job>) {
     let (batch, replies): (Vec<NewMessage>, Vec<_>) =
         jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
     let started = Instant::now();
-    let outcomes = store_isolating(state, &batch).await;
-    METRICS
+    let outcomes = store_isolating(&writer.db, &batch).await;
+    writer
+        .metrics
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
-    METRICS.batch_size.observe(batch.len() as f64);
+    writer.metrics.batch_size.observe(batch.len() as f64);
     let fresh: Vec<&messages::Message> = outcomes
         .iter()
         .filter_map(|o| o.as_ref().ok())
         .filter(|o| !o.duplicate)
         .map(|o| &o.message)
         .collect();
-    state.fanout.publish(state, &fresh).await;
+    writer.delivery.messages(&fresh).await;
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         let _ = reply.send(outcome);
     }
@@ -117,14 +140,14 @@ async fn commit(state: &AppState, jobs: Vec<Job>) {
 /// Stores `batch`, one outcome per message in input order. A statement refused for its
 /// content is retried in halves until the refused message is alone; any other failure (the
 /// connection, a timeout) answers every message not yet stored `unavailable`.
-async fn store_isolating(state: &AppState, batch: &[NewMessage]) -> Vec<AppResult<Inserted>> {
+async fn store_isolating(db: &PgPool, batch: &[NewMessage]) -> Vec<AppResult<Inserted>> {
     let mut outcomes = Vec::with_capacity(batch.len());
     // Ranges of the batch still to store, in order.
     let mut pending: Vec<std::ops::Range<usize>> = Vec::new();
     pending.push(0..batch.len());
     while let Some(range) = pending.pop() {
         let part = &batch[range.clone()];
-        match store::bounded(messages::insert_batch(&state.db, part)).await {
+        match store::bounded(messages::insert_batch(db, part)).await {
             Ok(stored) => outcomes.extend(stored.into_iter().map(Ok)),
             Err(e) if blames_content(&e) && part.len() > 1 => {
                 let mid = range.start + part.len() / 2;

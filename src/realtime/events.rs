@@ -2,17 +2,18 @@
 //! `messages.sync`. Every payload is taken as raw JSON and parsed by [`super::payload`], so a
 //! malformed one gets a clear error and never closes the connection.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use socketioxide::extract::{Event, Extension, SocketRef, State, TryData};
+use socketioxide::extract::{Event, Extension, SocketRef, TryData};
 use uuid::Uuid;
 
-use super::emit;
+use super::membership::Conn;
 use super::payload as args;
 use super::reply::Reply;
-use super::{channel_room, user_room, Conn};
+use super::rooms::{channel_room, user_room};
 use crate::access;
 use crate::auth::verify_password;
 use crate::error::{AppError, AppResult, Code};
@@ -24,34 +25,57 @@ use crate::{validate, Adapter, AppState};
 /// Relayed typing changes per socket are at least this far apart (about 2/s), whichever way.
 const TYPING_INTERVAL: Duration = Duration::from_millis(500);
 
-type Data = TryData<Value>;
-
 /// Registers every client event handler on a new socket.
-pub fn register(s: &SocketRef<Adapter>) {
-    s.on("channel.join", join);
-    s.on("channel.leave", leave);
-    s.on("message.send", send);
-    s.on("user.typing", typing);
-    s.on("messages.sync", sync);
-    s.on_fallback(unknown);
+pub fn register(s: &SocketRef<Adapter>, state: &AppState) {
+    on(s, state, "channel.join", join);
+    on(s, state, "channel.leave", leave);
+    on(s, state, "message.send", send);
+    on(s, state, "user.typing", typing);
+    on(s, state, "messages.sync", sync);
+    let state = state.clone();
+    s.on_fallback(move |Event(name): Event, reply: Reply| {
+        let state = state.clone();
+        async move { unknown(&state, &name, reply) }
+    });
+}
+
+/// Registers `handler` for `event`: it gets the instance, the socket, its state and the JSON
+/// payload; its result is counted and answered (see [`Reply`]). An event without a JSON
+/// payload is `invalid_payload` before any handler runs.
+fn on<F, Fut>(s: &SocketRef<Adapter>, state: &AppState, event: &'static str, handler: F)
+where
+    F: Fn(AppState, SocketRef<Adapter>, Arc<Conn>, Value) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = AppResult<Value>> + Send + 'static,
+{
+    let state = state.clone();
+    s.on(
+        event,
+        move |s: SocketRef<Adapter>,
+              Extension(conn): Extension<Arc<Conn>>,
+              TryData(data): TryData<Value>,
+              reply: Reply| {
+            let (state, handler) = (state.clone(), handler.clone());
+            async move {
+                let result = match data {
+                    Ok(value) => handler(state.clone(), s, conn, value).await,
+                    Err(_) => Err(AppError::invalid("the event needs a JSON payload")),
+                };
+                state.metrics.event_in(event, &result);
+                reply.send(event, result);
+            }
+        },
+    );
 }
 
 /// Any other event: an ack, when one is asked for, says so (no ack, no answer: an `error`
 /// event per unknown event would let a client amplify its own traffic).
-async fn unknown(Event(name): Event, reply: Reply) {
+fn unknown(state: &AppState, name: &str, reply: Reply) {
     if reply.wants_ack() {
         let shown: String = name.chars().take(64).collect();
-        reply.send(
-            "unknown",
-            Err(AppError::invalid(format!("unknown event {shown:?}"))),
-        );
+        let result = Err(AppError::invalid(format!("unknown event {shown:?}")));
+        state.metrics.event_in("unknown", &result);
+        reply.send("unknown", result);
     }
-}
-
-/// The event's payload, or `invalid_payload` when there is none or it is not JSON.
-fn payload(data: Data) -> AppResult<Value> {
-    data.0
-        .map_err(|_| AppError::invalid("the event needs a JSON payload"))
 }
 
 /// The error for an event on a channel the socket is not in: `not_found` when no such channel
@@ -74,14 +98,12 @@ async fn joined_channel(state: &AppState, conn: &Conn, raw: &str) -> AppResult<(
 }
 
 async fn join(
+    state: AppState,
     s: SocketRef<Adapter>,
-    State(state): State<AppState>,
-    Extension(conn): Extension<Arc<Conn>>,
-    data: Data,
-    reply: Reply,
-) {
-    let result = async {
-        let value = payload(data)?;
+    conn: Arc<Conn>,
+    value: Value,
+) -> AppResult<Value> {
+    {
         let args::Join {
             channel: name,
             password,
@@ -109,45 +131,36 @@ async fn join(
             }
             channels::add_member(&state.db, channel.id, conn.user_id).await?;
         }
-        let online = super::switch_channel(&state, &s, &conn, &channel).await?;
+        let online = state.membership.switch_channel(&s, &conn, &channel).await?;
         if let Err(e) = s.emit("channel.joined", &channel.name) {
             tracing::debug!(sid = %s.id, error = %e, "channel.joined not delivered");
         }
         Ok(json!({ "channel": channel.view(), "online": online }))
     }
-    .await;
-    reply.send("channel.join", result);
 }
 
 async fn leave(
+    state: AppState,
     s: SocketRef<Adapter>,
-    State(state): State<AppState>,
-    Extension(conn): Extension<Arc<Conn>>,
-    data: Data,
-    reply: Reply,
-) {
-    let result = async {
-        let value = payload(data)?;
-        let name = validate::channel_name(args::leave(&value)?)?;
-        if super::leave_channel(&state, &s, &conn, &name).await {
-            Ok(json!({}))
-        } else {
-            Err(outside_channel(&state, &name).await)
-        }
+    conn: Arc<Conn>,
+    value: Value,
+) -> AppResult<Value> {
+    let name = validate::channel_name(args::leave(&value)?)?;
+    if state.membership.leave_channel(&s, &conn, &name).await {
+        Ok(json!({}))
+    } else {
+        Err(outside_channel(&state, &name).await)
     }
-    .await;
-    reply.send("channel.leave", result);
 }
 
 async fn send(
-    State(state): State<AppState>,
-    Extension(conn): Extension<Arc<Conn>>,
-    data: Data,
-    reply: Reply,
-) {
+    state: AppState,
+    _: SocketRef<Adapter>,
+    conn: Arc<Conn>,
+    value: Value,
+) -> AppResult<Value> {
     let started = Instant::now();
     let result = async {
-        let value = payload(data)?;
         let args::Send {
             channel: raw_channel,
             text: raw_text,
@@ -206,28 +219,30 @@ async fn send(
         Ok(json!({ "message": inserted.message, "duplicate": inserted.duplicate }))
     }
     .await;
-    crate::metrics::METRICS
+    state
+        .metrics
         .send_seconds
         .observe(started.elapsed().as_secs_f64());
-    reply.send("message.send", result);
+    result
 }
 
 /// Tells every socket of a user, on every instance, that sending is blocked.
 async fn notify_blocked(state: &AppState, user: Uuid, retry_after_ms: u64) {
     let until = chrono::Utc::now() + chrono::Duration::milliseconds(retry_after_ms as i64);
     let body = json!({ "retry_after_ms": retry_after_ms, "until": until });
-    emit::broadcast(state, vec![user_room(user)], "rate_limited", &body).await;
+    state
+        .delivery
+        .broadcast(vec![user_room(user)], "rate_limited", &body)
+        .await;
 }
 
 async fn typing(
+    state: AppState,
     s: SocketRef<Adapter>,
-    State(state): State<AppState>,
-    Extension(conn): Extension<Arc<Conn>>,
-    data: Data,
-    reply: Reply,
-) {
-    let result = async {
-        let value = payload(data)?;
+    conn: Arc<Conn>,
+    value: Value,
+) -> AppResult<Value> {
+    {
         let args::Typing {
             channel: raw_channel,
             is_typing,
@@ -249,7 +264,7 @@ async fn typing(
                     t.scheduled = true;
                     let wait = TYPING_INTERVAL
                         .saturating_sub(t.at.map(|a| a.elapsed()).unwrap_or_default());
-                    tokio::spawn(trailing_typing(
+                    state.shutdown.spawn(trailing_typing(
                         state.clone(),
                         s.clone(),
                         conn.clone(),
@@ -269,8 +284,6 @@ async fn typing(
         relay_typing(&state, &s, &conn, &channel, is_typing).await;
         Ok(json!({}))
     }
-    .await;
-    reply.send("user.typing", result);
 }
 
 /// Sends a socket's typing state to the rest of its channel.
@@ -287,14 +300,10 @@ async fn relay_typing(
         "channel": channel,
         "isTyping": is_typing,
     });
-    emit::broadcast_from(
-        state,
-        Some(s),
-        vec![channel_room(channel)],
-        "user.typing",
-        &body,
-    )
-    .await;
+    state
+        .delivery
+        .broadcast_from(Some(s), vec![channel_room(channel)], "user.typing", &body)
+        .await;
 }
 
 /// After a throttled change, relays the socket's latest typing state once the interval is
@@ -327,13 +336,12 @@ async fn trailing_typing(state: AppState, s: SocketRef<Adapter>, conn: Arc<Conn>
 }
 
 async fn sync(
-    State(state): State<AppState>,
-    Extension(conn): Extension<Arc<Conn>>,
-    data: Data,
-    reply: Reply,
-) {
-    let result = async {
-        let value = payload(data)?;
+    state: AppState,
+    _: SocketRef<Adapter>,
+    conn: Arc<Conn>,
+    value: Value,
+) -> AppResult<Value> {
+    {
         let args::Sync {
             channel: raw_channel,
             after_seq: after,
@@ -345,6 +353,4 @@ async fn sync(
         page.truncate(limit as usize);
         Ok(json!({ "messages": page, "has_more": has_more }))
     }
-    .await;
-    reply.send("messages.sync", result);
 }

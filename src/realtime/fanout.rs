@@ -10,26 +10,25 @@
 //! A parked batch whose predecessor never comes (its instance died between commit and
 //! publish) is released after [`PARK_LIMIT`]: clients fill that gap with `messages.sync`.
 //! When Redis is away, the sender delivers to its own sockets directly.
+//!
+//! This module is the sequencing only; [`super::delivery::Delivery`] publishes through it and
+//! delivers what the subscription brings.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use redis::aio::ConnectionManager;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
-use socketioxide_redis::drivers::Driver;
 
-use super::{bus::Bus, channel_room, emit};
 use crate::keys::Keys;
-use crate::metrics::METRICS;
+use crate::now_ms;
 use crate::store::messages::Message;
-use crate::{now_ms, AppState};
 
 /// How long a batch may wait for its predecessor before it is published anyway.
 pub const PARK_LIMIT: Duration = Duration::from_secs(1);
-const SWEEP_PERIOD: Duration = Duration::from_millis(250);
+pub const SWEEP_PERIOD: Duration = Duration::from_millis(250);
 /// How long a channel's last published seq is remembered after its last message. A channel
 /// whose last seq is unknown (new, quiet for this long, or Redis lost it) publishes a batch at
 /// once only when it starts at seq 1; any other waits for its predecessor like a gap, at most
@@ -96,19 +95,19 @@ struct Batch<'a> {
 
 /// A batch as received: the messages stay raw JSON, serialized once by the sender.
 #[derive(Deserialize)]
-struct RawBatch {
-    channel: String,
-    messages: Vec<Box<RawValue>>,
+pub struct RawBatch {
+    pub channel: String,
+    pub messages: Vec<Box<RawValue>>,
 }
 
-/// Publishes messages in seq order and delivers what arrives to this instance's sockets.
-pub struct Fanout {
+/// Publishes each channel's batches in seq order through Redis.
+pub struct Sequencer {
     redis: ConnectionManager,
     keys: Keys,
     sequence: Script,
 }
 
-impl Fanout {
+impl Sequencer {
     pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
         Self {
             redis,
@@ -146,17 +145,17 @@ impl Fanout {
             .await
     }
 
-    /// Sends newly stored messages (in seq order per channel) to every socket of their
-    /// channels, on every instance: one payload and one script call per channel, the channels
-    /// at once.
-    pub async fn publish(&self, state: &AppState, messages: &[&Message]) {
-        let mut by_channel: BTreeMap<&str, Vec<&Message>> = BTreeMap::new();
+    /// Publishes newly stored messages, in seq order per channel: one payload and one script
+    /// call per channel, the channels at once. Returns the messages that Redis could not take,
+    /// for the caller to deliver to its own sockets.
+    pub async fn publish<'a>(&self, messages: &[&'a Message]) -> Vec<&'a Message> {
+        let mut by_channel: BTreeMap<&str, Vec<&'a Message>> = BTreeMap::new();
         for m in messages {
             by_channel.entry(m.channel.as_str()).or_default().push(m);
         }
         let calls = by_channel.into_iter().map(|(channel, batch)| async move {
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-                return;
+                return Vec::new();
             };
             let seqs = (first.seq, last.seq);
             let payload = match serde_json::to_vec(&Batch {
@@ -166,21 +165,26 @@ impl Fanout {
                 Ok(p) => p,
                 Err(e) => {
                     tracing::warn!(error = %e, "messages could not be serialized");
-                    return;
+                    return Vec::new();
                 }
             };
-            if let Err(e) = self.sequence(channel, Some(seqs), &payload).await {
-                tracing::warn!(error = %e, "fan-out unavailable: delivering to this instance only");
-                for message in batch {
-                    deliver(state, channel, message).await;
+            match self.sequence(channel, Some(seqs), &payload).await {
+                Ok(_) => Vec::new(),
+                Err(e) => {
+                    tracing::warn!(error = %e, "fan-out unavailable: delivering to this instance only");
+                    batch
                 }
             }
         });
-        futures_util::future::join_all(calls).await;
+        futures_util::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 
     /// Releases messages parked longer than [`PARK_LIMIT`].
-    async fn sweep(&self) -> redis::RedisResult<()> {
+    pub async fn sweep(&self) -> redis::RedisResult<()> {
         let mut conn = self.redis.clone();
         let cutoff = now_ms().saturating_sub(PARK_LIMIT.as_millis() as u64);
         let stale: Vec<String> = redis::cmd("ZRANGEBYSCORE")
@@ -195,50 +199,4 @@ impl Fanout {
         }
         Ok(())
     }
-}
-
-/// Sends one `message.new` to this instance's sockets in `channel`.
-async fn deliver<T: Serialize + ?Sized>(state: &AppState, channel: &str, message: &T) {
-    let receivers = state.local_rooms.members(channel);
-    METRICS
-        .deliveries
-        .fetch_add(receivers, std::sync::atomic::Ordering::Relaxed);
-    emit::broadcast_local(state, vec![channel_room(channel)], "message.new", message).await;
-}
-
-/// Subscribes this instance to the fan-out and starts delivering and sweeping.
-pub async fn start(state: &AppState, redis: redis::Client) -> anyhow::Result<()> {
-    let bus = Bus::connect(redis).await?;
-    let mut stream = bus.subscribe(state.keys.fanout(), 4096).await?;
-    let mut events = bus.subscribe(state.keys.events(), 4096).await?;
-    let relay_state = state.clone();
-    tokio::spawn(async move {
-        while let Some((_, payload)) = events.next().await {
-            emit::deliver_relayed(&relay_state, &payload).await;
-        }
-    });
-    let deliver_state = state.clone();
-    tokio::spawn(async move {
-        // The bus must live as long as its subscription.
-        let _bus = bus;
-        while let Some((_, payload)) = stream.next().await {
-            let Ok(batch) = serde_json::from_slice::<RawBatch>(&payload) else {
-                tracing::warn!("unreadable batch on the fan-out");
-                continue;
-            };
-            for message in &batch.messages {
-                deliver(&deliver_state, &batch.channel, message).await;
-            }
-        }
-    });
-    let sweep_state = state.clone();
-    tokio::spawn(async move {
-        loop {
-            tokio::time::sleep(SWEEP_PERIOD).await;
-            if let Err(e) = sweep_state.fanout.sweep().await {
-                tracing::debug!(error = %e, "fan-out sweep failed");
-            }
-        }
-    });
-    Ok(())
 }

@@ -4,25 +4,12 @@
 
 use axum::http::header;
 use serde_json::Value;
-use socketioxide::extract::{SocketRef, State, TryData};
-use uuid::Uuid;
+use socketioxide::extract::SocketRef;
 
+use super::membership::{Reservation, Session};
 use crate::auth::{cookie_value, COOKIE_NAME};
 use crate::error::Code;
 use crate::{Adapter, AppState};
-
-/// The signed-in user of a socket, as the handshake found it.
-#[derive(Clone, Debug)]
-pub struct Session {
-    pub user_id: Uuid,
-    pub username: String,
-    /// The token's session id (logout disconnects the session's sockets).
-    pub jti: Uuid,
-    /// A guest (guests' sends also count against their client address).
-    pub guest: bool,
-    /// The client address (through trusted proxies).
-    pub address: std::net::IpAddr,
-}
 
 /// Why a handshake was refused; its `Display` is the `connect_error` message.
 #[derive(Debug)]
@@ -52,11 +39,13 @@ fn handshake_token(s: &SocketRef<Adapter>, auth: Option<&Value>) -> Option<Strin
     })
 }
 
+/// Checks a handshake: the Origin, the session, and the user's socket cap. An accepted
+/// socket's session comes back with its place under the cap.
 pub async fn authenticate(
-    s: SocketRef<Adapter>,
-    State(state): State<AppState>,
-    TryData(auth): TryData<Value>,
-) -> Result<(), Refused> {
+    state: &AppState,
+    s: &SocketRef<Adapter>,
+    auth: Option<&Value>,
+) -> Result<(Session, Reservation), Refused> {
     // A browser always sends Origin on a cross-site request; a page from an origin outside the
     // allowlist must not ride on the user's cookie (cross-site WebSocket hijacking).
     if let Some(origin) = s.req_parts().headers.get(header::ORIGIN) {
@@ -69,11 +58,11 @@ pub async fn authenticate(
             return Err(Refused(Code::ForbiddenOrigin));
         }
     }
-    let Some(token) = handshake_token(&s, auth.as_ref().ok()) else {
+    let Some(token) = handshake_token(s, auth) else {
         tracing::info!(sid = %s.id, "handshake refused: no session");
         return Err(Refused(Code::Unauthorized));
     };
-    match crate::auth::signed_in(&state, &token).await {
+    match crate::auth::signed_in(state, &token).await {
         Ok((claims, guest)) => {
             let parts = s.req_parts();
             let session = Session {
@@ -86,25 +75,14 @@ pub async fn authenticate(
                     .trusted_proxies
                     .client_of(&parts.extensions, &parts.headers),
             };
-            state.pending_sessions.connected(session.address);
             // Within the user's socket cap (this instance exactly, the cluster as presence
             // counts it), the socket is reserved here; the reservation goes with its state.
             let max = state.config.max_sockets_per_user;
-            let reservation = state.user_sockets.reserve(session.user_id, max);
-            let cluster = match reservation {
-                Some(_) => state
-                    .presence
-                    .connections(session.user_id)
-                    .await
-                    .unwrap_or(0),
-                None => 0,
-            };
-            let Some(reservation) = reservation.filter(|_| cluster < u64::from(max)) else {
+            let Some(reservation) = state.membership.reserve(&session, max).await else {
                 tracing::info!(sid = %s.id, user_id = %session.user_id, "handshake refused: too many connections");
                 return Err(Refused(Code::TooManyConnections));
             };
-            super::admit(&s, &state, &session, reservation).await;
-            Ok(())
+            Ok((session, reservation))
         }
         Err(e) => {
             tracing::info!(sid = %s.id, code = e.code.as_str(), "handshake refused");

@@ -44,16 +44,9 @@ impl Reply {
 
     /// Sends `{"ok": true, ...body}` or the error, for `event`.
     pub fn send(self, event: &'static str, result: AppResult<Value>) {
-        let metrics = &crate::metrics::METRICS;
         match result {
-            Ok(body) => {
-                metrics.event_in(event, "ok");
-                self.ok(body)
-            }
-            Err(e) => {
-                metrics.event_in(event, e.code.as_str());
-                self.fail(event, e)
-            }
+            Ok(body) => self.ok(body),
+            Err(e) => self.fail(event, e),
         }
     }
 
@@ -71,7 +64,7 @@ impl Reply {
         let user_id = self
             .socket
             .extensions
-            .get::<Arc<super::Conn>>()
+            .get::<Arc<super::membership::Conn>>()
             .map(|c| c.user_id.to_string())
             .unwrap_or_default();
         if error.code == Code::Unavailable || error.code == Code::Internal {

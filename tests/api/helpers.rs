@@ -421,7 +421,7 @@ impl Cluster {
     }
 
     /// One sample of `/metrics` on an instance, by its exact series name (labels included).
-    /// The metrics are process-wide, so in-process instances share them.
+    /// Each instance has its own metrics.
     pub async fn metric(&self, instance: &Instance, series: &str) -> f64 {
         let body = self
             .http

@@ -93,16 +93,34 @@ async fn metrics_count_sends_commits_and_deliveries() {
     for client in [&a1, &a2, &b1] {
         client.wait_for("message.new", |m| m["seq"] == 3).await;
     }
-    // The metrics are process-wide: they cover both instances (and, when tests share a
-    // process, the other tests too, so the figures are lower bounds).
-    let a = cluster.a();
+    // Each instance counts its own: the sends (one at a time, so one transaction each) were
+    // handled by a; each message went to two sockets on a and one on b.
+    let (a, b) = (cluster.a(), cluster.b());
     let sends = r#"banter_events_in_total{event="message.send",outcome="ok"}"#;
-    assert!(cluster.metric(a, sends).await >= 3.0);
-    assert!(cluster.metric(a, "banter_commit_batch_size_sum").await >= 3.0);
-    assert!(cluster.metric(a, "banter_commit_batch_size_count").await >= 1.0);
-    assert!(cluster.metric(a, "banter_send_ack_seconds_count").await >= 3.0);
-    // Three messages, each to the three sockets in the channel (two on a, one on b).
-    assert!(cluster.metric(a, "banter_message_deliveries_total").await >= 9.0);
+    assert_eq!(cluster.metric(a, sends).await, 3.0);
+    assert_eq!(cluster.metric(a, "banter_commit_batch_size_sum").await, 3.0);
+    assert_eq!(
+        cluster.metric(a, "banter_commit_batch_size_count").await,
+        3.0
+    );
+    assert_eq!(
+        cluster.metric(a, "banter_send_ack_seconds_count").await,
+        3.0
+    );
+    assert_eq!(
+        cluster.metric(a, "banter_message_deliveries_total").await,
+        6.0
+    );
+    assert_eq!(
+        cluster.metric(b, "banter_message_deliveries_total").await,
+        3.0
+    );
+    assert_eq!(
+        cluster.metric(b, "banter_commit_batch_size_count").await,
+        0.0
+    );
+    assert_eq!(cluster.metric(a, "banter_sockets").await, 2.0);
+    assert_eq!(cluster.metric(b, "banter_sockets").await, 1.0);
     for client in [a1, a2, b1] {
         client.disconnect().await;
     }

@@ -1,0 +1,299 @@
+//! [`Delivery`]: every outbound path of an instance, in one place.
+//!
+//! - `message.new` goes through the ordered fan-out ([`super::fanout`]): published in seq
+//!   order through Redis, and delivered by every instance (the sender's included) to its own
+//!   sockets in the order Redis gives. When Redis is away, the sender delivers to its own
+//!   sockets directly.
+//! - Every other server event (presence, typing, notices) goes to this instance's sockets
+//!   directly and to the other instances through one Redis pub/sub channel
+//!   (`<prefix>:events`); each instance delivers to its own sockets, so a drop anywhere is
+//!   counted. When Redis is down the event still reaches this instance's sockets; the other
+//!   instances' clients see a `seq` gap on their next message and fill it with `messages.sync`.
+//! - A socket's send buffer is full (a slow consumer): socketioxide drops the packet for that
+//!   socket only. Every such drop is counted and logged (at most one line per 10 s); the client
+//!   detects the `seq` gap and syncs.
+//! - Disconnecting a room (logout, a removed account) goes through the Socket.IO adapter.
+
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use socketioxide::extract::SocketRef;
+use socketioxide::operators::BroadcastOperators;
+use socketioxide::{BroadcastError, SocketError, SocketIo};
+use socketioxide_redis::drivers::Driver;
+
+use super::bus::Bus;
+use super::fanout::{RawBatch, Sequencer, SWEEP_PERIOD};
+use super::rooms::{channel_room, LocalRooms};
+use crate::keys::Keys;
+use crate::metrics::{Metrics, WarnLimit};
+use crate::shutdown::Shutdown;
+use crate::store::messages::Message;
+use crate::Adapter;
+
+/// Messages and events each subscription may hold for this instance before it drops.
+const SUBSCRIPTION_BUFFER: usize = 4096;
+
+/// The outbound side of an instance. Cheap to clone.
+#[derive(Clone)]
+pub struct Delivery(Arc<Inner>);
+
+struct Inner {
+    /// The Socket.IO server: this instance's sockets, and the adapter to the others.
+    io: SocketIo<Adapter>,
+    redis: ConnectionManager,
+    keys: Keys,
+    /// This instance's id: relayed events it sent itself are not delivered twice.
+    instance: String,
+    sequencer: Sequencer,
+    /// The receivers of a local `message.new` delivery, for the metrics.
+    rooms: Arc<LocalRooms>,
+    metrics: Arc<Metrics>,
+    shutdown: Shutdown,
+    /// Relay failures repeat per event; they are logged at a bounded rate.
+    relay_warning: WarnLimit,
+}
+
+/// An event on its way to the other instances, which deliver it to their own sockets.
+#[derive(Serialize)]
+struct Relay<'a, T: ?Sized> {
+    origin: &'a str,
+    rooms: &'a [String],
+    event: &'a str,
+    data: &'a T,
+}
+
+/// A relayed event as received: the data stays raw JSON, serialized once by the sender.
+#[derive(serde::Deserialize)]
+struct RawRelay {
+    origin: String,
+    rooms: Vec<String>,
+    event: String,
+    data: Box<serde_json::value::RawValue>,
+}
+
+impl Delivery {
+    pub fn new(
+        io: SocketIo<Adapter>,
+        redis: ConnectionManager,
+        keys: Keys,
+        instance: String,
+        rooms: Arc<LocalRooms>,
+        metrics: Arc<Metrics>,
+        shutdown: Shutdown,
+    ) -> Self {
+        Delivery(Arc::new(Inner {
+            sequencer: Sequencer::new(redis.clone(), keys.clone()),
+            io,
+            redis,
+            keys,
+            instance,
+            rooms,
+            metrics,
+            shutdown,
+            relay_warning: WarnLimit::default(),
+        }))
+    }
+
+    /// Subscribes this instance to the fan-out and the event relay on `bus`, and starts
+    /// delivering what they bring and releasing parked batches.
+    pub async fn start(&self, bus: Bus) -> anyhow::Result<()> {
+        let mut messages = bus
+            .subscribe(self.0.keys.fanout(), SUBSCRIPTION_BUFFER)
+            .await?;
+        let mut events = bus
+            .subscribe(self.0.keys.events(), SUBSCRIPTION_BUFFER)
+            .await?;
+        let this = self.clone();
+        self.0.shutdown.spawn_until_stopped(async move {
+            while let Some((_, payload)) = events.next().await {
+                this.deliver_relayed(&payload).await;
+            }
+        });
+        let this = self.clone();
+        self.0.shutdown.spawn_until_stopped(async move {
+            // The bus must live as long as its subscriptions.
+            let _bus = bus;
+            while let Some((_, payload)) = messages.next().await {
+                let Ok(batch) = serde_json::from_slice::<RawBatch>(&payload) else {
+                    tracing::warn!("unreadable batch on the fan-out");
+                    continue;
+                };
+                for message in &batch.messages {
+                    this.deliver_message(&batch.channel, message).await;
+                }
+            }
+        });
+        let this = self.clone();
+        self.0.shutdown.spawn_until_stopped(async move {
+            loop {
+                tokio::time::sleep(SWEEP_PERIOD).await;
+                if let Err(e) = this.0.sequencer.sweep().await {
+                    tracing::debug!(error = %e, "fan-out sweep failed");
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// Sends newly stored messages as `message.new` to every socket of their channels, on every
+    /// instance, in seq order per channel.
+    pub async fn messages(&self, fresh: &[&Message]) {
+        for message in self.0.sequencer.publish(fresh).await {
+            self.deliver_message(&message.channel, message).await;
+        }
+    }
+
+    /// Sends `event` to the sockets in `rooms` on every instance (to every socket when `rooms`
+    /// is empty).
+    pub async fn broadcast<T: Serialize + ?Sized>(
+        &self,
+        rooms: Vec<String>,
+        event: &'static str,
+        payload: &T,
+    ) {
+        self.broadcast_from(None, rooms, event, payload).await;
+    }
+
+    /// Sends `event` to the sockets in `rooms` on every instance, the sending socket (if any)
+    /// excepted. This instance's sockets get it at once; the others' get it through Redis
+    /// (`<prefix>:events`), each instance delivering to its own sockets, so that every dropped
+    /// delivery is counted where it happens. If Redis cannot carry it, this instance's sockets
+    /// still get it.
+    pub async fn broadcast_from<T: Serialize + ?Sized>(
+        &self,
+        sender: Option<&SocketRef<Adapter>>,
+        rooms: Vec<String>,
+        event: &'static str,
+        payload: &T,
+    ) {
+        self.0.metrics.broadcast(event);
+        // This instance's sockets first: they need no round trip.
+        match sender {
+            Some(s) => {
+                let op = if rooms.is_empty() {
+                    s.local().broadcast()
+                } else {
+                    s.local().to(rooms.clone())
+                };
+                self.report(op.emit(event, payload).await, event);
+            }
+            None => self.broadcast_local(rooms.clone(), event, payload).await,
+        }
+        let relay = Relay {
+            origin: &self.0.instance,
+            rooms: &rooms,
+            event,
+            data: payload,
+        };
+        match serde_json::to_vec(&relay) {
+            Ok(body) => {
+                let mut conn = self.0.redis.clone();
+                let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
+                    .arg(self.0.keys.events())
+                    .arg(body)
+                    .query_async(&mut conn)
+                    .await;
+                if let Err(e) = published {
+                    self.0.relay_warning.run(
+                        || tracing::warn!(event, error = %e, "Redis unavailable: events reach this instance's sockets only"),
+                    );
+                }
+            }
+            Err(e) => tracing::warn!(event, error = %e, "event could not be serialized"),
+        }
+    }
+
+    /// Disconnects every socket in `room` on every instance (through the adapter), in the
+    /// background. A Socket.IO client does not reconnect after a server-side disconnect.
+    pub fn disconnect(&self, room: String) {
+        let Some(namespace) = self.namespace() else {
+            return;
+        };
+        self.0.shutdown.spawn(async move {
+            if let Err(e) = namespace.to(room.clone()).disconnect().await {
+                tracing::warn!(%room, error = %e, "sockets could not be disconnected everywhere");
+            }
+        });
+    }
+
+    /// Disconnects this instance's sockets in `room`.
+    pub async fn disconnect_local(&self, room: String) {
+        let Some(namespace) = self.namespace() else {
+            return;
+        };
+        if let Err(e) = namespace.local().to(room).disconnect().await {
+            tracing::debug!(error = %e, "sockets not disconnected");
+        }
+    }
+
+    /// The `/` namespace, while the Socket.IO server is open.
+    fn namespace(&self) -> Option<BroadcastOperators<Adapter>> {
+        self.0.io.of("/")
+    }
+
+    /// Sends one `message.new` to this instance's sockets in `channel`.
+    async fn deliver_message<T: Serialize + ?Sized>(&self, channel: &str, message: &T) {
+        let receivers = self.0.rooms.members(channel);
+        self.0.metrics.deliveries.inc_by(receivers);
+        self.broadcast_local(vec![channel_room(channel)], "message.new", message)
+            .await;
+    }
+
+    /// Delivers an event relayed by another instance to this instance's sockets.
+    async fn deliver_relayed(&self, payload: &[u8]) {
+        let Ok(relay) = serde_json::from_slice::<RawRelay>(payload) else {
+            self.0
+                .relay_warning
+                .run(|| tracing::warn!("unreadable event on the relay channel"));
+            return;
+        };
+        if relay.origin == self.0.instance {
+            return;
+        }
+        self.broadcast_local(relay.rooms, &relay.event, &relay.data)
+            .await;
+    }
+
+    /// Sends `event` to this instance's sockets in `rooms` only (to all of them when `rooms`
+    /// is empty).
+    async fn broadcast_local<T: Serialize + ?Sized>(
+        &self,
+        rooms: Vec<String>,
+        event: &str,
+        payload: &T,
+    ) {
+        let Some(namespace) = self.namespace() else {
+            return;
+        };
+        let local = namespace.local();
+        let op = if rooms.is_empty() {
+            local
+        } else {
+            local.to(rooms)
+        };
+        self.report(op.emit(event, payload).await, event);
+    }
+
+    fn report(&self, result: Result<(), BroadcastError>, event: &str) {
+        match result {
+            Ok(()) => {}
+            Err(BroadcastError::Socket(errors)) => {
+                // A socket that closed meanwhile is not a drop; a full buffer is.
+                let full = errors
+                    .iter()
+                    .filter(|e| matches!(e, SocketError::InternalChannelFull))
+                    .count();
+                if full > 0 {
+                    self.0.metrics.drops.count(full);
+                }
+            }
+            Err(e) => self
+                .0
+                .relay_warning
+                .run(|| tracing::warn!(event, error = %e, "broadcast failed")),
+        }
+    }
+}
