@@ -1,0 +1,134 @@
+/**
+ * The chat session of one browser tab, as the UI sees it: one object to start, stop, read
+ * (`subscribe`/`getSnapshot`) and act on. It builds the parts, hands each the ones it
+ * depends on, and forwards the UI's calls; the behaviour lives in the parts.
+ */
+import { api as defaultApi } from "../api";
+import type { User } from "../types";
+import { Channels, type CreateChannelResult } from "./channels";
+import { Connection } from "./connection";
+import { Outbox } from "./outbox";
+import { Presence } from "./presence";
+import { Session, type Api, type SocketLike } from "./session";
+import type { ChatStore } from "./store";
+import { Sync } from "./sync";
+import { TypingIndicators } from "./typing";
+
+export interface ChatOptions {
+  socket: SocketLike;
+  api?: Api;
+  /** The channel to open first (defaults to `general`). */
+  initialChannel?: string;
+  /** Called when the open channel changes (to keep it in the address bar). */
+  onChannelChange?: (name: string) => void;
+  uuid?: () => string;
+}
+
+export class ChatClient {
+  readonly subscribe: ChatStore["subscribe"];
+  readonly getSnapshot: ChatStore["getSnapshot"];
+
+  private readonly session: Session;
+  private readonly connection: Connection;
+  private readonly channels: Channels;
+  private readonly sync: Sync;
+  private readonly outbox: Outbox;
+  private readonly indicators: TypingIndicators;
+
+  constructor(user: User, options: ChatOptions) {
+    const session = new Session(user, options.socket, options.api ?? defaultApi);
+    const typing = new TypingIndicators(session);
+    const presence = new Presence(session);
+    const sync = new Sync(session, (message) => typing.messageArrived(message));
+    const outbox = new Outbox(session, sync, typing, options.uuid ?? (() => crypto.randomUUID()));
+    const channels = new Channels(session, {
+      sync,
+      outbox,
+      presence,
+      typing,
+      onChannelChange: options.onChannelChange,
+    });
+    this.connection = new Connection(session, {
+      channels,
+      sync,
+      outbox,
+      presence,
+      typing,
+      initialChannel: options.initialChannel || "general",
+    });
+    this.session = session;
+    this.channels = channels;
+    this.sync = sync;
+    this.outbox = outbox;
+    this.indicators = typing;
+    this.subscribe = session.store.subscribe;
+    this.getSnapshot = session.store.getSnapshot;
+  }
+
+  start(): void {
+    this.connection.start();
+  }
+
+  stop(): void {
+    this.connection.stop();
+  }
+
+  /** Reconnect now instead of waiting for the next attempt. */
+  reconnectNow(): void {
+    this.connection.reconnectNow();
+  }
+
+  dismissNotice(): void {
+    this.session.dismissNotice();
+  }
+
+  refreshChannels(): Promise<void> {
+    return this.channels.refresh();
+  }
+
+  /** Opens a channel (a private one may ask for its password). */
+  selectChannel(name: string): void {
+    this.channels.select(name);
+  }
+
+  submitPassword(channel: string, password: string): void {
+    this.channels.submitPassword(channel, password);
+  }
+
+  cancelPassword(): void {
+    this.channels.cancelPassword();
+  }
+
+  createChannel(name: string, description: string, password: string): Promise<CreateChannelResult> {
+    return this.channels.create(name, description, password);
+  }
+
+  /** Loads the page just older than the oldest message held. */
+  loadOlder(): Promise<void> {
+    return this.sync.loadOlder();
+  }
+
+  retryLoad(): void {
+    this.sync.retryLoad();
+  }
+
+  /** Queues a message for the open channel; it shows at once as pending. */
+  send(text: string): void {
+    this.outbox.send(text);
+  }
+
+  /** Sends a failed message again, with the same client_message_id. */
+  retry(clientMessageId: string): void {
+    this.outbox.retry(clientMessageId);
+  }
+
+  /** Gives up on a failed message. */
+  discard(clientMessageId: string): void {
+    this.outbox.discard(clientMessageId);
+  }
+
+  /** The composer changed: tell the channel this user is typing (throttled). */
+  typing(hasText: boolean): void {
+    this.indicators.input(hasText);
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * The stored messages this tab holds for each channel: history pages, live `message.new`, and
+ * `messages.sync` to fill whatever was missed (a gap in the live stream, time away from a
+ * channel, a reconnect). Anything stored also settles this tab's outgoing copy of it.
+ */
+import { contiguousSeq, hasOlderAfterPage, highestSeq, mergeMessages, revealsGap, settleOutgoing } from "../timeline";
+import type { Message } from "../types";
+import type { Session } from "./session";
+
+export const PAGE_SIZE = 50;
+const SYNC_PAGE = 200;
+
+export class Sync {
+  private readonly session: Session;
+  /** Told of each live message once it is held. */
+  private readonly onLive: (message: Message) => void;
+  private readonly syncing = new Set<string>();
+  private readonly syncAgain = new Set<string>();
+
+  constructor(session: Session, onLive: (message: Message) => void) {
+    this.session = session;
+    this.onLive = onLive;
+  }
+
+  async loadLatest(name: string): Promise<void> {
+    const { store } = this.session;
+    store.updateChannel(name, (c) => ({ ...c, error: null }));
+    try {
+      const page = await this.session.api.history(name, { limit: PAGE_SIZE });
+      store.updateChannel(name, (c) => {
+        const messages = mergeMessages(c.messages, page);
+        return {
+          ...c,
+          messages,
+          outgoing: settleOutgoing(c.outgoing, messages, this.session.user.id),
+          loaded: true,
+          hasOlder: hasOlderAfterPage(page, PAGE_SIZE),
+          error: null,
+        };
+      });
+      const c = store.channel(name);
+      // Live messages that arrived during the load may sit above a hole.
+      if (contiguousSeq(c.messages) < highestSeq(c.messages)) void this.sync(name, 50);
+    } catch (e) {
+      const message = this.session.handleApiError(e);
+      store.updateChannel(name, (c) => ({ ...c, error: message }));
+    }
+  }
+
+  /** Loads the page just older than the oldest message held. */
+  async loadOlder(): Promise<void> {
+    const { store } = this.session;
+    const name = store.state.current;
+    if (!name) return;
+    const c = store.channel(name);
+    if (!c.loaded || !c.hasOlder || c.loadingOlder || c.messages.length === 0) return;
+    const before = c.messages[0]!.seq;
+    store.updateChannel(name, (x) => ({ ...x, loadingOlder: true }));
+    try {
+      const page = await this.session.api.history(name, { before, limit: PAGE_SIZE });
+      store.updateChannel(name, (x) => ({
+        ...x,
+        messages: mergeMessages(x.messages, page),
+        hasOlder: hasOlderAfterPage(page, PAGE_SIZE),
+        loadingOlder: false,
+      }));
+    } catch (e) {
+      this.session.handleApiError(e);
+      store.updateChannel(name, (x) => ({ ...x, loadingOlder: false }));
+      this.session.notify("Could not load older messages.");
+    }
+  }
+
+  retryLoad(): void {
+    const name = this.session.store.state.current;
+    if (name) void this.loadLatest(name);
+  }
+
+  /**
+   * Fetches what was missed with `messages.sync`, from the end of the unbroken run of held
+   * messages, page by page while `has_more`. Returns false when it stopped at `maxPages`
+   * with more to come. One sync per channel at a time; a request during one runs again after.
+   */
+  async sync(name: string, maxPages: number): Promise<boolean> {
+    if (this.syncing.has(name)) {
+      this.syncAgain.add(name);
+      return true;
+    }
+    this.syncing.add(name);
+    let complete = true;
+    try {
+      do {
+        this.syncAgain.delete(name);
+        let after = contiguousSeq(this.session.store.channel(name).messages);
+        complete = false;
+        for (let page = 0; page < maxPages; page++) {
+          const ack = await this.session.emitAck<{ messages: Message[]; has_more: boolean }>(
+            "messages.sync",
+            { channel: name, after_seq: after, limit: SYNC_PAGE },
+          );
+          if (!ack || !ack.ok) {
+            complete = true; // nothing more to learn now; the next connect syncs again
+            break;
+          }
+          this.absorb(name, ack.messages);
+          const last = ack.messages[ack.messages.length - 1];
+          if (!ack.has_more || !last) {
+            complete = true;
+            break;
+          }
+          after = last.seq;
+        }
+      } while (this.syncAgain.has(name) && !this.session.stopped);
+    } finally {
+      this.syncing.delete(name);
+    }
+    return complete;
+  }
+
+  /** Merges stored messages into a channel and settles the outgoing ones they confirm. */
+  absorb(name: string, messages: Message[]): void {
+    if (messages.length === 0) return;
+    this.session.store.updateChannel(name, (c) => {
+      const merged = mergeMessages(c.messages, messages);
+      return { ...c, messages: merged, outgoing: settleOutgoing(c.outgoing, messages, this.session.user.id) };
+    });
+  }
+
+  onMessage = (message: Message): void => {
+    if (!message || typeof message.seq !== "number" || typeof message.channel !== "string") return;
+    const name = message.channel;
+    const before = this.session.store.channel(name);
+    const gap = before.loaded && revealsGap(before.messages, message);
+    this.absorb(name, [message]);
+    this.onLive(message);
+    if (gap) void this.sync(name, 50);
+  };
+}
