@@ -4,14 +4,17 @@
 FROM rust:1-bookworm AS build
 WORKDIR /src
 # Dependencies first, so that editing the code does not rebuild them.
+# The workspace's other member (the load generator) is named but not built.
 COPY Cargo.toml Cargo.lock ./
-RUN mkdir -p src/bin && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
-    && cargo build --release --locked --bin banter \
+COPY banter-load/Cargo.toml ./banter-load/
+RUN mkdir -p src banter-load/src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
+    && echo 'fn main() {}' > banter-load/src/main.rs \
+    && cargo build --release --locked -p banter --bin banter \
     && rm -rf src
 COPY src ./src
 COPY migrations ./migrations
 # Make sure the real sources are newer than the placeholder build.
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin banter
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p banter --bin banter
 
 FROM debian:bookworm-slim
 RUN apt-get update \

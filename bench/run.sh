@@ -39,7 +39,7 @@ admin_url=$DATABASE_URL
 ulimit -n "$(ulimit -Hn)"
 
 log "building banter and banter-load (release)"
-cargo build --release --locked --bins
+cargo build --release --locked -p banter -p banter-load
 log "installing the baseline"
 (cd bench/baseline && npm ci --no-audit --no-fund --loglevel=error)
 

@@ -48,7 +48,7 @@ export JWT_SECRET
 export ALLOWED_ORIGINS=${ALLOWED_ORIGINS:-http://127.0.0.1:$port,http://localhost:$port,http://localhost:3000}
 
 log "building banter (release)"
-cargo build --release --locked --bin banter
+cargo build --release --locked -p banter --bin banter
 
 for name in a b; do
   if [ "$name" = a ]; then addr=127.0.0.1:4000; else addr=127.0.0.1:4001; fi

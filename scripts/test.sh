@@ -25,14 +25,14 @@ log "cargo fmt --check"
 cargo fmt --all -- --check
 
 log "cargo clippy"
-cargo clippy --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # Each test starts two instances with their own runtimes; three tests at a time suit two cores.
 log "Rust tests (Postgres at ${DATABASE_URL#*@}, Redis at ${REDIS_URL#*@})"
 if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --locked --test-threads 3 --no-fail-fast
+  cargo nextest run --workspace --locked --test-threads 3 --no-fail-fast
 else
-  cargo test --locked -- --test-threads 3
+  cargo test --workspace --locked -- --test-threads 3
 fi
 
 # Coverage-guided fuzzing of the event parsers and input rules, briefly, from the corpus in
@@ -59,7 +59,7 @@ command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 log "end-to-end: socket.io-client through nginx"
-cargo build --locked --bin banter --bin banter-load
+cargo build --locked -p banter -p banter-load
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
 
 log "frontend: unit tests and production build"

@@ -41,6 +41,7 @@ fn now_secs() -> u64 {
 
 impl Sessions {
     pub fn new(secret: &str, ttl_secs: u64, redis: ConnectionManager, keys: Keys) -> Self {
+        super::hs256::install();
         // The algorithm is pinned: a token signed with anything but HS256 (or `none`) is refused.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;

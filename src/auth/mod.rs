@@ -2,6 +2,7 @@
 //! [`AuthUser`] extractor that keeps auth out of REST handler bodies.
 
 mod extractor;
+mod hs256;
 mod jwt;
 mod password;
 
