@@ -12,7 +12,8 @@ use serde_json::{json, Value};
 /// A field-level validation problem, returned beside `invalid_payload`.
 #[derive(Clone, Debug, Serialize, PartialEq, Eq)]
 pub struct FieldError {
-    pub field: &'static str,
+    /// The field's name, or its path in the payload (`file.url`).
+    pub field: std::borrow::Cow<'static, str>,
     pub message: String,
 }
 

@@ -8,6 +8,7 @@ pub mod access;
 pub mod auth;
 pub mod clientip;
 pub mod config;
+pub mod contract;
 pub mod error;
 pub mod filter;
 pub mod http;

@@ -15,7 +15,7 @@ pub const MAX_EMAIL: usize = 254;
 
 fn field(field: &'static str, message: impl Into<String>) -> FieldError {
     FieldError {
-        field,
+        field: field.into(),
         message: message.into(),
     }
 }

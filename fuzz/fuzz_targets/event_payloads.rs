@@ -2,7 +2,7 @@
 //! no panic, and whatever is accepted keeps the contract's rules.
 #![no_main]
 
-use banter::realtime::payload;
+use banter::contract::{self, ClientEvent, JoinChannel, LeaveChannel, SendMessage, SyncMessages, SetTyping};
 use banter::validate;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -11,19 +11,19 @@ fuzz_target!(|data: &[u8]| {
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    if let Ok(join) = payload::join(&value) {
-        if let Some(p) = join.password {
-            assert!(p.len() <= payload::MAX_PASSWORD_BYTES);
+    if let Ok(join) = JoinChannel::parse(value.clone()) {
+        if let Some(p) = &join.password {
+            assert!(p.len() <= contract::MAX_PASSWORD_BYTES);
             assert!(!p.chars().any(char::is_control));
         }
-        check_channel(join.channel);
+        check_channel(&join.channel);
     }
-    if let Ok(name) = payload::leave(&value) {
-        check_channel(name);
+    if let Ok(leave) = LeaveChannel::parse(value.clone()) {
+        check_channel(&leave.channel);
     }
-    if let Ok(send) = payload::send(&value) {
-        check_channel(send.channel);
-        if let Ok(text) = validate::message_text(send.text) {
+    if let Ok(send) = SendMessage::parse(value.clone()) {
+        check_channel(&send.channel);
+        if let Ok(text) = validate::message_text(&send.text) {
             assert!(!text.is_empty() && text.chars().count() <= validate::MAX_TEXT_CHARS);
             assert!(text.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
             assert_eq!(text.trim(), text);
@@ -36,13 +36,13 @@ fuzz_target!(|data: &[u8]| {
             }
         }
     }
-    if let Ok(typing) = payload::typing(&value) {
-        check_channel(typing.channel);
+    if let Ok(typing) = SetTyping::parse(value.clone()) {
+        check_channel(&typing.channel);
     }
-    if let Ok(sync) = payload::sync(&value) {
+    if let Ok(sync) = SyncMessages::parse(value) {
         assert!(sync.after_seq >= 0);
-        assert!((1..=payload::SYNC_MAX).contains(&sync.limit));
-        check_channel(sync.channel);
+        assert!((1..=contract::SYNC_MAX).contains(&sync.limit()));
+        check_channel(&sync.channel);
     }
 });
 

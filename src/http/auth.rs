@@ -122,7 +122,7 @@ async fn login(
         (_, Some(u)) if !u.trim().is_empty() => (false, u.trim().to_owned()),
         _ => {
             return Err(AppError::fields(vec![crate::error::FieldError {
-                field: "email",
+                field: "email".into(),
                 message: "give an email or a username".into(),
             }]))
         }

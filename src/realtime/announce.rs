@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use serde_json::json;
 use uuid::Uuid;
 
 use super::delivery::Delivery;
 use super::rooms::{channel_room, LocalRooms};
 use crate::config::PresenceScope;
+use crate::contract::{server, Status, UserStatus};
 use crate::presence::{Presence, Reaped};
 
 /// Sends presence news through [`Delivery`].
@@ -54,11 +54,15 @@ impl Announcer {
         online: bool,
         channels: &[(String, u64)],
     ) {
-        let body = json!({
-            "userId": user,
-            "username": username,
-            "status": if online { "online" } else { "offline" },
-        });
+        let body = UserStatus {
+            user_id: user,
+            username: username.to_owned(),
+            status: if online {
+                Status::Online
+            } else {
+                Status::Offline
+            },
+        };
         let rooms = match self.scope {
             // No rooms: everyone.
             PresenceScope::Global => Vec::new(),
@@ -77,7 +81,9 @@ impl Announcer {
                 rooms
             }
         };
-        self.delivery.broadcast(rooms, "user.status", &body).await;
+        self.delivery
+            .broadcast(rooms, server::USER_STATUS, &body)
+            .await;
     }
 
     /// A user's last connection is gone: the offline is announced after the grace period,

@@ -27,6 +27,7 @@ use socketioxide_redis::drivers::Driver;
 use super::bus::Bus;
 use super::fanout::{RawBatch, Sequencer, SWEEP_PERIOD};
 use super::rooms::{channel_room, LocalRooms};
+use crate::contract::server;
 use crate::keys::Keys;
 use crate::metrics::{Metrics, WarnLimit};
 use crate::shutdown::Shutdown;
@@ -238,7 +239,7 @@ impl Delivery {
     async fn deliver_message<T: Serialize + ?Sized>(&self, channel: &str, message: &T) {
         let receivers = self.0.rooms.members(channel);
         self.0.metrics.deliveries.inc_by(receivers);
-        self.broadcast_local(vec![channel_room(channel)], "message.new", message)
+        self.broadcast_local(vec![channel_room(channel)], server::MESSAGE_NEW, message)
             .await;
     }
 

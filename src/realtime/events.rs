@@ -1,21 +1,25 @@
 //! Client events: `channel.join`, `channel.leave`, `message.send`, `user.typing`,
-//! `messages.sync`. Every payload is taken as raw JSON and parsed by [`super::payload`], so a
-//! malformed one gets a clear error and never closes the connection.
+//! `messages.sync`. Every payload is taken as raw JSON and read into its type of the
+//! [`crate::contract`], so a malformed one gets a clear error and never closes the connection.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde::Serialize;
+use serde_json::Value;
 use socketioxide::extract::{Event, Extension, SocketRef, TryData};
 use uuid::Uuid;
 
 use super::membership::Conn;
-use super::payload as args;
 use super::reply::Reply;
 use super::rooms::{channel_room, user_room};
 use crate::access;
 use crate::auth::verify_password;
+use crate::contract::{
+    server, ClientEvent, JoinChannel, Joined, LeaveChannel, Left, RateLimited, SendMessage, Sent,
+    SetTyping, SyncMessages, Synced, TypingAck, UserTyping,
+};
 use crate::error::{AppError, AppResult, Code};
 use crate::ratelimit::Verdict;
 use crate::store::messages::{self, NewMessage, Page};
@@ -27,11 +31,11 @@ const TYPING_INTERVAL: Duration = Duration::from_millis(500);
 
 /// Registers every client event handler on a new socket.
 pub fn register(s: &SocketRef<Adapter>, state: &AppState) {
-    on(s, state, "channel.join", join);
-    on(s, state, "channel.leave", leave);
-    on(s, state, "message.send", send);
-    on(s, state, "user.typing", typing);
-    on(s, state, "messages.sync", sync);
+    on(s, state, join);
+    on(s, state, leave);
+    on(s, state, send);
+    on(s, state, typing);
+    on(s, state, sync);
     let state = state.clone();
     s.on_fallback(move |Event(name): Event, reply: Reply| {
         let state = state.clone();
@@ -39,29 +43,36 @@ pub fn register(s: &SocketRef<Adapter>, state: &AppState) {
     });
 }
 
-/// Registers `handler` for `event`: it gets the instance, the socket, its state and the JSON
-/// payload; its result is counted and answered (see [`Reply`]). An event without a JSON
-/// payload is `invalid_payload` before any handler runs.
-fn on<F, Fut>(s: &SocketRef<Adapter>, state: &AppState, event: &'static str, handler: F)
+/// Registers `handler` for the event of its payload type `E`: it gets the instance, the
+/// socket, its state and the payload read and checked; its result is counted and answered (see
+/// [`Reply`]). A payload that is not JSON, or not of the contract, is `invalid_payload` before
+/// the handler runs.
+fn on<E, R, F, Fut>(s: &SocketRef<Adapter>, state: &AppState, handler: F)
 where
-    F: Fn(AppState, SocketRef<Adapter>, Arc<Conn>, Value) -> Fut + Clone + Send + Sync + 'static,
-    Fut: Future<Output = AppResult<Value>> + Send + 'static,
+    E: ClientEvent + Send + 'static,
+    R: Serialize + Send + 'static,
+    F: Fn(AppState, SocketRef<Adapter>, Arc<Conn>, E) -> Fut + Clone + Send + Sync + 'static,
+    Fut: Future<Output = AppResult<R>> + Send + 'static,
 {
     let state = state.clone();
     s.on(
-        event,
+        E::NAME,
         move |s: SocketRef<Adapter>,
               Extension(conn): Extension<Arc<Conn>>,
               TryData(data): TryData<Value>,
               reply: Reply| {
             let (state, handler) = (state.clone(), handler.clone());
             async move {
-                let result = match data {
-                    Ok(value) => handler(state.clone(), s, conn, value).await,
-                    Err(_) => Err(AppError::invalid("the event needs a JSON payload")),
-                };
-                state.metrics.event_in(event, &result);
-                reply.send(event, result);
+                let result = async {
+                    let value =
+                        data.map_err(|_| AppError::invalid("the event needs a JSON payload"))?;
+                    let body = handler(state.clone(), s, conn, E::parse(value)?).await?;
+                    serde_json::to_value(body)
+                        .map_err(|_| AppError::new(Code::Internal, "the answer failed"))
+                }
+                .await;
+                state.metrics.event_in(E::NAME, &result);
+                reply.send(E::NAME, result);
             }
         },
     );
@@ -101,14 +112,10 @@ async fn join(
     state: AppState,
     s: SocketRef<Adapter>,
     conn: Arc<Conn>,
-    value: Value,
-) -> AppResult<Value> {
+    JoinChannel { channel, password }: JoinChannel,
+) -> AppResult<Joined> {
     {
-        let args::Join {
-            channel: name,
-            password,
-        } = args::join(&value)?;
-        let channel = access::channel(&state, name).await?;
+        let channel = access::channel(&state, &channel).await?;
         if channel.is_private() && !channels::is_member(&state.db, channel.id, conn.user_id).await?
         {
             let refused = || {
@@ -123,7 +130,7 @@ async fn join(
             if let Some(wait) = state.limiter.channel_guess(&user, &channel.name).await? {
                 return Err(AppError::rate_limited(wait));
             }
-            if !verify_password(password.to_owned(), channel.password_hash.clone()).await? {
+            if !verify_password(password, channel.password_hash.clone()).await? {
                 return Err(refused());
             }
             if let Err(e) = state.limiter.channel_guess_succeeded(&user).await {
@@ -132,10 +139,13 @@ async fn join(
             channels::add_member(&state.db, channel.id, conn.user_id).await?;
         }
         let online = state.membership.switch_channel(&s, &conn, &channel).await?;
-        if let Err(e) = s.emit("channel.joined", &channel.name) {
+        if let Err(e) = s.emit(server::CHANNEL_JOINED, &channel.name) {
             tracing::debug!(sid = %s.id, error = %e, "channel.joined not delivered");
         }
-        Ok(json!({ "channel": channel.view(), "online": online }))
+        Ok(Joined {
+            channel: channel.view(),
+            online,
+        })
     }
 }
 
@@ -143,11 +153,11 @@ async fn leave(
     state: AppState,
     s: SocketRef<Adapter>,
     conn: Arc<Conn>,
-    value: Value,
-) -> AppResult<Value> {
-    let name = validate::channel_name(args::leave(&value)?)?;
+    LeaveChannel { channel }: LeaveChannel,
+) -> AppResult<Left> {
+    let name = validate::channel_name(&channel)?;
     if state.membership.leave_channel(&s, &conn, &name).await {
-        Ok(json!({}))
+        Ok(Left {})
     } else {
         Err(outside_channel(&state, &name).await)
     }
@@ -157,18 +167,17 @@ async fn send(
     state: AppState,
     _: SocketRef<Adapter>,
     conn: Arc<Conn>,
-    value: Value,
-) -> AppResult<Value> {
+    SendMessage {
+        channel,
+        text,
+        client_message_id,
+        file,
+    }: SendMessage,
+) -> AppResult<Sent> {
     let started = Instant::now();
     let result = async {
-        let args::Send {
-            channel: raw_channel,
-            text: raw_text,
-            client_message_id,
-            file,
-        } = args::send(&value)?;
-        let (channel, channel_id) = joined_channel(&state, &conn, raw_channel).await?;
-        let text = validate::message_text(raw_text)?;
+        let (channel, channel_id) = joined_channel(&state, &conn, &channel).await?;
+        let text = validate::message_text(&text)?;
 
         let user = conn.user_id.to_string();
         // Guests are cheap to make: together, the guests of one client address also have a
@@ -191,7 +200,10 @@ async fn send(
                 ))
                 .await?
                 {
-                    return Ok(json!({ "message": message, "duplicate": true }));
+                    return Ok(Sent {
+                        message,
+                        duplicate: true,
+                    });
                 }
                 if new_block {
                     notify_blocked(&state, conn.user_id, retry_after_ms).await;
@@ -216,7 +228,10 @@ async fn send(
                 file,
             })
             .await?;
-        Ok(json!({ "message": inserted.message, "duplicate": inserted.duplicate }))
+        Ok(Sent {
+            message: inserted.message,
+            duplicate: inserted.duplicate,
+        })
     }
     .await;
     state
@@ -229,10 +244,13 @@ async fn send(
 /// Tells every socket of a user, on every instance, that sending is blocked.
 async fn notify_blocked(state: &AppState, user: Uuid, retry_after_ms: u64) {
     let until = chrono::Utc::now() + chrono::Duration::milliseconds(retry_after_ms as i64);
-    let body = json!({ "retry_after_ms": retry_after_ms, "until": until });
+    let body = RateLimited {
+        retry_after_ms,
+        until,
+    };
     state
         .delivery
-        .broadcast(vec![user_room(user)], "rate_limited", &body)
+        .broadcast(vec![user_room(user)], server::RATE_LIMITED, &body)
         .await;
 }
 
@@ -240,14 +258,10 @@ async fn typing(
     state: AppState,
     s: SocketRef<Adapter>,
     conn: Arc<Conn>,
-    value: Value,
-) -> AppResult<Value> {
+    SetTyping { channel, is_typing }: SetTyping,
+) -> AppResult<TypingAck> {
     {
-        let args::Typing {
-            channel: raw_channel,
-            is_typing,
-        } = args::typing(&value)?;
-        let (channel, _) = joined_channel(&state, &conn, raw_channel).await?;
+        let (channel, _) = joined_channel(&state, &conn, &channel).await?;
         let relayed = {
             let mut t = conn
                 .typing
@@ -279,10 +293,10 @@ async fn typing(
             }
         };
         if !relayed {
-            return Ok(json!({ "throttled": true }));
+            return Ok(TypingAck { throttled: true });
         }
         relay_typing(&state, &s, &conn, &channel, is_typing).await;
-        Ok(json!({}))
+        Ok(TypingAck { throttled: false })
     }
 }
 
@@ -294,15 +308,20 @@ async fn relay_typing(
     channel: &str,
     is_typing: bool,
 ) {
-    let body = json!({
-        "userId": conn.user_id,
-        "username": conn.username,
-        "channel": channel,
-        "isTyping": is_typing,
-    });
+    let body = UserTyping {
+        user_id: conn.user_id,
+        username: &conn.username,
+        channel,
+        is_typing,
+    };
     state
         .delivery
-        .broadcast_from(Some(s), vec![channel_room(channel)], "user.typing", &body)
+        .broadcast_from(
+            Some(s),
+            vec![channel_room(channel)],
+            server::USER_TYPING,
+            &body,
+        )
         .await;
 }
 
@@ -339,18 +358,17 @@ async fn sync(
     state: AppState,
     _: SocketRef<Adapter>,
     conn: Arc<Conn>,
-    value: Value,
-) -> AppResult<Value> {
+    request: SyncMessages,
+) -> AppResult<Synced> {
     {
-        let args::Sync {
-            channel: raw_channel,
-            after_seq: after,
-            limit,
-        } = args::sync(&value)?;
-        let channel = access::readable_channel(&state, raw_channel, conn.user_id).await?;
+        let (after, limit) = (request.after_seq, request.limit());
+        let channel = access::readable_channel(&state, &request.channel, conn.user_id).await?;
         let mut page = messages::page(&state.db, channel.id, Page::After(after), limit + 1).await?;
         let has_more = page.len() as i64 > limit;
         page.truncate(limit as usize);
-        Ok(json!({ "messages": page, "has_more": has_more }))
+        Ok(Synced {
+            messages: page,
+            has_more,
+        })
     }
 }

@@ -16,7 +16,6 @@ mod events;
 pub mod fanout;
 mod handshake;
 pub mod membership;
-pub mod payload;
 pub mod presence_tasks;
 mod reply;
 pub mod rooms;

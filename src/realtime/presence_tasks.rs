@@ -4,12 +4,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde_json::json;
 use socketioxide::SocketIo;
 
 use super::delivery::Delivery;
 use super::membership::Membership;
 use super::rooms::channel_room;
+use crate::contract::{server, ChannelPresence};
 use crate::presence::Presence;
 use crate::shutdown::Shutdown;
 use crate::Adapter;
@@ -106,9 +106,16 @@ async fn channel_counts(presence: Arc<Presence>, delivery: Delivery) {
                 later.push(channel);
                 continue;
             };
-            let body = json!({ "channel": channel, "online": online });
+            let body = ChannelPresence {
+                channel: &channel,
+                online,
+            };
             delivery
-                .broadcast(vec![channel_room(&channel)], "channel.presence", &body)
+                .broadcast(
+                    vec![channel_room(&channel)],
+                    server::CHANNEL_PRESENCE,
+                    &body,
+                )
                 .await;
         }
         presence.requeue_dirty(later);

@@ -78,7 +78,9 @@ impl Reply {
                 .send(&json!({ "ok": false, "error": body }))
                 .map_err(|e| e.to_string())
         } else {
-            self.socket.emit("error", &body).map_err(|e| e.to_string())
+            self.socket
+                .emit(crate::contract::server::ERROR, &body)
+                .map_err(|e| e.to_string())
         };
         if let Err(e) = sent {
             tracing::debug!(sid = %self.socket.id, error = %e, "error reply not delivered");

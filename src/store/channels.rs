@@ -1,7 +1,7 @@
 //! The `channels` and `channel_members` tables.
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -16,7 +16,7 @@ pub struct Channel {
 }
 
 /// A channel as the API shows it (never its password hash).
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct ChannelView {
     pub name: String,
     pub description: String,

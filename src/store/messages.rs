@@ -18,7 +18,7 @@ pub struct FileRef {
 }
 
 /// A message as the wire contract shows it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Message {
     pub id: Uuid,
     pub channel: String,

@@ -1,0 +1,503 @@
+//! The Socket.IO wire contract in types: every event's name, every client payload, every ack
+//! body and every server event. `docs/PROTOCOL.md` describes the same events; a test below
+//! checks that its tables name exactly these events and fields.
+//!
+//! A client payload is read by serde and then checked against the rules serde cannot express
+//! (lengths, control characters, safe URLs). A wrong shape is `invalid_payload` naming the
+//! field, never a closed connection. Pure (no state), so the fuzz targets run exactly this.
+
+use chrono::{DateTime, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::{AppError, AppResult, FieldError};
+use crate::store::channels::ChannelView;
+use crate::store::messages::{FileRef, Message};
+use crate::validate;
+
+/// Names of the events a client sends.
+pub mod client {
+    pub const CHANNEL_JOIN: &str = "channel.join";
+    pub const CHANNEL_LEAVE: &str = "channel.leave";
+    pub const MESSAGE_SEND: &str = "message.send";
+    pub const USER_TYPING: &str = "user.typing";
+    pub const MESSAGES_SYNC: &str = "messages.sync";
+}
+
+/// Names of the events the server sends.
+pub mod server {
+    pub const MESSAGE_NEW: &str = "message.new";
+    pub const USER_STATUS: &str = "user.status";
+    pub const USER_TYPING: &str = "user.typing";
+    pub const CHANNEL_JOINED: &str = "channel.joined";
+    pub const CHANNEL_PRESENCE: &str = "channel.presence";
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// A failed event that asked for no ack.
+    pub const ERROR: &str = "error";
+}
+
+/// Default and largest `messages.sync` page.
+pub const SYNC_DEFAULT: i64 = 100;
+pub const SYNC_MAX: i64 = 500;
+/// Longest channel password accepted for checking (hashing is costly).
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// A client event's payload: its event name, how it is read, and the rules checked after.
+pub trait ClientEvent: DeserializeOwned {
+    const NAME: &'static str;
+
+    /// The payload as serde reads it (events that also take a bare channel name turn it into
+    /// `{channel}` here).
+    fn shape(value: Value) -> Value {
+        value
+    }
+
+    /// The rules the type cannot express.
+    fn check(self) -> AppResult<Self> {
+        Ok(self)
+    }
+
+    /// Reads and checks a payload.
+    fn parse(value: Value) -> AppResult<Self> {
+        let shaped = Self::shape(value);
+        // serde would also take a struct as an array of its fields; the contract does not.
+        if !shaped.is_object() {
+            return Err(AppError::fields(vec![FieldError {
+                field: "payload".into(),
+                message: "the payload must be an object".into(),
+            }]));
+        }
+        serde_path_to_error::deserialize::<_, Self>(shaped)
+            .map_err(|e| {
+                let path = e.path().to_string();
+                let inner = e.into_inner();
+                let message = inner.to_string();
+                AppError::fields(vec![FieldError {
+                    field: field_of(&path, &message).into(),
+                    message,
+                }])
+            })?
+            .check()
+    }
+}
+
+/// The field a serde error is about: its path, or for a missing field (reported at the
+/// parent) the field serde names; `payload` for the payload as a whole.
+fn field_of(path: &str, message: &str) -> String {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
+    match (path, missing) {
+        (".", Some(name)) => name.to_owned(),
+        (".", None) => "payload".to_owned(),
+        (parent, Some(name)) => format!("{parent}.{name}"),
+        (path, None) => path.to_owned(),
+    }
+}
+
+/// A bare channel name stands for `{channel: name}`.
+fn channel_shorthand(value: Value) -> Value {
+    match value {
+        Value::String(name) => serde_json::json!({ "channel": name }),
+        other => other,
+    }
+}
+
+/// `channel.join`: `"name"` or `{channel, password?}`.
+#[derive(Debug, Deserialize)]
+pub struct JoinChannel {
+    pub channel: String,
+    #[serde(default)]
+    pub password: Option<String>,
+}
+
+impl ClientEvent for JoinChannel {
+    const NAME: &'static str = client::CHANNEL_JOIN;
+
+    fn shape(value: Value) -> Value {
+        channel_shorthand(value)
+    }
+
+    fn check(self) -> AppResult<Self> {
+        if let Some(p) = &self.password {
+            if p.len() > MAX_PASSWORD_BYTES {
+                return Err(AppError::invalid("password is too long"));
+            }
+            validate::no_controls("password", p, false)?;
+        }
+        Ok(self)
+    }
+}
+
+/// `channel.leave`: `"name"` or `{channel}`.
+#[derive(Debug, Deserialize)]
+pub struct LeaveChannel {
+    pub channel: String,
+}
+
+impl ClientEvent for LeaveChannel {
+    const NAME: &'static str = client::CHANNEL_LEAVE;
+
+    fn shape(value: Value) -> Value {
+        channel_shorthand(value)
+    }
+}
+
+/// `message.send`: `{channel, text, client_message_id, file?}`. The text is validated later
+/// (after the channel is known to be joined), the file here.
+#[derive(Debug, Deserialize)]
+pub struct SendMessage {
+    pub channel: String,
+    pub text: String,
+    pub client_message_id: Uuid,
+    #[serde(default)]
+    pub file: Option<FileRef>,
+}
+
+impl ClientEvent for SendMessage {
+    const NAME: &'static str = client::MESSAGE_SEND;
+
+    fn check(mut self) -> AppResult<Self> {
+        if let Some(file) = self.file.take() {
+            self.file = Some(FileRef {
+                url: validate::file_url(&file.url)?,
+                name: validate::file_label(
+                    "file.name",
+                    &file.name,
+                    validate::Limit::Chars(validate::MAX_FILE_NAME),
+                )?,
+                kind: validate::file_label(
+                    "file.type",
+                    &file.kind,
+                    validate::Limit::Bytes(validate::MAX_FILE_TYPE),
+                )?,
+            });
+        }
+        Ok(self)
+    }
+}
+
+/// `user.typing`: `{channel, isTyping}`.
+#[derive(Debug, Deserialize)]
+pub struct SetTyping {
+    pub channel: String,
+    #[serde(rename = "isTyping")]
+    pub is_typing: bool,
+}
+
+impl ClientEvent for SetTyping {
+    const NAME: &'static str = client::USER_TYPING;
+}
+
+/// `messages.sync`: `{channel, after_seq, limit?}`.
+#[derive(Debug, Deserialize)]
+pub struct SyncMessages {
+    pub channel: String,
+    pub after_seq: i64,
+    #[serde(default)]
+    pub limit: Option<i64>,
+}
+
+impl ClientEvent for SyncMessages {
+    const NAME: &'static str = client::MESSAGES_SYNC;
+
+    fn check(self) -> AppResult<Self> {
+        if self.after_seq < 0 {
+            return Err(AppError::invalid(
+                "after_seq must be a non-negative integer",
+            ));
+        }
+        if !(1..=SYNC_MAX).contains(&self.limit()) {
+            return Err(AppError::invalid(format!("limit must be 1 to {SYNC_MAX}")));
+        }
+        Ok(self)
+    }
+}
+
+impl SyncMessages {
+    /// The page size asked for, or the default.
+    pub fn limit(&self) -> i64 {
+        self.limit.unwrap_or(SYNC_DEFAULT)
+    }
+}
+
+/// The `channel.join` ack.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Joined {
+    pub channel: ChannelView,
+    pub online: u64,
+}
+
+/// The `channel.leave` ack.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Left {}
+
+/// The `message.send` ack: the stored message, and whether it was stored before (a retry).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Sent {
+    pub message: Message,
+    pub duplicate: bool,
+}
+
+/// The `user.typing` ack.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct TypingAck {
+    /// Present (true) when the change was held back by the throttle.
+    #[serde(skip_serializing_if = "std::ops::Not::not", default)]
+    pub throttled: bool,
+}
+
+/// The `messages.sync` ack.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Synced {
+    pub messages: Vec<Message>,
+    pub has_more: bool,
+}
+
+/// `user.status`: a user came online or went offline.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserStatus {
+    #[serde(rename = "userId")]
+    pub user_id: Uuid,
+    pub username: String,
+    pub status: Status,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Online,
+    Offline,
+}
+
+/// `user.typing` as the channel sees it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct UserTyping<'a> {
+    #[serde(rename = "userId")]
+    pub user_id: Uuid,
+    pub username: &'a str,
+    pub channel: &'a str,
+    #[serde(rename = "isTyping")]
+    pub is_typing: bool,
+}
+
+/// `channel.presence`: a channel's online count.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChannelPresence<'a> {
+    pub channel: &'a str,
+    pub online: u64,
+}
+
+/// `rate_limited`: sending is blocked until `until`.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct RateLimited {
+    pub retry_after_ms: u64,
+    pub until: DateTime<Utc>,
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_aux::serde_introspection::serde_introspect;
+    use serde_json::json;
+
+    use super::*;
+
+    /// The field names serde reads for `T`.
+    fn fields<'de, T: Deserialize<'de>>() -> BTreeSet<String> {
+        serde_introspect::<T>()
+            .iter()
+            .map(|f| f.to_string())
+            .collect()
+    }
+
+    /// The rows of the PROTOCOL.md table under `heading`: event name → the field names in
+    /// each of the other columns' `{...}` (nested objects flattened, `?` dropped).
+    fn table(heading: &str) -> Vec<(String, Vec<BTreeSet<String>>)> {
+        let doc = include_str!("../docs/PROTOCOL.md");
+        let start = doc.find(heading).expect("heading in PROTOCOL.md");
+        doc[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .skip(2)
+            .map(|row| {
+                let cells: Vec<&str> = row.split(" | ").collect();
+                let event = cells[0]
+                    .trim_start_matches("| ")
+                    .split('`')
+                    .nth(1)
+                    .expect("event in backticks")
+                    .to_owned();
+                let columns = cells[1..].iter().map(|c| names_in_braces(c)).collect();
+                (event, columns)
+            })
+            .collect()
+    }
+
+    /// The identifiers that name fields inside the `{...}` groups of a cell (with nested
+    /// objects), e.g. `{text, file?: {url, name, type}}` → text, file, url, name, type. A
+    /// value written after a colon (`{online: n}`) may also be among them.
+    fn names_in_braces(cell: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut rest = cell;
+        while let Some(start) = rest.find('{') {
+            let (group, after) = brace_group(&rest[start..]);
+            names.extend(identifiers(group));
+            rest = after;
+        }
+        names
+    }
+
+    /// The first `{...}` of `text` (which starts with it) and what follows it.
+    fn brace_group(text: &str) -> (&str, &str) {
+        let mut depth = 0;
+        for (i, c) in text.char_indices() {
+            match c {
+                '{' => depth += 1,
+                '}' => {
+                    depth -= 1;
+                    if depth == 0 {
+                        return (&text[1..i], &text[i + 1..]);
+                    }
+                }
+                _ => {}
+            }
+        }
+        (&text[1..], "")
+    }
+
+    /// The field-like identifiers of a brace group's inside.
+    fn identifiers(inner: &str) -> BTreeSet<String> {
+        let mut names = BTreeSet::new();
+        let mut word = String::new();
+        let mut quoted = false;
+        for c in inner.chars().chain([',']) {
+            match c {
+                '"' => {
+                    quoted = !quoted;
+                    word.clear();
+                }
+                c if c.is_ascii_alphanumeric() || c == '_' => word.push(c),
+                _ => {
+                    if !quoted && !word.is_empty() && matches!(c, '?' | ',' | ':' | '}') {
+                        names.insert(std::mem::take(&mut word));
+                    }
+                    word.clear();
+                }
+            }
+        }
+        names.retain(|n| n != "ext" && n.chars().next().is_some_and(|c| !c.is_ascii_digit()));
+        names
+    }
+
+    fn union(sets: &[BTreeSet<String>]) -> BTreeSet<String> {
+        sets.iter().flatten().cloned().collect()
+    }
+
+    #[test]
+    fn protocol_md_lists_the_client_events_and_their_fields() {
+        let file = fields::<FileRef>();
+        let expected: Vec<(&str, BTreeSet<String>, BTreeSet<String>)> = vec![
+            (
+                JoinChannel::NAME,
+                fields::<JoinChannel>(),
+                union(&[fields::<Joined>()]),
+            ),
+            (
+                LeaveChannel::NAME,
+                fields::<LeaveChannel>(),
+                fields::<Left>(),
+            ),
+            (
+                SendMessage::NAME,
+                union(&[fields::<SendMessage>(), file]),
+                fields::<Sent>(),
+            ),
+            (
+                SetTyping::NAME,
+                fields::<SetTyping>(),
+                fields::<TypingAck>(),
+            ),
+            (
+                SyncMessages::NAME,
+                fields::<SyncMessages>(),
+                fields::<Synced>(),
+            ),
+        ];
+        let rows = table("### Client → server");
+        let documented: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
+        let typed: Vec<&str> = expected.iter().map(|(e, _, _)| *e).collect();
+        assert_eq!(documented, typed, "client events in PROTOCOL.md");
+        for ((event, columns), (_, payload, ack)) in rows.iter().zip(&expected) {
+            assert_eq!(&columns[0], payload, "{event} payload fields");
+            // The ack column may also show the channel object's fields.
+            assert!(ack.is_subset(&columns[2]), "{event} ack fields: {ack:?}");
+        }
+    }
+
+    #[test]
+    fn protocol_md_lists_the_server_events_and_their_fields() {
+        let expected: Vec<(&str, BTreeSet<String>)> = vec![
+            (server::MESSAGE_NEW, BTreeSet::new()),
+            (server::USER_STATUS, fields::<UserStatus>()),
+            (server::USER_TYPING, fields::<UserTyping>()),
+            (server::CHANNEL_JOINED, BTreeSet::new()),
+            (server::CHANNEL_PRESENCE, fields::<ChannelPresence>()),
+            (server::RATE_LIMITED, fields::<RateLimited>()),
+            (server::ERROR, ["code", "message"].map(String::from).into()),
+        ];
+        let rows = table("### Server → client");
+        let documented: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
+        let typed: Vec<&str> = expected.iter().map(|(e, _)| *e).collect();
+        assert_eq!(documented, typed, "server events in PROTOCOL.md");
+        for ((event, columns), (_, payload)) in rows.iter().zip(&expected) {
+            assert_eq!(&columns[0], payload, "{event} payload fields");
+        }
+    }
+
+    #[test]
+    fn protocol_md_shows_the_message_object() {
+        let doc = include_str!("../docs/PROTOCOL.md");
+        let section = &doc[doc.find("### Message object").expect("section")..];
+        let line = section.lines().nth(1).expect("the object's line");
+        assert_eq!(names_in_braces(line), fields::<Message>());
+    }
+
+    #[test]
+    fn a_wrong_shape_names_its_field() {
+        let field = |e: AppError| e.errors[0].field.to_string();
+        assert_eq!(
+            field(SendMessage::parse(json!({"channel": "a"})).unwrap_err()),
+            "text"
+        );
+        assert_eq!(
+            field(SendMessage::parse(json!({"channel": "a", "text": 1})).unwrap_err()),
+            "text"
+        );
+        let bad_file = json!({"channel": "a", "text": "t", "client_message_id": Uuid::nil(),
+            "file": {"url": "/f", "name": 3, "type": "x"}});
+        assert_eq!(
+            field(SendMessage::parse(bad_file).unwrap_err()),
+            "file.name"
+        );
+        let no_url = json!({"channel": "a", "text": "t", "client_message_id": Uuid::nil(),
+            "file": {"name": "n", "type": "x"}});
+        assert_eq!(field(SendMessage::parse(no_url).unwrap_err()), "file.url");
+        assert_eq!(field(SetTyping::parse(json!([1])).unwrap_err()), "payload");
+        assert_eq!(
+            JoinChannel::parse(json!("general")).unwrap().channel,
+            "general"
+        );
+        assert_eq!(
+            SyncMessages::parse(json!({"channel": "a", "after_seq": 3}))
+                .unwrap()
+                .limit(),
+            100
+        );
+        assert!(SyncMessages::parse(json!({"channel": "a", "after_seq": -1})).is_err());
+    }
+}
