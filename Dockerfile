@@ -13,6 +13,9 @@ RUN mkdir -p src banter-load/src && echo 'fn main() {}' > src/main.rs && echo ''
     && rm -rf src
 COPY src ./src
 COPY migrations ./migrations
+# Queries are checked at compile time against this data, without a database.
+COPY .sqlx ./.sqlx
+ENV SQLX_OFFLINE=true
 # Make sure the real sources are newer than the placeholder build.
 RUN touch src/main.rs src/lib.rs && cargo build --release --locked -p banter --bin banter
 

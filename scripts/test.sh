@@ -24,6 +24,12 @@ drop_stale_test_databases
 log "cargo fmt --check"
 cargo fmt --all -- --check
 
+# Queries are checked at compile time against the committed `.sqlx/` data, never against a
+# live database; the data must match the queries and migrations.
+export SQLX_OFFLINE=true
+log "SQL query data (.sqlx) is current"
+scripts/sqlx-prepare.sh --check
+
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

@@ -199,7 +199,37 @@ impl IntoResponse for AppError {
     }
 }
 
-/// Whether a database error is a unique-constraint violation (so a 409, not a 503).
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
+/// Whether a database error is a unique-constraint violation.
+fn is_unique_violation(e: &sqlx::Error) -> bool {
     matches!(e, sqlx::Error::Database(d) if d.code().as_deref() == Some("23505"))
+}
+
+/// What a unique violation means where it happens, said once per call site.
+pub trait ResultExt<T> {
+    /// A unique violation is `conflict` with `message` (a name or email taken); any other
+    /// failure is `unavailable` as usual.
+    fn conflict_on_unique(self, message: &str) -> AppResult<T>;
+
+    /// A unique violation is `Ok(None)`, for callers that then try something else.
+    fn none_on_unique(self) -> Result<Option<T>, sqlx::Error>;
+}
+
+impl<T> ResultExt<T> for Result<T, sqlx::Error> {
+    fn conflict_on_unique(self, message: &str) -> AppResult<T> {
+        self.map_err(|e| {
+            if is_unique_violation(&e) {
+                AppError::new(Code::Conflict, message)
+            } else {
+                e.into()
+            }
+        })
+    }
+
+    fn none_on_unique(self) -> Result<Option<T>, sqlx::Error> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_unique_violation(&e) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }

@@ -12,7 +12,7 @@ use tower_cookies::{Cookie, Cookies};
 use super::ApiJson;
 use crate::auth::{hash_password, verify_password, AuthUser, COOKIE_NAME};
 use crate::clientip::ClientAddr;
-use crate::error::{is_unique_violation, AppError, AppResult, Code};
+use crate::error::{AppError, AppResult, Code, ResultExt};
 use crate::store::users::{self, PublicUser};
 use crate::{validate, AppState};
 
@@ -95,16 +95,9 @@ async fn register(
     let hash = hash_password(password).await?;
     let user = users::insert(&state.db, &username, Some(&email), Some(&hash))
         .await
-        .map_err(|e| {
-            if is_unique_violation(&e) {
-                AppError::new(
-                    Code::Conflict,
-                    "that username or email is already taken (or the name looks like a taken one)",
-                )
-            } else {
-                e.into()
-            }
-        })?;
+        .conflict_on_unique(
+            "that username or email is already taken (or the name looks like a taken one)",
+        )?;
     tracing::info!(user_id = %user.id, "user registered");
     let body = sign_in(&state, &cookies, &user, "registered")?;
     Ok((StatusCode::CREATED, Json(body)))
@@ -214,16 +207,7 @@ async fn guest(
     let user = match requested {
         Some(name) => users::insert(&state.db, &name, None, None)
             .await
-            .map_err(|e| {
-                if is_unique_violation(&e) {
-                    AppError::new(
-                        Code::Conflict,
-                        "that username is already taken (or looks like a taken one)",
-                    )
-                } else {
-                    e.into()
-                }
-            })?,
+            .conflict_on_unique("that username is already taken (or looks like a taken one)")?,
         None => insert_random_guest(&state).await?,
     };
     tracing::info!(user_id = %user.id, "guest signed in");
@@ -236,10 +220,11 @@ async fn insert_random_guest(state: &AppState) -> AppResult<PublicUser> {
     for len in [4, 4, 6, 8, 12] {
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         let name = format!("guest-{}", &suffix[..len]);
-        match users::insert(&state.db, &name, None, None).await {
-            Ok(user) => return Ok(user),
-            Err(e) if is_unique_violation(&e) => continue,
-            Err(e) => return Err(e.into()),
+        if let Some(user) = users::insert(&state.db, &name, None, None)
+            .await
+            .none_on_unique()?
+        {
+            return Ok(user);
         }
     }
     Err(AppError::new(

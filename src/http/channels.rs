@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::ApiJson;
 use crate::access;
 use crate::auth::{hash_password, AuthUser};
-use crate::error::{is_unique_violation, AppError, AppResult, Code};
+use crate::error::{AppError, AppResult, ResultExt};
 use crate::store::channels::{self, ChannelView};
 use crate::store::messages::{self, Message, Page};
 use crate::{validate, AppState};
@@ -106,13 +106,7 @@ async fn create(
         user.id,
     )
     .await
-    .map_err(|e| {
-        if is_unique_violation(&e) {
-            AppError::new(Code::Conflict, "a channel with that name already exists")
-        } else {
-            e.into()
-        }
-    })?;
+    .conflict_on_unique("a channel with that name already exists")?;
     tracing::info!(channel = %channel.name, private = channel.is_private(), user_id = %user.id, "channel created");
     Ok((StatusCode::CREATED, Json(channel.view())))
 }

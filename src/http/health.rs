@@ -23,7 +23,7 @@ async fn health() -> Json<Value> {
 /// 200 when Postgres and Redis both answer within two seconds, else 503 naming what is down.
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
     let limit = Duration::from_secs(2);
-    let db = tokio::time::timeout(limit, sqlx::query("SELECT 1").execute(&state.db));
+    let db = tokio::time::timeout(limit, sqlx::query!("SELECT 1 AS one").fetch_one(&state.db));
     let mut conn = state.redis.clone();
     let ping = redis::cmd("PING");
     let redis = tokio::time::timeout(limit, ping.query_async::<String>(&mut conn));

@@ -6,7 +6,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 /// A channel row.
-#[derive(Clone, Debug, sqlx::FromRow)]
+#[derive(Clone, Debug)]
 pub struct Channel {
     pub id: Uuid,
     pub name: String,
@@ -40,13 +40,14 @@ impl Channel {
     }
 }
 
-const COLUMNS: &str = "id, name, description, password_hash, created_at";
-
 pub async fn find(db: &PgPool, name: &str) -> Result<Option<Channel>, sqlx::Error> {
-    sqlx::query_as::<_, Channel>(&format!("SELECT {COLUMNS} FROM channels WHERE name = $1"))
-        .bind(name)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        Channel,
+        "SELECT id, name, description, password_hash, created_at FROM channels WHERE name = $1",
+        name
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// One page of channels by name: the first `limit` after `after` (from the start if none).
@@ -55,11 +56,13 @@ pub async fn list(
     after: Option<&str>,
     limit: i64,
 ) -> Result<Vec<Channel>, sqlx::Error> {
-    sqlx::query_as::<_, Channel>(&format!(
-        "SELECT {COLUMNS} FROM channels WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2"
-    ))
-    .bind(after)
-    .bind(limit)
+    sqlx::query_as!(
+        Channel,
+        "SELECT id, name, description, password_hash, created_at FROM channels
+         WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2",
+        after,
+        limit
+    )
     .fetch_all(db)
     .await
 }
@@ -74,23 +77,27 @@ pub async fn create(
     creator: Uuid,
 ) -> Result<Channel, sqlx::Error> {
     let mut tx = db.begin().await?;
-    let channel = sqlx::query_as::<_, Channel>(&format!(
+    let channel = sqlx::query_as!(
+        Channel,
         "INSERT INTO channels (id, name, description, password_hash, created_by)
-         VALUES ($1, $2, $3, $4, $5) RETURNING {COLUMNS}"
-    ))
-    .bind(Uuid::now_v7())
-    .bind(name)
-    .bind(description)
-    .bind(password_hash)
-    .bind(creator)
+         VALUES ($1, $2, $3, $4, $5)
+         RETURNING id, name, description, password_hash, created_at",
+        Uuid::now_v7(),
+        name,
+        description,
+        password_hash,
+        creator
+    )
     .fetch_one(&mut *tx)
     .await?;
     if channel.is_private() {
-        sqlx::query("INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2)")
-            .bind(channel.id)
-            .bind(creator)
-            .execute(&mut *tx)
-            .await?;
+        sqlx::query!(
+            "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2)",
+            channel.id,
+            creator
+        )
+        .execute(&mut *tx)
+        .await?;
     }
     tx.commit().await?;
     Ok(channel)
@@ -99,11 +106,11 @@ pub async fn create(
 /// Creates the public seed channels that do not exist yet (safe to race with other instances).
 pub async fn seed(db: &PgPool, names: &[String]) -> Result<(), sqlx::Error> {
     for name in names {
-        sqlx::query(
+        sqlx::query!(
             "INSERT INTO channels (id, name) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+            Uuid::now_v7(),
+            name
         )
-        .bind(Uuid::now_v7())
-        .bind(name)
         .execute(db)
         .await?;
     }
@@ -111,21 +118,22 @@ pub async fn seed(db: &PgPool, names: &[String]) -> Result<(), sqlx::Error> {
 }
 
 pub async fn is_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar::<_, bool>(
-        "SELECT EXISTS (SELECT 1 FROM channel_members WHERE channel_id = $1 AND user_id = $2)",
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM channel_members WHERE channel_id = $1 AND user_id = $2)
+           AS "member!""#,
+        channel,
+        user
     )
-    .bind(channel)
-    .bind(user)
     .fetch_one(db)
     .await
 }
 
 pub async fn add_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+        channel,
+        user
     )
-    .bind(channel)
-    .bind(user)
     .execute(db)
     .await?;
     Ok(())

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::error::ResultExt;
+
 /// A file attached to a message (a link; banter stores no file bodies).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FileRef {
@@ -33,7 +35,7 @@ pub struct Message {
     pub file: Option<FileRef>,
 }
 
-#[derive(sqlx::FromRow)]
+/// A message as a query reads it (with its channel's name).
 struct Row {
     id: Uuid,
     channel: String,
@@ -88,10 +90,6 @@ pub struct Inserted {
     pub duplicate: bool,
 }
 
-const SELECT: &str = "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type
-    FROM messages m JOIN channels c ON c.id = m.channel_id";
-
 /// The message a sender stored under a `client_message_id`, if any.
 pub async fn find_by_client_id(
     db: &PgPool,
@@ -109,12 +107,16 @@ async fn find_by_client_ids(
     senders: &[Uuid],
     client_message_ids: &[Uuid],
 ) -> Result<Vec<Message>, sqlx::Error> {
-    sqlx::query_as::<_, Row>(&format!(
-        "{SELECT} WHERE (m.sender_id, m.client_message_id) IN
-            (SELECT * FROM unnest($1::uuid[], $2::uuid[]))"
-    ))
-    .bind(senders)
-    .bind(client_message_ids)
+    sqlx::query_as!(
+        Row,
+        "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type
+         FROM messages m JOIN channels c ON c.id = m.channel_id
+         WHERE (m.sender_id, m.client_message_id) IN
+               (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
+        senders,
+        client_message_ids
+    )
     .fetch_all(db)
     .await
     .map(|rows| rows.into_iter().map(Message::from).collect())
@@ -176,12 +178,15 @@ async fn insert_unique(
         if indexes.is_empty() {
             return Ok(done);
         }
-        match insert_statement(db, batch, &indexes).await {
-            Ok(stored) => {
+        match insert_statement(db, batch, &indexes)
+            .await
+            .none_on_unique()?
+        {
+            Some(stored) => {
                 done.extend(stored);
                 return Ok(done);
             }
-            Err(e) if crate::error::is_unique_violation(&e) => {
+            None => {
                 // Some are retries of stored messages: answer those, insert the rest.
                 let senders: Vec<Uuid> = indexes.iter().map(|&i| batch[i].sender_id).collect();
                 let ids: Vec<Uuid> = indexes
@@ -211,7 +216,6 @@ async fn insert_unique(
                     }
                 });
             }
-            Err(e) => return Err(e),
         }
     }
     Err(sqlx::Error::Protocol(
@@ -219,9 +223,32 @@ async fn insert_unique(
     ))
 }
 
-/// The one statement that numbers and stores a batch. Within a channel, seqs follow the
-/// batch's order.
-const INSERT_BATCH: &str = "
+/// Stores the messages `indexes` of `batch` in one statement that numbers them: within a
+/// channel, seqs follow the batch's order.
+async fn insert_statement(
+    db: &PgPool,
+    batch: &[NewMessage],
+    indexes: &[usize],
+) -> Result<Vec<(usize, Inserted)>, sqlx::Error> {
+    let ms: Vec<&NewMessage> = indexes.iter().map(|&i| &batch[i]).collect();
+    let ids: Vec<Uuid> = ms.iter().map(|_| Uuid::now_v7()).collect();
+    let channel_ids: Vec<Uuid> = ms.iter().map(|m| m.channel_id).collect();
+    let sender_ids: Vec<Uuid> = ms.iter().map(|m| m.sender_id).collect();
+    let sender_names: Vec<&str> = ms.iter().map(|m| m.sender_name.as_str()).collect();
+    let texts: Vec<&str> = ms.iter().map(|m| m.text.as_str()).collect();
+    let client_ids: Vec<Uuid> = ms.iter().map(|m| m.client_message_id).collect();
+    let file = |part: fn(&FileRef) -> &str| -> Vec<Option<&str>> {
+        ms.iter().map(|m| m.file.as_ref().map(part)).collect()
+    };
+    let (file_urls, file_names, file_types) = (
+        file(|f| f.url.as_str()),
+        file(|f| f.name.as_str()),
+        file(|f| f.kind.as_str()),
+    );
+    // Borrowed strings are bound as text arrays without copying them (`as _`: the macro's
+    // type check knows only owned arrays).
+    let rows = sqlx::query!(
+        r#"
 WITH v AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                          $6::uuid[], $7::text[], $8::text[], $9::text[])
@@ -244,50 +271,26 @@ SELECT v.id, v.channel_id,
        v.sender_id, v.sender_name, v.text, v.client_message_id, v.file_url, v.file_name,
        v.file_type
 FROM v JOIN bump ON bump.id = v.channel_id
-RETURNING id, seq, created_at";
-
-async fn insert_statement(
-    db: &PgPool,
-    batch: &[NewMessage],
-    indexes: &[usize],
-) -> Result<Vec<(usize, Inserted)>, sqlx::Error> {
-    let ms: Vec<&NewMessage> = indexes.iter().map(|&i| &batch[i]).collect();
-    let ids: Vec<Uuid> = ms.iter().map(|_| Uuid::now_v7()).collect();
-    let rows: Vec<(Uuid, i64, DateTime<Utc>)> = sqlx::query_as(INSERT_BATCH)
-        .bind(&ids)
-        .bind(ms.iter().map(|m| m.channel_id).collect::<Vec<_>>())
-        .bind(ms.iter().map(|m| m.sender_id).collect::<Vec<_>>())
-        .bind(
-            ms.iter()
-                .map(|m| m.sender_name.as_str())
-                .collect::<Vec<_>>(),
-        )
-        .bind(ms.iter().map(|m| m.text.as_str()).collect::<Vec<_>>())
-        .bind(ms.iter().map(|m| m.client_message_id).collect::<Vec<_>>())
-        .bind(
-            ms.iter()
-                .map(|m| m.file.as_ref().map(|f| f.url.as_str()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            ms.iter()
-                .map(|m| m.file.as_ref().map(|f| f.name.as_str()))
-                .collect::<Vec<_>>(),
-        )
-        .bind(
-            ms.iter()
-                .map(|m| m.file.as_ref().map(|f| f.kind.as_str()))
-                .collect::<Vec<_>>(),
-        )
-        .fetch_all(db)
-        .await?;
+RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
+        &ids,
+        &channel_ids,
+        &sender_ids,
+        &sender_names as _,
+        &texts as _,
+        &client_ids,
+        &file_urls as _,
+        &file_names as _,
+        &file_types as _
+    )
+    .fetch_all(db)
+    .await?;
     if rows.len() != ms.len() {
         // Only when a channel row is gone (channels are never removed).
         return Err(sqlx::Error::RowNotFound);
     }
     let stored: HashMap<Uuid, (i64, DateTime<Utc>)> = rows
         .into_iter()
-        .map(|(id, seq, at)| (id, (seq, at)))
+        .map(|r| (r.id, (r.seq, r.created_at)))
         .collect();
     indexes
         .iter()
@@ -334,23 +337,52 @@ pub async fn page(
     page: Page,
     limit: i64,
 ) -> Result<Vec<Message>, sqlx::Error> {
-    let (filter, order, cursor) = match page {
-        Page::Latest => ("", "DESC", 0),
-        Page::Before(seq) => ("AND m.seq < $3", "DESC", seq),
-        Page::After(seq) => ("AND m.seq > $3", "ASC", seq),
+    let rows = match page {
+        Page::Latest => {
+            sqlx::query_as!(
+                Row,
+                "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type
+                 FROM messages m JOIN channels c ON c.id = m.channel_id
+                 WHERE m.channel_id = $1 ORDER BY m.seq DESC LIMIT $2",
+                channel_id,
+                limit
+            )
+            .fetch_all(db)
+            .await?
+        }
+        Page::Before(seq) => {
+            sqlx::query_as!(
+                Row,
+                "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type
+                 FROM messages m JOIN channels c ON c.id = m.channel_id
+                 WHERE m.channel_id = $1 AND m.seq < $3 ORDER BY m.seq DESC LIMIT $2",
+                channel_id,
+                limit,
+                seq
+            )
+            .fetch_all(db)
+            .await?
+        }
+        Page::After(seq) => {
+            sqlx::query_as!(
+                Row,
+                "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type
+                 FROM messages m JOIN channels c ON c.id = m.channel_id
+                 WHERE m.channel_id = $1 AND m.seq > $3 ORDER BY m.seq ASC LIMIT $2",
+                channel_id,
+                limit,
+                seq
+            )
+            .fetch_all(db)
+            .await?
+        }
     };
-    let sql = format!("{SELECT} WHERE m.channel_id = $1 {filter} ORDER BY m.seq {order} LIMIT $2");
-    let mut query = sqlx::query_as::<_, Row>(&sql).bind(channel_id).bind(limit);
-    if !filter.is_empty() {
-        query = query.bind(cursor);
-    }
-    let mut messages: Vec<Message> = query
-        .fetch_all(db)
-        .await?
-        .into_iter()
-        .map(Message::from)
-        .collect();
-    if order == "DESC" {
+    let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
+    // The newest pages are read newest first.
+    if !matches!(page, Page::After(_)) {
         messages.reverse();
     }
     Ok(messages)

@@ -5,8 +5,10 @@ use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::error::ResultExt;
+
 /// A user as the API shows it.
-#[derive(Clone, Debug, Serialize, sqlx::FromRow)]
+#[derive(Clone, Debug, Serialize)]
 pub struct PublicUser {
     pub id: Uuid,
     pub username: String,
@@ -14,7 +16,7 @@ pub struct PublicUser {
 }
 
 /// A user with what login needs.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug)]
 pub struct UserCredentials {
     pub id: Uuid,
     pub username: String,
@@ -40,16 +42,17 @@ pub async fn insert(
     email: Option<&str>,
     password_hash: Option<&str>,
 ) -> Result<PublicUser, sqlx::Error> {
-    sqlx::query_as::<_, PublicUser>(
+    sqlx::query_as!(
+        PublicUser,
         "INSERT INTO users (id, username, email, password_hash, is_guest, username_key)
-         VALUES ($1, $2, $3, $4, $4 IS NULL, $5)
+         VALUES ($1, $2, $3, $4, $4::text IS NULL, $5)
          RETURNING id, username, email",
+        Uuid::now_v7(),
+        username,
+        email,
+        password_hash,
+        crate::validate::username_key(username)
     )
-    .bind(Uuid::now_v7())
-    .bind(username)
-    .bind(email)
-    .bind(password_hash)
-    .bind(crate::validate::username_key(username))
     .fetch_one(db)
     .await
 }
@@ -60,29 +63,41 @@ pub async fn find_for_login(
     by_email: bool,
     identifier: &str,
 ) -> Result<Option<UserCredentials>, sqlx::Error> {
-    let sql = if by_email {
-        "SELECT id, username, email, password_hash, created_at FROM users WHERE lower(email) = lower($1)"
-    } else {
-        "SELECT id, username, email, password_hash, created_at FROM users WHERE lower(username) = lower($1)"
-    };
-    sqlx::query_as::<_, UserCredentials>(sql)
-        .bind(identifier)
+    if by_email {
+        sqlx::query_as!(
+            UserCredentials,
+            "SELECT id, username, email, password_hash, created_at FROM users
+             WHERE lower(email) = lower($1)",
+            identifier
+        )
         .fetch_optional(db)
         .await
+    } else {
+        sqlx::query_as!(
+            UserCredentials,
+            "SELECT id, username, email, password_hash, created_at FROM users
+             WHERE lower(username) = lower($1)",
+            identifier
+        )
+        .fetch_optional(db)
+        .await
+    }
 }
 
 pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<PublicUser>, sqlx::Error> {
-    sqlx::query_as::<_, PublicUser>("SELECT id, username, email FROM users WHERE id = $1")
-        .bind(id)
-        .fetch_optional(db)
-        .await
+    sqlx::query_as!(
+        PublicUser,
+        "SELECT id, username, email FROM users WHERE id = $1",
+        id
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// Whether the user is a guest; `None` when the user no longer exists (a valid session of a
 /// removed user is refused).
 pub async fn is_guest(db: &PgPool, id: Uuid) -> Result<Option<bool>, sqlx::Error> {
-    sqlx::query_scalar::<_, bool>("SELECT is_guest FROM users WHERE id = $1")
-        .bind(id)
+    sqlx::query_scalar!("SELECT is_guest FROM users WHERE id = $1", id)
         .fetch_optional(db)
         .await
 }
@@ -90,22 +105,20 @@ pub async fn is_guest(db: &PgPool, id: Uuid) -> Result<Option<bool>, sqlx::Error
 /// Fills the confusable skeleton of users stored before it existed. A user whose skeleton an
 /// earlier user already holds keeps none (both keep their names; new look-alikes are refused).
 pub async fn backfill_username_keys(db: &PgPool) -> Result<(), sqlx::Error> {
-    let missing: Vec<(Uuid, String)> = sqlx::query_as(
-        "SELECT id, username FROM users WHERE username_key IS NULL ORDER BY created_at",
+    let missing = sqlx::query!(
+        "SELECT id, username FROM users WHERE username_key IS NULL ORDER BY created_at"
     )
     .fetch_all(db)
     .await?;
-    for (id, name) in missing {
-        let result = sqlx::query("UPDATE users SET username_key = $2 WHERE id = $1")
-            .bind(id)
-            .bind(crate::validate::username_key(&name))
-            .execute(db)
-            .await;
-        match result {
-            Ok(_) => {}
-            Err(e) if crate::error::is_unique_violation(&e) => {}
-            Err(e) => return Err(e),
-        }
+    for user in missing {
+        sqlx::query!(
+            "UPDATE users SET username_key = $2 WHERE id = $1",
+            user.id,
+            crate::validate::username_key(&user.username)
+        )
+        .execute(db)
+        .await
+        .none_on_unique()?;
     }
     Ok(())
 }
