@@ -11,8 +11,10 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_postgres
-command -v cargo-sqlx >/dev/null 2>&1 ||
-  cargo install sqlx-cli --locked --version 0.8.6 --no-default-features --features postgres,rustls
+# The same version as the sqlx crate (Cargo.toml).
+sqlx_cli=0.9.0
+cargo sqlx --version 2>/dev/null | grep -qF " $sqlx_cli" ||
+  cargo install sqlx-cli --locked --version "$sqlx_cli" --no-default-features --features postgres,rustls
 
 scratch="banter_sqlx_$$"
 psql "$DATABASE_URL" -qc "CREATE DATABASE \"$scratch\"" >/dev/null

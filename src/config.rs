@@ -6,7 +6,8 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::builder::BoolishValueParser;
+use clap::{ArgAction, Parser, ValueEnum};
 
 /// Who receives `user.status` when a user comes online or goes offline.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -53,7 +54,7 @@ pub struct Config {
     pub jwt_secret: Option<String>,
 
     /// Development mode: generates a throwaway JWT secret when none is set.
-    #[arg(long, env = "BANTER_DEV", default_value_t = false, value_parser = parse_flag)]
+    #[arg(long, env = "BANTER_DEV", default_value_t = false, value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub dev: bool,
 
     /// Session (JWT and cookie) lifetime in seconds.
@@ -61,7 +62,7 @@ pub struct Config {
     pub session_ttl_secs: u64,
 
     /// Add `Secure` to the session cookie.
-    #[arg(long, env = "COOKIE_SECURE", default_value_t = false, value_parser = parse_flag)]
+    #[arg(long, env = "COOKIE_SECURE", default_value_t = false, value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
     pub cookie_secure: bool,
 
     /// Comma-separated CORS and handshake Origin allowlist.
@@ -157,15 +158,6 @@ pub struct Config {
     pub log_format: LogFormat,
 }
 
-/// Accepts the usual spellings of a boolean environment variable (`1`, `true`, `yes`, `on`).
-fn parse_flag(s: &str) -> Result<bool, String> {
-    match s.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "" | "0" | "false" | "no" | "off" => Ok(false),
-        other => Err(format!("expected true or false, got {other:?}")),
-    }
-}
-
 /// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least its output size).
 pub const MIN_JWT_SECRET_BYTES: usize = 32;
 /// Least estimated entropy of an accepted `JWT_SECRET`, in bits.
@@ -234,11 +226,16 @@ impl Config {
             .filter(|s| !s.is_empty())
     }
 
-    /// Whether a browser Origin is in the allowlist.
+    /// Whether a browser Origin is in the allowlist: the same scheme, host and port (as URLs
+    /// compare them: a default port may be left out, the host's case does not matter).
     pub fn origin_allowed(&self, origin: &str) -> bool {
+        let Ok(origin) = url::Url::parse(origin) else {
+            return false;
+        };
         self.allowed_origins
             .iter()
-            .any(|o| o.trim().trim_end_matches('/') == origin.trim_end_matches('/'))
+            .filter_map(|o| url::Url::parse(o.trim()).ok())
+            .any(|allowed| allowed.origin() == origin.origin())
     }
 
     /// The JWT secret to use, or a one-line explanation of why the instance cannot start.
@@ -270,7 +267,40 @@ impl Config {
 
 #[cfg(test)]
 mod tests {
-    use super::weak_secret;
+    use clap::Parser;
+
+    use super::{weak_secret, Config};
+
+    #[test]
+    fn origins_compare_as_urls() {
+        let config = Config::parse_from([
+            "banter",
+            "--database-url",
+            "postgres://x",
+            "--redis-url",
+            "redis://x",
+            "--allowed-origins",
+            "http://localhost:3000,https://chat.example.com/",
+        ]);
+        for allowed in [
+            "http://localhost:3000",
+            "http://LOCALHOST:3000",
+            "https://chat.example.com",
+            "https://chat.example.com:443",
+        ] {
+            assert!(config.origin_allowed(allowed), "{allowed}");
+        }
+        for refused in [
+            "http://localhost:30001",
+            "https://localhost:3000",
+            "http://chat.example.com",
+            "https://chat.example.com.evil.io",
+            "null",
+            "",
+        ] {
+            assert!(!config.origin_allowed(refused), "{refused}");
+        }
+    }
 
     #[test]
     fn weak_secrets() {

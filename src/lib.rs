@@ -202,7 +202,8 @@ impl App {
                 config.session_ttl_secs,
                 redis.clone(),
                 keys.clone(),
-            ),
+            )
+            .context("JWT_SECRET cannot be a signing key")?,
             presence,
             limiter: RateLimiter::new(
                 redis.clone(),

@@ -3,6 +3,8 @@
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
+use axum::http::{header, HeaderMap};
+use tower_cookies::cookie::Cookie;
 use uuid::Uuid;
 
 use crate::error::AppError;
@@ -19,23 +21,17 @@ pub struct AuthUser {
     pub claims: super::Claims,
 }
 
-/// The value of a cookie in a `Cookie` header, if present.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').find_map(|pair| {
-        let (k, v) = pair.trim().split_once('=')?;
-        (k.trim() == name).then(|| v.trim().trim_matches('"'))
-    })
-}
-
-/// The session token of a request: the `token` cookie.
-pub fn token_from_parts(parts: &Parts) -> Option<String> {
-    parts
-        .headers
-        .get_all(axum::http::header::COOKIE)
+/// The session token in a request's `token` cookie, if any (the REST API and the Socket.IO
+/// handshake read it alike).
+pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
-        .find_map(|h| cookie_value(h, COOKIE_NAME).map(str::to_owned))
-        .filter(|t| !t.is_empty())
+        .flat_map(Cookie::split_parse)
+        .filter_map(Result::ok)
+        .find(|c| c.name() == COOKIE_NAME && !c.value().is_empty())
+        .map(|c| c.value().to_owned())
 }
 
 /// The claims of a session that may act: signed, unexpired, not revoked, and its user still
@@ -53,7 +49,7 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let token = token_from_parts(parts).ok_or_else(AppError::unauthorized)?;
+        let token = session_cookie(&parts.headers).ok_or_else(AppError::unauthorized)?;
         let (claims, _) = signed_in(state, &token).await?;
         Ok(AuthUser {
             id: claims.sub,
@@ -65,12 +61,21 @@ impl FromRequestParts<AppState> for AuthUser {
 
 #[cfg(test)]
 mod tests {
-    use super::cookie_value;
+    use axum::http::{header, HeaderMap, HeaderValue};
+
+    use super::session_cookie;
+
+    fn token(cookie: &str) -> Option<String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::COOKIE, HeaderValue::from_str(cookie).unwrap());
+        session_cookie(&headers)
+    }
 
     #[test]
     fn finds_cookie_among_others() {
-        assert_eq!(cookie_value("a=1; token=abc; b=2", "token"), Some("abc"));
-        assert_eq!(cookie_value("xtoken=1", "token"), None);
-        assert_eq!(cookie_value("", "token"), None);
+        assert_eq!(token("a=1; token=abc; b=2").as_deref(), Some("abc"));
+        assert_eq!(token("xtoken=1"), None);
+        assert_eq!(token("token="), None);
+        assert_eq!(token(""), None);
     }
 }

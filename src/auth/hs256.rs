@@ -6,10 +6,10 @@
 //! other algorithm, and [`install`] makes it the process's provider.
 
 use hmac::{Hmac, Mac};
-use jsonwebtoken::crypto::{CryptoProvider, JwkUtils, JwtSigner, JwtVerifier};
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{ErrorKind, Result};
 use jsonwebtoken::signature::{self, Signer, Verifier};
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, DecodingKeyKind, EncodingKey};
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
@@ -18,11 +18,12 @@ type HmacSha256 = Hmac<Sha256>;
 struct Hs256(HmacSha256);
 
 impl Hs256 {
-    fn new(algorithm: &Algorithm, secret: Result<&[u8]>) -> Result<Self> {
+    fn new(algorithm: &Algorithm, secret: Option<&[u8]>) -> Result<Self> {
         if *algorithm != Algorithm::HS256 {
             return Err(ErrorKind::InvalidAlgorithm.into());
         }
-        HmacSha256::new_from_slice(secret?)
+        let secret = secret.ok_or(ErrorKind::InvalidKeyFormat)?;
+        HmacSha256::new_from_slice(secret)
             .map(Hs256)
             .map_err(|_| ErrorKind::InvalidKeyFormat.into())
     }
@@ -57,14 +58,23 @@ impl JwtVerifier for Hs256 {
     }
 }
 
+/// The secret of an HMAC signing key.
+fn signing_secret(key: &EncodingKey) -> Option<&[u8]> {
+    (key.family() == AlgorithmFamily::Hmac).then(|| key.as_bytes())
+}
+
+/// The secret of an HMAC verifying key.
+fn verifying_secret(key: &DecodingKey) -> Option<&[u8]> {
+    match (key.family(), key.kind()) {
+        (AlgorithmFamily::Hmac, DecodingKeyKind::SecretOrDer(secret)) => Some(secret),
+        _ => None,
+    }
+}
+
 static PROVIDER: CryptoProvider = CryptoProvider {
-    signer_factory: |algorithm, key| {
-        Ok(Box::new(Hs256::new(algorithm, key.try_get_hmac_secret())?))
-    },
-    verifier_factory: |algorithm, key: &DecodingKey| {
-        Ok(Box::new(Hs256::new(algorithm, key.try_get_hmac_secret())?))
-    },
-    jwk_utils: JwkUtils::new_unimplemented(),
+    signer_factory: |algorithm, key| Ok(Box::new(Hs256::new(algorithm, signing_secret(key))?)),
+    verifier_factory: |algorithm, key| Ok(Box::new(Hs256::new(algorithm, verifying_secret(key))?)),
+    key_utils: KeyUtils::new_unimplemented(),
 };
 
 /// Makes HS256 the process's provider (once; later calls change nothing).

@@ -40,20 +40,26 @@ fn now_secs() -> u64 {
 }
 
 impl Sessions {
-    pub fn new(secret: &str, ttl_secs: u64, redis: ConnectionManager, keys: Keys) -> Self {
+    /// Fails only for an empty secret (the configuration refuses short ones first).
+    pub fn new(
+        secret: &str,
+        ttl_secs: u64,
+        redis: ConnectionManager,
+        keys: Keys,
+    ) -> Result<Self, jsonwebtoken::errors::Error> {
         super::hs256::install();
         // The algorithm is pinned: a token signed with anything but HS256 (or `none`) is refused.
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
         validation.set_required_spec_claims(&["exp", "sub"]);
-        Self {
-            encoding: EncodingKey::from_secret(secret.as_bytes()),
-            decoding: DecodingKey::from_secret(secret.as_bytes()),
+        Ok(Self {
+            encoding: EncodingKey::from_secret(secret.as_bytes())?,
+            decoding: DecodingKey::from_secret(secret.as_bytes())?,
             validation,
             ttl_secs,
             redis,
             keys,
-        }
+        })
     }
 
     /// Session lifetime, also the cookie's `Max-Age`.

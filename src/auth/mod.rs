@@ -6,6 +6,6 @@ mod hs256;
 mod jwt;
 mod password;
 
-pub use extractor::{cookie_value, signed_in, AuthUser, COOKIE_NAME};
+pub use extractor::{session_cookie, signed_in, AuthUser, COOKIE_NAME};
 pub use jwt::{Claims, Sessions};
 pub use password::{hash_password, verify_password};

@@ -4,8 +4,8 @@
 //! Argon2id, m = 19 MiB, t = 2, p = 1. Hashing is CPU-heavy (tens of milliseconds), so it runs
 //! on the blocking pool, never on the async workers.
 
-use argon2::password_hash::rand_core::OsRng;
-use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::Argon2;
 
 use std::sync::OnceLock;
@@ -48,9 +48,9 @@ const DUMMY_HASH: &str =
 pub async fn hash_password(password: String) -> Result<String, AppError> {
     let _slot = hashing_slot().await?;
     tokio::task::spawn_blocking(move || {
-        let salt = SaltString::generate(&mut OsRng);
+        // A random salt from the system's generator.
         Argon2::default()
-            .hash_password(password.as_bytes(), &salt)
+            .hash_password(password.as_bytes())
             .map(|h| h.to_string())
     })
     .await

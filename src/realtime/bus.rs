@@ -5,6 +5,14 @@
 //! keeps the same subscriber streams (the adapter holds them) but watches its connection: when a
 //! ping fails or Redis reports a disconnection, it reconnects with backoff and subscribes every
 //! channel again, and broadcasts flow again without a restart.
+//!
+//! Why not the `redis` crate's own resubscription (`ConnectionManagerConfig::
+//! set_automatic_resubscription` with a push sender, redis 1.8): it reconnects only when the
+//! connection reports a disconnection or a command meets an I/O error. A Redis that stops
+//! answering without closing the connection (a frozen process, a dead host behind a live
+//! route) produces neither, so a subscriber would wait silently, and the manager exposes no
+//! health for `/ready` and the local-delivery fallback. This driver pings with a deadline, which
+//! the fault tests (a restarted and a frozen Redis) exercise.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -7,7 +7,7 @@ use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
 use super::membership::{Reservation, Session};
-use crate::auth::{cookie_value, COOKIE_NAME};
+use crate::auth::session_cookie;
 use crate::error::Code;
 use crate::{Adapter, AppState};
 
@@ -23,15 +23,7 @@ impl std::fmt::Display for Refused {
 
 /// The token of a handshake: the cookie first (browsers), then `auth.token` (other clients).
 fn handshake_token(s: &SocketRef<Adapter>, auth: Option<&Value>) -> Option<String> {
-    let from_cookie = s
-        .req_parts()
-        .headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find_map(|h| cookie_value(h, COOKIE_NAME).filter(|t| !t.is_empty()))
-        .map(str::to_owned);
-    from_cookie.or_else(|| {
+    session_cookie(&s.req_parts().headers).or_else(|| {
         auth.and_then(|a| a.get("token"))
             .and_then(Value::as_str)
             .filter(|t| !t.is_empty() && t.len() <= 4096)

@@ -14,7 +14,7 @@ fn token(secret: &str, sub: &str, exp_offset: i64) -> String {
             "sub": sub, "username": "someone", "jti": Uuid::new_v4(),
             "iat": now, "exp": now + exp_offset,
         }),
-        &EncodingKey::from_secret(secret.as_bytes()),
+        &EncodingKey::from_secret(secret.as_bytes()).expect("HMAC key"),
     )
     .unwrap()
 }

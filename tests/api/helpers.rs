@@ -316,7 +316,7 @@ impl Cluster {
     async fn start_with(redis_url: String, pg_proxy_port: Option<u16>, extra: &[&str]) -> Cluster {
         let db_name = format!("banter_test_{}", Uuid::new_v4().simple());
         let mut admin = PgConnection::connect(&admin_url()).await.expect("postgres");
-        sqlx::query(&format!("CREATE DATABASE {db_name}"))
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
             .execute(&mut admin)
             .await
             .expect("create database");
@@ -449,10 +449,10 @@ impl Cluster {
         }
         self.db.close().await;
         if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
-            let _ = sqlx::query(&format!(
+            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.db_name
-            ))
+            )))
             .execute(&mut admin)
             .await;
         }
