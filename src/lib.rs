@@ -65,8 +65,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub config: Config,
     pub db: PgPool,
+    /// Redis, for the readiness check (each service holds its own handle).
     pub redis: ConnectionManager,
-    pub keys: Keys,
     pub sessions: Sessions,
     pub presence: Arc<Presence>,
     pub limiter: RateLimiter,
@@ -220,7 +220,6 @@ impl App {
             shutdown,
             db,
             redis,
-            keys,
             config,
             default_channel: tokio::sync::OnceCell::new(),
         }));

@@ -297,13 +297,20 @@ impl RateLimiter {
         self.forgive(&[self.keys.limit("join-user", user)]).await
     }
 
-    /// A plain fixed-window cap (`cap` per `window_secs`) on one key: `Some(wait)` refuses.
-    pub async fn cap(
-        &self,
-        key: String,
-        cap: u64,
-        window_secs: u64,
-    ) -> redis::RedisResult<Option<u64>> {
-        self.attempt(&[(key, cap)], None, window_secs * 1000).await
+    /// Counts a guest created from `address`, at most `cap` an hour: `Some(wait)` refuses.
+    pub async fn guest_created(&self, address: &str, cap: u64) -> redis::RedisResult<Option<u64>> {
+        self.hourly_cap(self.keys.limit("guests", address), cap)
+            .await
+    }
+
+    /// Counts a channel created by `user`, at most `cap` an hour: `Some(wait)` refuses.
+    pub async fn channel_created(&self, user: &str, cap: u64) -> redis::RedisResult<Option<u64>> {
+        self.hourly_cap(self.keys.limit("channels", user), cap)
+            .await
+    }
+
+    /// A plain fixed-window cap of `cap` an hour on one key.
+    async fn hourly_cap(&self, key: String, cap: u64) -> redis::RedisResult<Option<u64>> {
+        self.attempt(&[(key, cap)], None, 3_600_000).await
     }
 }

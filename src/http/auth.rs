@@ -199,7 +199,7 @@ async fn guest(
     let cap = state.config.guests_per_address_per_hour;
     if let Some(wait) = state
         .limiter
-        .cap(state.keys.limit("guests", &address.to_string()), cap, 3600)
+        .guest_created(&address.to_string(), cap)
         .await?
     {
         return Err(AppError::rate_limited(wait));

@@ -85,11 +85,7 @@ async fn create(
     let cap = state.config.channels_per_user_per_hour;
     if let Some(wait) = state
         .limiter
-        .cap(
-            state.keys.limit("channels", &user.id.to_string()),
-            cap,
-            3600,
-        )
+        .channel_created(&user.id.to_string(), cap)
         .await?
     {
         return Err(AppError::rate_limited(wait));

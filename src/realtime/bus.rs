@@ -7,12 +7,15 @@
 //! channel again, and broadcasts flow again without a restart.
 //!
 //! Why not the `redis` crate's own resubscription (`ConnectionManagerConfig::
-//! set_automatic_resubscription` with a push sender, redis 1.8): it reconnects only when the
-//! connection reports a disconnection or a command meets an I/O error. A Redis that stops
-//! answering without closing the connection (a frozen process, a dead host behind a live
-//! route) produces neither, so a subscriber would wait silently, and the manager exposes no
-//! health for `/ready` and the local-delivery fallback. This driver pings with a deadline, which
-//! the fault tests (a restarted and a frozen Redis) exercise.
+//! set_automatic_resubscription` with a push sender; redis 1.8.1, `aio/connection_manager.rs`):
+//! it starts a reconnection when the connection reports a disconnection, or when a command on it
+//! fails. The delivery subscriptions' connection carries no commands of its own (messages are
+//! published through another connection), so if the attempts started by the disconnection all
+//! fail (Redis down for longer than their retry budget), nothing starts another one and the
+//! subscriptions stay lost until the process restarts; and a Redis that stops answering without
+//! closing the connection is never noticed at all. This driver pings every second with a
+//! deadline and retries until it is back, which `tests/api/faults.rs` exercises with a restarted
+//! Redis.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,7 +57,8 @@ struct Shared {
     client: redis::Client,
     conn: RwLock<MultiplexedConnection>,
     handlers: Handlers,
-    /// False from a detected failure until the connection is back and resubscribed.
+    /// False from a detected failure until the connection is back and resubscribed (so that
+    /// the loss is logged once).
     healthy: AtomicBool,
     /// Woken by a failed command or a disconnection report, so the watchdog checks at once.
     wake: Arc<Notify>,
@@ -112,11 +116,6 @@ impl Bus {
         };
         shutdown.spawn_until_stopped(watchdog(Arc::downgrade(&bus.shared)));
         Ok(bus)
-    }
-
-    /// Whether the bus is connected (false while it reconnects).
-    pub fn is_healthy(&self) -> bool {
-        self.shared.healthy.load(Ordering::Acquire)
     }
 
     fn conn(&self) -> MultiplexedConnection {

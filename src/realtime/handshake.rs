@@ -67,6 +67,7 @@ pub async fn authenticate(
                     .trusted_proxies
                     .client_of(&parts.extensions, &parts.headers),
             };
+            state.membership.session_connected(session.address);
             // Within the user's socket cap (this instance exactly, the cluster as presence
             // counts it), the socket is reserved here; the reservation goes with its state.
             let max = state.config.max_sockets_per_user;

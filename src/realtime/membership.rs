@@ -274,10 +274,15 @@ impl Membership {
         self.pending.open(address, max)
     }
 
+    /// A session of `address` completed its authenticated CONNECT: it no longer counts as
+    /// pending.
+    pub fn session_connected(&self, address: IpAddr) {
+        self.pending.connected(address);
+    }
+
     /// Takes a socket's place under the per-user cap: at most `max` sockets of the user on
     /// this instance exactly, and (as presence counts them) in the cluster. `None` when full.
     pub async fn reserve(&self, session: &Session, max: u32) -> Option<Reservation> {
-        self.pending.connected(session.address);
         let reservation = self.user_sockets.reserve(session.user_id, max)?;
         let cluster = self
             .presence
