@@ -11,6 +11,7 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc returns freed memory to the system and fragments less than the system allocator
 /// under tens of thousands of small, long-lived connections.
+#[cfg(feature = "mimalloc")]
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

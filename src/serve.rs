@@ -8,7 +8,9 @@ use std::time::Duration;
 use axum::extract::ConnectInfo;
 use axum::Router;
 use hyper::body::Incoming;
+use hyper::header::{HeaderMap, HeaderValue};
 use hyper::server::conn::http1;
+use hyper::Uri;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -53,6 +55,9 @@ pub async fn serve(
             .clone()
             .map_request(move |mut req: hyper::Request<Incoming>| {
                 req.extensions_mut().insert(ConnectInfo(peer));
+                if req.uri().path().starts_with("/socket.io/") {
+                    detach_head(&mut req);
+                }
                 req.map(axum::body::Body::new)
             });
         let connection = builder
@@ -86,4 +91,22 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     stop_tx.closed().await;
     Ok(())
+}
+
+/// Copies a Socket.IO request's header values and URI out of the connection's read buffer.
+/// hyper parses them as slices of that buffer (8 KiB), and socketioxide keeps a socket's request
+/// head for the socket's life, so without the copy every socket would hold the whole buffer
+/// after its websocket upgrade instead of the few hundred bytes of its head.
+fn detach_head<B>(req: &mut hyper::Request<B>) {
+    let headers = std::mem::take(req.headers_mut());
+    let mut copied = HeaderMap::with_capacity(headers.len());
+    for (name, value) in &headers {
+        if let Ok(value) = HeaderValue::from_bytes(value.as_bytes()) {
+            copied.append(name.clone(), value);
+        }
+    }
+    *req.headers_mut() = copied;
+    if let Ok(uri) = Uri::try_from(req.uri().to_string()) {
+        *req.uri_mut() = uri;
+    }
 }
