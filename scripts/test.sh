@@ -23,6 +23,8 @@ drop_stale_test_databases
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
+(cd vendor/engineioxide && cargo fmt -- --check)
+(cd bench/bare && cargo fmt -- --check)
 
 # Queries are checked at compile time against the committed `.sqlx/` data, never against a
 # live database; the data must match the queries and migrations.
@@ -32,6 +34,8 @@ scripts/sqlx-prepare.sh --check
 
 log "cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
+# The bare socketioxide server of bench/run.sh is its own workspace.
+(cd bench/bare && CARGO_TARGET_DIR=../../target/bare cargo clippy --locked --all-targets -- -D warnings)
 
 # Each test starts two instances with their own runtimes; three tests at a time suit two cores.
 log "Rust tests (Postgres at ${DATABASE_URL#*@}, Redis at ${REDIS_URL#*@})"
@@ -40,6 +44,11 @@ if cargo nextest --version >/dev/null 2>&1; then
 else
   cargo test --workspace --locked -- --test-threads 3
 fi
+
+# The patched engineioxide (vendor/PATCHES.md) keeps its own test suite green.
+log "engineioxide's own tests, on the patched copy"
+(cd vendor/engineioxide &&
+  CARGO_TARGET_DIR=../../target/vendor-test cargo test --locked -q --features tracing,__test_harness,v3)
 
 # Coverage-guided fuzzing of the event parsers and input rules, briefly, from the corpus in
 # fuzz/corpus (new inputs go to a scratch directory, so the run leaves the tree unchanged).
