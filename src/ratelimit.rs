@@ -3,7 +3,9 @@
 //! Sending: at most `RATE_LIMIT_MESSAGES` per `RATE_LIMIT_WINDOW_SECS` per user (a fixed
 //! window); the message over the limit blocks the user for `RATE_LIMIT_BLOCK_SECS`. The check,
 //! the count and the block are one Lua script, so concurrent sends on several instances cannot
-//! slip past it, and the block is a Redis key, so it outlives every instance.
+//! slip past it, and the block is a Redis key, so it outlives every instance. The sends an
+//! instance checks at once go to Redis together: the script takes a batch and checks its sends
+//! in order (two sends of one user in a batch count twice), one call per batch.
 //!
 //! Login and channel passwords: attempts are counted before the password is checked, in one
 //! atomic step ([`ATTEMPT`]), per client address and per account-and-address (capped), and per
@@ -11,37 +13,56 @@
 //! user, guest sends per address) are fixed windows on the same script.
 
 use redis::aio::ConnectionManager;
-use redis::Script;
+use redis::{RedisResult, Script};
+use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::Keys;
 
-// KEYS: the user's block, the user's window count, the guest budget of the client address
-// (unused for registered users). ARGV: limit, window ms, block ms, guest budget (0: not a
-// guest). A guest over the address budget is refused without starting a block.
+// A batch of sends, checked in order. KEYS, three per send: the user's block, the user's
+// window count, the guest budget of the client address (unused for registered users). ARGV:
+// limit, window ms, block ms, then one guest budget per send (0: not a guest). Returns three
+// numbers per send: allowed, retry after ms, whether this send started a block. A guest over
+// the address budget is refused without starting a block.
 const SEND: &str = r"
-local blocked = redis.call('PTTL', KEYS[1])
-if blocked > 0 then return {0, blocked, 0} end
-local guest_cap = tonumber(ARGV[4])
-if guest_cap > 0 then
-  local g = tonumber(redis.call('GET', KEYS[3]) or '0')
-  if g >= guest_cap then
-    local ttl = redis.call('PTTL', KEYS[3])
-    if ttl < 1 then ttl = 1 end
-    return {0, ttl, 0}
+local limit, window, block = tonumber(ARGV[1]), ARGV[2], ARGV[3]
+local function check(block_key, count_key, guest_key, guest_cap)
+  local blocked = redis.call('PTTL', block_key)
+  if blocked > 0 then return 0, blocked, 0 end
+  if guest_cap > 0 then
+    local g = tonumber(redis.call('GET', guest_key) or '0')
+    if g >= guest_cap then
+      local ttl = redis.call('PTTL', guest_key)
+      if ttl < 1 then ttl = 1 end
+      return 0, ttl, 0
+    end
   end
+  local n = redis.call('INCR', count_key)
+  if n == 1 then redis.call('PEXPIRE', count_key, window) end
+  if n > limit then
+    redis.call('SET', block_key, 1, 'PX', block)
+    redis.call('DEL', count_key)
+    return 0, tonumber(block), 1
+  end
+  if guest_cap > 0 and redis.call('INCR', guest_key) == 1 then
+    redis.call('PEXPIRE', guest_key, window)
+  end
+  return 1, 0, 0
 end
-local n = redis.call('INCR', KEYS[2])
-if n == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
-if n > tonumber(ARGV[1]) then
-  redis.call('SET', KEYS[1], 1, 'PX', ARGV[3])
-  redis.call('DEL', KEYS[2])
-  return {0, tonumber(ARGV[3]), 1}
+local out = {}
+for i = 1, #KEYS / 3 do
+  local allowed, wait, new_block =
+    check(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], tonumber(ARGV[3 + i]))
+  out[#out + 1] = allowed
+  out[#out + 1] = wait
+  out[#out + 1] = new_block
 end
-if guest_cap > 0 and redis.call('INCR', KEYS[3]) == 1 then
-  redis.call('PEXPIRE', KEYS[3], ARGV[2])
-end
-return {1, 0, 0}
+return out
 ";
+
+/// Most sends checked in one script call.
+const SEND_BATCH: usize = 256;
+/// Sends waiting for their check, per instance; beyond it senders wait their turn.
+const SEND_QUEUE: usize = 8192;
 
 /// One check-and-count of attempts, atomic across instances: refused (with the wait in ms)
 /// when a capped counter is full, or when the paced counter is past its threshold and another
@@ -127,12 +148,79 @@ pub enum Verdict {
 pub struct RateLimiter {
     redis: ConnectionManager,
     keys: Keys,
+    /// Send checks, gathered into batches by [`check_sends`].
+    sends: mpsc::Sender<SendCheck>,
+    attempt: Script,
+    forgive: Script,
+}
+
+/// One send waiting for its check.
+struct SendCheck {
+    /// The user's block key, window count key and guest budget key.
+    keys: [String; 3],
+    /// The guest budget (0: not a guest).
+    budget: u64,
+    reply: oneshot::Sender<RedisResult<Verdict>>,
+}
+
+/// What the send checks run with.
+struct SendLimits {
+    redis: ConnectionManager,
+    script: Script,
     limit: u64,
     window_ms: u64,
     block_ms: u64,
-    send: Script,
-    attempt: Script,
-    forgive: Script,
+}
+
+/// Checks the sends of this instance: what arrived while the previous call ran goes to Redis
+/// in the next one (at most [`SEND_BATCH`]). Ends when every [`RateLimiter`] is gone.
+async fn check_sends(limits: SendLimits, mut checks: mpsc::Receiver<SendCheck>) {
+    let mut batch = Vec::with_capacity(SEND_BATCH);
+    while checks.recv_many(&mut batch, SEND_BATCH).await > 0 {
+        match limits.check(&batch).await {
+            Ok(verdicts) => {
+                for (check, verdict) in batch.drain(..).zip(verdicts) {
+                    let _ = check.reply.send(Ok(verdict));
+                }
+            }
+            Err(e) => {
+                for check in batch.drain(..) {
+                    let _ = check.reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+}
+
+impl SendLimits {
+    /// One script call for `batch`: a verdict per send, in order.
+    async fn check(&self, batch: &[SendCheck]) -> RedisResult<Vec<Verdict>> {
+        let mut call = self.script.prepare_invoke();
+        call.arg(self.limit).arg(self.window_ms).arg(self.block_ms);
+        for check in batch {
+            call.key(&check.keys[..]).arg(check.budget);
+        }
+        let flat: Vec<i64> = call.invoke_async(&mut self.redis.clone()).await?;
+        if flat.len() != batch.len() * 3 {
+            return Err(redis::RedisError::from((
+                redis::ErrorKind::UnexpectedReturnType,
+                "the send check returned a wrong number of verdicts",
+            )));
+        }
+        Ok(flat
+            .chunks_exact(3)
+            .map(|v| {
+                if v[0] == 1 {
+                    Verdict::Allowed
+                } else {
+                    Verdict::Blocked {
+                        retry_after_ms: v[1].max(1) as u64,
+                        new_block: v[2] == 1,
+                    }
+                }
+            })
+            .collect())
+    }
 }
 
 impl RateLimiter {
@@ -143,13 +231,20 @@ impl RateLimiter {
         window_secs: u64,
         block_secs: u64,
     ) -> Self {
+        let window_ms = window_secs.max(1) * 1000;
+        let (sends, checks) = mpsc::channel(SEND_QUEUE);
+        let limits = SendLimits {
+            redis: redis.clone(),
+            script: Script::new(SEND),
+            limit,
+            window_ms,
+            block_ms: block_secs.max(1) * 1000,
+        };
+        tokio::spawn(check_sends(limits, checks));
         Self {
             redis,
             keys,
-            limit,
-            window_ms: window_secs.max(1) * 1000,
-            block_ms: block_secs.max(1) * 1000,
-            send: Script::new(SEND),
+            sends,
             attempt: Script::new(ATTEMPT),
             forgive: Script::new(FORGIVE),
         }
@@ -157,36 +252,27 @@ impl RateLimiter {
 
     /// Counts one send of `user` and says whether it may go through.
     /// A guest's send also counts against `guest`: the client address and the budget all
-    /// guests of that address share per window. One script call either way.
-    pub async fn check_send(
-        &self,
-        user: &str,
-        guest: Option<(&str, u64)>,
-    ) -> redis::RedisResult<Verdict> {
-        let mut conn = self.redis.clone();
+    /// guests of that address share per window. Checked with the other sends of this instance
+    /// that are waiting, in one script call.
+    pub async fn check_send(&self, user: &str, guest: Option<(&str, u64)>) -> RedisResult<Verdict> {
         let (budget_key, budget) = match guest {
             Some((address, cap)) => (self.keys.limit("guest-send", address), cap.max(1)),
             None => (self.keys.rate_count(user), 0),
         };
-        let (allowed, retry_after_ms, new_block): (i64, i64, i64) = self
-            .send
-            .key(self.keys.rate_block(user))
-            .key(self.keys.rate_count(user))
-            .key(budget_key)
-            .arg(self.limit)
-            .arg(self.window_ms)
-            .arg(self.block_ms)
-            .arg(budget)
-            .invoke_async(&mut conn)
-            .await?;
-        Ok(if allowed == 1 {
-            Verdict::Allowed
-        } else {
-            Verdict::Blocked {
-                retry_after_ms: retry_after_ms.max(1) as u64,
-                new_block: new_block == 1,
-            }
-        })
+        let (reply, answer) = oneshot::channel();
+        let check = SendCheck {
+            keys: [
+                self.keys.rate_block(user),
+                self.keys.rate_count(user),
+                budget_key,
+            ],
+            budget,
+            reply,
+        };
+        let gone =
+            || redis::RedisError::from((redis::ErrorKind::Client, "the send checker stopped"));
+        self.sends.send(check).await.map_err(|_| gone())?;
+        answer.await.map_err(|_| gone())?
     }
 
     /// Runs [`ATTEMPT`]: `None` when the attempt may go ahead (and is counted), else the

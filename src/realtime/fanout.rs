@@ -5,7 +5,8 @@
 //! own sockets at once and to the others through Redis). So messages take one path instead: an
 //! atomic Lua script publishes each batch of a channel's messages (what one group commit
 //! stored: consecutive seqs, serialized once) on the channel `<prefix>:fanout` only when the
-//! channel's previous seq has been published, parking it until then; every instance (the
+//! channel's previous seq has been published, parking it until then (one script call covers
+//! every channel of a group commit, each channel's batch published on its own); every instance (the
 //! sender's included) subscribes and delivers to its local sockets in the order Redis gives.
 //! A parked batch whose predecessor never comes (its instance died between commit and
 //! publish) is released after [`PARK_LIMIT`]: clients fill that gap with `messages.sync`.
@@ -35,53 +36,63 @@ pub const SWEEP_PERIOD: Duration = Duration::from_millis(250);
 /// [`PARK_LIMIT`].
 const LAST_SEQ_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
-// One script for both moves, so they share the flush of waiting successors. A payload is a
-// batch of consecutive seqs of one channel (first..=last).
-// KEYS: last published seq, parked payloads (first seq -> payload), parked batches' last seqs
-// (first seq -> last seq), channels with parked batches (zset by parking time).
-// ARGV: first seq (empty: release the lowest parked batch, giving up on the gap before it),
-// last seq, payload, pub/sub channel, now (ms), channel name, how long the last seq is
-// remembered (ms). While the channel's last published seq is unknown, only a batch starting at
-// seq 1 is published at once: any other could have a predecessor still on its way (two
-// instances committing seqs 1 and 2 of a new channel), so it is parked like one behind a gap.
+// One script for both moves, so they share the flush of waiting successors, and one call for
+// every channel of a group commit. A payload is a batch of consecutive seqs of one channel
+// (first..=last).
+// KEYS: channels with parked batches (zset by parking time), then three per channel: last
+// published seq, parked payloads (first seq -> payload), parked batches' last seqs (first seq
+// -> last seq).
+// ARGV: pub/sub channel, now (ms), how long the last seq is remembered (ms), then four per
+// channel: first seq (empty: release the lowest parked batch, giving up on the gap before it),
+// last seq, payload, channel name. While a channel's last published seq is unknown, only a
+// batch starting at seq 1 is published at once: any other could have a predecessor still on
+// its way (two instances committing seqs 1 and 2 of a new channel), so it is parked like one
+// behind a gap.
 const SEQUENCE: &str = r"
-local last = tonumber(redis.call('GET', KEYS[1]) or '-1')
-local releasing = ARGV[1] == ''
-local top
-if releasing then
-  local parked = redis.call('HKEYS', KEYS[2])
-  if #parked == 0 then redis.call('ZREM', KEYS[4], ARGV[6]) return 0 end
-  local low = nil
-  for _, s in ipairs(parked) do
-    local n = tonumber(s)
-    if low == nil or n < low then low = n end
+local waiting, pubsub, now, memory = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local function sequence(last_key, parked_key, parked_last_key, first_arg, last_arg, payload, name)
+  local last = tonumber(redis.call('GET', last_key) or '-1')
+  local releasing = first_arg == ''
+  local top
+  if releasing then
+    local parked = redis.call('HKEYS', parked_key)
+    if #parked == 0 then redis.call('ZREM', waiting, name) return end
+    local low = nil
+    for _, s in ipairs(parked) do
+      local n = tonumber(s)
+      if low == nil or n < low then low = n end
+    end
+    top = low - 1
+  else
+    local first = tonumber(first_arg)
+    if (last >= 0 and first > last + 1) or (last < 0 and first > 1) then
+      redis.call('HSET', parked_key, first, payload)
+      redis.call('HSET', parked_last_key, first, last_arg)
+      redis.call('ZADD', waiting, 'NX', now, name)
+      return
+    end
+    redis.call('PUBLISH', pubsub, payload)
+    top = math.max(tonumber(last_arg), last)
   end
-  top = low - 1
-else
-  local first = tonumber(ARGV[1])
-  if (last >= 0 and first > last + 1) or (last < 0 and first > 1) then
-    redis.call('HSET', KEYS[2], first, ARGV[3])
-    redis.call('HSET', KEYS[3], first, ARGV[2])
-    redis.call('ZADD', KEYS[4], 'NX', ARGV[5], ARGV[6])
-    return 0
+  while true do
+    local nxt = redis.call('HGET', parked_key, top + 1)
+    if not nxt then break end
+    local nlast = tonumber(redis.call('HGET', parked_last_key, top + 1))
+    redis.call('PUBLISH', pubsub, nxt)
+    redis.call('HDEL', parked_key, top + 1)
+    redis.call('HDEL', parked_last_key, top + 1)
+    top = nlast
   end
-  redis.call('PUBLISH', ARGV[4], ARGV[3])
-  top = math.max(tonumber(ARGV[2]), last)
+  if top > last then redis.call('SET', last_key, top, 'PX', memory) end
+  if redis.call('HLEN', parked_key) == 0 then
+    redis.call('ZREM', waiting, name)
+  elseif releasing then
+    redis.call('ZADD', waiting, now, name)
+  end
 end
-while true do
-  local nxt = redis.call('HGET', KEYS[2], top + 1)
-  if not nxt then break end
-  local nlast = tonumber(redis.call('HGET', KEYS[3], top + 1))
-  redis.call('PUBLISH', ARGV[4], nxt)
-  redis.call('HDEL', KEYS[2], top + 1)
-  redis.call('HDEL', KEYS[3], top + 1)
-  top = nlast
-end
-if top > last then redis.call('SET', KEYS[1], top, 'PX', ARGV[7]) end
-if redis.call('HLEN', KEYS[2]) == 0 then
-  redis.call('ZREM', KEYS[4], ARGV[6])
-elseif releasing then
-  redis.call('ZADD', KEYS[4], ARGV[5], ARGV[6])
+for i = 0, (#KEYS - 1) / 3 - 1 do
+  sequence(KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i],
+           ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i])
 end
 return 1
 ";
@@ -100,6 +111,14 @@ pub struct RawBatch {
     pub messages: Vec<Box<RawValue>>,
 }
 
+/// One channel's part of a sequencing call: its batch of seqs (first, last) with its payload,
+/// or `None` to release its lowest parked batch.
+struct Step<'a> {
+    channel: &'a str,
+    seqs: Option<(i64, i64)>,
+    payload: &'a [u8],
+}
+
 /// Publishes each channel's batches in seq order through Redis.
 pub struct Sequencer {
     redis: ConnectionManager,
@@ -116,71 +135,71 @@ impl Sequencer {
         }
     }
 
-    /// Runs the sequencing script for a channel's batch `seqs` (first, last); None releases
-    /// its lowest parked batch.
-    async fn sequence(
-        &self,
-        channel: &str,
-        seqs: Option<(i64, i64)>,
-        payload: &[u8],
-    ) -> redis::RedisResult<i64> {
+    /// Runs the sequencing script for `steps`, in one call.
+    async fn sequence(&self, steps: &[Step<'_>]) -> redis::RedisResult<i64> {
         let mut conn = self.redis.clone();
-        let (first, last) = match seqs {
-            Some((first, last)) => (first.to_string(), last.to_string()),
-            None => (String::new(), String::new()),
-        };
-        self.sequence
-            .key(self.keys.fanout_last(channel))
-            .key(self.keys.fanout_parked(channel))
-            .key(self.keys.fanout_parked_last(channel))
-            .key(self.keys.fanout_waiting())
-            .arg(first)
-            .arg(last)
-            .arg(payload)
-            .arg(self.keys.fanout())
+        let mut call = self.sequence.prepare_invoke();
+        call.key(self.keys.fanout_waiting());
+        call.arg(self.keys.fanout())
             .arg(now_ms())
-            .arg(channel)
-            .arg(LAST_SEQ_MEMORY.as_millis() as u64)
-            .invoke_async(&mut conn)
-            .await
+            .arg(LAST_SEQ_MEMORY.as_millis() as u64);
+        for &Step {
+            channel,
+            seqs,
+            payload,
+        } in steps
+        {
+            let (first, last) = match seqs {
+                Some((first, last)) => (first.to_string(), last.to_string()),
+                None => (String::new(), String::new()),
+            };
+            call.key(self.keys.fanout_last(channel))
+                .key(self.keys.fanout_parked(channel))
+                .key(self.keys.fanout_parked_last(channel));
+            call.arg(first).arg(last).arg(payload).arg(channel);
+        }
+        call.invoke_async(&mut conn).await
     }
 
-    /// Publishes newly stored messages, in seq order per channel: one payload and one script
-    /// call per channel, the channels at once. Returns the messages that Redis could not take,
-    /// for the caller to deliver to its own sockets.
+    /// Publishes newly stored messages, in seq order per channel: one payload per channel,
+    /// one script call for them all. Returns the messages that Redis could not take, for the
+    /// caller to deliver to its own sockets.
     pub async fn publish<'a>(&self, messages: &[&'a Message]) -> Vec<&'a Message> {
         let mut by_channel: BTreeMap<&str, Vec<&'a Message>> = BTreeMap::new();
         for m in messages {
             by_channel.entry(m.channel.as_str()).or_default().push(m);
         }
-        let calls = by_channel.into_iter().map(|(channel, batch)| async move {
+        let mut payloads = Vec::with_capacity(by_channel.len());
+        for (&channel, batch) in &by_channel {
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
-                return Vec::new();
+                continue;
             };
-            let seqs = (first.seq, last.seq);
-            let payload = match serde_json::to_vec(&Batch {
+            match serde_json::to_vec(&Batch {
                 channel,
-                messages: &batch,
+                messages: batch,
             }) {
-                Ok(p) => p,
-                Err(e) => {
-                    tracing::warn!(error = %e, "messages could not be serialized");
-                    return Vec::new();
-                }
-            };
-            match self.sequence(channel, Some(seqs), &payload).await {
-                Ok(_) => Vec::new(),
-                Err(e) => {
-                    tracing::warn!(error = %e, "fan-out unavailable: delivering to this instance only");
-                    batch
-                }
+                Ok(payload) => payloads.push((channel, Some((first.seq, last.seq)), payload)),
+                Err(e) => tracing::warn!(error = %e, "messages could not be serialized"),
             }
-        });
-        futures_util::future::join_all(calls)
-            .await
-            .into_iter()
-            .flatten()
-            .collect()
+        }
+        if payloads.is_empty() {
+            return Vec::new();
+        }
+        let steps: Vec<Step<'_>> = payloads
+            .iter()
+            .map(|(channel, seqs, payload)| Step {
+                channel,
+                seqs: *seqs,
+                payload,
+            })
+            .collect();
+        match self.sequence(&steps).await {
+            Ok(_) => Vec::new(),
+            Err(e) => {
+                tracing::warn!(error = %e, "fan-out unavailable: delivering to this instance only");
+                by_channel.into_values().flatten().collect()
+            }
+        }
     }
 
     /// Releases messages parked longer than [`PARK_LIMIT`].
@@ -195,7 +214,12 @@ impl Sequencer {
             .await?;
         for channel in stale {
             tracing::warn!(%channel, "a message's predecessor never came; releasing it (clients resync)");
-            self.sequence(&channel, None, &[]).await?;
+            let release = Step {
+                channel: &channel,
+                seqs: None,
+                payload: &[],
+            };
+            self.sequence(&[release]).await?;
         }
         Ok(())
     }

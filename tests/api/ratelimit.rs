@@ -1,5 +1,6 @@
 //! The per-user send limit and its block, which outlives every instance.
 
+use banter::ratelimit::Verdict;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -126,4 +127,43 @@ async fn forgiving_an_expired_attempt_leaves_no_counter() {
         .await
         .unwrap();
     assert!(left.is_empty(), "counters left behind: {left:?}");
+}
+
+/// Sends checked together (one script call for a batch) count one by one, in order: of many
+/// concurrent sends of one user, exactly the limit goes through, the next one starts the block
+/// and the rest are refused; another user in the same batches is not affected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_sends_are_counted_one_by_one() {
+    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
+    let client = redis::Client::open(url).unwrap();
+    let redis = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let prefix = format!("bt{}", uuid::Uuid::new_v4().simple());
+    let limiter =
+        banter::ratelimit::RateLimiter::new(redis, banter::keys::Keys::new(&prefix), 50, 60, 30);
+    // 200 sends of the flooder and 40 of a neighbour (a guest), interleaved.
+    let checks = (0..240).map(|i| {
+        let limiter = limiter.clone();
+        tokio::spawn(async move {
+            let neighbour = i % 6 == 5;
+            let user = if neighbour { "neighbour" } else { "flooder" };
+            let guest = neighbour.then_some(("192.0.2.7", 1000));
+            (user, limiter.check_send(user, guest).await.unwrap())
+        })
+    });
+    let verdicts = futures_util::future::join_all(checks).await;
+    let (mut allowed, mut blocks, mut refused) = (0, 0, 0);
+    for joined in verdicts {
+        match joined.unwrap() {
+            ("flooder", Verdict::Allowed) => allowed += 1,
+            (
+                "flooder",
+                Verdict::Blocked {
+                    new_block: true, ..
+                },
+            ) => blocks += 1,
+            ("flooder", Verdict::Blocked { .. }) => refused += 1,
+            (_, v) => assert_eq!(v, Verdict::Allowed, "the neighbour was limited"),
+        }
+    }
+    assert_eq!((allowed, blocks, refused), (50, 1, 149));
 }
