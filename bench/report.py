@@ -122,6 +122,52 @@ def cpu(r):
     return ", ".join(f"{s['cpu_pct']:.0f}%" for s in r["servers"])
 
 
+def cores(r):
+    """Server CPU of a run, in cores (all instances together)."""
+    return sum(s["cpu_pct"] for s in r["servers"]) / 100
+
+
+def per_cpu_second(r):
+    """Deliveries per second of server CPU."""
+    c = cores(r)
+    return r["deliveries_per_s"] / c if c > 0 else 0
+
+
+def heap_rows(path):
+    """(total bytes per socket, {call site: bytes per socket}) from a bench/heap.py table."""
+    if not os.path.exists(path):
+        return None
+    total, rows = None, {}
+    with open(path) as f:
+        for line in f:
+            if "B per socket (all of the heap" in line:
+                m = line.split("sockets, ")[-1].split(" B per socket")[0]
+                total = int(m.replace(",", ""))
+            elif line.startswith("| ") and not line.startswith("| bytes") and "---" not in line:
+                cells = [c.strip() for c in line.strip().strip("|").split("|")]
+                if len(cells) == 2 and cells[0].replace(",", "").isdigit():
+                    rows[cells[1].strip("`")] = int(cells[0].replace(",", ""))
+    return total, rows
+
+
+def heap_table(results):
+    before = heap_rows(os.path.join(results, "heap-banter-published.md"))
+    after = heap_rows(os.path.join(results, "heap-banter-patched.md"))
+    if not before or not after:
+        return []
+    out = [
+        "| call site | published engineioxide, B/socket | patched, B/socket |",
+        "|---|---:|---:|",
+    ]
+    sites = sorted(set(before[1]) | set(after[1]), key=lambda k: -max(before[1].get(k, 0), after[1].get(k, 0)))
+    for site in sites:
+        b, a = before[1].get(site), after[1].get(site)
+        out.append(f"| `{site[:110]}` | {f'{b:,}' if b is not None else '-'} | {f'{a:,}' if a is not None else '-'} |")
+    if before[0] and after[0]:
+        out.append(f"| **all of the heap, per socket** | **{before[0]:,}** | **{after[0]:,}** |")
+    return out
+
+
 def gen(r):
     g = r["generator"]
     cpu = "/".join(f"{p:.0f}%" for p in g["cpu_pct"])
@@ -138,13 +184,16 @@ def write(path, results, rates):
         "`bench/results/`, written by the load generator `banter-load` (`banter-load/`); "
         "the baseline is the Node.js Socket.IO server in `bench/baseline/` (socket.io 4.8, "
         "@socket.io/redis-adapter, pg, one insert per message), run with the same events and "
-        "payloads, on the same Postgres and Redis, one after the other.")
+        "payloads, on the same Postgres and Redis, one after the other; *bare* is published "
+        "socketioxide 0.18.9 with its default configuration and its Redis adapter "
+        "(`bench/bare/`), relaying the same events and storing nothing: the floor of what a chat "
+        "server on socketioxide can cost.")
     add("")
     add("## Machine")
     out.extend(machine())
     add("")
     add("The machine is shared and noisy: figures move by 10-20 % between runs. Ratios between the "
-        "two servers, measured minutes apart, are steadier than the absolute numbers.")
+        "servers, measured minutes apart, are steadier than the absolute numbers.")
     add("")
 
     b_idle, n_idle = load(results, "banter", "idle"), load(results, "baseline", "idle")
@@ -152,33 +201,50 @@ def write(path, results, rates):
     b_lat, n_lat = load(results, "banter", "latency"), load(results, "baseline", "latency")
     b_max, n_max = max_sustained(results, "banter", rates), max_sustained(results, "baseline", rates)
 
+    r_idle = load(results, "bare", "idle")
+    r_lat = load(results, "bare", "latency")
+    b_write, n_write = load(results, "banter", "flood-write"), load(results, "baseline", "flood-write")
+
     add("## Targets")
     add("| target | measured | met |")
     add("|---|---|---|")
     if b_idle:
         per = b_idle["rss_per_connection_kib"] or 0
+        node = (n_idle or {}).get("rss_per_connection_kib") or 0
         add(f"| idle: one instance holds as many sockets as one process may open, all in one channel | "
             f"{b_idle['counters']['connected']:,} connected, {b_idle['counters']['connect_failed']} failed | "
             f"{'yes' if b_idle['counters']['connect_failed'] == 0 else 'no'} |")
-        add(f"| idle: at most 16 KiB server RSS per connection | {per:.1f} KiB | {'yes' if per <= 16 else 'no'} |")
+        add(f"| idle: at most 12 KiB server RSS per idle socket at 19,500 sockets, leaner than the Node.js "
+            f"baseline in the same run | banter {per:.1f} KiB, baseline {node:.1f} KiB | "
+            f"{'yes' if per <= 12 and (not node or per < node) else 'no'} |")
         add(f"| idle: 2,000 or more connections per second | {b_idle['connects_per_s']:,.0f}/s | "
             f"{'yes' if b_idle['connects_per_s'] >= 2000 else 'no'} |")
+    if b_max:
+        bare = load(results, "bare", f"fanout-{b_max[0]}")
+        if bare:
+            bp, rp = per_cpu_second(b_max[1]), per_cpu_second(bare)
+            add(f"| fan-out: deliveries per server CPU-second at least those of bare socketioxide "
+                f"(at banter's largest sustained rate, {b_max[0]} msgs/user/s) | banter {bp:,.0f}, bare {rp:,.0f} "
+                f"({ratio(bp, rp)}) | {'yes' if bp >= rp else 'no'} |")
     n_best = n_max or peak(results, "baseline", rates)
     if b_max and n_best:
         bd, nd = b_max[1]["deliveries_per_s"], n_best[1]["deliveries_per_s"]
         kind = "sustained" if n_max else "its best, not sustained"
-        add(f"| fanout (1,000 users, 10 channels): 5× the baseline's deliveries/s at equal or lower p99 | "
+        add(f"| fan-out (1,000 users, 10 channels): 5× the baseline's deliveries/s at equal or lower p99 | "
             f"banter {bd:,.0f} deliveries/s sustained vs baseline {nd:,.0f} ({kind}): {ratio(bd, nd)}; "
             f"p99 {ms(b_max[1]['e2e']['p99_ms'])} vs {ms(n_best[1]['e2e']['p99_ms'])} ms | "
             f"{'yes' if bd >= 5 * nd and b_max[1]['e2e']['p99_ms'] <= n_best[1]['e2e']['p99_ms'] else 'no'} |")
-    if b_flood and n_flood:
-        ba, na = b_flood["acked_per_s"], n_flood["acked_per_s"]
-        add(f"| flood: 20,000 persisted, acked messages/s | {ba:,.0f}/s | {'yes' if ba >= 20000 else 'no'} |")
-        add(f"| flood: 5× the baseline | {ba:,.0f} vs {na:,.0f} ({ratio(ba, na)}) | {'yes' if ba >= 5 * na else 'no'} |")
     if b_lat:
         add(f"| p99 end-to-end under 10 ms at a fifth of banter's largest sustained fan-out rate | "
-            f"{ms(b_lat['e2e']['p99_ms'])} ms at {b_lat['deliveries_per_s']:,.0f} deliveries/s | "
-            f"{'yes' if b_lat['e2e']['p99_ms'] < 10 else 'no'} |")
+            f"{ms(b_lat['e2e']['p99_ms'])} ms at {b_lat['deliveries_per_s']:,.0f} deliveries/s"
+            + (f" (bare socketioxide {ms(r_lat['e2e']['p99_ms'])} ms)" if r_lat else "")
+            + f" | {'yes' if b_lat['e2e']['p99_ms'] < 10 else 'no'} |")
+    for label, b, n in (("channels of 20", b_flood, n_flood), ("one-member channels (the write path)", b_write, n_write)):
+        if b:
+            ba = b["acked_per_s"]
+            add(f"| flood, {label}: 20,000 acked, persisted messages/s on two instances | {ba:,.0f}/s"
+                + (f" ({ratio(ba, n['acked_per_s'])} the baseline's {n['acked_per_s']:,.0f}/s)" if n else "")
+                + f" | {'yes' if ba >= 20000 else 'no'} |")
     add("")
 
     add("## Reference ceiling")
@@ -190,6 +256,9 @@ def write(path, results, rates):
     add("| minimal tokio-tungstenite broadcast server | 1.2-1.6 million | 7.2 kB |")
     add("| bare socketioxide 0.18.9, default configuration | 0.6-0.8 million | 28.2 kB |")
     add("")
+    add("Bare socketioxide is also measured in this run (idle and fan-out, below), with its Redis "
+        "adapter across two instances as banter runs.")
+    add("")
     add("When each socket receives few messages, every delivery costs one send system call (about "
         "8 µs of server CPU here), so realistic chat traffic is bounded near 100,000 deliveries per "
         "second per core.")
@@ -198,7 +267,7 @@ def write(path, results, rates):
     add("## Idle connections (one instance, one channel)")
     add("| | connections | failed | connects/s | handshake p50 / p99 ms | server RSS before → connected | RSS per connection | other events received |")
     add("|---|---|---|---|---|---|---|---|")
-    for label, r in (("banter", b_idle), ("baseline", n_idle)):
+    for label, r in (("banter", b_idle), ("baseline", n_idle), ("bare socketioxide", r_idle)):
         if not r:
             continue
         s = r["servers"][0]
@@ -210,7 +279,21 @@ def write(path, results, rates):
     if b_idle and n_idle:
         add("")
         add(f"Ratios, banter to baseline: connects/s {ratio(b_idle['connects_per_s'], n_idle['connects_per_s'])}, "
-            f"RSS per connection {ratio(b_idle['rss_per_connection_kib'] or 0, n_idle['rss_per_connection_kib'] or 0)}.")
+            f"RSS per connection {ratio(b_idle['rss_per_connection_kib'] or 0, n_idle['rss_per_connection_kib'] or 0)}"
+            + (f"; banter to bare socketioxide: RSS per connection "
+               f"{ratio(b_idle['rss_per_connection_kib'] or 0, r_idle['rss_per_connection_kib'] or 0)}" if r_idle else "")
+            + ". The bare server's sockets join no channel (it has no default channel).")
+    heap = heap_table(results)
+    if heap:
+        add("")
+        add("### Heap per idle socket, by call site (banter, 2,000 sockets, massif)")
+        add("`bench/heap.sh published` and `bench/heap.sh patched`: the same banter on engineioxide "
+            "0.17.9 as published and with the patches of `vendor/PATCHES.md`; debug symbols and the "
+            "system allocator, one snapshot in the middle of the idle hold, its allocation tree "
+            "summed per call site (task cells by their future's type). Rows are bytes per socket; "
+            "RSS differs from requested heap by the allocator's rounding and what it keeps.")
+        add("")
+        out.extend(heap)
     if b_idle:
         per = b_idle["rss_per_connection_kib"] or 0
         add("")
@@ -265,23 +348,47 @@ def write(path, results, rates):
             add(f"| fanout {rate} | {cpu(b)} | {gen(b)} | {cpu(n) if n else '-'} | {gen(n) if n else '-'} |")
     add("")
 
-    add("## Flood: acked, persisted messages per second (two instances, one Postgres)")
-    add("| | users | channels | in flight per user | acked/s | persisted | acked | ack p50 / p99 ms | server CPU | generator CPU |")
+    add("### Server CPU per delivery: banter and bare socketioxide")
+    add("Deliveries per second of server CPU (both instances' CPU together, from `/proc`), at each "
+        "rate; bare socketioxide stores nothing, orders nothing across instances and limits "
+        "nothing.")
+    add("")
+    add("| msgs/user/s | banter deliveries/s | banter server cores | banter deliveries per CPU-s | bare deliveries/s | bare p99 ms | bare lost | bare server cores | bare deliveries per CPU-s | banter / bare |")
     add("|---|---|---|---|---|---|---|---|---|---|")
-    for label, r in (("banter", b_flood), ("baseline", n_flood)):
+    for rate in rates:
+        b = load(results, "banter", f"fanout-{rate}")
+        r = load(results, "bare", f"fanout-{rate}")
+        if b and r:
+            add(f"| {rate} | {b['deliveries_per_s']:,.0f} | {cores(b):.2f} | {per_cpu_second(b):,.0f} | "
+                f"{r['deliveries_per_s']:,.0f} | {ms(r['e2e']['p99_ms'])} | {r['lost']:,} | {cores(r):.2f} | "
+                f"{per_cpu_second(r):,.0f} | {ratio(per_cpu_second(b), per_cpu_second(r))} |")
+    add("")
+
+    add("## Flood: acked, persisted messages per second (two instances, one Postgres)")
+    add("Every user keeps a fixed number of sends in flight. *flood*: channels of 20 members (each "
+        "message is also delivered 20 times); *flood-write*: every user in a channel of its own, "
+        "so the run measures the write path (limit, store, sequence, ack) with one delivery per "
+        "message.")
+    add("")
+    add("| | scenario | users | channels | in flight per user | acked/s | persisted | acked | ack p50 / p99 ms | server CPU | generator CPU |")
+    add("|---|---|---|---|---|---|---|---|---|---|---|")
+    for label, name, r in (("banter", "flood", b_flood), ("baseline", "flood", n_flood),
+                           ("banter", "flood-write", b_write), ("baseline", "flood-write", n_write)):
         if r:
-            add(f"| {label} | {r['users']} | {r['channels']} | {r['inflight']} | {r['acked_per_s']:,.0f} | "
+            add(f"| {label} | {name} | {r['users']} | {r['channels']} | {r['inflight']} | {r['acked_per_s']:,.0f} | "
                 f"{r['persisted']:,} | {r['counters']['acked']:,} | {ms(r['ack']['p50_ms'])} / {ms(r['ack']['p99_ms'])} | "
                 f"{cpu(r)} | {gen(r)} |")
     if b_flood and n_flood:
         add("")
-        add(f"Ratio: {ratio(b_flood['acked_per_s'], n_flood['acked_per_s'])}.")
+        add(f"Ratios, banter to baseline: flood {ratio(b_flood['acked_per_s'], n_flood['acked_per_s'])}"
+            + (f", flood-write {ratio(b_write['acked_per_s'], n_write['acked_per_s'])}" if b_write and n_write else "")
+            + ".")
     add("")
 
     add("## Latency at a fifth of banter's largest sustained fan-out rate")
     add("| | msgs/user/s | deliveries/s | p50 ms | p90 ms | p99 ms | max ms | lost |")
     add("|---|---|---|---|---|---|---|---|")
-    for label, r in (("banter", b_lat), ("baseline", n_lat)):
+    for label, r in (("banter", b_lat), ("baseline", n_lat), ("bare socketioxide", r_lat)):
         if r:
             add(f"| {label} | {r['rate_per_user']} | {r['deliveries_per_s']:,.0f} | {ms(r['e2e']['p50_ms'])} | "
                 f"{ms(r['e2e']['p90_ms'])} | {ms(r['e2e']['p99_ms'])} | {ms(r['e2e']['max_ms'])} | {r['lost']:,} |")
@@ -290,8 +397,8 @@ def write(path, results, rates):
     add("## Charts")
     add("Latency per second of the run (p50, p99, max) and the latency distribution:")
     add("")
-    for name in ["latency", "flood"] + [f"fanout-{rates[-1]}"]:
-        for label in ("banter", "baseline"):
+    for name in ["latency", "flood", "flood-write"] + [f"fanout-{rates[-1]}"]:
+        for label in ("banter", "baseline", "bare"):
             png = os.path.join(results, f"{label}-{name}.png")
             if os.path.exists(png):
                 add(f"![{label} {name}]({png})")
@@ -304,8 +411,9 @@ def write(path, results, rates):
         add("")
 
     add("## Exact commands")
-    add("The commands behind the reports, by report file (`bench/run.sh` runs, for each server: "
-        "idle, storm, the fan-out rates, flood; then the two latency runs):")
+    add("The commands behind the reports, by report file (`bench/run.sh` runs, for banter and the "
+        "baseline: idle, the fan-out rates, storm, flood, flood-write; for bare socketioxide: idle "
+        "and the fan-out rates; then the latency runs; and `bench/heap.sh` for the heap tables):")
     add("")
     add("```")
     for f in sorted(os.listdir(results)):

@@ -1,13 +1,19 @@
 #!/usr/bin/env bash
-# Reproduces BENCHMARKS.md: the same scenarios against two banter instances and against two
-# instances of the Node.js Socket.IO baseline (bench/baseline), one after the other, on the same
-# Postgres, Redis and machine, with the load generator (banter-load) on the same cores.
+# Reproduces BENCHMARKS.md: the same scenarios against two banter instances, against two
+# instances of the Node.js Socket.IO baseline (bench/baseline) and against two instances of bare
+# socketioxide (bench/bare: published socketioxide and its Redis adapter relaying the same
+# events, storing nothing), one after the other, on the same Postgres, Redis and machine, with the
+# load generator (banter-load) on the same cores. The bare relay runs the idle and fan-out
+# scenarios (it has no storage to flood). Then bench/heap.sh profiles banter's heap per idle
+# socket on engineioxide as published and as patched (vendor/PATCHES.md).
 #
 # Writes bench/results/<server>-<scenario>.json and .png, then BENCHMARKS.md (bench/report.py).
-# Takes about 10 minutes. Loopback only; every process it starts is stopped at the end.
+# Takes about 40 minutes (15 of them the two heap profiles). Loopback only; every process it
+# starts is stopped at the end.
 #
-# Settings: DATABASE_URL, REDIS_URL (as in scripts/dev.sh), IDLE_USERS (19500), QUICK=1 (small
-# numbers, for a smoke run; BENCHMARKS.md is then written to bench/results/BENCHMARKS.quick.md).
+# Settings: DATABASE_URL, REDIS_URL (as in scripts/dev.sh), IDLE_USERS (19500), HEAP=0 (keep the
+# heap tables of the last bench/heap.sh runs), QUICK=1 (small numbers, for a smoke run;
+# BENCHMARKS.md is then written to bench/results/BENCHMARKS.quick.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -40,6 +46,8 @@ ulimit -n "$(ulimit -Hn)"
 
 log "building banter and banter-load (release)"
 cargo build --release --locked -p banter -p banter-load
+log "building bare socketioxide (release)"
+(cd bench/bare && CARGO_TARGET_DIR=../../target/bare cargo build --release --locked)
 log "installing the baseline"
 (cd bench/baseline && npm ci --no-audit --no-fund --loglevel=error)
 
@@ -77,29 +85,54 @@ start_baseline() {
   for port in 4101 4102; do wait_for "baseline on :$port" curl -fs "http://127.0.0.1:$port/health"; done
 }
 
+start_bare() {
+  redis-cli -u "$REDIS_URL" --scan --pattern 'socket.io*' | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null
+  # socketioxide-redis's driver needs RESP3 (pub/sub pushes on the shared connection).
+  local resp3=$REDIS_URL
+  case $resp3 in *\?*) resp3="$resp3&protocol=resp3" ;; *) resp3="$resp3?protocol=resp3" ;; esac
+  for i in 0 1; do
+    BANTER_ADDR=127.0.0.1:$((4400 + i)) REDIS_URL=$resp3 target/bare/release/bare-socketioxide \
+      > "$results/bare-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  targets=127.0.0.1:4400,127.0.0.1:4401
+  for port in 4400 4401; do wait_for "bare socketioxide on :$port" curl -fs "http://127.0.0.1:$port/health"; done
+}
+
 load() { # load <server> <name> <scenario> [args...]
   local server=$1 name=$2; shift 2
   log "$server: $name"
   # Exit status 3 means the run completed but something was lost or refused: it is reported.
-  target/release/banter-load "$@" --label "$server" --server-pids "$server_pids" \
+  local relay=()
+  [ "$server" = bare ] && relay=(--relay-only)
+  target/release/banter-load "$@" "${relay[@]}" --label "$server" --server-pids "$server_pids" \
     --out "$results/$server-$name.json" --chart "$results/$server-$name.png" || [ $? -eq 3 ]
 }
 
 run_all() { # run_all <server>
+  local server=$1 first=${targets%%,*}
+  run_idle_fanout "$server"
+  server_pids=$(IFS=,; echo "${pids[*]}")
+  load "$server" storm storm --targets "$targets" --users "$storm_users" --rounds 3 --duration 2 --sources 16 \
+    --channel general
+  load "$server" flood flood --targets "$targets" --users "$flood_users" --channels "$flood_channels" \
+    --inflight "$flood_inflight" --duration "$seconds"
+  # The write path alone: every user in a channel of its own, one delivery per message.
+  load "$server" flood-write flood --targets "$targets" --users "$flood_users" --channels "$flood_users" \
+    --inflight "$flood_inflight" --duration "$seconds"
+}
+
+run_idle_fanout() { # run_idle_fanout <server>
   local server=$1 first=${targets%%,*}
   # idle: every socket on one instance, in one channel.
   server_pids=${pids[0]}
   load "$server" idle idle --targets "$first" --users "$idle_users" --procs 2 --sources 16 \
     --channel general --duration "$seconds"
   server_pids=$(IFS=,; echo "${pids[*]}")
-  load "$server" storm storm --targets "$targets" --users "$storm_users" --rounds 3 --duration 2 --sources 16 \
-    --channel general
   for rate in "${fanout_rates[@]}"; do
     load "$server" "fanout-$rate" fanout --targets "$targets" --users "$fanout_users" \
       --channels "$fanout_channels" --rate "$rate" --duration "$seconds"
   done
-  load "$server" flood flood --targets "$targets" --users "$flood_users" --channels "$flood_channels" \
-    --inflight "$flood_inflight" --duration "$seconds"
 }
 
 start_banter
@@ -107,6 +140,9 @@ run_all banter
 cleanup
 start_baseline
 run_all baseline
+cleanup
+start_bare
+run_idle_fanout bare
 cleanup
 
 # Latency at a fifth of banter's largest sustained fan-out rate, for both servers.
@@ -121,6 +157,16 @@ server_pids=$(IFS=,; echo "${pids[*]}")
 load baseline latency fanout --targets "$targets" --users "$fanout_users" --channels "$fanout_channels" \
   --rate "$latency_rate" --duration "$seconds"
 cleanup
+start_bare
+server_pids=$(IFS=,; echo "${pids[*]}")
+load bare latency fanout --targets "$targets" --users "$fanout_users" --channels "$fanout_channels" \
+  --rate "$latency_rate" --duration "$seconds"
+cleanup
+
+if [ "${HEAP:-1}" = 1 ] && [ "$quick" != 1 ]; then
+  bench/heap.sh published
+  bench/heap.sh patched
+fi
 
 out=BENCHMARKS.md
 [ "$quick" = 1 ] && out=$results/BENCHMARKS.quick.md

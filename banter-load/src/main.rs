@@ -79,6 +79,9 @@ pub struct Args {
     /// Server process ids whose CPU and memory are reported.
     #[arg(long, value_delimiter = ',')]
     server_pids: Vec<String>,
+    /// The server stores nothing (a bare relay): no persisted count is taken or checked.
+    #[arg(long)]
+    relay_only: bool,
     /// A name for this run in the report (e.g. banter, baseline).
     #[arg(long, default_value = "run")]
     label: String,
@@ -337,7 +340,7 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
     let server_stats = sampler.finish();
 
     let results: Vec<WorkerResult> = results.into_iter().flatten().collect();
-    let persisted = if matches!(scenario, Scenario::Fanout | Scenario::Flood) {
+    let persisted = if matches!(scenario, Scenario::Fanout | Scenario::Flood) && !args.relay_only {
         let mut total = 0;
         for c in &channels {
             total += http::last_seq(&client, &admin_target, &admin, c).await?;
