@@ -7,6 +7,8 @@ WORKDIR /src
 # The workspace's other member (the load generator) is named but not built.
 COPY Cargo.toml Cargo.lock ./
 COPY banter-load/Cargo.toml ./banter-load/
+# Patched dependencies ([patch.crates-io], vendor/PATCHES.md).
+COPY vendor ./vendor
 RUN mkdir -p src banter-load/src && echo 'fn main() {}' > src/main.rs && echo '' > src/lib.rs \
     && echo 'fn main() {}' > banter-load/src/main.rs \
     && cargo build --release --locked -p banter --bin banter \

@@ -145,6 +145,19 @@ class Dockerfile(unittest.TestCase):
         self.assertRegex(self.dockerfile, r"BANTER_ADDR=0\.0\.0\.0:4000")
         self.assertIn("COPY migrations", self.dockerfile)
 
+    def test_patched_dependencies_are_in_the_image_before_the_first_build(self):
+        # [patch.crates-io] points at vendor/ copies: the image's first `cargo build` needs them.
+        manifest = read("Cargo.toml")
+        patch = manifest.split("[patch.crates-io]", 1)[1] if "[patch.crates-io]" in manifest else ""
+        paths = re.findall(r'path\s*=\s*"([^"]+)"', patch)
+        first_build = self.dockerfile.index("cargo build")
+        copied = re.findall(r"(?m)^COPY (\S+) ", self.dockerfile[:first_build])
+        for path in paths:
+            self.assertTrue(
+                any(path == c.rstrip("/") or path.startswith(c.rstrip("/") + "/") for c in copied),
+                f"the Dockerfile copies {path} before its first cargo build",
+            )
+
     def test_frontend_dockerfile(self):
         frontend = read("frontend/Dockerfile")
         self.assertGreaterEqual(len(re.findall(r"(?m)^FROM ", frontend)), 2)
