@@ -335,9 +335,7 @@ fn ws_message(protocol: ProtocolVersion, packet: Packet) -> Option<Message> {
         // In the case that the packet was not poll in time it will remain in the buffer and therefore
         // it should be discarded here
         Packet::Noop => None,
-        packet => {
-            Some(Message::Text(String::from(packet).into()))
-        }
+        packet => Some(Message::Text(String::from(packet).into())),
     }
 }
 
