@@ -116,7 +116,7 @@ pub struct RawBatch {
 struct Step<'a> {
     channel: &'a str,
     seqs: Option<(i64, i64)>,
-    payload: &'a [u8],
+    payload: Vec<u8>,
 }
 
 /// Publishes each channel's batches in seq order through Redis.
@@ -143,7 +143,7 @@ impl Sequencer {
         call.arg(self.keys.fanout())
             .arg(now_ms())
             .arg(LAST_SEQ_MEMORY.as_millis() as u64);
-        for &Step {
+        for Step {
             channel,
             seqs,
             payload,
@@ -169,7 +169,7 @@ impl Sequencer {
         for m in messages {
             by_channel.entry(m.channel.as_str()).or_default().push(m);
         }
-        let mut payloads = Vec::with_capacity(by_channel.len());
+        let mut steps = Vec::with_capacity(by_channel.len());
         for (&channel, batch) in &by_channel {
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 continue;
@@ -178,21 +178,17 @@ impl Sequencer {
                 channel,
                 messages: batch,
             }) {
-                Ok(payload) => payloads.push((channel, Some((first.seq, last.seq)), payload)),
+                Ok(payload) => steps.push(Step {
+                    channel,
+                    seqs: Some((first.seq, last.seq)),
+                    payload,
+                }),
                 Err(e) => tracing::warn!(error = %e, "messages could not be serialized"),
             }
         }
-        if payloads.is_empty() {
+        if steps.is_empty() {
             return Vec::new();
         }
-        let steps: Vec<Step<'_>> = payloads
-            .iter()
-            .map(|(channel, seqs, payload)| Step {
-                channel,
-                seqs: *seqs,
-                payload,
-            })
-            .collect();
         match self.sequence(&steps).await {
             Ok(_) => Vec::new(),
             Err(e) => {
@@ -217,7 +213,7 @@ impl Sequencer {
             let release = Step {
                 channel: &channel,
                 seqs: None,
-                payload: &[],
+                payload: Vec::new(),
             };
             self.sequence(&[release]).await?;
         }
