@@ -224,6 +224,8 @@ impl SendLimits {
 }
 
 impl RateLimiter {
+    /// Starts this instance's send checker, a task on the current Tokio runtime (it ends when
+    /// the last clone of the limiter is dropped).
     pub fn new(
         redis: ConnectionManager,
         keys: Keys,

@@ -32,6 +32,26 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// A rate limiter of its own, outside any instance: keys under a fresh prefix (returned, with
+/// its Redis connection) on the test Redis.
+pub async fn standalone_limiter(
+    limit: u64,
+    window_secs: u64,
+    block_secs: u64,
+) -> (
+    banter::ratelimit::RateLimiter,
+    redis::aio::ConnectionManager,
+    String,
+) {
+    let client = redis::Client::open(redis_url()).unwrap();
+    let redis = redis::aio::ConnectionManager::new(client).await.unwrap();
+    let prefix = format!("bt{}", uuid::Uuid::new_v4().simple());
+    let keys = banter::keys::Keys::new(&prefix);
+    let limiter =
+        banter::ratelimit::RateLimiter::new(redis.clone(), keys, limit, window_secs, block_secs);
+    (limiter, redis, prefix)
+}
+
 /// `url` with its database name replaced.
 fn with_database(url: &str, db: &str) -> String {
     let (base, query) = match url.split_once('?') {

@@ -104,17 +104,7 @@ async fn retries_count_toward_the_window_and_are_still_answered() {
 /// was being checked) leaves nothing behind: no counter without an expiry, and no credit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forgiving_an_expired_attempt_leaves_no_counter() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let client = redis::Client::open(url).unwrap();
-    let redis = redis::aio::ConnectionManager::new(client).await.unwrap();
-    let prefix = format!("bt{}", uuid::Uuid::new_v4().simple());
-    let limiter = banter::ratelimit::RateLimiter::new(
-        redis.clone(),
-        banter::keys::Keys::new(&prefix),
-        20,
-        10,
-        30,
-    );
+    let (limiter, redis, prefix) = standalone_limiter(20, 10, 30).await;
     limiter
         .login_succeeded("someone", "192.0.2.1")
         .await
@@ -134,12 +124,7 @@ async fn forgiving_an_expired_attempt_leaves_no_counter() {
 /// and the rest are refused; another user in the same batches is not affected.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_sends_are_counted_one_by_one() {
-    let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned());
-    let client = redis::Client::open(url).unwrap();
-    let redis = redis::aio::ConnectionManager::new(client).await.unwrap();
-    let prefix = format!("bt{}", uuid::Uuid::new_v4().simple());
-    let limiter =
-        banter::ratelimit::RateLimiter::new(redis, banter::keys::Keys::new(&prefix), 50, 60, 30);
+    let (limiter, _, _) = standalone_limiter(50, 60, 30).await;
     // 200 sends of the flooder and 40 of a neighbour (a guest), interleaved.
     let checks = (0..240).map(|i| {
         let limiter = limiter.clone();
