@@ -110,7 +110,7 @@ export function MessagePane({
         aria-busy={!state.loaded}
       >
         <div className="flex min-h-full flex-col justify-end px-3 pb-3 pt-6 sm:px-5">
-          {state.loaded && !state.hasOlder ? <ChannelStart channel={channel} /> : null}
+          {state.loaded && !state.hasOlder ? <ChannelStart channel={channel} trimmed={state.firstSeq > 1} /> : null}
           {!state.loaded && !state.error ? <Loading label="Loading messages…" /> : null}
           {state.error ? (
             <div className="mx-auto my-6 flex flex-col items-center gap-2 text-sm text-slate-600" role="alert">
@@ -162,14 +162,19 @@ function Loading({ label }: { label: string }) {
   );
 }
 
-function ChannelStart({ channel }: { channel: string }) {
+/** The top of the history: the channel's beginning, or where the messages still kept begin. */
+function ChannelStart({ channel, trimmed }: { channel: string; trimmed: boolean }) {
   return (
     <div className="mb-6 px-2">
       <span className="flex h-12 w-12 items-center justify-center rounded-xl bg-brand-50 text-brand-600" aria-hidden="true">
         <HashIcon className="h-6 w-6" />
       </span>
       <p className="mt-3 text-xl font-semibold tracking-tight text-slate-900">Welcome to #{channel}</p>
-      <p className="mt-1 text-sm text-slate-500">This is the very beginning of the #{channel} channel.</p>
+      <p className="mt-1 text-sm text-slate-500">
+        {trimmed
+          ? `Older messages in #${channel} are no longer kept; this is the oldest one still here.`
+          : `This is the very beginning of the #${channel} channel.`}
+      </p>
     </div>
   );
 }

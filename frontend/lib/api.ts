@@ -34,7 +34,31 @@ export function fieldSentence(label: string, message: string): string {
   return /[.!?]$/.test(sentence) ? sentence : `${sentence}.`;
 }
 
-async function request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+/**
+ * The error a refused request answered, as an ApiError: the body is `{code, message, ...}`,
+ * or the same wrapped as `{error: {...}}`; a body that is neither still gives a sentence.
+ */
+export function errorFrom(status: number, data: unknown): ApiError {
+  let body: Partial<ApiErrorBody> = {};
+  if (data && typeof data === "object") {
+    const inner = (data as { error?: unknown }).error;
+    body = { ...(inner && typeof inner === "object" ? inner : data) } as Partial<ApiErrorBody>;
+  }
+  if (!body.message && status >= 500) body.message = "The server is unavailable. Please try again.";
+  return new ApiError(status, body);
+}
+
+/** A response body as JSON, or undefined when it is empty or not JSON. */
+export function parseJson(text: string): unknown {
+  if (!text) return undefined;
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+}
+
+async function send(method: "GET" | "POST", path: string, body?: unknown): Promise<{ data: unknown; headers: Headers }> {
   let res: Response;
   try {
     res = await fetch(path, {
@@ -47,25 +71,28 @@ async function request<T>(method: "GET" | "POST", path: string, body?: unknown):
   } catch {
     throw new ApiError(0, { code: "network", message: "Cannot reach the server. Check your connection." });
   }
-  const text = await res.text();
-  let data: unknown = undefined;
-  if (text) {
-    try {
-      data = JSON.parse(text);
-    } catch {
-      data = undefined;
-    }
-  }
-  if (!res.ok) {
-    const err = (data && typeof data === "object" ? data : {}) as Partial<ApiErrorBody>;
-    if (!err.message && res.status >= 500) err.message = "The server is unavailable. Please try again.";
-    throw new ApiError(res.status, err);
-  }
-  return data as T;
+  const data = parseJson(await res.text());
+  if (!res.ok) throw errorFrom(res.status, data);
+  return { data, headers: res.headers };
+}
+
+async function request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+  return (await send(method, path, body)).data as T;
+}
+
+/** A positive whole number from a header, or null. */
+function seqHeader(value: string | null): number | null {
+  const n = Number(value);
+  return value && Number.isSafeInteger(n) && n > 0 ? n : null;
 }
 
 /** The largest page of `GET /api/channels`. */
 const CHANNEL_PAGE = 200;
+
+export interface HistoryPage {
+  messages: Message[];
+  firstSeq: number | null;
+}
 
 interface AuthAnswer {
   message: string;
@@ -106,10 +133,15 @@ export const api = {
       ...(description.trim() ? { description: description.trim() } : {}),
       ...(password ? { password } : {}),
     }),
-  history: (channel: string, opts: { before?: number; limit: number }) => {
+  /**
+   * A page of history, oldest first, and the oldest seq the channel still keeps
+   * (`X-First-Seq`; null when the server does not say).
+   */
+  history: async (channel: string, opts: { before?: number; limit: number }): Promise<HistoryPage> => {
     const q = new URLSearchParams({ limit: String(opts.limit) });
     if (opts.before !== undefined) q.set("before", String(opts.before));
-    return request<Message[]>("GET", `/api/channels/${encodeURIComponent(channel)}/messages?${q}`);
+    const { data, headers } = await send("GET", `/api/channels/${encodeURIComponent(channel)}/messages?${q}`);
+    return { messages: data as Message[], firstSeq: seqHeader(headers.get("X-First-Seq")) };
   },
   online: (channel: string) =>
     request<OnlineUser[]>("GET", `/api/presence/online?channel=${encodeURIComponent(channel)}`),

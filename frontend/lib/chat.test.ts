@@ -16,6 +16,8 @@ type Answer = Record<string, unknown> | "no-answer";
 /** The server side: stored messages per channel, and a log of what the client sent. */
 class FakeBanter {
   messages = new Map<string, Message[]>();
+  /** Per channel, the oldest seq still kept (retention removed the ones below). */
+  firstSeq = new Map<string, number>();
   sent: { event: string; payload: Record<string, unknown> }[] = [];
   /** Overrides for the next `message.send` answers (first in, first used). */
   sendAnswers: ((payload: Record<string, unknown>) => Answer)[] = [];
@@ -23,19 +25,26 @@ class FakeBanter {
 
   store(channel: string, text: string, sender = OTHER, cid = `cid-${Math.random()}`): Message {
     const list = this.messages.get(channel) ?? [];
+    const seq = (list[list.length - 1]?.seq ?? (this.firstSeq.get(channel) ?? 1) - 1) + 1;
     const m: Message = {
-      id: `id-${channel}-${list.length + 1}`,
+      id: `id-${channel}-${seq}`,
       channel,
-      seq: list.length + 1,
+      seq,
       text,
       sender: sender.username,
       sender_id: sender.id,
       client_message_id: cid,
-      createdAt: new Date(Date.UTC(2025, 0, 1, 12, list.length)).toISOString(),
+      createdAt: new Date(Date.UTC(2025, 0, 1, 12, seq)).toISOString(),
     };
     list.push(m);
     this.messages.set(channel, list);
     return m;
+  }
+
+  /** Retention: the messages below `seq` are removed. */
+  expire(channel: string, seq: number) {
+    this.messages.set(channel, (this.messages.get(channel) ?? []).filter((m) => m.seq >= seq));
+    this.firstSeq.set(channel, seq);
   }
 
   answer(event: string, payload: Record<string, unknown>): Answer {
@@ -44,12 +53,16 @@ class FakeBanter {
     const list = this.messages.get(channel) ?? [];
     switch (event) {
       case "channel.join":
-        return { ok: true, channel: { name: channel, description: null, private: false, createdAt: "" }, online: 2 };
+        return {
+          ok: true,
+          channel: { name: channel, description: null, private: false, createdAt: "", first_seq: this.firstSeq.get(channel) ?? 1 },
+          online: 2,
+        };
       case "messages.sync": {
         const after = Number(payload.after_seq);
         const limit = Number(payload.limit ?? 100);
         const page = list.filter((m) => m.seq > after);
-        return { ok: true, messages: page.slice(0, limit), has_more: page.length > limit };
+        return { ok: true, messages: page.slice(0, limit), has_more: page.length > limit, first_seq: this.firstSeq.get(channel) ?? 1 };
       }
       case "message.send": {
         const override = this.sendAnswers.shift();
@@ -82,7 +95,7 @@ class FakeBanter {
       ],
       history: async (channel: string, opts: { before?: number; limit: number }) => {
         const list = (this.messages.get(channel) ?? []).filter((m) => opts.before === undefined || m.seq < opts.before);
-        return list.slice(-opts.limit);
+        return { messages: list.slice(-opts.limit), firstSeq: this.firstSeq.get(channel) ?? 1 };
       },
     } as unknown as Api;
   }
@@ -207,6 +220,44 @@ describe("the chat session", () => {
     await settle();
     expect(server.sent).toEqual([{ event: "messages.sync", payload: { channel: "general", after_seq: 2, limit: 200 } }]);
     expect(seqs()).toEqual([1, 2, 3, 4, 5]);
+  });
+
+  it("does not fetch messages that retention removed while the tab was away, nor sync for them again", async () => {
+    server.socket.drop();
+    for (let i = 3; i <= 100; i++) server.store("general", `later ${i}`);
+    server.expire("general", 80);
+    server.socket.connect();
+    await settle();
+    expect(seqs()).toEqual([1, 2, ...Array.from({ length: 21 }, (_, i) => 80 + i)]);
+    expect(chat.getSnapshot().byChannel.general?.firstSeq).toBe(80);
+    // The next message is no gap, and the next catch-up starts after the newest held.
+    server.sent = [];
+    server.socket.push("message.new", server.store("general", "next"));
+    await settle();
+    expect(server.sent).toEqual([]);
+    server.socket.drop();
+    server.socket.connect();
+    await settle();
+    expect(server.sent.filter((s) => s.event === "messages.sync").map((s) => s.payload.after_seq)).toEqual([101]);
+  });
+
+  it("loads history down to the oldest message kept, and no further", async () => {
+    for (let i = 1; i <= 130; i++) server.store("archive", `old ${i}`);
+    server.expire("archive", 31);
+    chat.selectChannel("archive");
+    await settle();
+    const archive = () => chat.getSnapshot().byChannel.archive!;
+    expect(archive().messages.map((m) => m.seq)[0]).toBe(81);
+    expect(archive().hasOlder).toBe(true);
+    await chat.loadOlder();
+    await settle();
+    // A full page that reaches first_seq: nothing older is asked for.
+    expect(archive().messages.map((m) => m.seq)).toEqual(Array.from({ length: 100 }, (_, i) => 31 + i));
+    expect(archive().hasOlder).toBe(false);
+    server.sent = [];
+    server.socket.push("message.new", server.store("archive", "new"));
+    await settle();
+    expect(server.sent).toEqual([]);
   });
 
   it("shows a message at once as pending, then confirmed once", async () => {

@@ -5,6 +5,7 @@ import {
   hasOlderAfterPage,
   mergeMessages,
   newOutgoing,
+  raiseFirstSeq,
   revealsGap,
   sendOutcome,
   setStatus,
@@ -79,6 +80,41 @@ describe("gaps", () => {
     expect(hasOlderAfterPage(range(51, 100), 50)).toBe(true);
     expect(hasOlderAfterPage(range(1, 50), 50)).toBe(false);
     expect(hasOlderAfterPage(range(1, 20), 50)).toBe(false);
+  });
+});
+
+describe("retention (first_seq)", () => {
+  it("sees no gap below the oldest seq the channel keeps", () => {
+    // Messages 1..80 were removed: a first live message at 81 misses nothing.
+    expect(revealsGap([], msg(81), 81)).toBe(false);
+    expect(revealsGap([], msg(82), 81)).toBe(true);
+    // Held 1..50 from before; 51..80 are gone, 81 is the next one kept.
+    expect(revealsGap(range(1, 50), msg(81), 81)).toBe(false);
+    expect(revealsGap(range(1, 50), msg(83), 81)).toBe(true);
+    expect(revealsGap(range(90, 95), msg(96), 81)).toBe(false);
+  });
+
+  it("runs the unbroken stretch across the removed seqs, so a sync does not ask for them again", () => {
+    const held = [...range(1, 50), ...range(81, 100)];
+    expect(contiguousSeq(held)).toBe(50);
+    expect(contiguousSeq(held, 81)).toBe(100);
+    // A hole above first_seq is still a hole.
+    expect(contiguousSeq([...range(1, 50), ...range(90, 100)], 81)).toBe(50);
+    expect(contiguousSeq([...range(81, 85), ...range(88, 90)], 81)).toBe(85);
+  });
+
+  it("has nothing older to load once a page reaches first_seq", () => {
+    expect(hasOlderAfterPage(range(81, 130), 50, 81)).toBe(false);
+    expect(hasOlderAfterPage(range(82, 131), 50, 81)).toBe(true);
+    expect(hasOlderAfterPage(range(51, 100), 50, 1)).toBe(true);
+  });
+
+  it("only ever raises the first_seq it holds", () => {
+    expect(raiseFirstSeq(1, 81)).toBe(81);
+    expect(raiseFirstSeq(81, 40)).toBe(81);
+    expect(raiseFirstSeq(81, undefined)).toBe(81);
+    expect(raiseFirstSeq(1, "90")).toBe(1);
+    expect(raiseFirstSeq(1, 1.5)).toBe(1);
   });
 });
 

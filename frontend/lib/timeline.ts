@@ -41,14 +41,16 @@ export function highestSeq(messages: readonly Message[]): number {
 
 /**
  * The seq up to which the held messages are complete: the end of the unbroken run that starts
- * at the oldest message held. A sync from here fills every hole above it.
+ * at the oldest message held. A sync from here fills every hole above it. Seqs below
+ * `firstSeq` (the oldest the channel still keeps) are gone for good, so a hole there is no
+ * break in the run.
  */
-export function contiguousSeq(messages: readonly Message[]): number {
+export function contiguousSeq(messages: readonly Message[], firstSeq = 1): number {
   if (messages.length === 0) return 0;
   let end = messages[0]!.seq;
   for (let i = 1; i < messages.length; i++) {
     const seq = messages[i]!.seq;
-    if (seq !== end + 1) break;
+    if (seq !== end + 1 && seq > firstSeq) break;
     end = seq;
   }
   return end;
@@ -56,15 +58,27 @@ export function contiguousSeq(messages: readonly Message[]): number {
 
 /**
  * Whether a live message shows that some were missed: seqs are gap-free per channel, so a
- * message more than one past the highest held means the ones between were dropped.
+ * message more than one past the highest held means the ones between were dropped, unless
+ * they are below `firstSeq` (removed by retention, nothing to fetch).
  */
-export function revealsGap(messages: readonly Message[], incoming: Message): boolean {
-  return incoming.seq > highestSeq(messages) + 1;
+export function revealsGap(messages: readonly Message[], incoming: Message, firstSeq = 1): boolean {
+  return incoming.seq > Math.max(highestSeq(messages), firstSeq - 1) + 1;
 }
 
-/** Whether older history may exist below the oldest message held after loading `page`. */
-export function hasOlderAfterPage(page: readonly Message[], limit: number): boolean {
-  return page.length >= limit && (page[0]?.seq ?? 1) > 1;
+/**
+ * Whether older history may exist below the oldest message held after loading `page`: not
+ * after a short page, nor once the page reaches `firstSeq`.
+ */
+export function hasOlderAfterPage(page: readonly Message[], limit: number, firstSeq = 1): boolean {
+  return page.length >= limit && (page[0]?.seq ?? 1) > Math.max(1, firstSeq);
+}
+
+/**
+ * The oldest seq a channel keeps, from an answer that may carry it: only ever raised (it
+ * grows as retention removes messages; an older answer must not lower it).
+ */
+export function raiseFirstSeq(current: number, reported: unknown): number {
+  return typeof reported === "number" && Number.isSafeInteger(reported) && reported > current ? reported : current;
 }
 
 // ---------------------------------------------------------------------------------------------

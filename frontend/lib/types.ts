@@ -11,12 +11,22 @@ export interface Channel {
   description: string | null;
   private: boolean;
   createdAt: string;
+  /** The oldest seq the channel still keeps; retention removed the ones below it. */
+  first_seq?: number;
 }
 
+/**
+ * A message's file: a link (`url`, `name`, `type`) as sent; a file uploaded to banter also
+ * has its size in bytes, and an image its pixel size and a small JPEG `thumbnail`.
+ */
 export interface FileRef {
   url: string;
   name: string;
   type: string;
+  size?: number;
+  width?: number;
+  height?: number;
+  thumbnail?: string;
 }
 
 /** A stored message, as `message.new`, history and `messages.sync` carry it. */

@@ -42,6 +42,11 @@ export class Channels {
     try {
       const channels = await this.session.api.channels();
       this.session.store.set({ channels });
+      for (const c of channels) {
+        if (c.first_seq !== undefined && this.session.store.state.byChannel[c.name]) {
+          this.parts.sync.learnFirstSeq(c.name, c.first_seq);
+        }
+      }
     } catch (e) {
       this.session.handleApiError(e);
     }
@@ -118,6 +123,7 @@ export class Channels {
     if (switched) onChannelChange?.(name);
     if (!store.state.channels.some((c) => c.name === name)) void this.refresh();
     void presence.fetchOnline(name);
+    sync.learnFirstSeq(name, ack.channel?.first_seq);
 
     const held = store.channel(name);
     if (!held.loaded) {

@@ -19,6 +19,8 @@ export interface ChannelState {
   hasOlder: boolean;
   loadingOlder: boolean;
   error: string | null;
+  /** The oldest seq the channel still keeps (1 until the server says otherwise). */
+  firstSeq: number;
 }
 
 export interface Typist {
@@ -54,6 +56,7 @@ const emptyChannel = (): ChannelState => ({
   hasOlder: false,
   loadingOlder: false,
   error: null,
+  firstSeq: 1,
 });
 
 export class ChatStore {

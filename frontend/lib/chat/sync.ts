@@ -2,8 +2,19 @@
  * The stored messages this tab holds for each channel: history pages, live `message.new`, and
  * `messages.sync` to fill whatever was missed (a gap in the live stream, time away from a
  * channel, a reconnect). Anything stored also settles this tab's outgoing copy of it.
+ *
+ * Retention may have removed a channel's oldest messages: every answer that says which seq is
+ * the oldest kept (`first_seq`) is remembered, and seqs below it are never fetched as missing.
  */
-import { contiguousSeq, hasOlderAfterPage, highestSeq, mergeMessages, revealsGap, settleOutgoing } from "../timeline";
+import {
+  contiguousSeq,
+  hasOlderAfterPage,
+  highestSeq,
+  mergeMessages,
+  raiseFirstSeq,
+  revealsGap,
+  settleOutgoing,
+} from "../timeline";
 import type { Message } from "../types";
 import type { Session } from "./session";
 
@@ -28,19 +39,21 @@ export class Sync {
     try {
       const page = await this.session.api.history(name, { limit: PAGE_SIZE });
       store.updateChannel(name, (c) => {
-        const messages = mergeMessages(c.messages, page);
+        const messages = mergeMessages(c.messages, page.messages);
+        const firstSeq = raiseFirstSeq(c.firstSeq, page.firstSeq);
         return {
           ...c,
           messages,
           outgoing: settleOutgoing(c.outgoing, messages, this.session.user.id),
           loaded: true,
-          hasOlder: hasOlderAfterPage(page, PAGE_SIZE),
+          hasOlder: hasOlderAfterPage(page.messages, PAGE_SIZE, firstSeq),
           error: null,
+          firstSeq,
         };
       });
       const c = store.channel(name);
       // Live messages that arrived during the load may sit above a hole.
-      if (contiguousSeq(c.messages) < highestSeq(c.messages)) void this.sync(name, 50);
+      if (contiguousSeq(c.messages, c.firstSeq) < highestSeq(c.messages)) void this.sync(name, 50);
     } catch (e) {
       const message = this.session.handleApiError(e);
       store.updateChannel(name, (c) => ({ ...c, error: message }));
@@ -58,12 +71,16 @@ export class Sync {
     store.updateChannel(name, (x) => ({ ...x, loadingOlder: true }));
     try {
       const page = await this.session.api.history(name, { before, limit: PAGE_SIZE });
-      store.updateChannel(name, (x) => ({
-        ...x,
-        messages: mergeMessages(x.messages, page),
-        hasOlder: hasOlderAfterPage(page, PAGE_SIZE),
-        loadingOlder: false,
-      }));
+      store.updateChannel(name, (x) => {
+        const firstSeq = raiseFirstSeq(x.firstSeq, page.firstSeq);
+        return {
+          ...x,
+          messages: mergeMessages(x.messages, page.messages),
+          hasOlder: hasOlderAfterPage(page.messages, PAGE_SIZE, firstSeq),
+          loadingOlder: false,
+          firstSeq,
+        };
+      });
     } catch (e) {
       this.session.handleApiError(e);
       store.updateChannel(name, (x) => ({ ...x, loadingOlder: false }));
@@ -91,10 +108,11 @@ export class Sync {
     try {
       do {
         this.syncAgain.delete(name);
-        let after = contiguousSeq(this.session.store.channel(name).messages);
+        const held = this.session.store.channel(name);
+        let after = contiguousSeq(held.messages, held.firstSeq);
         complete = false;
         for (let page = 0; page < maxPages; page++) {
-          const ack = await this.session.emitAck<{ messages: Message[]; has_more: boolean }>(
+          const ack = await this.session.emitAck<{ messages: Message[]; has_more: boolean; first_seq?: number }>(
             "messages.sync",
             { channel: name, after_seq: after, limit: SYNC_PAGE },
           );
@@ -102,6 +120,7 @@ export class Sync {
             complete = true; // nothing more to learn now; the next connect syncs again
             break;
           }
+          this.learnFirstSeq(name, ack.first_seq);
           this.absorb(name, ack.messages);
           const last = ack.messages[ack.messages.length - 1];
           if (!ack.has_more || !last) {
@@ -117,6 +136,20 @@ export class Sync {
     return complete;
   }
 
+  /**
+   * Remembers the oldest seq a channel keeps, as an answer reported it (ignored unless it is
+   * a number above the one held). Once the oldest message held is that one, there is nothing
+   * older to load.
+   */
+  learnFirstSeq(name: string, reported: unknown): void {
+    this.session.store.updateChannel(name, (c) => {
+      const firstSeq = raiseFirstSeq(c.firstSeq, reported);
+      if (firstSeq === c.firstSeq) return c;
+      const oldest = c.messages[0]?.seq;
+      return { ...c, firstSeq, hasOlder: c.hasOlder && oldest !== undefined && oldest > firstSeq };
+    });
+  }
+
   /** Merges stored messages into a channel and settles the outgoing ones they confirm. */
   absorb(name: string, messages: Message[]): void {
     if (messages.length === 0) return;
@@ -130,7 +163,7 @@ export class Sync {
     if (!message || typeof message.seq !== "number" || typeof message.channel !== "string") return;
     const name = message.channel;
     const before = this.session.store.channel(name);
-    const gap = before.loaded && revealsGap(before.messages, message);
+    const gap = before.loaded && revealsGap(before.messages, message, before.firstSeq);
     this.absorb(name, [message]);
     this.onLive(message);
     if (gap) void this.sync(name, 50);
