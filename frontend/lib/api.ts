@@ -39,13 +39,16 @@ export function fieldSentence(label: string, message: string): string {
  * or the same wrapped as `{error: {...}}`; a body that is neither still gives a sentence.
  */
 export function errorFrom(status: number, data: unknown): ApiError {
-  let body: Partial<ApiErrorBody> = {};
-  if (data && typeof data === "object") {
-    const inner = (data as { error?: unknown }).error;
-    body = { ...(inner && typeof inner === "object" ? inner : data) } as Partial<ApiErrorBody>;
-  }
+  const body = errorBody(data);
   if (!body.message && status >= 500) body.message = "The server is unavailable. Please try again.";
   return new ApiError(status, body);
+}
+
+/** The fields of an error answer, flat or wrapped in `error` (a copy; empty when neither). */
+export function errorBody(data: unknown): Partial<ApiErrorBody> & Record<string, unknown> {
+  if (!data || typeof data !== "object") return {};
+  const inner = (data as { error?: unknown }).error;
+  return { ...(inner && typeof inner === "object" ? inner : data) };
 }
 
 /** A response body as JSON, or undefined when it is empty or not JSON. */
