@@ -1,17 +1,18 @@
 "use client";
 
-import { useCallback, useEffect, useState, useSyncExternalStore } from "react";
+import { useCallback, useEffect, useRef, useState, useSyncExternalStore, type DragEvent } from "react";
 import { io } from "socket.io-client";
 import { api } from "@/lib/api";
 import { ChatClient, type ChatState, type SocketLike } from "@/lib/chat";
 import { typingLabel } from "@/lib/typing";
 import type { User } from "@/lib/types";
+import type { UploadProgress } from "@/lib/uploads";
 import { ConnectionBanner, RateLimitBanner } from "./Banners";
 import { CreateChannelDialog, PasswordDialog } from "./ChannelDialogs";
-import { Composer } from "./Composer";
+import { Composer, type ComposerHandle } from "./Composer";
 import { ConnectionBadge } from "./ConnectionBadge";
 import { Drawer } from "./Drawer";
-import { CloseIcon, HashIcon, LockIcon, MenuIcon, UsersIcon } from "./icons";
+import { CloseIcon, HashIcon, LockIcon, MenuIcon, UploadIcon, UsersIcon } from "./icons";
 import { MessagePane } from "./MessagePane";
 import { OnlinePanel } from "./OnlinePanel";
 import { Sidebar } from "./Sidebar";
@@ -56,6 +57,9 @@ function useNow(fast: boolean): number {
 
 const serverSnapshot = (): ChatState | null => null;
 
+/** Whether a drag carries files (rather than text or a link). */
+const draggingFiles = (e: DragEvent) => e.dataTransfer.types.includes("Files");
+
 export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () => void }) {
   const [client] = useState(() => createClient(user));
   const state = useSyncExternalStore(client.subscribe, client.getSnapshot, serverSnapshot) ?? client.getSnapshot();
@@ -63,6 +67,8 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
   const [onlineOpen, setOnlineOpen] = useState(false);
   const [onlinePinned, setOnlinePinned] = useState(true);
   const [creating, setCreating] = useState(false);
+  const [dropping, setDropping] = useState(false);
+  const composer = useRef<ComposerHandle>(null);
   const now = Math.max(useNow(state.blockedUntil !== null), state.blockedAt ?? 0);
 
   useEffect(() => {
@@ -95,6 +101,7 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
     onSignedOut();
   }, [client, onSignedOut]);
 
+  const upload = useCallback((file: File, onProgress: (p: UploadProgress) => void) => client.upload(file, onProgress), [client]);
   const loadOlder = useCallback(() => void client.loadOlder(), [client]);
   const retry = useCallback((id: string) => client.retry(id), [client]);
   const discard = useCallback((id: string) => client.discard(id), [client]);
@@ -138,7 +145,30 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
         {sidebar}
       </Drawer>
 
-      <main className="flex min-w-0 flex-1 flex-col bg-slate-50/40">
+      <main
+        className="relative flex min-w-0 flex-1 flex-col bg-slate-50/40"
+        onDragEnter={(e) => {
+          if (!current || !draggingFiles(e)) return;
+          e.preventDefault();
+          setDropping(true);
+        }}
+        onDragOver={(e) => {
+          if (!current || !draggingFiles(e)) return;
+          e.preventDefault();
+          e.dataTransfer.dropEffect = "copy";
+        }}
+        onDragLeave={(e) => {
+          if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setDropping(false);
+        }}
+        onDrop={(e) => {
+          if (!draggingFiles(e)) return;
+          e.preventDefault();
+          setDropping(false);
+          const file = e.dataTransfer.files[0];
+          if (file) composer.current?.attach(file);
+        }}
+      >
+        {dropping ? <DropOverlay channel={current ?? ""} /> : null}
         <header className="flex h-14 shrink-0 items-center gap-2 border-b border-slate-200 bg-white px-3 sm:px-5">
           <button
             type="button"
@@ -212,11 +242,13 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
         {blocked && state.blockedUntil ? <RateLimitBanner until={state.blockedUntil} now={now} /> : null}
 
         <Composer
+          ref={composer}
           key={`composer-${current ?? ""}`}
           channel={current ?? ""}
           disabled={!current}
-          onSend={(text) => client.send(text)}
+          onSend={(text, file) => client.send(text, file)}
           onTyping={(hasText) => client.typing(hasText)}
+          onUpload={upload}
         />
       </main>
 
@@ -248,6 +280,19 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
         onSubmit={(password) => state.passwordPrompt && client.submitPassword(state.passwordPrompt.channel, password)}
         onClose={() => client.cancelPassword()}
       />
+    </div>
+  );
+}
+
+/** Over the chat while a file is dragged onto it. */
+function DropOverlay({ channel }: { channel: string }) {
+  return (
+    <div className="pointer-events-none absolute inset-2 z-40 flex items-center justify-center rounded-2xl border-2 border-dashed border-brand-500 bg-brand-50/90">
+      <div className="flex flex-col items-center gap-2 text-brand-700">
+        <UploadIcon className="h-8 w-8" />
+        <p className="text-base font-semibold">Drop to attach to your message in #{channel}</p>
+        <p className="text-sm text-brand-600">One file at a time</p>
+      </div>
     </div>
   );
 }

@@ -2,12 +2,13 @@
 
 import { memo, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
 import type { ChannelState } from "@/lib/chat";
+import { fileKind, fitWithin, formatBytes, showsAsImage } from "@/lib/files";
 import { isSafeFileUrl } from "@/lib/links";
 import { buildRows, timeLabel, type Row } from "@/lib/rows";
 import type { Outgoing } from "@/lib/timeline";
 import type { FileRef, User } from "@/lib/types";
 import { Avatar } from "./Avatar";
-import { AlertIcon, ArrowDownIcon, ClockIcon, HashIcon, PaperclipIcon } from "./icons";
+import { AlertIcon, ArrowDownIcon, ClockIcon, DownloadIcon, FileIcon, HashIcon, PaperclipIcon } from "./icons";
 
 /** Within this many pixels of the bottom, the view follows new messages. */
 const STICK_PX = 80;
@@ -263,35 +264,99 @@ function MessageShell({
   );
 }
 
-/** Message text is rendered as text, never as HTML; line breaks are kept by CSS. */
+/** Most room an image preview takes, in CSS pixels (less on a narrow screen). */
+const PREVIEW_MAX_WIDTH = 360;
+const PREVIEW_MAX_HEIGHT = 280;
+
+/**
+ * Message text is rendered as text, never as HTML; line breaks are kept by CSS. A text that is
+ * only the attached file's name (sent without words) is not repeated above the file.
+ */
 function MessageBody({ text, file, muted }: { text: string; file?: FileRef; muted?: boolean }) {
+  const onlyName = file !== undefined && text.trim() === file.name.trim();
   return (
     <>
-      <p className={`whitespace-pre-wrap break-words text-[15px] leading-relaxed ${muted ? "text-slate-500" : "text-slate-800"}`}>
-        {text}
-      </p>
-      {file ? <FileLink file={file} /> : null}
+      {onlyName ? null : (
+        <p className={`whitespace-pre-wrap break-words text-[15px] leading-relaxed ${muted ? "text-slate-500" : "text-slate-800"}`}>
+          {text}
+        </p>
+      )}
+      {file ? <FileAttachment file={file} /> : null}
     </>
   );
 }
 
-function FileLink({ file }: { file: FileRef }) {
+/** An image with a thumbnail shows inline; any other file is a card to open or download. */
+function FileAttachment({ file }: { file: FileRef }) {
+  return showsAsImage(file) ? <ImagePreview file={file} /> : <FileCard file={file} />;
+}
+
+/**
+ * The image's thumbnail at its own proportions, in a box sized from the message before it
+ * loads (so nothing moves when it does); it opens the full image in a new tab.
+ */
+function ImagePreview({ file }: { file: FileRef & { thumbnail: string } }) {
+  const box = fitWithin(file.width, file.height, PREVIEW_MAX_WIDTH, PREVIEW_MAX_HEIGHT);
+  const image = (
+    // Thumbnails come from banter with the session cookie, not through Next's image optimizer.
+    // eslint-disable-next-line @next/next/no-img-element
+    <img
+      src={file.thumbnail}
+      alt={file.name}
+      width={box?.width}
+      height={box?.height}
+      decoding="async"
+      className="block h-auto max-w-full bg-slate-100 object-contain"
+      style={box ? undefined : { maxWidth: PREVIEW_MAX_WIDTH, maxHeight: PREVIEW_MAX_HEIGHT }}
+    />
+  );
+  const cls = "mt-1.5 block w-fit max-w-full overflow-hidden rounded-lg ring-1 ring-slate-200";
+  if (!isSafeFileUrl(file.url)) return <div className={cls}>{image}</div>;
+  return (
+    <a
+      href={file.url}
+      target="_blank"
+      rel="noopener noreferrer nofollow"
+      title={`${file.name} — open the full image`}
+      className={`${cls} transition hover:ring-brand-300 focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-brand-600`}
+    >
+      {image}
+    </a>
+  );
+}
+
+/**
+ * A file as a card: its name, size and kind. A file uploaded here (a same-origin path) is a
+ * download; an outside link opens in a new tab; an unsafe link is shown as text only.
+ */
+function FileCard({ file }: { file: FileRef }) {
+  const local = isSafeFileUrl(file.url) && file.url.startsWith("/");
+  const details = [typeof file.size === "number" ? formatBytes(file.size) : "", fileKind(file.type, file.name)].filter(Boolean).join(" · ");
   const body = (
     <>
-      <PaperclipIcon className="h-4 w-4 shrink-0 text-slate-400" />
-      <span className="truncate">{file.name}</span>
-      <span className="shrink-0 text-xs text-slate-400">{file.type}</span>
+      <span className="flex h-9 w-9 shrink-0 items-center justify-center rounded-md bg-brand-50 text-brand-600" aria-hidden="true">
+        {local ? <FileIcon className="h-[18px] w-[18px]" /> : <PaperclipIcon className="h-[18px] w-[18px]" />}
+      </span>
+      <span className="min-w-0 flex-1">
+        <span className="block truncate font-medium group-hover/file:underline">{file.name}</span>
+        <span className="block truncate text-xs text-slate-500">{details}</span>
+      </span>
+      {local ? <DownloadIcon className="h-4 w-4 shrink-0 text-slate-400" /> : null}
     </>
   );
-  const cls = "mt-1.5 inline-flex max-w-full items-center gap-2 rounded-lg bg-white px-3 py-2 text-sm ring-1 ring-slate-200";
-  if (isSafeFileUrl(file.url)) {
-    return (
-      <a href={file.url} target="_blank" rel="noopener noreferrer nofollow" className={`${cls} text-brand-700 hover:bg-slate-50 hover:underline`}>
-        {body}
-      </a>
-    );
-  }
-  return <span className={`${cls} text-slate-600`}>{body}</span>;
+  const cls = "mt-1.5 flex w-full max-w-sm items-center gap-3 rounded-lg bg-white px-3 py-2 text-sm ring-1 ring-slate-200";
+  if (!isSafeFileUrl(file.url)) return <span className={`${cls} text-slate-600`}>{body}</span>;
+  return (
+    <a
+      href={file.url}
+      {...(local ? { download: file.name } : { target: "_blank" })}
+      rel="noopener noreferrer nofollow"
+      title={local ? `Download ${file.name}` : file.url}
+      className={`${cls} text-brand-700 hover:bg-slate-50 focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-brand-600 group/file`}
+    >
+      {body}
+    </a>
+  );
 }
 
 function OutgoingView({
@@ -332,7 +397,7 @@ function OutgoingView({
   return (
     <MessageShell sender={user.username} createdAt={o.createdAt} showHeader={showHeader} mine status={status}>
       <div aria-label={failed ? "Message not sent" : "Message pending"}>
-        <MessageBody text={o.text} muted />
+        <MessageBody text={o.text} file={o.file} muted />
       </div>
     </MessageShell>
   );

@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { ChatClient, type Api, type SocketLike } from "./chat";
-import type { Message } from "./types";
+import type { FileRef, Message } from "./types";
 
 const ME = { id: "u-me", username: "me", email: null };
 const OTHER = { id: "u-other", username: "other" };
@@ -81,6 +81,7 @@ class FakeBanter {
     const held = (this.messages.get(channel) ?? []).find((m) => m.sender_id === ME.id && m.client_message_id === cid);
     if (held) return { ok: true, message: held, duplicate: true };
     const m = this.store(channel, String(payload.text), ME, cid);
+    if (payload.file) m.file = { ...(payload.file as FileRef), size: 2048 };
     this.socket.push("message.new", m);
     return { ok: true, message: m, duplicate: false };
   }
@@ -266,6 +267,24 @@ describe("the chat session", () => {
     expect(outgoing()).toMatchObject([{ text: "hello", status: "sending" }]);
     await settle();
     expect(outgoing()).toHaveLength(1);
+  });
+
+  it("sends an uploaded file with its link, name and type; with nothing written, its name is the text", async () => {
+    const file = { url: "/uploads/k1", name: "report.pdf", type: "application/pdf", size: 2048 };
+    chat.send("  ", file);
+    expect(outgoing()).toMatchObject([{ text: "report.pdf", file }]);
+    await settle();
+    const sent = server.sent.find((s) => s.event === "message.send")!;
+    expect(sent.payload).toMatchObject({ text: "report.pdf", file: { url: "/uploads/k1", name: "report.pdf", type: "application/pdf" } });
+    expect(Object.keys(sent.payload.file as object).sort()).toEqual(["name", "type", "url"]);
+    chat.send("the numbers", file);
+    await settle();
+    const stored = chat.getSnapshot().byChannel.general!.messages.slice(-2);
+    expect(stored.map((m) => [m.text, m.file?.url])).toEqual([
+      ["report.pdf", "/uploads/k1"],
+      ["the numbers", "/uploads/k1"],
+    ]);
+    expect(outgoing()).toEqual([]);
   });
 
   it("a send whose answer and broadcast were lost in a disconnect is shown once after reconnecting", async () => {

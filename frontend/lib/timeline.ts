@@ -3,7 +3,7 @@
  * this tab is still sending. Everything here is pure so that the merge and state rules can be
  * tested without a server.
  */
-import type { Ack, ApiErrorBody, Message } from "./types";
+import type { Ack, ApiErrorBody, FileRef, Message } from "./types";
 
 /** Longest message text the server accepts, in Unicode scalar values (after trimming). */
 export const MAX_MESSAGE_CHARS = 4000;
@@ -100,6 +100,8 @@ export interface Outgoing {
   status: OutgoingStatus;
   /** Why it failed, in words, when `status` is `failed`. */
   error?: string;
+  /** An uploaded file it carries (as the upload answered, so it shows before it is stored). */
+  file?: FileRef;
 }
 
 export function newOutgoing(
@@ -108,6 +110,7 @@ export function newOutgoing(
   clientMessageId: string,
   now: Date,
   canSendNow: boolean,
+  file?: FileRef,
 ): Outgoing {
   return {
     client_message_id: clientMessageId,
@@ -115,7 +118,16 @@ export function newOutgoing(
     text,
     createdAt: now.toISOString(),
     status: canSendNow ? "sending" : "queued",
+    ...(file ? { file } : {}),
   };
+}
+
+/**
+ * The text a message with a file is sent with: what was written, or the file's name when
+ * nothing was (the server requires text).
+ */
+export function textWithFile(text: string, file?: FileRef): string {
+  return text.trim() || file?.name.trim() || "";
 }
 
 export function setStatus(

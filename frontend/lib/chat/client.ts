@@ -4,7 +4,8 @@
  * depends on, and forwards the UI's calls; the behaviour lives in the parts.
  */
 import { api as defaultApi } from "../api";
-import type { User } from "../types";
+import type { FileRef, User } from "../types";
+import { startUpload, type Upload, type UploadProgress, type UploadSource } from "../uploads";
 import { Channels, type CreateChannelResult } from "./channels";
 import { Connection } from "./connection";
 import { Outbox } from "./outbox";
@@ -112,9 +113,19 @@ export class ChatClient {
     this.sync.retryLoad();
   }
 
-  /** Queues a message for the open channel; it shows at once as pending. */
-  send(text: string): void {
-    this.outbox.send(text);
+  /** Queues a message for the open channel, with an uploaded file if given; it shows at once as pending. */
+  send(text: string, file?: FileRef): void {
+    this.outbox.send(text, file);
+  }
+
+  /**
+   * Uploads a file for a message. A refusal because the session is over signs out, as any
+   * request's does.
+   */
+  upload(file: UploadSource, onProgress: (progress: UploadProgress) => void): Upload {
+    const upload = startUpload(file, { onProgress });
+    upload.done.catch((e) => this.session.handleApiError(e));
+    return upload;
   }
 
   /** Sends a failed message again, with the same client_message_id. */

@@ -4,8 +4,8 @@
  * server stores each once. A rate-limit block holds them until it ends.
  */
 import { blockEnd } from "../countdown";
-import { newOutgoing, sendOutcome, setStatus, type Outgoing } from "../timeline";
-import type { Message, RateLimitedEvent } from "../types";
+import { newOutgoing, sendOutcome, setStatus, textWithFile, type Outgoing } from "../timeline";
+import type { FileRef, Message, RateLimitedEvent } from "../types";
 import type { Session } from "./session";
 import type { Sync } from "./sync";
 import type { TypingIndicators } from "./typing";
@@ -24,13 +24,16 @@ export class Outbox {
     this.uuid = uuid;
   }
 
-  /** Queues a message for the open channel; it shows at once as pending. */
-  send(text: string): void {
+  /**
+   * Queues a message for the open channel, with an uploaded file if given; it shows at once
+   * as pending.
+   */
+  send(text: string, file?: FileRef): void {
     const channel = this.session.store.state.current;
-    const trimmed = text.trim();
+    const trimmed = textWithFile(text, file);
     if (!channel || !trimmed) return;
     this.typing.stop();
-    const o = newOutgoing(channel, trimmed, this.uuid(), new Date(), false);
+    const o = newOutgoing(channel, trimmed, this.uuid(), new Date(), false, file);
     this.session.store.updateChannel(channel, (c) => ({ ...c, outgoing: [...c.outgoing, o] }));
     void this.pump();
   }
@@ -95,6 +98,8 @@ export class Outbox {
       text: o.text,
       channel,
       client_message_id: id,
+      // The stored message gets the file's size, image size and thumbnail from the upload.
+      ...(o.file ? { file: { url: o.file.url, name: o.file.name, type: o.file.type } } : {}),
     });
     const outcome = sendOutcome(ack, this.session.socket.connected);
     switch (outcome.kind) {
