@@ -141,6 +141,9 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
   const dbUrl = withDatabase(adminUrl, dbName);
   const prefix = `e2e${id}`;
   const work = fs.mkdtempSync(path.join(os.tmpdir(), 'banter-e2e-'));
+  // Uploaded files: one folder that every instance stores to and serves from.
+  const uploads = path.join(work, 'uploads');
+  fs.mkdirSync(uploads, { recursive: true });
   const redis = ownRedis ? await privateRedis(work) : null;
   const redisUrl = redis ? redis.url : (process.env.REDIS_URL ?? 'redis://127.0.0.1:6379');
   const pgProxy = postgresBehindProxy ? await postgresProxy(adminUrl) : null;
@@ -189,6 +192,7 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
             CHANNELS_PER_USER_PER_HOUR: '1000',
             MAX_PENDING_SESSIONS_PER_ADDRESS: '100000',
             RUST_LOG: 'info',
+            STORAGE_URL: `file://${uploads}`,
             ...env,
           },
           stdio: ['ignore', log, log],
@@ -243,6 +247,7 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
     url: origin,
     origin,
     work,
+    uploads,
     dbUrl,
     redisUrl,
     prefix,
