@@ -240,7 +240,11 @@ function AttachmentCard({ attachment: a, onRemove }: { attachment: Attachment; o
   const failed = a.status === "failed";
   const percent = a.status === "uploading" && a.total > 0 ? Math.min(100, Math.floor((a.loaded / a.total) * 100)) : 0;
   let state: string;
-  if (a.status === "uploading") state = a.sendWhenDone ? `Uploading ${percent}% — sends when done` : `Uploading ${percent}%`;
+  if (a.status === "uploading") {
+    // Every byte is out: the server is still storing it (and making an image's thumbnail).
+    const progress = percent >= 100 ? "Finishing upload…" : `Uploading ${percent}%`;
+    state = a.sendWhenDone ? `${progress} — sends when done` : progress;
+  }
   else if (a.status === "ready") state = "Ready to send";
   else state = "Not uploaded";
   return (

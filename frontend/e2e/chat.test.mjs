@@ -24,6 +24,7 @@ import {
   launch,
   openApp,
   pickBanterBin,
+  pngBytes,
   registerThroughUi,
   repoRoot,
   screenshot,
@@ -160,6 +161,104 @@ test("two people exchange messages, see each other online and typing", { timeout
     assert.equal(await countMessage(page, "Hello Ben"), 1);
   }
   await screenshot(ann.page, "e2e-two-users");
+});
+
+test("a picture attached with the paperclip shows inline for the other person; other files are downloads", { timeout: TEST_TIMEOUT }, async () => {
+  const room = `files-${tag}`;
+  const kim = await app();
+  await registerThroughUi(kim.page, `kim-${tag}`);
+  await createChannel(kim.page, room);
+  const lee = await app();
+  await registerThroughUi(lee.page, `lee-${tag}`);
+  await openChannel(lee.page, room);
+
+  // The paperclip opens the file picker; the upload starts at once and shows its progress.
+  const png = pngBytes(64, 48);
+  const chooser = kim.page.waitForEvent("filechooser");
+  await kim.page.getByRole("button", { name: "Attach a file" }).click();
+  await (await chooser).setFiles({ name: "gradient.png", mimeType: "image/png", buffer: png });
+  const attached = kim.page.getByRole("group", { name: "Attachment: gradient.png" });
+  await attached.waitFor();
+  assert.match(await attached.innerText(), /gradient\.png/);
+  await attached.getByText("Ready to send").waitFor();
+  await composer(kim.page).fill("A gradient");
+  await composer(kim.page).press("Enter");
+  await attached.waitFor({ state: "hidden" });
+
+  // The stored message carries the file, its size and a thumbnail.
+  const history = await fetch(`${baseUrl}/api/channels/${room}/messages?limit=10`, {
+    headers: { cookie: await cookieHeader(lee.context) },
+    signal: AbortSignal.timeout(10_000),
+  });
+  assert.equal(history.status, 200);
+  const stored = (await history.json()).find((m) => m.text === "A gradient");
+  assert.ok(stored?.file, `the message has a file: ${JSON.stringify(stored)}`);
+  assert.equal(stored.file.name, "gradient.png");
+  assert.equal(stored.file.type, "image/png");
+  assert.match(stored.file.url, /^\/uploads\//);
+  assert.match(stored.file.thumbnail ?? "", /^\/uploads\//);
+  assert.equal(stored.file.width, 64);
+  assert.equal(stored.file.height, 48);
+
+  // The other person sees the picture: the thumbnail, sized from the message, actually loaded,
+  // and a link to the full file.
+  const picture = messages(lee.page).getByRole("img", { name: "gradient.png" });
+  await picture.waitFor();
+  assert.equal(await picture.getAttribute("src"), stored.file.thumbnail);
+  assert.equal(await picture.getAttribute("width"), "64");
+  assert.equal(await picture.getAttribute("height"), "48");
+  await eventually(() => picture.evaluate((img) => img.complete && img.naturalWidth > 0), 10_000, "the thumbnail to load");
+  const box = await picture.boundingBox();
+  assert.ok(box && Math.abs(box.width - 64) <= 1 && Math.abs(box.height - 48) <= 1, `shown at 64×48: ${JSON.stringify(box)}`);
+  const full = messages(lee.page).getByRole("link", { name: "gradient.png" });
+  assert.equal(await full.getAttribute("href"), stored.file.url);
+  assert.equal(await full.getAttribute("target"), "_blank");
+  await messages(lee.page).getByText("A gradient", { exact: true }).waitFor();
+
+  // The file is the bytes that were sent, for a signed-in person only.
+  const body = await fetch(`${baseUrl}${stored.file.url}`, { headers: { cookie: await cookieHeader(lee.context) }, signal: AbortSignal.timeout(10_000) });
+  assert.equal(body.status, 200);
+  assert.deepEqual(Buffer.from(await body.arrayBuffer()), png);
+  const anonymous = await fetch(`${baseUrl}${stored.file.url}`, { signal: AbortSignal.timeout(10_000) });
+  assert.notEqual(anonymous.status, 200, "a file is not served without a session");
+  await screenshot(lee.page, "e2e-image-preview");
+
+  // A file dropped on the chat, sent without words: a download card with its size and kind.
+  await kim.page.evaluate(() => {
+    const data = new DataTransfer();
+    data.items.add(new File(["first line\nsecond line\n"], "notes.txt", { type: "text/plain" }));
+    const target = document.querySelector("main");
+    target.dispatchEvent(new DragEvent("dragenter", { dataTransfer: data, bubbles: true, cancelable: true }));
+    target.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+  });
+  const dropped = kim.page.getByRole("group", { name: "Attachment: notes.txt" });
+  await dropped.getByText("Ready to send").waitFor();
+  await kim.page.getByRole("button", { name: "Send" }).click();
+  const card = messages(lee.page).getByRole("link", { name: /notes\.txt/ });
+  await card.waitFor();
+  assert.match(await card.getAttribute("href"), /^\/uploads\//);
+  assert.equal(await card.getAttribute("download"), "notes.txt");
+  assert.match(await card.innerText(), /23 B · Text/);
+  // Its name is not repeated as the message's text.
+  assert.equal(await messages(lee.page).getByText("notes.txt", { exact: true }).count(), 1);
+
+  // Refusals say why, before any byte is sent: a type that is not allowed (pasted), a file
+  // over the size limit (picked).
+  await composer(kim.page).evaluate((area) => {
+    const data = new DataTransfer();
+    data.items.add(new File(["MZ"], "setup.exe", { type: "application/x-msdownload" }));
+    area.dispatchEvent(new ClipboardEvent("paste", { clipboardData: data, bubbles: true, cancelable: true }));
+  });
+  await kim.page.getByRole("group", { name: "Attachment: setup.exe" }).getByRole("alert").filter({ hasText: "can’t be shared" }).waitFor();
+  const huge = kim.page.waitForEvent("filechooser");
+  await kim.page.getByRole("button", { name: "Attach a file" }).click();
+  await (await huge).setFiles({ name: "huge.zip", mimeType: "application/zip", buffer: Buffer.alloc(10 * 1024 * 1024 + 1) });
+  const refused = kim.page.getByRole("group", { name: "Attachment: huge.zip" }).getByRole("alert");
+  await refused.waitFor();
+  assert.match(await refused.innerText(), /too large/i);
+  await screenshot(kim.page, "e2e-upload-refused");
+  await kim.page.getByRole("button", { name: "Remove huge.zip" }).click();
+  assert.equal(await kim.page.getByRole("group", { name: /^Attachment:/ }).count(), 0);
 });
 
 test("scrolling up loads older history without moving what is on screen", { timeout: TEST_TIMEOUT }, async () => {
