@@ -91,6 +91,22 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
     return () => window.removeEventListener("focus", refresh);
   }, [client]);
 
+  // A file dropped beside the chat (on the sidebar, say) must not make the browser open it in
+  // place of the app.
+  useEffect(() => {
+    const refuse = (e: globalThis.DragEvent) => {
+      if (e.defaultPrevented || !e.dataTransfer?.types.includes("Files")) return;
+      e.preventDefault();
+      e.dataTransfer.dropEffect = "none";
+    };
+    window.addEventListener("dragover", refuse);
+    window.addEventListener("drop", refuse);
+    return () => {
+      window.removeEventListener("dragover", refuse);
+      window.removeEventListener("drop", refuse);
+    };
+  }, []);
+
   const logout = useCallback(async () => {
     try {
       await api.logout();
