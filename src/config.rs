@@ -156,6 +156,41 @@ pub struct Config {
     /// Log format.
     #[arg(long, env = "LOG_FORMAT", value_enum, default_value = "text")]
     pub log_format: LogFormat,
+
+    /// Where uploaded files are kept: a local folder (`file:///path`, or a plain path) or
+    /// `s3://bucket/prefix` (credentials and region from the usual AWS variables).
+    #[arg(long, env = "STORAGE_URL", default_value = "uploads")]
+    pub storage_url: String,
+
+    /// Endpoint of an S3-compatible service (MinIO, Ceph, R2…) for an `s3://` STORAGE_URL.
+    #[arg(long, env = "STORAGE_ENDPOINT")]
+    pub storage_endpoint: Option<String>,
+
+    /// Largest accepted upload, in bytes.
+    #[arg(long, env = "UPLOAD_MAX_BYTES", default_value_t = 10 * 1024 * 1024)]
+    pub upload_max_bytes: u64,
+
+    /// Uploads one user may start per hour.
+    #[arg(long, env = "UPLOADS_PER_USER_PER_HOUR", default_value_t = 60)]
+    pub uploads_per_user_per_hour: u64,
+
+    /// Bytes one user may keep stored in uploads.
+    #[arg(long, env = "UPLOAD_QUOTA_BYTES", default_value_t = 500 * 1024 * 1024)]
+    pub upload_quota_bytes: u64,
+
+    /// Messages older than this many seconds are removed (0: kept however old). A channel
+    /// may set a stricter limit of its own.
+    #[arg(long, env = "RETENTION_MAX_AGE_SECS", default_value_t = 0)]
+    pub retention_max_age_secs: u64,
+
+    /// A channel keeps at most this many of its newest messages (0: no limit). A channel may
+    /// set a stricter limit of its own.
+    #[arg(long, env = "RETENTION_MAX_MESSAGES", default_value_t = 0)]
+    pub retention_max_messages: u64,
+
+    /// How often retention is enforced, in seconds.
+    #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 60)]
+    pub retention_interval_secs: u64,
 }
 
 /// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least its output size).

@@ -153,7 +153,26 @@ pub struct SendMessage {
     pub text: String,
     pub client_message_id: Uuid,
     #[serde(default)]
-    pub file: Option<FileRef>,
+    pub file: Option<FileInput>,
+}
+
+/// The `file` of `message.send`: an upload's `/uploads/<key>` URL (the stored name, type and
+/// size then stand), or a link to a file elsewhere.
+#[derive(Debug, Deserialize)]
+pub struct FileInput {
+    pub url: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl SendMessage {
+    /// The checked file, as a link until the uploads service resolves it.
+    pub fn file_ref(&self) -> Option<FileRef> {
+        self.file
+            .as_ref()
+            .map(|f| FileRef::link(f.url.clone(), f.name.clone(), f.kind.clone()))
+    }
 }
 
 impl ClientEvent for SendMessage {
@@ -161,7 +180,7 @@ impl ClientEvent for SendMessage {
 
     fn check(mut self) -> AppResult<Self> {
         if let Some(file) = self.file.take() {
-            self.file = Some(FileRef {
+            self.file = Some(FileInput {
                 url: validate::file_url(&file.url)?,
                 name: validate::file_label(
                     "file.name",
@@ -254,6 +273,8 @@ pub struct TypingAck {
 pub struct Synced {
     pub messages: Vec<Message>,
     pub has_more: bool,
+    /// Where the channel's history now begins (older messages were removed by retention).
+    pub first_seq: i64,
 }
 
 /// `user.status`: a user came online or went offline.
@@ -400,7 +421,7 @@ mod tests {
 
     #[test]
     fn protocol_md_lists_the_client_events_and_their_fields() {
-        let file = fields::<FileRef>();
+        let file = fields::<FileInput>();
         let expected: Vec<(&str, BTreeSet<String>, BTreeSet<String>)> = vec![
             (
                 JoinChannel::NAME,

@@ -33,6 +33,9 @@ pub enum Code {
     ForbiddenOrigin,
     MethodNotAllowed,
     TooManyConnections,
+    TooLarge,
+    UnsupportedType,
+    QuotaExceeded,
     Internal,
 }
 
@@ -53,6 +56,9 @@ impl Code {
             Code::ForbiddenOrigin => "forbidden_origin",
             Code::MethodNotAllowed => "method_not_allowed",
             Code::TooManyConnections => "too_many_connections",
+            Code::TooLarge => "too_large",
+            Code::UnsupportedType => "unsupported_type",
+            Code::QuotaExceeded => "quota_exceeded",
             Code::Internal => "internal",
         }
     }
@@ -61,7 +67,12 @@ impl Code {
         match self {
             Code::InvalidPayload | Code::TooLong => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
-            Code::Forbidden | Code::NotInChannel | Code::ForbiddenOrigin => StatusCode::FORBIDDEN,
+            Code::Forbidden
+            | Code::NotInChannel
+            | Code::ForbiddenOrigin
+            | Code::QuotaExceeded => StatusCode::FORBIDDEN,
+            Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Code::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::RateLimited | Code::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,
             Code::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             Code::Unauthorized | Code::InvalidCredentials => StatusCode::UNAUTHORIZED,
@@ -79,6 +90,8 @@ pub struct AppError {
     pub message: String,
     pub errors: Vec<FieldError>,
     pub retry_after_ms: Option<u64>,
+    /// The size limit a `too_large` answer refers to, in bytes.
+    pub max_bytes: Option<u64>,
     /// The dependency (`database` or `redis`) whose failure this is, for the metrics.
     pub dependency: Option<&'static str>,
 }
@@ -93,7 +106,19 @@ impl AppError {
             message: message.into(),
             errors: Vec::new(),
             retry_after_ms: None,
+            max_bytes: None,
             dependency: None,
+        }
+    }
+
+    /// `too_large`: over a size limit of `max_bytes`.
+    pub fn too_large(what: &str, max_bytes: u64) -> Self {
+        Self {
+            max_bytes: Some(max_bytes),
+            ..Self::new(
+                Code::TooLarge,
+                format!("{what} is too large (at most {max_bytes} bytes)"),
+            )
         }
     }
 
@@ -152,6 +177,9 @@ impl AppError {
         let mut v = json!({ "code": self.code.as_str(), "message": self.message });
         if let Some(ms) = self.retry_after_ms {
             v["retry_after_ms"] = json!(ms);
+        }
+        if let Some(max) = self.max_bytes {
+            v["max_bytes"] = json!(max);
         }
         if !self.errors.is_empty() {
             v["errors"] = json!(self.errors);

@@ -17,9 +17,11 @@ pub mod metrics;
 pub mod presence;
 pub mod ratelimit;
 pub mod realtime;
+pub mod retention;
 pub mod serve;
 pub mod shutdown;
 pub mod store;
+pub mod uploads;
 pub mod validate;
 
 use std::future::Future;
@@ -80,6 +82,8 @@ pub struct Shared {
     pub membership: Arc<Membership>,
     /// The instance's background tasks, and the signal that stops them.
     pub shutdown: Shutdown,
+    /// Attachments: their storage, checks and limits.
+    pub uploads: uploads::Uploads,
     /// The default channel, looked up once (channels are never renamed or removed).
     pub default_channel: tokio::sync::OnceCell<store::channels::Channel>,
 }
@@ -195,6 +199,14 @@ impl App {
             rooms,
             metrics.sockets.clone(),
         ));
+        let storage = uploads::Storage::open(&config.storage_url, config.storage_endpoint.as_deref())?;
+        tracing::info!(storage = storage.description(), "uploads storage");
+        let uploads = uploads::Uploads::new(
+            storage,
+            &secret,
+            config.upload_max_bytes,
+            config.upload_quota_bytes,
+        );
         let (committer, commit_queue) = Committer::new();
         let state = AppState(Arc::new(Shared {
             sessions: Sessions::new(
@@ -221,6 +233,7 @@ impl App {
             db,
             redis,
             config,
+            uploads,
             default_channel: tokio::sync::OnceCell::new(),
         }));
         realtime::start(&state, &io, &redis_client, commit_queue).await?;
@@ -256,6 +269,7 @@ impl App {
             io.clone(),
             &state.shutdown,
         );
+        retention::spawn(&state);
 
         // On the signal, the listener stops accepting at once while the sockets are closed
         // beside it; upgraded websockets are not awaited by the server, so the closer is.

@@ -397,6 +397,11 @@ impl RateLimiter {
             .await
     }
 
+    /// Counts an upload of `user` against `cap` an hour; `Some(wait)` when over it.
+    pub async fn upload_started(&self, user: &str, cap: u64) -> redis::RedisResult<Option<u64>> {
+        self.hourly_cap(self.keys.limit("uploads", user), cap).await
+    }
+
     /// A plain fixed-window cap of `cap` an hour on one key.
     async fn hourly_cap(&self, key: String, cap: u64) -> redis::RedisResult<Option<u64>> {
         self.attempt(&[(key, cap)], None, 3_600_000).await

@@ -10,8 +10,8 @@ use serde::Deserialize;
 use super::ApiJson;
 use crate::access;
 use crate::auth::{hash_password, AuthUser};
-use crate::error::{AppError, AppResult, ResultExt};
-use crate::store::channels::{self, ChannelView};
+use crate::error::{AppError, AppResult, Code, FieldError, ResultExt};
+use crate::store::channels::{self, ChannelView, Retention};
 use crate::store::messages::{self, Message, Page};
 use crate::{validate, AppState};
 
@@ -22,6 +22,7 @@ const MAX_PAGE: i64 = 200;
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/channels", get(list).post(create))
+        .route("/channels/{name}", axum::routing::patch(update))
         .route("/channels/{name}/messages", get(history))
 }
 
@@ -68,6 +69,46 @@ struct CreateBody {
     name: Option<String>,
     description: Option<String>,
     password: Option<String>,
+    retention_max_age_secs: Option<i64>,
+    retention_max_messages: Option<i64>,
+}
+
+/// Shortest and longest retention a channel may set for itself: a minute to ten years.
+const RETENTION_AGE: std::ops::RangeInclusive<i64> = 60..=315_360_000;
+/// Fewest and most messages a channel may set itself to keep.
+const RETENTION_MESSAGES: std::ops::RangeInclusive<i64> = 1..=1_000_000_000;
+
+/// Checks a channel's own retention limits.
+fn retention(max_age_secs: Option<i64>, max_messages: Option<i64>) -> AppResult<Retention> {
+    let mut errors = Vec::new();
+    if max_age_secs.is_some_and(|v| !RETENTION_AGE.contains(&v)) {
+        errors.push(FieldError {
+            field: "retention_max_age_secs".into(),
+            message: format!(
+                "must be {} to {} seconds, or null for the server's setting",
+                RETENTION_AGE.start(),
+                RETENTION_AGE.end()
+            ),
+        });
+    }
+    if max_messages.is_some_and(|v| !RETENTION_MESSAGES.contains(&v)) {
+        errors.push(FieldError {
+            field: "retention_max_messages".into(),
+            message: format!(
+                "must be {} to {} messages, or null for the server's setting",
+                RETENTION_MESSAGES.start(),
+                RETENTION_MESSAGES.end()
+            ),
+        });
+    }
+    if errors.is_empty() {
+        Ok(Retention {
+            max_age_secs,
+            max_messages,
+        })
+    } else {
+        Err(AppError::fields(errors))
+    }
 }
 
 async fn create(
@@ -81,6 +122,7 @@ async fn create(
     if let Some(p) = &password {
         validate::password("password", p)?;
     }
+    let retention = retention(body.retention_max_age_secs, body.retention_max_messages)?;
     // Only a valid request counts, before the costly hash.
     let cap = state.config.channels_per_user_per_hour;
     if let Some(wait) = state
@@ -100,11 +142,51 @@ async fn create(
         &description,
         password_hash.as_deref(),
         user.id,
+        retention,
     )
     .await
     .conflict_on_unique("a channel with that name already exists")?;
     tracing::info!(channel = %channel.name, private = channel.is_private(), user_id = %user.id, "channel created");
     Ok((StatusCode::CREATED, Json(channel.view())))
+}
+
+/// `PATCH /api/channels/{name}`: the channel's creator changes its retention limits. A field
+/// that is present is set (`null` returns to the server's setting); an absent one is kept.
+#[derive(Deserialize)]
+struct UpdateBody {
+    #[serde(default, deserialize_with = "present")]
+    retention_max_age_secs: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    retention_max_messages: Option<Option<i64>>,
+}
+
+/// A field that is present, possibly `null`.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
+}
+
+async fn update(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(name): Path<String>,
+    ApiJson(body): ApiJson<UpdateBody>,
+) -> AppResult<Json<ChannelView>> {
+    let channel = access::readable_channel(&state, &name, user.id).await?;
+    if channel.created_by != Some(user.id) {
+        return Err(AppError::new(
+            Code::Forbidden,
+            "only the channel's creator may change its settings",
+        ));
+    }
+    let retention = retention(
+        body.retention_max_age_secs
+            .unwrap_or(channel.retention_max_age_secs),
+        body.retention_max_messages
+            .unwrap_or(channel.retention_max_messages),
+    )?;
+    let channel = channels::set_retention(&state.db, channel.id, retention).await?;
+    tracing::info!(channel = %channel.name, user_id = %user.id, ?retention, "channel retention changed");
+    Ok(Json(channel.view()))
 }
 
 #[derive(Deserialize)]
@@ -131,7 +213,7 @@ async fn history(
     user: AuthUser,
     Path(name): Path<String>,
     query: Result<Query<HistoryQuery>, QueryRejection>,
-) -> AppResult<Json<Vec<Message>>> {
+) -> AppResult<(axum::http::HeaderMap, Json<Vec<Message>>)> {
     let Query(q) = query.map_err(|e| AppError::invalid(e.body_text()))?;
     let before = int_param("before", q.before.as_deref())?;
     let after = int_param("after", q.after.as_deref())?;
@@ -146,7 +228,10 @@ async fn history(
         (Some(_), Some(_)) => return Err(AppError::invalid("give before or after, not both")),
     };
     let channel = access::readable_channel(&state, &name, user.id).await?;
-    Ok(Json(
-        messages::page(&state.db, channel.id, page, limit).await?,
-    ))
+    let messages = messages::page(&state.db, channel.id, page, limit).await?;
+    // Where history begins, read after the page: a page never holds older messages.
+    let first_seq = channels::first_seq(&state.db, channel.id).await?;
+    let mut headers = axum::http::HeaderMap::new();
+    headers.insert("x-first-seq", first_seq.into());
+    Ok((headers, Json(messages)))
 }

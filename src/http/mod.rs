@@ -5,6 +5,7 @@ mod channels;
 mod health;
 mod metrics;
 mod presence;
+mod uploads;
 
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request, State};
@@ -28,6 +29,8 @@ pub fn router(state: AppState) -> Router {
         .merge(channels::router())
         .merge(presence::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        // Uploads carry files: their own, larger body limit.
+        .merge(uploads::api_router(state.config.upload_max_bytes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             refuse_foreign_origin,
@@ -35,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .layer(tower_cookies::CookieManagerLayer::new());
     Router::new()
         .nest("/api", api)
+        .merge(uploads::files_router())
         .merge(health::router())
         .merge(metrics::router())
         .fallback(|| async { AppError::not_found("route") })
@@ -68,7 +72,7 @@ pub fn outer_layers(router: Router, config: &Config) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST])
+        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH])
         .allow_headers([header::CONTENT_TYPE]);
     router
         .layer(cors)

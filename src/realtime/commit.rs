@@ -194,6 +194,14 @@ fn refused(message: &NewMessage, e: &sqlx::Error) -> AppError {
             "this account no longer exists; sign in again",
         );
     }
+    if constraint == "messages_file_key_fkey" {
+        // The upload was removed (never sent within a day, or expired with its messages)
+        // between the check of this send and its insert.
+        return AppError::from(crate::error::FieldError {
+            field: "file.url".into(),
+            message: "the file is no longer stored; upload it again".into(),
+        });
+    }
     tracing::warn!(
         user_id = %message.sender_id,
         channel = %message.channel,

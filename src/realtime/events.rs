@@ -167,13 +167,15 @@ async fn send(
     state: AppState,
     _: SocketRef<Adapter>,
     conn: Arc<Conn>,
-    SendMessage {
+    request: SendMessage,
+) -> AppResult<Sent> {
+    let file = request.file_ref();
+    let SendMessage {
         channel,
         text,
         client_message_id,
-        file,
-    }: SendMessage,
-) -> AppResult<Sent> {
+        ..
+    } = request;
     let started = Instant::now();
     let result = async {
         let (channel, channel_id) = joined_channel(&state, &conn, &channel).await?;
@@ -214,6 +216,12 @@ async fn send(
             Err(e) => tracing::warn!(error = %e, "rate limiter unavailable, send allowed"),
         }
         let text = state.filter.apply(&text);
+        // An upload of the sender's becomes the stored file (its bytes checked now if they
+        // went straight to S3); a link stays a link.
+        let file = match file {
+            Some(file) => Some(state.uploads.resolve(&state.db, conn.user_id, file).await?),
+            None => None,
+        };
 
         // Stored with whatever else arrived meanwhile (group commit), published, then acked.
         let inserted = state
@@ -366,9 +374,12 @@ async fn sync(
         let mut page = messages::page(&state.db, channel.id, Page::After(after), limit + 1).await?;
         let has_more = page.len() as i64 > limit;
         page.truncate(limit as usize);
+        // Read after the page, so the page holds nothing older.
+        let first_seq = channels::first_seq(&state.db, channel.id).await?;
         Ok(Synced {
             messages: page,
             has_more,
+            first_seq,
         })
     }
 }

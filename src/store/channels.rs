@@ -13,6 +13,12 @@ pub struct Channel {
     pub description: String,
     pub password_hash: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub created_by: Option<Uuid>,
+    /// The oldest seq history still holds (retention removes what is older).
+    pub first_seq: i64,
+    /// The channel's own retention limits (stricter than the instance's, if it has any).
+    pub retention_max_age_secs: Option<i64>,
+    pub retention_max_messages: Option<i64>,
 }
 
 /// A channel as the API shows it (never its password hash).
@@ -23,6 +29,13 @@ pub struct ChannelView {
     pub private: bool,
     #[serde(rename = "createdAt")]
     pub created_at: DateTime<Utc>,
+    /// The oldest seq its history holds: older messages were removed by retention.
+    pub first_seq: i64,
+    /// The channel's own retention limits, when it set any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_max_age_secs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_max_messages: Option<i64>,
 }
 
 impl Channel {
@@ -36,6 +49,9 @@ impl Channel {
             description: self.description.clone(),
             private: self.is_private(),
             created_at: self.created_at,
+            first_seq: self.first_seq,
+            retention_max_age_secs: self.retention_max_age_secs,
+            retention_max_messages: self.retention_max_messages,
         }
     }
 }
@@ -43,7 +59,9 @@ impl Channel {
 pub async fn find(db: &PgPool, name: &str) -> Result<Option<Channel>, sqlx::Error> {
     sqlx::query_as!(
         Channel,
-        "SELECT id, name, description, password_hash, created_at FROM channels WHERE name = $1",
+        "SELECT id, name, description, password_hash, created_at, created_by, first_seq,
+                retention_max_age_secs, retention_max_messages
+         FROM channels WHERE name = $1",
         name
     )
     .fetch_optional(db)
@@ -58,8 +76,9 @@ pub async fn list(
 ) -> Result<Vec<Channel>, sqlx::Error> {
     sqlx::query_as!(
         Channel,
-        "SELECT id, name, description, password_hash, created_at FROM channels
-         WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2",
+        "SELECT id, name, description, password_hash, created_at, created_by, first_seq,
+                retention_max_age_secs, retention_max_messages
+         FROM channels WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2",
         after,
         limit
     )
@@ -75,18 +94,23 @@ pub async fn create(
     description: &str,
     password_hash: Option<&str>,
     creator: Uuid,
+    retention: Retention,
 ) -> Result<Channel, sqlx::Error> {
     let mut tx = db.begin().await?;
     let channel = sqlx::query_as!(
         Channel,
-        "INSERT INTO channels (id, name, description, password_hash, created_by)
-         VALUES ($1, $2, $3, $4, $5)
-         RETURNING id, name, description, password_hash, created_at",
+        "INSERT INTO channels (id, name, description, password_hash, created_by,
+                               retention_max_age_secs, retention_max_messages)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING id, name, description, password_hash, created_at, created_by, first_seq,
+                retention_max_age_secs, retention_max_messages",
         Uuid::now_v7(),
         name,
         description,
         password_hash,
-        creator
+        creator,
+        retention.max_age_secs,
+        retention.max_messages
     )
     .fetch_one(&mut *tx)
     .await?;
@@ -115,6 +139,40 @@ pub async fn seed(db: &PgPool, names: &[String]) -> Result<(), sqlx::Error> {
         .await?;
     }
     Ok(())
+}
+
+/// A channel's own retention limits (`None`: the instance's).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Retention {
+    pub max_age_secs: Option<i64>,
+    pub max_messages: Option<i64>,
+}
+
+/// Sets a channel's own retention limits.
+pub async fn set_retention(
+    db: &PgPool,
+    channel: Uuid,
+    retention: Retention,
+) -> Result<Channel, sqlx::Error> {
+    sqlx::query_as!(
+        Channel,
+        "UPDATE channels SET retention_max_age_secs = $2, retention_max_messages = $3
+         WHERE id = $1
+         RETURNING id, name, description, password_hash, created_at, created_by, first_seq,
+                retention_max_age_secs, retention_max_messages",
+        channel,
+        retention.max_age_secs,
+        retention.max_messages
+    )
+    .fetch_one(db)
+    .await
+}
+
+/// The oldest seq a channel's history holds.
+pub async fn first_seq(db: &PgPool, channel: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!("SELECT first_seq FROM channels WHERE id = $1", channel)
+        .fetch_one(db)
+        .await
 }
 
 pub async fn is_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {

@@ -10,13 +10,41 @@ use uuid::Uuid;
 
 use crate::error::ResultExt;
 
-/// A file attached to a message (a link; banter stores no file bodies).
+/// A file attached to a message: an upload stored by banter (`/uploads/<key>`, with its size,
+/// and an image's dimensions and thumbnail), or a link to elsewhere (url, name and type only).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct FileRef {
     pub url: String,
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
+    /// The upload behind the file, when banter stores it.
+    #[serde(skip)]
+    pub key: Option<Uuid>,
+}
+
+impl FileRef {
+    /// A link to a file stored elsewhere.
+    pub fn link(url: String, name: String, kind: String) -> FileRef {
+        FileRef {
+            url,
+            name,
+            kind,
+            size: None,
+            width: None,
+            height: None,
+            thumbnail: None,
+            key: None,
+        }
+    }
 }
 
 /// A message as the wire contract shows it.
@@ -48,12 +76,25 @@ struct Row {
     file_url: Option<String>,
     file_name: Option<String>,
     file_type: Option<String>,
+    file_key: Option<Uuid>,
+    file_size: Option<i64>,
+    file_width: Option<i32>,
+    file_height: Option<i32>,
 }
 
 impl From<Row> for Message {
     fn from(r: Row) -> Self {
         let file = match (r.file_url, r.file_name, r.file_type) {
-            (Some(url), Some(name), Some(kind)) => Some(FileRef { url, name, kind }),
+            (Some(url), Some(name), Some(kind)) => Some(FileRef {
+                thumbnail: r.file_width.map(|_| format!("{url}/thumbnail")),
+                url,
+                name,
+                kind,
+                size: r.file_size,
+                width: r.file_width,
+                height: r.file_height,
+                key: r.file_key,
+            }),
             _ => None,
         };
         Message {
@@ -110,7 +151,8 @@ async fn find_by_client_ids(
     sqlx::query_as!(
         Row,
         "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type
+                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
+                m.file_key, m.file_size, m.file_width, m.file_height
          FROM messages m JOIN channels c ON c.id = m.channel_id
          WHERE (m.sender_id, m.client_message_id) IN
                (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
@@ -245,15 +287,33 @@ async fn insert_statement(
         file(|f| f.name.as_str()),
         file(|f| f.kind.as_str()),
     );
+    let file_keys: Vec<Option<Uuid>> = ms
+        .iter()
+        .map(|m| m.file.as_ref().and_then(|f| f.key))
+        .collect();
+    let file_sizes: Vec<Option<i64>> = ms
+        .iter()
+        .map(|m| m.file.as_ref().and_then(|f| f.size))
+        .collect();
+    let file_widths: Vec<Option<i32>> = ms
+        .iter()
+        .map(|m| m.file.as_ref().and_then(|f| f.width))
+        .collect();
+    let file_heights: Vec<Option<i32>> = ms
+        .iter()
+        .map(|m| m.file.as_ref().and_then(|f| f.height))
+        .collect();
     // Borrowed strings are bound as text arrays without copying them (`as _`: the macro's
     // type check knows only owned arrays).
     let rows = sqlx::query!(
         r#"
 WITH v AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
-                         $6::uuid[], $7::text[], $8::text[], $9::text[])
+                         $6::uuid[], $7::text[], $8::text[], $9::text[], $10::uuid[],
+                         $11::int8[], $12::int4[], $13::int4[])
         WITH ORDINALITY AS v(id, channel_id, sender_id, sender_name, text, client_message_id,
-                             file_url, file_name, file_type, ord)
+                             file_url, file_name, file_type, file_key, file_size, file_width,
+                             file_height, ord)
 ), counts AS (
     SELECT channel_id, count(*) AS n FROM v GROUP BY channel_id
 ), locked AS (
@@ -265,11 +325,12 @@ WITH v AS (
     RETURNING c.id, c.last_seq, counts.n
 )
 INSERT INTO messages (id, channel_id, seq, sender_id, sender_name, text, client_message_id,
-                      file_url, file_name, file_type)
+                      file_url, file_name, file_type, file_key, file_size, file_width,
+                      file_height)
 SELECT v.id, v.channel_id,
        bump.last_seq - bump.n + row_number() OVER (PARTITION BY v.channel_id ORDER BY v.ord),
        v.sender_id, v.sender_name, v.text, v.client_message_id, v.file_url, v.file_name,
-       v.file_type
+       v.file_type, v.file_key, v.file_size, v.file_width, v.file_height
 FROM v JOIN bump ON bump.id = v.channel_id
 RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
         &ids,
@@ -280,7 +341,11 @@ RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
         &client_ids,
         &file_urls as _,
         &file_names as _,
-        &file_types as _
+        &file_types as _,
+        &file_keys as _,
+        &file_sizes as _,
+        &file_widths as _,
+        &file_heights as _
     )
     .fetch_all(db)
     .await?;
@@ -342,9 +407,10 @@ pub async fn page(
             sqlx::query_as!(
                 Row,
                 "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type
+                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
+                m.file_key, m.file_size, m.file_width, m.file_height
                  FROM messages m JOIN channels c ON c.id = m.channel_id
-                 WHERE m.channel_id = $1 ORDER BY m.seq DESC LIMIT $2",
+                 WHERE m.channel_id = $1 AND m.seq >= c.first_seq ORDER BY m.seq DESC LIMIT $2",
                 channel_id,
                 limit
             )
@@ -355,9 +421,11 @@ pub async fn page(
             sqlx::query_as!(
                 Row,
                 "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type
+                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
+                m.file_key, m.file_size, m.file_width, m.file_height
                  FROM messages m JOIN channels c ON c.id = m.channel_id
-                 WHERE m.channel_id = $1 AND m.seq < $3 ORDER BY m.seq DESC LIMIT $2",
+                 WHERE m.channel_id = $1 AND m.seq < $3 AND m.seq >= c.first_seq
+                 ORDER BY m.seq DESC LIMIT $2",
                 channel_id,
                 limit,
                 seq
@@ -369,9 +437,11 @@ pub async fn page(
             sqlx::query_as!(
                 Row,
                 "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type
+                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
+                m.file_key, m.file_size, m.file_width, m.file_height
                  FROM messages m JOIN channels c ON c.id = m.channel_id
-                 WHERE m.channel_id = $1 AND m.seq > $3 ORDER BY m.seq ASC LIMIT $2",
+                 WHERE m.channel_id = $1 AND m.seq > $3 AND m.seq >= c.first_seq
+                 ORDER BY m.seq ASC LIMIT $2",
                 channel_id,
                 limit,
                 seq

@@ -2,6 +2,7 @@
 
 pub mod channels;
 pub mod messages;
+pub mod uploads;
 pub mod users;
 
 use std::time::Duration;

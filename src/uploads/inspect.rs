@@ -1,0 +1,226 @@
+//! What an upload is, from its bytes: the type (sniffed, never the client's word) checked
+//! against the allowlist, and for an image its size and a small JPEG thumbnail. Pure and
+//! blocking (image decoding), so callers run it off the async workers.
+
+use std::io::Cursor;
+
+use crate::error::{AppError, AppResult, Code};
+
+/// Longest side of a thumbnail, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 320;
+/// Largest image (either side) that is decoded for a thumbnail.
+const MAX_IMAGE_SIDE: u32 = 12_000;
+/// Most memory one image decode may take.
+const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// The plain-text type every textual upload is served as (HTML, SVG and scripts included:
+/// they are shown, never run).
+pub const TEXT: &str = "text/plain; charset=utf-8";
+
+/// Image types that get a size and a thumbnail, and are shown inline.
+const IMAGES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
+
+/// Other binary types that may be shared: PDF, office documents and archives.
+const DOCUMENTS: &[&str] = &[
+    "application/pdf",
+    "application/rtf",
+    "application/msword",
+    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "application/vnd.ms-excel",
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+    "application/vnd.ms-powerpoint",
+    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
+    "application/vnd.oasis.opendocument.text",
+    "application/vnd.oasis.opendocument.spreadsheet",
+    "application/vnd.oasis.opendocument.presentation",
+    "application/epub+zip",
+    "application/zip",
+    "application/gzip",
+    "application/x-tar",
+    "application/x-7z-compressed",
+    "application/x-bzip2",
+    "application/x-xz",
+];
+
+/// Declared types accepted when an upload is announced (the bytes decide later): the
+/// allowlist, any text type, and the types browsers give files they do not know.
+pub fn declared_type_allowed(declared: &str) -> bool {
+    let essence = declared
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    IMAGES.contains(&essence.as_str())
+        || DOCUMENTS.contains(&essence.as_str())
+        || (essence.starts_with("text/") && essence.len() > 5)
+        || matches!(
+            essence.as_str(),
+            "application/octet-stream"
+                | "application/json"
+                | "application/xml"
+                | "application/x-zip-compressed"
+                | "application/x-gzip"
+        )
+}
+
+/// What the bytes of an upload are.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Inspected {
+    /// The type the file is served as.
+    pub kind: String,
+    pub width: Option<u32>,
+    pub height: Option<u32>,
+    /// A JPEG of at most `THUMBNAIL_SIDE` pixels a side, for images.
+    pub thumbnail: Option<Vec<u8>>,
+}
+
+impl Inspected {
+    pub fn is_image(&self) -> bool {
+        IMAGES.contains(&self.kind.as_str())
+    }
+}
+
+/// Whether a stored type is shown inline (an image) rather than downloaded.
+pub fn is_image(kind: &str) -> bool {
+    IMAGES.contains(&kind)
+}
+
+fn unsupported(message: &str) -> AppError {
+    AppError::new(Code::UnsupportedType, message)
+}
+
+/// Sniffs `bytes` and checks them against the allowlist; images are decoded (within limits)
+/// for their size and a thumbnail.
+pub fn inspect(bytes: &[u8]) -> AppResult<Inspected> {
+    if bytes.is_empty() {
+        return Err(AppError::invalid("the file is empty"));
+    }
+    let sniffed = infer::get(bytes).map(|t| t.mime_type());
+    let kind = match sniffed {
+        Some(t) if IMAGES.contains(&t) || DOCUMENTS.contains(&t) => t.to_owned(),
+        // Text, whatever it contains (HTML, SVG, XML, scripts: infer names some of these),
+        // is served as plain text.
+        _ if is_text(bytes) => TEXT.to_owned(),
+        Some(t) => {
+            return Err(unsupported(&format!(
+                "files of type {t} cannot be shared (images, PDF, text, documents and archives can)"
+            )))
+        }
+        None => {
+            return Err(unsupported(
+                "this kind of file cannot be shared (images, PDF, text, documents and archives can)",
+            ))
+        }
+    };
+    if !IMAGES.contains(&kind.as_str()) {
+        return Ok(Inspected {
+            kind,
+            width: None,
+            height: None,
+            thumbnail: None,
+        });
+    }
+    let (width, height, thumbnail) = picture(bytes)
+        .map_err(|e| unsupported(&format!("the image cannot be read: {e}")))?;
+    Ok(Inspected {
+        kind,
+        width: Some(width),
+        height: Some(height),
+        thumbnail: Some(thumbnail),
+    })
+}
+
+/// Valid UTF-8 without NUL bytes.
+fn is_text(bytes: &[u8]) -> bool {
+    !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
+}
+
+/// An image's size and its JPEG thumbnail.
+fn picture(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), image::ImageError> {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    let mut reader = image::ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
+    reader.limits(limits);
+    let decoded = reader.decode()?;
+    let (width, height) = (decoded.width(), decoded.height());
+    let small = if width > THUMBNAIL_SIDE || height > THUMBNAIL_SIDE {
+        decoded.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
+    } else {
+        decoded
+    };
+    let mut out = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
+    small.to_rgb8().write_with_encoder(encoder)?;
+    Ok((width, height, out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(width: u32, height: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(width, height, |x, y| {
+            image::Rgb([(x % 256) as u8, (y % 256) as u8, 128])
+        });
+        let mut out = Vec::new();
+        img.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn images_get_size_and_thumbnail() {
+        let found = inspect(&png(1000, 500)).unwrap();
+        assert_eq!(found.kind, "image/png");
+        assert_eq!((found.width, found.height), (Some(1000), Some(500)));
+        let thumb = image::load_from_memory(found.thumbnail.as_deref().unwrap()).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (320, 160));
+        // Small images keep their size.
+        let small = inspect(&png(64, 48)).unwrap();
+        let thumb = image::load_from_memory(small.thumbnail.as_deref().unwrap()).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (64, 48));
+    }
+
+    #[test]
+    fn text_of_any_kind_is_plain_text() {
+        for body in [
+            "hello\n".as_bytes(),
+            b"<!doctype html><script>alert(1)</script>",
+            b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>",
+            b"#!/bin/sh\nrm -rf /\n",
+        ] {
+            assert_eq!(inspect(body).unwrap().kind, TEXT);
+        }
+    }
+
+    #[test]
+    fn refusals() {
+        // A Windows executable, an ELF binary, random bytes, a PNG that is not one.
+        assert_eq!(
+            inspect(b"MZ\x90\x00\x03\x00\x00\x00").unwrap_err().code,
+            Code::UnsupportedType
+        );
+        assert_eq!(
+            inspect(b"\x7fELF\x02\x01\x01\x00").unwrap_err().code,
+            Code::UnsupportedType
+        );
+        assert_eq!(inspect(&[0xff, 0x00, 0xfe, 0x01]).unwrap_err().code, Code::UnsupportedType);
+        let mut broken = png(10, 10);
+        broken.truncate(40);
+        assert_eq!(inspect(&broken).unwrap_err().code, Code::UnsupportedType);
+        assert_eq!(inspect(b"").unwrap_err().code, Code::InvalidPayload);
+    }
+
+    #[test]
+    fn declared_types() {
+        assert!(declared_type_allowed("image/png"));
+        assert!(declared_type_allowed("text/markdown"));
+        assert!(declared_type_allowed("application/octet-stream"));
+        assert!(!declared_type_allowed("application/x-msdownload"));
+        assert!(!declared_type_allowed("image/svg+xml"));
+        assert!(!declared_type_allowed("text/"));
+    }
+}
