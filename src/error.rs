@@ -67,10 +67,9 @@ impl Code {
         match self {
             Code::InvalidPayload | Code::TooLong => StatusCode::BAD_REQUEST,
             Code::NotFound => StatusCode::NOT_FOUND,
-            Code::Forbidden
-            | Code::NotInChannel
-            | Code::ForbiddenOrigin
-            | Code::QuotaExceeded => StatusCode::FORBIDDEN,
+            Code::Forbidden | Code::NotInChannel | Code::ForbiddenOrigin | Code::QuotaExceeded => {
+                StatusCode::FORBIDDEN
+            }
             Code::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Code::UnsupportedType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Code::RateLimited | Code::TooManyConnections => StatusCode::TOO_MANY_REQUESTS,

@@ -199,7 +199,8 @@ impl App {
             rooms,
             metrics.sockets.clone(),
         ));
-        let storage = uploads::Storage::open(&config.storage_url, config.storage_endpoint.as_deref())?;
+        let storage =
+            uploads::Storage::open(&config.storage_url, config.storage_endpoint.as_deref())?;
         tracing::info!(storage = storage.description(), "uploads storage");
         let uploads = uploads::Uploads::new(
             storage,

@@ -57,10 +57,16 @@ pub fn spawn(state: &AppState) {
             tick.tick().await;
             match enforce(&state).await {
                 Ok(pass) if pass.messages > 0 || pass.uploads > 0 => {
-                    tracing::info!(messages = pass.messages, uploads = pass.uploads, "retention removed expired data")
+                    tracing::info!(
+                        messages = pass.messages,
+                        uploads = pass.uploads,
+                        "retention removed expired data"
+                    )
                 }
                 Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "retention pass failed; retried next interval"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "retention pass failed; retried next interval")
+                }
             }
         }
     });

@@ -109,7 +109,12 @@ async fn receive(
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<Json<Stored>> {
-    let refused = || AppError::new(Code::Forbidden, "this upload URL is not valid or has expired");
+    let refused = || {
+        AppError::new(
+            Code::Forbidden,
+            "this upload URL is not valid or has expired",
+        )
+    };
     let key = Uuid::parse_str(&key).map_err(|_| AppError::not_found("upload"))?;
     let Query(q) = query.map_err(|_| refused())?;
     let (Some(expires), Some(sig)) = (q.expires, q.sig) else {
@@ -152,7 +157,10 @@ fn multipart_error(e: MultipartError, max: u64) -> AppError {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         AppError::too_large("the file", max)
     } else {
-        AppError::invalid(format!("the multipart body cannot be read: {}", e.body_text()))
+        AppError::invalid(format!(
+            "the multipart body cannot be read: {}",
+            e.body_text()
+        ))
     }
 }
 
@@ -311,8 +319,16 @@ async fn serve(
     set(headers, header::X_CONTENT_TYPE_OPTIONS, "nosniff");
     // No script, no form, no plugin, a unique origin: even a file a browser chose to render
     // runs nothing on this origin.
-    set(headers, header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'");
-    set(headers, header::CACHE_CONTROL, "private, max-age=86400, immutable");
+    set(
+        headers,
+        header::CONTENT_SECURITY_POLICY,
+        "sandbox; default-src 'none'; img-src 'self'; style-src 'unsafe-inline'",
+    );
+    set(
+        headers,
+        header::CACHE_CONTROL,
+        "private, max-age=86400, immutable",
+    );
     set(headers, header::REFERRER_POLICY, "no-referrer");
     Ok(response)
 }

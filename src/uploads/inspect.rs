@@ -107,11 +107,9 @@ pub fn inspect(bytes: &[u8]) -> AppResult<Inspected> {
                 "files of type {t} cannot be shared (images, PDF, text, documents and archives can)"
             )))
         }
-        None => {
-            return Err(unsupported(
-                "this kind of file cannot be shared (images, PDF, text, documents and archives can)",
-            ))
-        }
+        None => return Err(unsupported(
+            "this kind of file cannot be shared (images, PDF, text, documents and archives can)",
+        )),
     };
     if !IMAGES.contains(&kind.as_str()) {
         return Ok(Inspected {
@@ -121,8 +119,8 @@ pub fn inspect(bytes: &[u8]) -> AppResult<Inspected> {
             thumbnail: None,
         });
     }
-    let (width, height, thumbnail) = picture(bytes)
-        .map_err(|e| unsupported(&format!("the image cannot be read: {e}")))?;
+    let (width, height, thumbnail) =
+        picture(bytes).map_err(|e| unsupported(&format!("the image cannot be read: {e}")))?;
     Ok(Inspected {
         kind,
         width: Some(width),
@@ -207,7 +205,10 @@ mod tests {
             inspect(b"\x7fELF\x02\x01\x01\x00").unwrap_err().code,
             Code::UnsupportedType
         );
-        assert_eq!(inspect(&[0xff, 0x00, 0xfe, 0x01]).unwrap_err().code, Code::UnsupportedType);
+        assert_eq!(
+            inspect(&[0xff, 0x00, 0xfe, 0x01]).unwrap_err().code,
+            Code::UnsupportedType
+        );
         let mut broken = png(10, 10);
         broken.truncate(40);
         assert_eq!(inspect(&broken).unwrap_err().code, Code::UnsupportedType);

@@ -181,8 +181,16 @@ impl Uploads {
         }
         let key = Uuid::now_v7();
         let size = size as i64;
-        if !uploads::create(db, key, owner, &name, &declared_type, size, self.quota_bytes as i64)
-            .await?
+        if !uploads::create(
+            db,
+            key,
+            owner,
+            &name,
+            &declared_type,
+            size,
+            self.quota_bytes as i64,
+        )
+        .await?
         {
             return Err(self.quota_exceeded());
         }

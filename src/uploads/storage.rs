@@ -122,7 +122,10 @@ impl Storage {
     }
 
     pub async fn put(&self, path: &Path, body: Bytes) -> object_store::Result<()> {
-        self.store.put(path, PutPayload::from(body)).await.map(|_| ())
+        self.store
+            .put(path, PutPayload::from(body))
+            .await
+            .map(|_| ())
     }
 
     pub async fn get(&self, path: &Path) -> object_store::Result<GetResult> {

@@ -314,6 +314,8 @@ pub struct Cluster {
     prefix: String,
     redis_url: String,
     extra: Vec<String>,
+    /// The folder both instances keep uploads in (a shared volume in production).
+    pub storage: std::path::PathBuf,
     pub http: reqwest::Client,
 }
 
@@ -349,7 +351,9 @@ impl Cluster {
         };
         let prefix = format!("bt{}", Uuid::new_v4().simple());
         let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let storage = std::env::temp_dir().join(format!("banter-test-uploads-{prefix}"));
         let mut cluster = Cluster {
+            storage,
             a: None,
             b: None,
             db: sqlx::PgPool::connect_lazy(&db_url).expect("pool"),
@@ -398,6 +402,12 @@ impl Cluster {
                 args.extend([flag.to_owned(), value.to_owned()]);
             }
         }
+        if !self.extra.iter().any(|a| a == "--storage-url") {
+            args.extend([
+                "--storage-url".to_owned(),
+                self.storage.display().to_string(),
+            ]);
+        }
         let config = Config::try_parse_from(args).expect("config");
         let (tx, rx) = tokio::sync::oneshot::channel();
         // Building needs a runtime of its own (the instance keeps it); do it off this one.
@@ -417,6 +427,7 @@ impl Cluster {
             ("ALLOWED_ORIGINS", GOOD_ORIGIN.to_owned()),
             ("PRESENCE_HEARTBEAT_SECS", "1".to_owned()),
             ("PRESENCE_OFFLINE_GRACE_SECS", "1".to_owned()),
+            ("STORAGE_URL", self.storage.display().to_string()),
         ]
     }
 
@@ -468,6 +479,7 @@ impl Cluster {
             instance.stop().await;
         }
         self.db.close().await;
+        let _ = std::fs::remove_dir_all(&self.storage);
         if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",

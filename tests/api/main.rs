@@ -13,3 +13,5 @@ mod presence;
 mod process;
 mod ratelimit;
 mod raw;
+mod retention;
+mod uploads;

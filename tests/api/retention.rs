@@ -1,0 +1,254 @@
+//! Retention: a channel keeps its newest messages (or its recent ones), enforced while people
+//! are sending, with history and `messages.sync` saying where history begins, and the stored
+//! files of removed messages removed too.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+/// The seqs of a history page and its `X-First-Seq`.
+async fn history(cluster: &Cluster, on: &Instance, user: &User, channel: &str) -> (Vec<i64>, i64) {
+    let resp = cluster
+        .http
+        .get(format!(
+            "{}/api/channels/{channel}/messages?limit=200",
+            on.url()
+        ))
+        .header("cookie", user.cookie())
+        .send()
+        .await
+        .expect("history");
+    assert_eq!(resp.status(), 200);
+    let first: i64 = resp.headers()["x-first-seq"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let page: Vec<Value> = resp.json().await.expect("json");
+    (
+        page.iter().map(|m| m["seq"].as_i64().unwrap()).collect(),
+        first,
+    )
+}
+
+async fn upload_text(cluster: &Cluster, user: &User, text: &str) -> String {
+    let part = reqwest::multipart::Part::bytes(text.as_bytes().to_vec())
+        .file_name("note.txt")
+        .mime_str("text/plain")
+        .unwrap();
+    let resp = cluster
+        .http
+        .post(format!("{}/api/upload/upload", cluster.a().url()))
+        .header("cookie", user.cookie())
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(resp.status(), 200);
+    resp.json::<Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_keeps_its_newest_messages_under_live_traffic() {
+    let cluster = Cluster::start(&["--retention-interval-secs", "1", "--rate-limit-messages", "1000"]).await;
+    let owner = cluster.register(cluster.a(), "owner").await;
+    let other = cluster.register(cluster.b(), "other").await;
+    // Settings are checked; only the creator changes them.
+    let (status, body) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &owner,
+            json!({"name": "brief", "retention_max_messages": 0}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["errors"][0]["field"], "retention_max_messages");
+    let (status, body) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &owner,
+            json!({"name": "brief", "retention_max_messages": 100}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (
+            body["retention_max_messages"].as_i64(),
+            body["first_seq"].as_i64()
+        ),
+        (Some(100), Some(1))
+    );
+    let patch = |user: &User, body: Value| {
+        let req = cluster
+            .http
+            .patch(format!("{}/api/channels/brief", cluster.b().url()))
+            .header("cookie", user.cookie())
+            .json(&body);
+        async move {
+            let resp = req.send().await.expect("patch");
+            (
+                resp.status().as_u16(),
+                resp.json::<Value>().await.unwrap_or(Value::Null),
+            )
+        }
+    };
+    assert_eq!(
+        patch(&other, json!({"retention_max_messages": 1})).await.0,
+        403
+    );
+
+    // Two people send 30 messages each into the channel, and 30 into general, while
+    // retention runs every second.
+    let writer = Client::connect(cluster.a(), &owner).await;
+    let second = Client::connect(cluster.b(), &other).await;
+    assert_eq!(writer.ack("channel.join", "brief".into()).await["ok"], true);
+    assert_eq!(second.ack("channel.join", "brief".into()).await["ok"], true);
+    let keeper = cluster.register(cluster.a(), "keeper").await;
+    let general = Client::connect(cluster.a(), &keeper).await;
+    // The oldest message carries a file.
+    let url = upload_text(&cluster, &owner, "old news").await;
+    let ack = writer
+        .ack(
+            "message.send",
+            json!({"channel": "brief", "text": "with file", "client_message_id": Uuid::new_v4(),
+            "file": {"url": url, "name": "note.txt", "type": "text/plain"}}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let (status, body) = patch(&owner, json!({"retention_max_messages": 10})).await;
+    assert_eq!(
+        (status, body["retention_max_messages"].as_i64()),
+        (200, Some(10)),
+        "{body}"
+    );
+    let mut acked = Vec::new();
+    for i in 0..30 {
+        for (client, who) in [(&writer, "w"), (&second, "s")] {
+            let ack = send(client, "brief", &format!("{who}{i}")).await;
+            assert_eq!(ack["ok"], true, "a send during retention: {ack}");
+            acked.push(ack["message"]["seq"].as_i64().unwrap());
+        }
+        assert_eq!(
+            send(&general, "general", &format!("g{i}")).await["ok"],
+            true
+        );
+        tokio::time::sleep(Duration::from_millis(30)).await;
+    }
+    // Every send was stored in order, none lost while older ones were removed.
+    assert_eq!(acked, (2..=61).collect::<Vec<_>>());
+
+    // Within a few passes: exactly the ten newest are kept, history says where it begins.
+    let mut kept = (Vec::new(), 0);
+    for _ in 0..50 {
+        kept = history(&cluster, cluster.b(), &other, "brief").await;
+        if kept.1 == 52 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(kept, ((52..=61).collect::<Vec<_>>(), 52));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM messages m JOIN channels c ON c.id = m.channel_id WHERE c.name = 'brief'")
+        .fetch_one(&cluster.db)
+        .await
+        .unwrap();
+    assert_eq!(rows, 10);
+    // A channel without limits keeps everything.
+    let (general_seqs, general_first) = history(&cluster, cluster.a(), &keeper, "general").await;
+    assert_eq!((general_seqs.len(), general_first), (30, 1));
+
+    // messages.sync from before the cut starts at the cut and says so.
+    let ack = second
+        .ack("messages.sync", json!({"channel": "brief", "after_seq": 0}))
+        .await;
+    assert_eq!(ack["first_seq"], 52, "{ack}");
+    let synced: Vec<i64> = ack["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(synced, (52..=61).collect::<Vec<_>>());
+    // The channel list and a join show it too.
+    let (_, channels) = cluster.get(cluster.a(), "/api/channels", &other).await;
+    let brief = channels
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "brief")
+        .unwrap()
+        .clone();
+    assert_eq!(brief["first_seq"], 52);
+
+    // The removed message's file is gone: not served, not stored.
+    assert_eq!(
+        cluster
+            .http
+            .get(format!("{}{url}", cluster.a().url()))
+            .header("cookie", other.cookie())
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let uploads: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads")
+        .fetch_one(&cluster.db)
+        .await
+        .unwrap();
+    assert_eq!(uploads, 0);
+    let key = url.trim_start_matches("/uploads/");
+    assert!(
+        !cluster.storage.join("uploads").join(key).exists(),
+        "the object is deleted"
+    );
+
+    writer.disconnect().await;
+    second.disconnect().await;
+    general.disconnect().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_older_than_the_age_limit_are_removed() {
+    let cluster = Cluster::start(&[
+        "--retention-interval-secs",
+        "1",
+        "--retention-max-age-secs",
+        "8",
+    ])
+    .await;
+    let user = cluster.register(cluster.a(), "user").await;
+    let client = Client::connect(cluster.a(), &user).await;
+    for i in 0..3 {
+        assert_eq!(
+            send(&client, "general", &format!("old{i}")).await["ok"],
+            true
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(9)).await;
+    for i in 0..2 {
+        assert_eq!(
+            send(&client, "general", &format!("new{i}")).await["ok"],
+            true
+        );
+    }
+    let mut kept = (Vec::new(), 0);
+    for _ in 0..25 {
+        kept = history(&cluster, cluster.b(), &user, "general").await;
+        if kept.1 == 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(kept, (vec![4, 5], 4));
+    client.disconnect().await;
+    cluster.finish().await;
+}
