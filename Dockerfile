@@ -25,11 +25,15 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin banter
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin banter \
+    && mkdir -p /data/uploads && chown banter /data/uploads
 COPY --from=build /src/target/release/banter /usr/local/bin/banter
 USER banter
 ENV BANTER_ADDR=0.0.0.0:4000 \
-    LOG_FORMAT=json
+    LOG_FORMAT=json \
+    STORAGE_URL=file:///data/uploads
+# Uploaded files when stored locally (a new named volume takes this folder's owner).
+VOLUME /data/uploads
 EXPOSE 4000
 # bash's /dev/tcp keeps the image free of curl.
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s --retries=3 \

@@ -89,6 +89,30 @@ ensure_nginx() {
   export PATH="$PATH:/usr/sbin"
 }
 
+# An S3-compatible server on loopback for the storage tests: moto's server (PyPI), installed
+# into a virtualenv under target/ when missing, started on a free port. Exports
+# S3_TEST_ENDPOINT and test credentials (moto accepts any); stop_s3 stops it.
+S3_PID=""
+ensure_s3() {
+  local venv=target/s3-venv
+  if [ ! -x "$venv/bin/moto_server" ]; then
+    log "installing moto (an S3-compatible server) into $venv"
+    python3 -m venv "$venv" 2>/dev/null || { apt_install python3-venv && python3 -m venv "$venv"; }
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'moto[server]==5.*'
+  fi
+  local port
+  port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  "$venv/bin/moto_server" -H 127.0.0.1 -p "$port" > target/s3-server.log 2>&1 &
+  S3_PID=$!
+  export S3_TEST_ENDPOINT="http://127.0.0.1:$port"
+  export AWS_ACCESS_KEY_ID=banter-test AWS_SECRET_ACCESS_KEY=banter-test AWS_REGION=us-east-1
+  wait_for "the S3 server (moto) at $S3_TEST_ENDPOINT" curl -sf "$S3_TEST_ENDPOINT/"
+}
+
+stop_s3() {
+  if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; wait "$S3_PID" 2>/dev/null || true; S3_PID=""; fi
+}
+
 # A URL for database $2 on the server of URL $1.
 database_url() {
   local url=$1 db=$2 base query=""

@@ -20,6 +20,9 @@ command -v cargo >/dev/null 2>&1 || { echo "test.sh: a Rust toolchain (cargo) is
 ensure_postgres
 ensure_redis
 drop_stale_test_databases
+mkdir -p target
+ensure_s3
+trap stop_s3 EXIT
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

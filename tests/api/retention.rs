@@ -56,7 +56,13 @@ async fn upload_text(cluster: &Cluster, user: &User, text: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_keeps_its_newest_messages_under_live_traffic() {
-    let cluster = Cluster::start(&["--retention-interval-secs", "1", "--rate-limit-messages", "1000"]).await;
+    let cluster = Cluster::start(&[
+        "--retention-interval-secs",
+        "1",
+        "--rate-limit-messages",
+        "1000",
+    ])
+    .await;
     let owner = cluster.register(cluster.a(), "owner").await;
     let other = cluster.register(cluster.b(), "other").await;
     // Settings are checked; only the creator changes them.

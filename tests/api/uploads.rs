@@ -533,3 +533,145 @@ async fn uploads_have_a_size_limit_an_allowlist_a_rate_and_a_quota() {
     );
     cluster.finish().await;
 }
+
+/// The S3-compatible server `scripts/test.sh` starts (moto), and a fresh bucket on it.
+async fn s3_bucket(http: &reqwest::Client) -> (String, String) {
+    let endpoint = std::env::var("S3_TEST_ENDPOINT").expect(
+        "S3_TEST_ENDPOINT names an S3-compatible server for this test (scripts/test.sh starts one)",
+    );
+    // Credentials for the storage (the server accepts any); the environment's win.
+    for (name, value) in [
+        ("AWS_ACCESS_KEY_ID", "banter-test"),
+        ("AWS_SECRET_ACCESS_KEY", "banter-test"),
+        ("AWS_REGION", "us-east-1"),
+    ] {
+        if std::env::var_os(name).is_none() {
+            std::env::set_var(name, value);
+        }
+    }
+    let bucket = format!("banter-{}", Uuid::new_v4().simple());
+    let resp = http
+        .put(format!("{endpoint}/{bucket}"))
+        .send()
+        .await
+        .expect("create bucket");
+    assert!(
+        resp.status().is_success(),
+        "create bucket: {}",
+        resp.status()
+    );
+    (endpoint, bucket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_presigned_s3_upload_goes_straight_to_the_bucket() {
+    let http = reqwest::Client::new();
+    let (endpoint, bucket) = s3_bucket(&http).await;
+    let cluster = Cluster::start(&[
+        "--storage-url",
+        &format!("s3://{bucket}/chat"),
+        "--storage-endpoint",
+        &endpoint,
+    ])
+    .await;
+    let ann = cluster.register(cluster.a(), "ann").await;
+    let ben = cluster.register(cluster.b(), "ben").await;
+    let picture = png(640, 480);
+
+    let (status, ticket) = cluster
+        .post(
+            cluster.a(),
+            "/api/uploads",
+            &ann,
+            json!({"name": "photo.png", "type": "image/png", "size": picture.len()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{ticket}");
+    let target = ticket["upload"]["url"].as_str().expect("url").to_owned();
+    // A real presigned S3 URL: the bytes go to the bucket, not through banter.
+    assert!(
+        target.starts_with(&format!("{endpoint}/{bucket}/chat/uploads/")),
+        "{target}"
+    );
+    assert!(target.contains("X-Amz-Signature="), "{target}");
+    let file = ticket["file"].clone();
+
+    // A plain HTTP client, no session, with the headers the answer gave.
+    let mut put = http.put(&target).body(picture.clone());
+    for (name, value) in ticket["upload"]["headers"].as_object().expect("headers") {
+        put = put.header(name.as_str(), value.as_str().expect("header value"));
+    }
+    let resp = put.send().await.expect("presigned put");
+    assert!(
+        resp.status().is_success(),
+        "presigned PUT: {}",
+        resp.status()
+    );
+
+    // The first send that carries it checks the bytes (type, size, thumbnail).
+    let sender = Client::connect(cluster.a(), &ann).await;
+    let ack = send_file(&sender, "general", "from the bucket", file.clone()).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let stored = &ack["message"]["file"];
+    assert_eq!(
+        (stored["width"].as_i64(), stored["height"].as_i64()),
+        (Some(640), Some(480))
+    );
+    assert_eq!(stored["type"], "image/png");
+
+    // Another user opens it through banter, on the other instance.
+    let url = file["url"].as_str().unwrap();
+    let (status, headers, bytes) = fetch(&cluster, cluster.b(), url, Some(&ben)).await;
+    assert_eq!(status, 200);
+    assert_eq!(bytes, picture);
+    assert_eq!(header(&headers, "content-type"), "image/png");
+    let (status, _, thumb) = fetch(
+        &cluster,
+        cluster.b(),
+        &format!("{url}/thumbnail"),
+        Some(&ben),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        image::load_from_memory(&thumb).expect("thumbnail").width(),
+        320
+    );
+
+    // Bytes that are not what may be shared fail the send, and are removed from the bucket.
+    let exe = b"MZ\x90\x00\x03\x00\x00\x00\x04\x00\x00\x00\xff\xff".to_vec();
+    let (status, ticket) = cluster
+        .post(
+            cluster.a(),
+            "/api/uploads",
+            &ann,
+            json!({"name": "doc.pdf", "type": "application/pdf", "size": exe.len()}),
+        )
+        .await;
+    assert_eq!(status, 201, "{ticket}");
+    let target = ticket["upload"]["url"].as_str().unwrap().to_owned();
+    assert!(http
+        .put(&target)
+        .body(exe)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .is_success());
+    let ack = send_file(&sender, "general", "not a pdf", ticket["file"].clone()).await;
+    assert_eq!(code(&ack), "unsupported_type", "{ack}");
+    let key = ticket["file"]["url"]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("/uploads/")
+        .to_owned();
+    let object = format!("{endpoint}/{bucket}/chat/uploads/{key}");
+    assert_eq!(
+        http.get(&object).send().await.unwrap().status(),
+        404,
+        "removed from the bucket"
+    );
+
+    sender.disconnect().await;
+    cluster.finish().await;
+}

@@ -62,7 +62,16 @@ class ComposeFile(unittest.TestCase):
             self.assertIn("healthcheck", service, f"{name} has a health check")
 
     def test_named_volumes(self):
-        self.assertEqual(set(self.compose["volumes"]), {"pgdata", "redisdata"})
+        self.assertEqual(set(self.compose["volumes"]), {"pgdata", "redisdata", "uploads"})
+
+    def test_instances_share_the_uploads_volume(self):
+        for name in ("banter-a", "banter-b"):
+            service = self.services[name]
+            url = service["environment"]["STORAGE_URL"]
+            self.assertTrue(url.startswith("file://"), url)
+            mounts = {(m["source"], m["target"]) if isinstance(m, dict) else tuple(m.split(":")[:2])
+                      for m in service["volumes"]}
+            self.assertIn(("uploads", url[len("file://"):]), mounts, f"{name} stores uploads on the shared volume")
 
     def test_nginx_upstreams_are_compose_services_on_their_ports(self):
         banter = nginx_block(self.nginx, "upstream banter")
@@ -126,6 +135,16 @@ class NginxConf(unittest.TestCase):
     def test_limits_and_no_version(self):
         self.assertRegex(self.nginx, r"(?m)^\s*server_tokens off;")
         self.assertRegex(self.nginx, r"(?m)^\s*client_max_body_size \d+[km]?;")
+
+    def test_uploads_go_to_banter_with_room_for_the_largest_file(self):
+        files = nginx_block(self.nginx, "location /uploads/")
+        self.assertIn("proxy_pass http://banter;", files)
+        uploads = nginx_block(self.nginx, "location ~ ^/api/(uploads|upload/upload)")
+        self.assertIn("proxy_pass http://banter;", uploads)
+        size = re.search(r"client_max_body_size (\d+)m;", uploads)
+        self.assertIsNotNone(size, "uploads have their own body limit")
+        default = int(re.search(r'default_value_t = (\d+) \* 1024 \* 1024\)\]\s*pub upload_max_bytes', read("src/config.rs")).group(1))
+        self.assertGreater(int(size.group(1)), default, "room for UPLOAD_MAX_BYTES and multipart headers")
 
     def test_local_rendering_is_valid_nginx(self):
         with tempfile.TemporaryDirectory() as out:
