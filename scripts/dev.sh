@@ -52,7 +52,9 @@ cargo build --release --locked -p banter --bin banter
 
 for name in a b; do
   if [ "$name" = a ]; then addr=127.0.0.1:4000; else addr=127.0.0.1:4001; fi
-  BANTER_ADDR=$addr INSTANCE_ID=dev-$name TRUSTED_PROXIES=${TRUSTED_PROXIES:-127.0.0.1/32} target/release/banter > "$state/banter-$name.log" 2>&1 &
+  # Both instances keep uploaded files in one folder (kept between runs, like the database).
+  BANTER_ADDR=$addr INSTANCE_ID=dev-$name TRUSTED_PROXIES=${TRUSTED_PROXIES:-127.0.0.1/32} \
+    STORAGE_URL=${STORAGE_URL:-$PWD/$state/uploads} target/release/banter > "$state/banter-$name.log" 2>&1 &
   pids+=($!)
 done
 

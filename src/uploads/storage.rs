@@ -58,7 +58,7 @@ impl Storage {
             let s3 = builder
                 .build()
                 .context("STORAGE_URL: cannot configure S3 (bucket, region, credentials)")?;
-            let description = match endpoint {
+            let description = match endpoint.filter(|e| !e.trim().is_empty()) {
                 Some(e) => format!("s3://{rest} at {e}"),
                 None => format!("s3://{rest}"),
             };
