@@ -207,6 +207,7 @@ impl App {
             &secret,
             config.upload_max_bytes,
             config.upload_quota_bytes,
+            metrics.clone(),
         );
         let (committer, commit_queue) = Committer::new();
         let state = AppState(Arc::new(Shared {

@@ -57,6 +57,12 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// From a `message.send` arriving to its ack.
     pub send_seconds: Histogram,
+    /// Uploads whose bytes were checked and stored, and their bytes.
+    pub uploads_stored: Counter,
+    pub upload_bytes: Counter,
+    /// What retention removed (this instance's passes).
+    pub retention_messages: Counter,
+    pub retention_uploads: Counter,
 }
 
 impl Default for Metrics {
@@ -78,6 +84,10 @@ impl Metrics {
             batch_size: Histogram::new(SIZES),
             commit_seconds: Histogram::new(SECONDS),
             send_seconds: Histogram::new(SECONDS),
+            uploads_stored: Counter::default(),
+            upload_bytes: Counter::default(),
+            retention_messages: Counter::default(),
+            retention_uploads: Counter::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -130,6 +140,26 @@ impl Metrics {
             "banter_send_ack_seconds",
             "From a message.send arriving to its ack",
             m.send_seconds.clone(),
+        );
+        r.register(
+            "banter_uploads_stored",
+            "Uploaded files checked and stored",
+            m.uploads_stored.clone(),
+        );
+        r.register(
+            "banter_upload_bytes",
+            "Bytes of uploaded files checked and stored",
+            m.upload_bytes.clone(),
+        );
+        r.register(
+            "banter_retention_removed_messages",
+            "Messages removed by retention passes of this instance",
+            m.retention_messages.clone(),
+        );
+        r.register(
+            "banter_retention_removed_uploads",
+            "Stored files removed by retention passes of this instance (expired or never sent)",
+            m.retention_uploads.clone(),
         );
         m
     }

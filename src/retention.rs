@@ -55,7 +55,12 @@ pub fn spawn(state: &AppState) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            match enforce(&state).await {
+            let result = enforce(&state).await;
+            if let Ok(pass) = &result {
+                state.metrics.retention_messages.inc_by(pass.messages);
+                state.metrics.retention_uploads.inc_by(pass.uploads);
+            }
+            match result {
                 Ok(pass) if pass.messages > 0 || pass.uploads > 0 => {
                     tracing::info!(
                         messages = pass.messages,
@@ -100,12 +105,14 @@ async fn pass(state: &AppState) -> Result<Pass, sqlx::Error> {
     let instance_limits = config.retention_max_age_secs > 0 || config.retention_max_messages > 0;
     let mut after = Uuid::nil();
     loop {
-        // Channels with a limit of their own, or all of them when the instance has one.
+        // Channels that hold messages and have a limit of their own, or all of them that hold
+        // messages when the instance has one.
         let page = sqlx::query!(
             "SELECT id, first_seq, last_seq, retention_max_age_secs, retention_max_messages
              FROM channels
-             WHERE id > $1 AND ($2 OR retention_max_age_secs IS NOT NULL
-                                 OR retention_max_messages IS NOT NULL)
+             WHERE id > $1 AND last_seq >= first_seq
+               AND ($2 OR retention_max_age_secs IS NOT NULL
+                       OR retention_max_messages IS NOT NULL)
              ORDER BY id LIMIT $3",
             after,
             instance_limits,
@@ -127,7 +134,9 @@ async fn pass(state: &AppState) -> Result<Pass, sqlx::Error> {
                 cut = cut.max(first_kept_since(db, c.id, c.first_seq, c.last_seq, cutoff).await?);
             }
             if cut > c.first_seq {
-                done.messages += trim(state, c.id, cut).await?;
+                let (messages, files) = trim(state, c.id, cut).await?;
+                done.messages += messages;
+                done.uploads += files;
             }
         }
         if (page.len() as i64) < CHANNEL_PAGE {
@@ -175,8 +184,8 @@ async fn first_kept_since(
 }
 
 /// Raises a channel's `first_seq` to `cut`, then deletes its older messages in batches and
-/// the stored files only they referred to.
-async fn trim(state: &AppState, channel: Uuid, cut: i64) -> Result<u64, sqlx::Error> {
+/// the stored files only they referred to. Returns how many messages and files it removed.
+async fn trim(state: &AppState, channel: Uuid, cut: i64) -> Result<(u64, u64), sqlx::Error> {
     let db = &state.db;
     // A short update of the channel row (sends lock it briefly too); never lowers first_seq.
     sqlx::query!(
@@ -186,7 +195,7 @@ async fn trim(state: &AppState, channel: Uuid, cut: i64) -> Result<u64, sqlx::Er
     )
     .execute(db)
     .await?;
-    let mut removed = 0;
+    let (mut removed, mut files_removed) = (0, 0);
     loop {
         let files = sqlx::query_scalar!(
             "DELETE FROM messages WHERE id IN (
@@ -205,6 +214,7 @@ async fn trim(state: &AppState, channel: Uuid, cut: i64) -> Result<u64, sqlx::Er
         if !keys.is_empty() {
             let gone = uploads::delete_unreferenced(db, &keys).await?;
             state.uploads.delete_objects(&gone).await;
+            files_removed += gone.len() as u64;
         }
         if !full {
             break;
@@ -212,7 +222,7 @@ async fn trim(state: &AppState, channel: Uuid, cut: i64) -> Result<u64, sqlx::Er
         // Let sends to this channel through between batches.
         tokio::task::yield_now().await;
     }
-    Ok(removed)
+    Ok((removed, files_removed))
 }
 
 #[cfg(test)]

@@ -32,6 +32,16 @@ use crate::AppState;
 /// Room for a multipart request's boundaries and headers beside the file.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
+/// How long a file's bytes may take to arrive.
+const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+
+fn too_slow() -> AppError {
+    AppError::invalid(format!(
+        "the file did not arrive within {} s; try again",
+        BODY_DEADLINE.as_secs()
+    ))
+}
+
 /// The `/api` routes (their own body limit: the upload size).
 pub fn api_router(max_bytes: u64) -> Router<AppState> {
     let limit = usize::try_from(max_bytes)
@@ -142,8 +152,9 @@ async fn receive(
     }
     let _permit = state.uploads.permit().await?;
     let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let bytes = axum::body::to_bytes(body, limit)
+    let bytes = tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, limit))
         .await
+        .map_err(|_| too_slow())?
         .map_err(|_| AppError::too_large("the file", max))?;
     let upload = state.uploads.accept(&state.db, &upload, bytes).await?;
     tracing::info!(%key, kind = ?upload.kind, size = upload.size, "upload stored");
@@ -170,34 +181,40 @@ async fn multipart(
     mut form: Multipart,
 ) -> AppResult<Json<serde_json::Value>> {
     let max = state.uploads.max_bytes;
-    let mut found = None;
-    while let Some(mut field) = form
-        .next_field()
-        .await
-        .map_err(|e| multipart_error(e, max))?
-    {
-        if field.name() != Some("file") {
-            continue;
-        }
-        let name = field
-            .file_name()
-            .map(str::to_owned)
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| "file".to_owned());
-        let declared = field
-            .content_type()
-            .map(str::to_owned)
-            .unwrap_or_else(|| "application/octet-stream".to_owned());
-        let mut bytes = BytesMut::new();
-        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, max))? {
-            if (bytes.len() + chunk.len()) as u64 > max {
-                return Err(AppError::too_large("the file", max));
+    // The turn is taken before the body is read: it bounds the memory of bodies being read.
+    let _permit = state.uploads.permit().await?;
+    let read = async {
+        while let Some(mut field) = form
+            .next_field()
+            .await
+            .map_err(|e| multipart_error(e, max))?
+        {
+            if field.name() != Some("file") {
+                continue;
             }
-            bytes.extend_from_slice(&chunk);
+            let name = field
+                .file_name()
+                .map(str::to_owned)
+                .filter(|n| !n.trim().is_empty())
+                .unwrap_or_else(|| "file".to_owned());
+            let declared = field
+                .content_type()
+                .map(str::to_owned)
+                .unwrap_or_else(|| "application/octet-stream".to_owned());
+            let mut bytes = BytesMut::new();
+            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, max))? {
+                if (bytes.len() + chunk.len()) as u64 > max {
+                    return Err(AppError::too_large("the file", max));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            return Ok(Some((name, declared, bytes.freeze())));
         }
-        found = Some((name, declared, bytes.freeze()));
-        break;
-    }
+        Ok(None)
+    };
+    let found = tokio::time::timeout(BODY_DEADLINE, read)
+        .await
+        .map_err(|_| too_slow())??;
     let Some((name, declared, bytes)) = found else {
         return Err(AppError::fields(vec![crate::error::FieldError {
             field: "file".into(),
@@ -208,7 +225,6 @@ async fn multipart(
         return Err(AppError::invalid("the file is empty"));
     }
     count_upload(&state, user.id).await?;
-    let _permit = state.uploads.permit().await?;
     let upload = store_now(&state, user.id, &name, &declared, bytes).await?;
     let file = file_ref(&upload);
     tracing::info!(user_id = %user.id, key = %upload.key, kind = ?upload.kind, size = upload.size, "file uploaded");

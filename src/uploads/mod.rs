@@ -31,6 +31,8 @@ pub use storage::Storage;
 pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 /// Uploads whose bytes are handled at once by one instance (each is held in memory).
 const CONCURRENT_UPLOADS: usize = 8;
+/// How long an upload waits for its turn before it is refused (`rate_limited`).
+const PERMIT_WAIT: Duration = Duration::from_secs(5);
 /// The path prefix of stored files on the wire.
 pub const URL_PREFIX: &str = "/uploads/";
 
@@ -45,6 +47,7 @@ pub struct Uploads {
     permits: Semaphore,
     pub max_bytes: u64,
     pub quota_bytes: u64,
+    metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
 /// Where and how to send an announced upload's bytes.
@@ -89,7 +92,13 @@ pub fn file_ref(upload: &Upload) -> FileRef {
 }
 
 impl Uploads {
-    pub fn new(storage: Storage, jwt_secret: &str, max_bytes: u64, quota_bytes: u64) -> Self {
+    pub fn new(
+        storage: Storage,
+        jwt_secret: &str,
+        max_bytes: u64,
+        quota_bytes: u64,
+        metrics: std::sync::Arc<crate::metrics::Metrics>,
+    ) -> Self {
         let mut mac = HmacSha256::new_from_slice(jwt_secret.as_bytes())
             .expect("HMAC takes keys of any length");
         mac.update(b"banter upload urls v1");
@@ -99,15 +108,22 @@ impl Uploads {
             permits: Semaphore::new(CONCURRENT_UPLOADS),
             max_bytes,
             quota_bytes,
+            metrics,
         }
     }
 
-    /// Waits for a turn to hold an upload's bytes in memory.
+    /// Waits (a bounded time) for a turn to hold an upload's bytes in memory; the permit is
+    /// held until the upload is stored.
     pub async fn permit(&self) -> AppResult<tokio::sync::SemaphorePermit<'_>> {
-        self.permits
-            .acquire()
-            .await
-            .map_err(|_| AppError::new(Code::Unavailable, "the server is shutting down"))
+        match tokio::time::timeout(PERMIT_WAIT, self.permits.acquire()).await {
+            Ok(Ok(permit)) => Ok(permit),
+            Ok(Err(_)) => Err(AppError::new(
+                Code::Unavailable,
+                "the server is shutting down",
+            )),
+            // Busy with other uploads: the client tries again a little later.
+            Err(_) => Err(AppError::rate_limited(PERMIT_WAIT.as_millis() as u64)),
+        }
     }
 
     fn signature(&self, key: Uuid, expires: i64) -> String {
@@ -349,6 +365,8 @@ impl Uploads {
             inspected.height.map(|h| h as i32),
         );
         uploads::mark_ready(db, upload.key, &inspected.kind, size, width, height).await?;
+        self.metrics.uploads_stored.inc();
+        self.metrics.upload_bytes.inc_by(size.max(0) as u64);
         Ok(Upload {
             kind: Some(inspected.kind.clone()),
             size,
@@ -434,7 +452,8 @@ mod tests {
             None,
         )
         .unwrap();
-        let uploads = Uploads::new(storage, "secret", 10, 10);
+        let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
+        let uploads = Uploads::new(storage, "secret", 10, 10, metrics);
         let key = Uuid::now_v7();
         let later = Utc::now().timestamp() + 60;
         let sig = uploads.signature(key, later);

@@ -166,6 +166,14 @@ async fn a_channel_keeps_its_newest_messages_under_live_traffic() {
         .await
         .unwrap();
     assert_eq!(rows, 10);
+    // The passes of both instances together removed each message once.
+    let removed = cluster
+        .metric(cluster.a(), "banter_retention_removed_messages_total")
+        .await
+        + cluster
+            .metric(cluster.b(), "banter_retention_removed_messages_total")
+            .await;
+    assert_eq!(removed, 51.0);
     // A channel without limits keeps everything.
     let (general_seqs, general_first) = history(&cluster, cluster.a(), &keeper, "general").await;
     assert_eq!((general_seqs.len(), general_first), (30, 1));
