@@ -58,7 +58,7 @@ log "engineioxide's own tests, on the patched copy"
 # cargo-fuzz asks for nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
 log "fuzzing (cargo fuzz, ${FUZZ_SECONDS:=20} s per target)"
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
-for target in event_payloads input_rules; do
+for target in event_payloads input_rules file_inspect; do
   scratch=$(mktemp -d)
   if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$scratch" "corpus/$target" -- \
       -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 > "$scratch.log" 2>&1); then

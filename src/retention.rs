@@ -19,7 +19,7 @@ use crate::store::uploads;
 use crate::AppState;
 
 /// The advisory lock that makes one instance at a time enforce retention.
-const LOCK_KEY: i64 = 0x6261_6e74_6572_7265; // "banterre"
+pub const LOCK_KEY: i64 = 0x6261_6e74_6572_7265; // "banterre"
 /// Messages deleted per statement.
 const BATCH: i64 = 1000;
 /// Channels examined per query.

@@ -216,6 +216,49 @@ mod tests {
     }
 
     #[test]
+    fn an_image_too_large_to_decode_is_refused_before_it_is_decoded() {
+        // A PNG header that claims 100000 × 100000 pixels (40 GB decoded), a few bytes of data.
+        fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
+            let mut crc = crc32(kind);
+            crc = crc32_update(crc, data);
+            let mut out = (data.len() as u32).to_be_bytes().to_vec();
+            out.extend_from_slice(kind);
+            out.extend_from_slice(data);
+            out.extend_from_slice(&(!crc).to_be_bytes());
+            out
+        }
+        fn crc32(bytes: &[u8]) -> u32 {
+            crc32_update(0xffff_ffff, bytes)
+        }
+        fn crc32_update(mut crc: u32, bytes: &[u8]) -> u32 {
+            for &b in bytes {
+                crc ^= b as u32;
+                for _ in 0..8 {
+                    crc = if crc & 1 != 0 {
+                        (crc >> 1) ^ 0xedb8_8320
+                    } else {
+                        crc >> 1
+                    };
+                }
+            }
+            crc
+        }
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&100_000u32.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 6, 0, 0, 0]);
+        let mut bomb = b"\x89PNG\r\n\x1a\n".to_vec();
+        bomb.extend(chunk(b"IHDR", &ihdr));
+        bomb.extend(chunk(
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        ));
+        bomb.extend(chunk(b"IEND", b""));
+        let refused = inspect(&bomb).unwrap_err();
+        assert_eq!(refused.code, Code::UnsupportedType, "{refused}");
+    }
+
+    #[test]
     fn declared_types() {
         assert!(declared_type_allowed("image/png"));
         assert!(declared_type_allowed("text/markdown"));

@@ -231,12 +231,12 @@ async fn a_channel_keeps_its_newest_messages_under_live_traffic() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn messages_older_than_the_age_limit_are_removed() {
+async fn messages_older_than_the_age_limit_are_removed_by_the_lock_holder() {
     let cluster = Cluster::start(&[
         "--retention-interval-secs",
         "1",
         "--retention-max-age-secs",
-        "8",
+        "12",
     ])
     .await;
     let user = cluster.register(cluster.a(), "user").await;
@@ -247,13 +247,35 @@ async fn messages_older_than_the_age_limit_are_removed() {
             true
         );
     }
-    tokio::time::sleep(Duration::from_secs(9)).await;
+    // Another holder of the retention lock (as if another instance were running a pass):
+    // neither instance removes anything meanwhile.
+    let mut holder = cluster.db.acquire().await.expect("connection");
+    sqlx::query("SELECT pg_advisory_lock($1)")
+        .bind(banter::retention::LOCK_KEY)
+        .execute(&mut *holder)
+        .await
+        .expect("lock");
+    tokio::time::sleep(Duration::from_secs(13)).await;
     for i in 0..2 {
         assert_eq!(
             send(&client, "general", &format!("new{i}")).await["ok"],
             true
         );
     }
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        history(&cluster, cluster.b(), &user, "general").await,
+        (vec![1, 2, 3, 4, 5], 1),
+        "nothing is removed while another holds the lock"
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1)")
+        .bind(banter::retention::LOCK_KEY)
+        .execute(&mut *holder)
+        .await
+        .expect("unlock");
+    drop(holder);
+
+    // Released: the next pass removes exactly the messages over 12 s old.
     let mut kept = (Vec::new(), 0);
     for _ in 0..25 {
         kept = history(&cluster, cluster.b(), &user, "general").await;

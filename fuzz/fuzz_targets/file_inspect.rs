@@ -1,0 +1,23 @@
+//! What an uploaded file is, on arbitrary bytes: the sniffing, the allowlist and the image
+//! decoding (with its limits) behind every upload. No panic, no runaway allocation; what is
+//! accepted is an allowed kind, and an image has a size within the limits and a thumbnail that
+//! is a JPEG of at most 320 pixels a side.
+#![no_main]
+
+use banter::uploads::inspect;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(found) = inspect::inspect(data) else {
+        return;
+    };
+    if found.is_image() {
+        let (w, h) = (found.width.unwrap_or(0), found.height.unwrap_or(0));
+        assert!((1..=12_000).contains(&w) && (1..=12_000).contains(&h));
+        let thumb = found.thumbnail.as_deref().expect("an image has a thumbnail");
+        assert!(thumb.starts_with(&[0xff, 0xd8]), "the thumbnail is a JPEG");
+    } else {
+        assert!(found.thumbnail.is_none() && found.width.is_none());
+        assert!(inspect::declared_type_allowed(&found.kind), "{}", found.kind);
+    }
+});
