@@ -144,6 +144,12 @@ fn picture(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), image::ImageError> {
     reader.limits(limits);
     let decoded = reader.decode()?;
     let (width, height) = (decoded.width(), decoded.height());
+    // A GIF may declare a screen of no pixels at all: nothing to show.
+    if width == 0 || height == 0 {
+        return Err(image::ImageError::Limits(
+            image::error::LimitError::from_kind(image::error::LimitErrorKind::DimensionError),
+        ));
+    }
     let small = if width > THUMBNAIL_SIDE || height > THUMBNAIL_SIDE {
         decoded.thumbnail(THUMBNAIL_SIDE, THUMBNAIL_SIDE)
     } else {
@@ -255,6 +261,14 @@ mod tests {
         ));
         bomb.extend(chunk(b"IEND", b""));
         let refused = inspect(&bomb).unwrap_err();
+        assert_eq!(refused.code, Code::UnsupportedType, "{refused}");
+    }
+
+    #[test]
+    fn an_image_without_pixels_is_refused() {
+        // Found by the file_inspect fuzz target: a GIF whose screen is 4099 × 0 pixels.
+        let gif = b"GIF89a\x03\x10\x00\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\x21\xfe\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x40\x01\x00\x3b";
+        let refused = inspect(gif).unwrap_err();
         assert_eq!(refused.code, Code::UnsupportedType, "{refused}");
     }
 
