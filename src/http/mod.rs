@@ -73,7 +73,13 @@ pub fn outer_layers(router: Router, config: &Config) -> Router {
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH])
-        .allow_headers([header::CONTENT_TYPE]);
+        .allow_headers([header::CONTENT_TYPE])
+        // The cursors a page of channels or history carries, readable by a client on another
+        // allowed origin too.
+        .expose_headers([
+            header::HeaderName::from_static("x-next-after"),
+            header::HeaderName::from_static("x-first-seq"),
+        ]);
     router
         .layer(cors)
         .layer(SetResponseHeaderLayer::if_not_present(

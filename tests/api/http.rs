@@ -323,6 +323,37 @@ async fn health_ready_headers_and_csrf() {
     assert_eq!(resp.status(), 201);
     assert_eq!(resp.headers()["access-control-allow-origin"], GOOD_ORIGIN);
     assert_eq!(resp.headers()["access-control-allow-credentials"], "true");
+    // A page of history exposes where history begins; an upload's PUT may be preflighted.
+    let resp = cluster
+        .http
+        .get(format!("{}/api/channels/fine/messages", cluster.a().url()))
+        .header("cookie", user.cookie())
+        .header("origin", GOOD_ORIGIN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["x-first-seq"], "1");
+    let exposed = resp.headers()["access-control-expose-headers"]
+        .to_str()
+        .unwrap()
+        .to_ascii_lowercase();
+    assert!(exposed.contains("x-first-seq"), "{exposed}");
+    let resp = cluster
+        .http
+        .request(
+            reqwest::Method::OPTIONS,
+            format!("{}/api/uploads/x", cluster.a().url()),
+        )
+        .header("origin", GOOD_ORIGIN)
+        .header("access-control-request-method", "PUT")
+        .send()
+        .await
+        .unwrap();
+    let allowed = resp.headers()["access-control-allow-methods"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(allowed.contains("PUT"), "{allowed}");
     let resp = cluster
         .http
         .get(format!("{}/nope", cluster.a().url()))
