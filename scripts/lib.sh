@@ -113,6 +113,11 @@ stop_s3() {
   if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; wait "$S3_PID" 2>/dev/null || true; S3_PID=""; fi
 }
 
+ensure_haproxy() {
+  command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_install haproxy
+  export PATH="$PATH:/usr/sbin"
+}
+
 # A URL for database $2 on the server of URL $1.
 database_url() {
   local url=$1 db=$2 base query=""

@@ -70,8 +70,9 @@ for target in event_payloads input_rules file_inspect; do
   rm -rf "$scratch" "$scratch.log"
 done
 
-log "deployment files (docker-compose config, nginx.conf, Dockerfiles, README)"
+log "deployment files (docker-compose config, nginx.conf, haproxy.cfg, Dockerfiles, README)"
 ensure_nginx
+ensure_haproxy
 command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
 /usr/bin/python3 -m unittest discover -s tests/deploy
 
@@ -79,6 +80,9 @@ command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 log "end-to-end: socket.io-client through nginx"
 cargo build --locked -p banter -p banter-load
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
+
+log "end-to-end: the same suite through HAProxy (stickiness by cookie)"
+(cd tests/e2e && BALANCER=haproxy npm test)
 
 log "frontend: unit tests and production build"
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build)

@@ -57,7 +57,8 @@ class ComposeFile(unittest.TestCase):
         cls.nginx = read("nginx.conf")
 
     def test_services(self):
-        self.assertEqual(set(self.services), {"postgres", "redis", "banter-a", "banter-b", "nginx", "frontend"})
+        self.assertEqual(set(self.services), {"postgres", "redis", "banter-a", "banter-b", "nginx", "frontend", "haproxy"})
+        self.assertEqual(self.services["haproxy"].get("profiles"), ["haproxy"], "HAProxy is the opt-in balancer")
         for name, service in self.services.items():
             self.assertIn("healthcheck", service, f"{name} has a health check")
 
@@ -155,6 +156,41 @@ class NginxConf(unittest.TestCase):
             nginx = "/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else "nginx"
             subprocess.run([nginx, "-t", "-q", "-p", out, "-c", os.path.join(out, "nginx.conf"),
                             "-e", os.path.join(out, "error.log")], check=True)
+
+
+class HaproxyCfg(unittest.TestCase):
+    cfg = read("haproxy.cfg")
+
+    def test_sticky_by_inserted_cookie_not_by_address(self):
+        banter = self.cfg.split("\nbackend banter", 1)[1].split("\nbackend ", 1)[0]
+        self.assertRegex(banter, r"(?m)^\s*cookie SERVERID insert indirect nocache httponly$")
+        self.assertNotRegex(banter, r"balance\s+source", "not keyed on the client address")
+        servers = re.findall(r"(?m)^\s*server\s+(\S+)\s+([\w.-]+):(\d+)\s.*cookie (\w+)", banter)
+        self.assertEqual({host for _, host, _, _ in servers}, {"banter-a", "banter-b"})
+        self.assertEqual(len({c for *_, c in servers}), 2, "each instance has its own cookie value")
+        compose = compose_config()["services"]
+        for _, host, port, _ in servers:
+            self.assertEqual(compose[host]["environment"]["BANTER_ADDR"], f"0.0.0.0:{port}")
+        for path in ("/socket.io/", "/api/", "/uploads/"):
+            self.assertIn(path, self.cfg)
+        self.assertRegex(self.cfg, r"timeout tunnel \d+s", "long-lived websockets")
+        self.assertIn("option forwardfor", self.cfg)
+
+    def test_compose_publishes_it_and_banter_trusts_it(self):
+        compose = compose_config()["services"]
+        haproxy = compose["haproxy"]
+        bind = re.search(r"(?m)^\s*bind \*:(\d+)", self.cfg).group(1)
+        published = {str(p["published"]) if isinstance(p, dict) else p.split(":")[0] for p in haproxy["ports"]}
+        self.assertIn(bind, published)
+        address = haproxy["networks"]["default"]["ipv4_address"]
+        self.assertIn(f"{address}/32", compose["banter-a"]["environment"]["TRUSTED_PROXIES"])
+
+    def test_local_rendering_is_valid_haproxy(self):
+        with tempfile.TemporaryDirectory() as out:
+            subprocess.run([os.path.join(ROOT, "scripts/haproxy-local.sh"), out, "127.0.0.1:18081",
+                            "127.0.0.1:14000", "127.0.0.1:14001"], check=True, capture_output=True)
+            haproxy = "/usr/sbin/haproxy" if os.path.exists("/usr/sbin/haproxy") else "haproxy"
+            subprocess.run([haproxy, "-c", "-q", "-f", os.path.join(out, "haproxy.cfg")], check=True)
 
 
 class Dockerfile(unittest.TestCase):

@@ -21,13 +21,20 @@ export async function guest(cluster, username) {
   return { id: body.user.id, username: body.user.username, cookie };
 }
 
+/** Clients placed without a chosen address so far (behind HAProxy). */
+let placed = 0;
+
 /**
  * Opens a socket through nginx. Options: cookie, origin (default: the cluster's), localAddress,
  * transports, reconnection (default false). Records every event in `socket.received`.
  */
 export function connect(cluster, { cookie, origin = cluster.origin, localAddress, transports, reconnection = false } = {}) {
   const extraHeaders = {};
-  if (cookie) extraHeaders.Cookie = cookie;
+  // Behind HAProxy every client carries a stickiness cookie, as a browser does from HAProxy's
+  // first answer on: the one of its chosen address, else one of each instance in turn.
+  const placement = cluster.placementCookie?.(localAddress ?? `127.0.0.${(placed++ % 2) + 2}`);
+  const cookies = [cookie, placement].filter(Boolean).join('; ');
+  if (cookies) extraHeaders.Cookie = cookies;
   if (origin) extraHeaders.Origin = origin;
   const socket = io(cluster.url, {
     forceNew: true,

@@ -14,6 +14,12 @@ import { fileURLToPath } from 'node:url';
 export const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 export const SECRET = 'e2e-secret-e2e-secret-e2e-secret-0123456789';
 const NGINX = fs.existsSync('/usr/sbin/nginx') ? '/usr/sbin/nginx' : 'nginx';
+const HAPROXY = fs.existsSync('/usr/sbin/haproxy') ? '/usr/sbin/haproxy' : 'haproxy';
+/**
+ * The balancer in front of the instances: nginx (`ip_hash`-style stickiness by client address)
+ * or haproxy (stickiness by an inserted `SERVERID` cookie), from BALANCER.
+ */
+export const BALANCER = process.env.BALANCER ?? 'nginx';
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
@@ -230,22 +236,26 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
     children.push(child);
   }
 
-  execFileSync(path.join(root, 'scripts/nginx-local.sh'), [
-    path.join(work, 'nginx'),
-    `127.0.0.1:${portNginx}`,
-    instances[0].addr,
-    instances[1].addr,
-    `127.0.0.1:${portFrontend}`,
-  ]);
-  const nginxDir = path.join(work, 'nginx');
-  const nginx = spawn(NGINX, ['-p', nginxDir, '-c', path.join(nginxDir, 'nginx.conf'), '-e', path.join(nginxDir, 'error.log'), '-g', 'daemon off;'], {
-    stdio: ['ignore', 'ignore', fs.openSync(path.join(work, 'nginx.out'), 'a')],
-  });
-  children.push(nginx);
+  const balancerArgs = [`127.0.0.1:${portNginx}`, instances[0].addr, instances[1].addr, `127.0.0.1:${portFrontend}`];
+  const nginxDir = path.join(work, BALANCER);
+  if (BALANCER === 'haproxy') {
+    execFileSync(path.join(root, 'scripts/haproxy-local.sh'), [nginxDir, ...balancerArgs]);
+    const haproxy = spawn(HAPROXY, ['-db', '-f', path.join(nginxDir, 'haproxy.cfg')], {
+      stdio: ['ignore', fs.openSync(path.join(nginxDir, 'access.log'), 'a'), fs.openSync(path.join(work, 'haproxy.out'), 'a')],
+    });
+    children.push(haproxy);
+  } else {
+    execFileSync(path.join(root, 'scripts/nginx-local.sh'), [nginxDir, ...balancerArgs]);
+    const nginx = spawn(NGINX, ['-p', nginxDir, '-c', path.join(nginxDir, 'nginx.conf'), '-e', path.join(nginxDir, 'error.log'), '-g', 'daemon off;'], {
+      stdio: ['ignore', 'ignore', fs.openSync(path.join(work, 'nginx.out'), 'a')],
+    });
+    children.push(nginx);
+  }
 
   const cluster = {
     url: origin,
     origin,
+    balancer: BALANCER,
     work,
     uploads,
     dbUrl,
@@ -264,16 +274,28 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
       const out = psql(dbUrl, `SELECT m.id FROM messages m JOIN channels c ON c.id = m.channel_id WHERE c.name = '${channel}' ORDER BY m.seq`);
       return out ? out.split('\n') : [];
     },
-    /** nginx's access log lines. */
+    /**
+     * With HAProxy, the `SERVERID` cookie that places a client from this loopback source address
+     * (its last octet's parity picks the instance), so that tests place clients as they do with
+     * nginx's address hash; null with nginx.
+     */
+    placementCookie(localAddress) {
+      if (BALANCER !== 'haproxy' || !localAddress) return null;
+      const octet = Number(localAddress.split('.').pop());
+      return `SERVERID=${octet % 2 === 0 ? 'a' : 'b'}`;
+    },
+    /** The balancer's access log lines. */
     accessLog() {
       const file = path.join(nginxDir, 'access.log');
       return fs.existsSync(file) ? fs.readFileSync(file, 'utf8').split('\n').filter(Boolean) : [];
     },
-    /** The instance nginx sends requests from this loopback source address to. */
+    /** The instance the balancer sends requests from this loopback source address to. */
     async upstreamOf(localAddress) {
       const probe = randomUUID();
+      const placement = cluster.placementCookie(localAddress);
       await new Promise((resolve, reject) => {
-        const req = http.get(`${origin}/ready?probe=${probe}`, { localAddress, agent: false }, (res) => {
+        const headers = placement ? { cookie: placement } : {};
+        const req = http.get(`${origin}/ready?probe=${probe}`, { localAddress, agent: false, headers }, (res) => {
           res.resume();
           res.on('end', resolve);
         });
@@ -328,6 +350,16 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
   try {
     await Promise.all(instances.map((inst) => waitFor200(`${inst.url}/health`, 60_000)));
     await waitFor200(`${origin}/ready`, 30_000);
+    if (BALANCER === 'haproxy') {
+      // HAProxy's health checks see both instances up: a placed request reaches its instance.
+      for (const [i, address] of ['127.0.0.2', '127.0.0.3'].entries()) {
+        const deadline = Date.now() + 30_000;
+        while ((await cluster.upstreamOf(address)) !== instances[i]) {
+          if (Date.now() > deadline) throw new Error(`HAProxy does not send to instance ${instances[i].name}`);
+          await sleep(200);
+        }
+      }
+    }
     if (frontend) await waitFor200(`${origin}/`, 60_000);
   } catch (e) {
     await cluster.stop();

@@ -1,4 +1,4 @@
-// Attachments through nginx, the way a SocketChat client does it: the file posted to
+// Attachments through the balancer (nginx or HAProxy), the way a SocketChat client does it: the file posted to
 // /api/upload/upload (multipart), its URL sent with message.send over socket.io-client, and the
 // file read back by another person from /uploads/<key>; plus the presigned (signed-URL) upload
 // of the web app, with the bytes PUT by a plain HTTP client.
@@ -27,7 +27,7 @@ async function getFile(path, cookie) {
   return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) };
 }
 
-test('a multipart upload, sent as a message, is opened by another person through nginx', async () => {
+test('a multipart upload, sent as a message, is opened by another person through the balancer', async () => {
   const ann = await guest(cluster, 'ann-files');
   const ben = await guest(cluster, 'ben-files');
   const form = new FormData();
