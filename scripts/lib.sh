@@ -113,6 +113,49 @@ stop_s3() {
   if [ -n "$S3_PID" ]; then kill "$S3_PID" 2>/dev/null || true; wait "$S3_PID" 2>/dev/null || true; S3_PID=""; fi
 }
 
+# A Postgres primary with a streaming replica, on loopback ports of their own, for the read
+# replica tests: a scratch cluster from the installed server binaries (initdb, pg_basebackup),
+# run as the postgres user. Exports REPLICA_TEST_PRIMARY_URL and REPLICA_TEST_REPLICA_URL;
+# stop_pg_replica stops both and removes them.
+PG_PAIR_DIR=""
+ensure_pg_replica() {
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -x "$bin/initdb" ] || apt_install postgresql
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  PG_PAIR_DIR=$(mktemp -d /tmp/banter-pg-pair.XXXXXX)
+  chmod 755 "$PG_PAIR_DIR"
+  as_root chown postgres "$PG_PAIR_DIR"
+  local ports primary replica
+  ports=$(python3 -c 'import socket
+ss = [socket.socket() for _ in range(2)]
+for s in ss: s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in ss))')
+  primary=${ports% *} replica=${ports#* }
+  local pg="as_root runuser -u postgres --"
+  $pg "$bin/initdb" -D "$PG_PAIR_DIR/primary" -A trust -U postgres >/dev/null
+  printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nwal_level = replica\nmax_wal_senders = 4\nfsync = off\nmax_connections = 200\n" \
+    "$primary" "$PG_PAIR_DIR" | $pg tee -a "$PG_PAIR_DIR/primary/postgresql.conf" >/dev/null
+  $pg "$bin/pg_ctl" -D "$PG_PAIR_DIR/primary" -l "$PG_PAIR_DIR/primary.log" -w start >/dev/null
+  $pg "$bin/pg_basebackup" -h 127.0.0.1 -p "$primary" -U postgres -D "$PG_PAIR_DIR/replica" -R -X stream
+  printf "port = %s\nhot_standby = on\n" "$replica" | $pg tee -a "$PG_PAIR_DIR/replica/postgresql.conf" >/dev/null
+  $pg "$bin/pg_ctl" -D "$PG_PAIR_DIR/replica" -l "$PG_PAIR_DIR/replica.log" -w start >/dev/null
+  export REPLICA_TEST_PRIMARY_URL="postgres://postgres@127.0.0.1:$primary/postgres"
+  export REPLICA_TEST_REPLICA_URL="postgres://postgres@127.0.0.1:$replica/postgres"
+  wait_for "the streaming replica" psql "$REPLICA_TEST_REPLICA_URL" -Atc 'SELECT pg_is_in_recovery()'
+}
+
+stop_pg_replica() {
+  [ -n "$PG_PAIR_DIR" ] || return 0
+  local bin
+  bin=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -n 1)
+  for node in replica primary; do
+    as_root runuser -u postgres -- "$bin/pg_ctl" -D "$PG_PAIR_DIR/$node" -m immediate stop >/dev/null 2>&1 || true
+  done
+  as_root rm -rf "$PG_PAIR_DIR"
+  PG_PAIR_DIR=""
+}
+
 ensure_haproxy() {
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_install haproxy
   export PATH="$PATH:/usr/sbin"

@@ -21,8 +21,9 @@ ensure_postgres
 ensure_redis
 drop_stale_test_databases
 mkdir -p target
+trap 'stop_s3; stop_pg_replica' EXIT
 ensure_s3
-trap stop_s3 EXIT
+ensure_pg_replica
 
 log "cargo fmt --check"
 cargo fmt --all -- --check

@@ -41,6 +41,11 @@ pub struct Config {
     #[arg(long, env = "DATABASE_URL")]
     pub database_url: String,
 
+    /// Postgres URL of a streaming replica for history, `messages.sync` and the channel list
+    /// (reads fall back to the primary when it is behind or away).
+    #[arg(long, env = "DATABASE_READ_URL")]
+    pub database_read_url: Option<String>,
+
     /// Plain `redis://` URL; RESP3 is turned on where the adapter needs it.
     #[arg(long, env = "REDIS_URL")]
     pub redis_url: String,

@@ -67,6 +67,8 @@ pub struct AppState(Arc<Shared>);
 pub struct Shared {
     pub config: Config,
     pub db: PgPool,
+    /// Where reads that may use a replica go.
+    pub reads: store::reads::Reads,
     /// Redis, for the readiness check (each service holds its own handle).
     pub redis: ConnectionManager,
     pub sessions: Sessions,
@@ -124,6 +126,18 @@ impl App {
         store::migrate(&db)
             .await
             .context("database migration failed")?;
+        let replica = match config
+            .database_read_url
+            .as_deref()
+            .filter(|u| !u.trim().is_empty())
+        {
+            Some(url) => Some(
+                store::connect_lazy(url)
+                    .context("DATABASE_READ_URL is not a valid Postgres URL")?,
+            ),
+            None => None,
+        };
+        let reads = store::reads::Reads::new(db.clone(), replica);
         store::users::backfill_username_keys(&db)
             .await
             .context("cannot fill in username keys")?;
@@ -233,6 +247,7 @@ impl App {
             membership,
             shutdown,
             db,
+            reads,
             redis,
             config,
             uploads,

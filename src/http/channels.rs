@@ -54,7 +54,16 @@ async fn list(
         Some(raw) => Some(validate::channel_name(raw)?),
         None => None,
     };
-    let page = channels::list(&state.db, after.as_deref(), limit).await?;
+    // From the replica when there is one (a channel created a moment ago may be missing
+    // there for as long as it lags); from the primary when the replica is away.
+    let page = match channels::list(state.reads.any(), after.as_deref(), limit).await {
+        Ok(page) => page,
+        Err(e) if state.reads.has_replica() => {
+            tracing::warn!(error = %e, "read replica unavailable, reading from the primary");
+            channels::list(&state.db, after.as_deref(), limit).await?
+        }
+        Err(e) => return Err(e.into()),
+    };
     let mut headers = axum::http::HeaderMap::new();
     if page.len() as i64 == limit {
         if let Some(Ok(next)) = page.last().map(|c| c.name.parse()) {
@@ -228,9 +237,10 @@ async fn history(
         (Some(_), Some(_)) => return Err(AppError::invalid("give before or after, not both")),
     };
     let channel = access::readable_channel(&state, &name, user.id).await?;
-    let messages = messages::page(&state.db, channel.id, page, limit).await?;
+    let db = state.reads.messages(channel.id).await?;
+    let messages = messages::page(db, channel.id, page, limit).await?;
     // Where history begins, read after the page: a page never holds older messages.
-    let first_seq = channels::first_seq(&state.db, channel.id).await?;
+    let first_seq = channels::first_seq(db, channel.id).await?;
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("x-first-seq", first_seq.into());
     Ok((headers, Json(messages)))

@@ -371,11 +371,12 @@ async fn sync(
     {
         let (after, limit) = (request.after_seq, request.limit());
         let channel = access::readable_channel(&state, &request.channel, conn.user_id).await?;
-        let mut page = messages::page(&state.db, channel.id, Page::After(after), limit + 1).await?;
+        let db = state.reads.messages(channel.id).await?;
+        let mut page = messages::page(db, channel.id, Page::After(after), limit + 1).await?;
         let has_more = page.len() as i64 > limit;
         page.truncate(limit as usize);
         // Read after the page, so the page holds nothing older.
-        let first_seq = channels::first_seq(&state.db, channel.id).await?;
+        let first_seq = channels::first_seq(db, channel.id).await?;
         Ok(Synced {
             messages: page,
             has_more,

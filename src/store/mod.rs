@@ -2,6 +2,7 @@
 
 pub mod channels;
 pub mod messages;
+pub mod reads;
 pub mod uploads;
 pub mod users;
 
@@ -26,6 +27,21 @@ pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
         .test_before_acquire(false)
         .connect_with(options)
         .await
+}
+
+/// Opens a pool without connecting yet (a read replica: its failures fall back to the primary).
+pub fn connect_lazy(url: &str) -> Result<PgPool, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    let options = options.application_name("banter").options([
+        ("statement_timeout", "10s"),
+        ("plan_cache_mode", "force_generic_plan"),
+    ]);
+    Ok(PgPoolOptions::new()
+        .max_connections(16)
+        .min_connections(0)
+        .acquire_timeout(Duration::from_secs(1))
+        .test_before_acquire(false)
+        .connect_lazy_with(options))
 }
 
 /// Longest wait for one database step of a message send before the client is told

@@ -310,6 +310,7 @@ pub struct Cluster {
     pub b: Option<Instance>,
     pub db: sqlx::PgPool,
     db_name: String,
+    admin_url: String,
     db_url: String,
     prefix: String,
     redis_url: String,
@@ -335,22 +336,44 @@ impl Cluster {
         Self::start_with(redis_url(), Some(proxy.port), extra).await
     }
 
+    /// A cluster on the Postgres server of `primary` (an admin URL), whose instances read from
+    /// the streaming replica of `replica` (`DATABASE_READ_URL`, the same database name).
+    pub async fn start_with_replica(primary: &str, replica: &str, extra: &[&str]) -> Cluster {
+        Self::start_on(primary.to_owned(), redis_url(), None, Some(replica), extra).await
+    }
+
     async fn start_with(redis_url: String, pg_proxy_port: Option<u16>, extra: &[&str]) -> Cluster {
+        Self::start_on(admin_url(), redis_url, pg_proxy_port, None, extra).await
+    }
+
+    async fn start_on(
+        admin_url: String,
+        redis_url: String,
+        pg_proxy_port: Option<u16>,
+        replica: Option<&str>,
+        extra: &[&str],
+    ) -> Cluster {
         let db_name = format!("banter_test_{}", Uuid::new_v4().simple());
-        let mut admin = PgConnection::connect(&admin_url()).await.expect("postgres");
+        let mut admin = PgConnection::connect(&admin_url).await.expect("postgres");
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {db_name}")))
             .execute(&mut admin)
             .await
             .expect("create database");
         admin.close().await.ok();
-        let db_url = with_database(&admin_url(), &db_name);
+        let db_url = with_database(&admin_url, &db_name);
         // The test itself always reaches Postgres directly; instances maybe through the proxy.
         let instance_db_url = match pg_proxy_port {
             Some(port) => through_port(&db_url, port),
             None => db_url.clone(),
         };
         let prefix = format!("bt{}", Uuid::new_v4().simple());
-        let extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        let mut extra: Vec<String> = extra.iter().map(|s| s.to_string()).collect();
+        if let Some(replica) = replica {
+            extra.extend([
+                "--database-read-url".to_owned(),
+                with_database(replica, &db_name),
+            ]);
+        }
         let storage = std::env::temp_dir().join(format!("banter-test-uploads-{prefix}"));
         let mut cluster = Cluster {
             storage,
@@ -358,6 +381,7 @@ impl Cluster {
             b: None,
             db: sqlx::PgPool::connect_lazy(&db_url).expect("pool"),
             db_name,
+            admin_url,
             db_url: instance_db_url,
             prefix,
             redis_url,
@@ -480,7 +504,7 @@ impl Cluster {
         }
         self.db.close().await;
         let _ = std::fs::remove_dir_all(&self.storage);
-        if let Ok(mut admin) = PgConnection::connect(&admin_url()).await {
+        if let Ok(mut admin) = PgConnection::connect(&self.admin_url).await {
             let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "DROP DATABASE IF EXISTS {} WITH (FORCE)",
                 self.db_name

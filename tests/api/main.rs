@@ -13,5 +13,6 @@ mod presence;
 mod process;
 mod ratelimit;
 mod raw;
+mod replica;
 mod retention;
 mod uploads;
