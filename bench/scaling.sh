@@ -1,0 +1,133 @@
+#!/usr/bin/env bash
+# Per-instance costs as instances are added: the same load per instance on 1, 2 and 4 banter
+# instances (one Postgres, one Redis, all on this machine), measuring what each tier spends per
+# unit of work. Feeds docs/SCALING.md.
+#
+# Each instance carries USERS_PER_INSTANCE users (default 250) in channels of 25 (so a message
+# has 25 recipients whatever the cluster size), each user sending RATE messages a second
+# (default 0.5), for SECONDS (default 20). Measured over the sending window:
+#   - banter: CPU per delivered message.new, and per stored message, per instance (banter-load's
+#     --server-pids);
+#   - Postgres: CPU of all its processes per persisted message (/proc, utime + stime);
+#   - Redis: CPU per published message (INFO cpu), which grows with the subscribing instances
+#     (every instance receives every publication on one Redis).
+# Writes bench/results/scaling-<n>.json (banter-load's report) and bench/results/scaling.md.
+# Loopback only; every process it starts is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+
+results=bench/results
+mkdir -p "$results"
+per_instance=${USERS_PER_INSTANCE:-250}
+rate=${RATE:-0.5}
+seconds=${SECONDS_PER_RUN:-20}
+sizes=(${SIZES:-1 2 4})
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+trap cleanup EXIT INT TERM
+
+ensure_postgres
+ensure_redis
+admin_url=$DATABASE_URL
+ulimit -n "$(ulimit -Hn)"
+log "building banter and banter-load (release)"
+cargo build --release --locked -p banter -p banter-load
+secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+# CPU seconds (user + system) of every process whose command is postgres.
+postgres_cpu() {
+  python3 - <<'PY'
+import os
+hz = os.sysconf("SC_CLK_TCK")
+total = 0
+for pid in os.listdir("/proc"):
+    if not pid.isdigit():
+        continue
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        continue
+    name = stat[stat.index("(") + 1:stat.rindex(")")]
+    if name.startswith("postgres"):
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])
+print(total / hz)
+PY
+}
+redis_cpu() {
+  redis-cli -u "$REDIS_URL" INFO cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.4f\n", s}'
+}
+
+rm -f "$results/scaling.tsv"
+for n in "${sizes[@]}"; do
+  psql "$admin_url" -qc "DROP DATABASE IF EXISTS bench_scaling WITH (FORCE)" -c "CREATE DATABASE bench_scaling"
+  redis-cli -u "$REDIS_URL" --scan --pattern 'scale:*' | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null
+  targets=()
+  for ((i = 0; i < n; i++)); do
+    port=$((4600 + i))
+    DATABASE_URL=$(database_url "$admin_url" bench_scaling) REDIS_URL=$REDIS_URL REDIS_PREFIX=scale \
+      JWT_SECRET=$secret BANTER_ADDR=127.0.0.1:$port INSTANCE_ID=scale-$i RUST_LOG=warn \
+      RATE_LIMIT_MESSAGES=100000000 RATE_LIMIT_WINDOW_SECS=1 \
+      GUESTS_PER_ADDRESS_PER_HOUR=100000000 GUEST_MESSAGES_PER_ADDRESS=100000000000 \
+      MAX_PENDING_SESSIONS_PER_ADDRESS=100000000 CHANNELS_PER_USER_PER_HOUR=100000000 \
+      MAX_SOCKETS_PER_USER=100000 STORAGE_URL=target/scaling-uploads \
+      target/release/banter > "$results/scaling-banter-$i.log" 2>&1 &
+    pids+=($!)
+    targets+=("127.0.0.1:$port")
+  done
+  for t in "${targets[@]}"; do wait_for "banter on $t" curl -fs "http://$t/ready"; done
+  users=$((per_instance * n))
+  channels=$((users / 25))
+  log "$n instance(s): $users users in $channels channels of 25, $rate msg/s each, $seconds s"
+  pg0=$(postgres_cpu) redis0=$(redis_cpu)
+  target/release/banter-load fanout --targets "$(IFS=,; echo "${targets[*]}")" --users "$users" \
+    --channels "$channels" --rate "$rate" --duration "$seconds" --drain 2 \
+    --server-pids "$(IFS=,; echo "${pids[*]}")" --label "banter x$n" \
+    --out "$results/scaling-$n.json" || [ $? -eq 3 ]
+  pg1=$(postgres_cpu) redis1=$(redis_cpu)
+  printf '%s\t%s\t%s\n' "$n" "$(python3 -c "print($pg1 - $pg0)")" "$(python3 -c "print($redis1 - $redis0)")" \
+    >> "$results/scaling.tsv"
+  cleanup
+done
+rm -rf target/scaling-uploads
+
+python3 - "$results" "$seconds" <<'PY'
+import json, sys
+results, seconds = sys.argv[1], float(sys.argv[2])
+rows = []
+for line in open(f"{results}/scaling.tsv"):
+    n, pg, redis = line.split()
+    d = json.load(open(f"{results}/scaling-{n}.json"))
+    window = d["duration_s"] + 2  # the drain is inside the CPU window of the tiers
+    per_instance_cpu = [s["cpu_pct"] for s in d["servers"]]
+    deliveries = d["deliveries_per_s"] * d["duration_s"]
+    persisted = d["persisted"]
+    n = int(n)
+    cpu_s = sum(per_instance_cpu) / 100 * d["duration_s"]
+    rows.append({
+        "instances": n,
+        "users": d["users"],
+        "persisted_per_s": d["acked_per_s"],
+        "deliveries_per_s": d["deliveries_per_s"],
+        "lost": d["lost"],
+        "cpu_pct_per_instance": sum(per_instance_cpu) / n,
+        "us_per_delivery": cpu_s / deliveries * 1e6 if deliveries else 0,
+        "pg_us_per_message": float(pg) / persisted * 1e6 if persisted else 0,
+        "redis_us_per_message": float(redis) / persisted * 1e6 if persisted else 0,
+        "redis_us_per_message_per_instance": float(redis) / persisted / n * 1e6 if persisted else 0,
+        "e2e_p50_ms": d["e2e"].get("p50_ms") if isinstance(d.get("e2e"), dict) else None,
+        "e2e_p99_ms": d["e2e"].get("p99_ms") if isinstance(d.get("e2e"), dict) else None,
+    })
+with open(f"{results}/scaling.md", "w") as out:
+    out.write("| instances | users | stored msg/s | deliveries/s | lost | banter CPU % per instance | banter CPU µs per delivery | Postgres CPU µs per stored message | Redis CPU µs per message | Redis CPU µs per message per instance | e2e p50 / p99 ms |\n")
+    out.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
+    for r in rows:
+        out.write(f"| {r['instances']} | {r['users']} | {r['persisted_per_s']:.0f} | {r['deliveries_per_s']:.0f} | {r['lost']} | {r['cpu_pct_per_instance']:.1f} | {r['us_per_delivery']:.1f} | {r['pg_us_per_message']:.0f} | {r['redis_us_per_message']:.1f} | {r['redis_us_per_message_per_instance']:.1f} | {r['e2e_p50_ms']} / {r['e2e_p99_ms']} |\n")
+print(open(f"{results}/scaling.md").read())
+PY
