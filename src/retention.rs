@@ -30,8 +30,6 @@ pub const UNSENT_UPLOAD_TTL: Duration = Duration::from_secs(24 * 3600);
 /// What one pass removed.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Pass {
-    /// Whether this instance held the lock (another instance was not enforcing).
-    pub ran: bool,
     pub messages: u64,
     pub uploads: u64,
 }
@@ -98,10 +96,7 @@ pub async fn enforce(state: &AppState) -> Result<Pass, sqlx::Error> {
 async fn pass(state: &AppState) -> Result<Pass, sqlx::Error> {
     let db = &state.db;
     let config = &state.config;
-    let mut done = Pass {
-        ran: true,
-        ..Pass::default()
-    };
+    let mut done = Pass::default();
     let instance_limits = config.retention_max_age_secs > 0 || config.retention_max_messages > 0;
     let mut after = Uuid::nil();
     loop {

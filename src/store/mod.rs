@@ -14,34 +14,36 @@ use sqlx::PgPool;
 /// Opens the pool. Acquiring a connection is bounded so that a Postgres outage turns into a
 /// prompt `unavailable` instead of a hanging request.
 pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
-    let options = options.application_name("banter").options([
-        ("statement_timeout", "10s"),
-        ("plan_cache_mode", "force_generic_plan"),
-    ]);
-    PgPoolOptions::new()
-        .max_connections(16)
+    pool_options()
         .min_connections(1)
         .acquire_timeout(Duration::from_secs(3))
-        // No ping before every use: a broken connection fails its query and is replaced.
-        .test_before_acquire(false)
-        .connect_with(options)
+        .connect_with(connect_options(url)?)
         .await
 }
 
-/// Opens a pool without connecting yet (a read replica: its failures fall back to the primary).
+/// Opens a pool without connecting yet (a read replica: its failures fall back to the
+/// primary, so it waits at most 1 s for a connection).
 pub fn connect_lazy(url: &str) -> Result<PgPool, sqlx::Error> {
-    let options: PgConnectOptions = url.parse()?;
-    let options = options.application_name("banter").options([
-        ("statement_timeout", "10s"),
-        ("plan_cache_mode", "force_generic_plan"),
-    ]);
-    Ok(PgPoolOptions::new()
-        .max_connections(16)
+    Ok(pool_options()
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(1))
+        .connect_lazy_with(connect_options(url)?))
+}
+
+/// What every banter connection sets: its name, a statement timeout, generic plans.
+fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
+    let options: PgConnectOptions = url.parse()?;
+    Ok(options.application_name("banter").options([
+        ("statement_timeout", "10s"),
+        ("plan_cache_mode", "force_generic_plan"),
+    ]))
+}
+
+fn pool_options() -> PgPoolOptions {
+    PgPoolOptions::new()
+        .max_connections(16)
+        // No ping before every use: a broken connection fails its query and is replaced.
         .test_before_acquire(false)
-        .connect_lazy_with(options))
 }
 
 /// Longest wait for one database step of a message send before the client is told

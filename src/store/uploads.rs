@@ -138,15 +138,3 @@ pub async fn unsent(
     .fetch_all(db)
     .await
 }
-
-/// Forgets an upload whose bytes were refused (nothing refers to it yet).
-pub async fn delete(db: &PgPool, key: Uuid) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "DELETE FROM uploads u WHERE u.key = $1
-           AND NOT EXISTS (SELECT 1 FROM messages m WHERE m.file_key = u.key)",
-        key
-    )
-    .execute(db)
-    .await?;
-    Ok(())
-}

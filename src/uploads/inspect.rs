@@ -77,7 +77,7 @@ pub struct Inspected {
 
 impl Inspected {
     pub fn is_image(&self) -> bool {
-        IMAGES.contains(&self.kind.as_str())
+        is_image(&self.kind)
     }
 }
 

@@ -271,35 +271,18 @@ impl Uploads {
     /// then ready to be sent. Refused bytes leave nothing behind.
     pub async fn accept(&self, db: &PgPool, upload: &Upload, bytes: Bytes) -> AppResult<Upload> {
         if bytes.len() as u64 > self.max_bytes {
-            uploads::delete(db, upload.key).await?;
+            self.discard(db, upload.key).await?;
             return Err(AppError::too_large("the file", self.max_bytes));
         }
-        let checked = {
-            let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || inspect::inspect(&bytes))
-                .await
-                .map_err(|_| AppError::new(Code::Internal, "the file could not be checked"))?
-        };
-        let inspected = match checked {
-            Ok(found) => found,
-            Err(e) => {
-                uploads::delete(db, upload.key).await?;
-                let _ = self.storage.delete(&storage::object(upload.key)).await;
-                return Err(e);
-            }
-        };
-        let object = storage::object(upload.key);
-        let stored = async {
-            self.storage.put(&object, bytes.clone()).await?;
-            if let Some(thumb) = &inspected.thumbnail {
-                self.storage
-                    .put(&storage::thumbnail(upload.key), Bytes::from(thumb.clone()))
-                    .await?;
-            }
-            Ok::<_, object_store::Error>(())
+        let inspected = self.inspect_or_discard(db, upload, &bytes).await?;
+        async {
+            self.storage
+                .put(&storage::object(upload.key), bytes.clone())
+                .await?;
+            self.put_thumbnail(upload.key, &inspected).await
         }
-        .await;
-        stored.map_err(|e| AppError::unavailable("storage", &e))?;
+        .await
+        .map_err(|e| AppError::unavailable("storage", &e))?;
         self.mark_ready(db, upload, &inspected, bytes.len() as i64)
             .await
     }
@@ -308,49 +291,69 @@ impl Uploads {
     /// stored beside them.
     pub async fn check_stored(&self, db: &PgPool, upload: &Upload) -> AppResult<Upload> {
         let object = storage::object(upload.key);
-        let not_sent = || {
-            AppError::from(FieldError {
-                field: "file.url".into(),
-                message: "the file's upload has not finished".into(),
-            })
-        };
         let size = self
             .storage
             .size(&object)
             .await
             .map_err(|e| AppError::unavailable("storage", &e))?
-            .ok_or_else(not_sent)?;
+            .ok_or_else(not_finished)?;
         if size > self.max_bytes {
-            uploads::delete(db, upload.key).await?;
-            let _ = self.storage.delete(&object).await;
+            self.discard(db, upload.key).await?;
             return Err(AppError::too_large("the file", self.max_bytes));
         }
         let _permit = self.permit().await?;
         let bytes = async { self.storage.get(&object).await?.bytes().await }
             .await
             .map_err(|e| AppError::unavailable("storage", &e))?;
+        let inspected = self.inspect_or_discard(db, upload, &bytes).await?;
+        self.put_thumbnail(upload.key, &inspected)
+            .await
+            .map_err(|e| AppError::unavailable("storage", &e))?;
+        self.mark_ready(db, upload, &inspected, bytes.len() as i64)
+            .await
+    }
+
+    /// What the bytes are (checked off the async workers); refused bytes take their upload
+    /// (row and object) with them.
+    async fn inspect_or_discard(
+        &self,
+        db: &PgPool,
+        upload: &Upload,
+        bytes: &Bytes,
+    ) -> AppResult<inspect::Inspected> {
         let checked = {
             let bytes = bytes.clone();
             tokio::task::spawn_blocking(move || inspect::inspect(&bytes))
                 .await
                 .map_err(|_| AppError::new(Code::Internal, "the file could not be checked"))?
         };
-        let inspected = match checked {
-            Ok(found) => found,
-            Err(e) => {
-                uploads::delete(db, upload.key).await?;
-                let _ = self.storage.delete(&object).await;
-                return Err(e);
-            }
-        };
-        if let Some(thumb) = &inspected.thumbnail {
-            self.storage
-                .put(&storage::thumbnail(upload.key), Bytes::from(thumb.clone()))
-                .await
-                .map_err(|e| AppError::unavailable("storage", &e))?;
+        if checked.is_err() {
+            self.discard(db, upload.key).await?;
         }
-        self.mark_ready(db, upload, &inspected, bytes.len() as i64)
-            .await
+        checked
+    }
+
+    /// Forgets an upload that no message carries, and its object.
+    async fn discard(&self, db: &PgPool, key: Uuid) -> AppResult<()> {
+        uploads::delete_unreferenced(db, &[key]).await?;
+        let _ = self.storage.delete(&storage::object(key)).await;
+        Ok(())
+    }
+
+    /// Stores an image's thumbnail beside it.
+    async fn put_thumbnail(
+        &self,
+        key: Uuid,
+        inspected: &inspect::Inspected,
+    ) -> object_store::Result<()> {
+        match &inspected.thumbnail {
+            Some(thumb) => {
+                self.storage
+                    .put(&storage::thumbnail(key), Bytes::from(thumb.clone()))
+                    .await
+            }
+            None => Ok(()),
+        }
     }
 
     async fn mark_ready(
@@ -398,11 +401,7 @@ impl Uploads {
         } else if self.storage.presigns() {
             self.check_stored(db, &upload).await?
         } else {
-            return Err(FieldError {
-                field: "file.url".into(),
-                message: "the file's upload has not finished".into(),
-            }
-            .into());
+            return Err(not_finished());
         };
         Ok(file_ref(&upload))
     }
@@ -417,6 +416,15 @@ impl Uploads {
             }
         }
     }
+}
+
+/// `file.url` names an upload whose bytes have not arrived.
+fn not_finished() -> AppError {
+    FieldError {
+        field: "file.url".into(),
+        message: "the file's upload has not finished".into(),
+    }
+    .into()
 }
 
 fn decode_hex(s: &str) -> Option<Vec<u8>> {
