@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::*;
+use crate::uploads::fetch;
 
 /// The seqs of a history page and its `X-First-Seq`.
 async fn history(cluster: &Cluster, on: &Instance, user: &User, channel: &str) -> (Vec<i64>, i64) {
@@ -233,6 +234,74 @@ async fn a_channel_keeps_its_newest_messages_under_live_traffic() {
         !cluster.storage.join("uploads").join(key).exists(),
         "the object is deleted"
     );
+
+    // A file that a kept message also carries stays when an older message with it goes.
+    let shared = upload_text(&cluster, &owner, "still wanted").await;
+    let file = json!({"url": shared, "name": "note.txt", "type": "text/plain"});
+    let with_file = |text: &str| json!({"channel": "brief", "text": text, "client_message_id": Uuid::new_v4(), "file": file});
+    assert_eq!(
+        writer.ack("message.send", with_file("first")).await["ok"],
+        true
+    );
+    for i in 0..10 {
+        assert_eq!(
+            send(&writer, "brief", &format!("more{i}")).await["ok"],
+            true
+        );
+    }
+    assert_eq!(
+        writer.ack("message.send", with_file("again")).await["ok"],
+        true
+    );
+    // seqs 62..=73: 62 (with the file) and 63 go, 64..=73 (the last with the file) stay.
+    for _ in 0..50 {
+        if removed_total().await >= 53.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(
+        history(&cluster, cluster.b(), &other, "brief").await,
+        ((64..=73).collect::<Vec<_>>(), 64)
+    );
+    let (status, _, bytes) = fetch(&cluster, cluster.a(), &shared, Some(&other)).await;
+    assert_eq!(
+        (status, bytes.as_slice()),
+        (200, b"still wanted".as_slice())
+    );
+
+    // An upload never sent goes after a day (its clock set back here), row and object.
+    let unsent = upload_text(&cluster, &owner, "never sent").await;
+    let unsent_key = unsent.trim_start_matches("/uploads/").to_owned();
+    sqlx::query("UPDATE uploads SET created_at = now() - interval '25 hours' WHERE key = $1::uuid")
+        .bind(&unsent_key)
+        .execute(&cluster.db)
+        .await
+        .unwrap();
+    let mut gone = false;
+    for _ in 0..50 {
+        let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM uploads WHERE key = $1::uuid")
+            .bind(&unsent_key)
+            .fetch_one(&cluster.db)
+            .await
+            .unwrap();
+        if rows == 0 && !cluster.storage.join("uploads").join(&unsent_key).exists() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(gone, "the unsent upload is removed with its object");
+    assert_eq!(
+        fetch(&cluster, cluster.a(), &shared, Some(&other)).await.0,
+        200,
+        "a sent one stays"
+    );
+
+    // The creator returns the channel to the server's setting (none): the field is gone.
+    let (status, body) = patch(&owner, json!({"retention_max_messages": null})).await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.get("retention_max_messages").is_none(), "{body}");
 
     writer.disconnect().await;
     second.disconnect().await;

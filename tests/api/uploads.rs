@@ -45,7 +45,7 @@ async fn multipart(
 }
 
 /// A stored file as `user` (or nobody) gets it: status, headers, body.
-async fn fetch(
+pub(crate) async fn fetch(
     cluster: &Cluster,
     on: &Instance,
     path: &str,
