@@ -156,6 +156,21 @@ stop_pg_replica() {
   PG_PAIR_DIR=""
 }
 
+# A loopback Redis Cluster (three masters, three replicas) for the cluster runs of the suites;
+# its node URLs go to REDIS_TEST_CLUSTER_NODES.
+ensure_redis_cluster() {
+  command -v redis-cli >/dev/null 2>&1 || apt_install redis-tools
+  REDIS_CLUSTER_DIR=$(mktemp -d /tmp/banter-redis-cluster.XXXXXX)
+  REDIS_TEST_CLUSTER_NODES=$(scripts/redis-cluster.sh start "$REDIS_CLUSTER_DIR")
+  export REDIS_TEST_CLUSTER_NODES
+}
+
+stop_redis_cluster() {
+  [ -n "${REDIS_CLUSTER_DIR:-}" ] || return 0
+  scripts/redis-cluster.sh stop "$REDIS_CLUSTER_DIR"
+  REDIS_CLUSTER_DIR=""
+}
+
 ensure_haproxy() {
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_install haproxy
   export PATH="$PATH:/usr/sbin"

@@ -21,9 +21,10 @@ ensure_postgres
 ensure_redis
 drop_stale_test_databases
 mkdir -p target
-trap 'stop_s3; stop_pg_replica' EXIT
+trap 'stop_s3; stop_pg_replica; stop_redis_cluster' EXIT
 ensure_s3
 ensure_pg_replica
+ensure_redis_cluster
 
 log "cargo fmt --check"
 cargo fmt --all -- --check
@@ -47,6 +48,17 @@ if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --test-threads 3 --no-fail-fast
 else
   cargo test --workspace --locked -- --test-threads 3
+fi
+
+# The same suite on a Redis Cluster (the tests that bring their own Redis, or their own
+# cluster to fail over, already ran).
+log "Rust tests on a Redis Cluster (${REDIS_TEST_CLUSTER_NODES})"
+if cargo nextest --version >/dev/null 2>&1; then
+  REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES cargo nextest run --workspace --locked \
+    --test-threads 3 --no-fail-fast -E 'not test(/redis_restart|redis_stall|redis_cluster_master_failover/)'
+else
+  REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES cargo test --workspace --locked -- --test-threads 3 \
+    --skip redis_restart --skip redis_stall --skip redis_cluster_master_failover
 fi
 
 # The patched engineioxide (vendor/PATCHES.md) keeps its own test suite green.
@@ -84,6 +96,9 @@ cargo build --locked -p banter -p banter-load
 
 log "end-to-end: the same suite through HAProxy (stickiness by cookie)"
 (cd tests/e2e && BALANCER=haproxy npm test)
+
+log "end-to-end: the same suite through nginx, on a Redis Cluster"
+(cd tests/e2e && REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES npm test)
 
 log "frontend: unit tests and production build"
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build)

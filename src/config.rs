@@ -46,9 +46,15 @@ pub struct Config {
     #[arg(long, env = "DATABASE_READ_URL")]
     pub database_read_url: Option<String>,
 
-    /// Plain `redis://` URL; RESP3 is turned on where the adapter needs it.
-    #[arg(long, env = "REDIS_URL")]
+    /// Plain `redis://` URL of a single Redis; RESP3 is turned on where the adapter needs it.
+    /// Required unless `REDIS_CLUSTER_NODES` is set.
+    #[arg(long, env = "REDIS_URL", default_value = "")]
     pub redis_url: String,
+
+    /// Redis Cluster mode: comma-separated `redis://host:port` URLs of cluster nodes (a few
+    /// are enough; the rest are discovered). Takes the place of `REDIS_URL`.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", value_delimiter = ',')]
+    pub redis_cluster_nodes: Vec<String>,
 
     /// Prefix of every Redis key and adapter channel.
     #[arg(long, env = "REDIS_PREFIX", default_value = "banter")]
@@ -242,6 +248,11 @@ impl Config {
     /// empty `INSTANCE_ID`.
     pub fn check(&self) -> Result<(), String> {
         self.resolve_jwt_secret()?;
+        if self.redis_cluster_nodes().next().is_none() && self.redis_url.trim().is_empty() {
+            return Err(
+                "set REDIS_URL (one Redis) or REDIS_CLUSTER_NODES (a Redis Cluster)".into(),
+            );
+        }
         if self
             .instance_id
             .as_deref()
@@ -256,6 +267,14 @@ impl Config {
     pub fn default_channel(&self) -> Option<&str> {
         let name = self.default_channel.trim();
         (!name.is_empty()).then_some(name)
+    }
+
+    /// Redis Cluster node URLs with blanks removed (none: a single Redis at `REDIS_URL`).
+    pub fn redis_cluster_nodes(&self) -> impl Iterator<Item = &str> {
+        self.redis_cluster_nodes
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
     }
 
     /// Seed channel names with blanks removed.

@@ -13,6 +13,7 @@ pub mod error;
 pub mod filter;
 pub mod http;
 pub mod keys;
+pub mod kv;
 pub mod metrics;
 pub mod presence;
 pub mod ratelimit;
@@ -30,7 +31,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use socketioxide::SocketIo;
 use sqlx::PgPool;
 use tokio::net::TcpListener;
@@ -40,6 +40,7 @@ pub use config::Config;
 use crate::auth::Sessions;
 use crate::filter::WordFilter;
 use crate::keys::Keys;
+use crate::kv::{Redis, RedisTarget};
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::ratelimit::RateLimiter;
@@ -70,7 +71,7 @@ pub struct Shared {
     /// Where reads that may use a replica go.
     pub reads: store::reads::Reads,
     /// Redis, for the readiness check (each service holds its own handle).
-    pub redis: ConnectionManager,
+    pub redis: Redis,
     pub sessions: Sessions,
     pub presence: Arc<Presence>,
     pub limiter: RateLimiter,
@@ -150,25 +151,15 @@ impl App {
             .await
             .context("cannot create seed channels")?;
 
-        // TCP_NODELAY: commands are small and latency-bound; Nagle's algorithm would hold
-        // them back behind delayed ACKs.
-        let redis_info =
-            redis::IntoConnectionInfo::into_connection_info(resp3_url(&config.redis_url))
-                .context("REDIS_URL is not a valid Redis URL")?
-                .set_tcp_settings(redis::io::tcp::TcpSettings::default().set_nodelay(true));
-        let redis_client =
-            redis::Client::open(redis_info).context("REDIS_URL is not a valid Redis URL")?;
-        // Bounded waits: while Redis is away, a command fails within about two seconds (and the
-        // caller degrades as documented) instead of hanging on reconnection attempts.
-        let redis_config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(Duration::from_secs(1)))
-            .set_response_timeout(Some(Duration::from_secs(2)))
-            .set_number_of_retries(1)
-            .set_max_delay(Duration::from_millis(500));
-        let redis = ConnectionManager::new_with_config(redis_client.clone(), redis_config)
-            .await
-            .context("cannot connect to Redis (REDIS_URL)")?;
-        let keys = Keys::new(&config.redis_prefix);
+        let redis_target = RedisTarget::from_config(&config)?;
+        let redis = redis_target.connect().await.with_context(|| {
+            if redis_target.is_cluster() {
+                "cannot connect to the Redis Cluster (REDIS_CLUSTER_NODES)"
+            } else {
+                "cannot connect to Redis (REDIS_URL)"
+            }
+        })?;
+        let keys = Keys::for_target(&config.redis_prefix, redis_target.is_cluster());
         let instance = config
             .instance_id
             .clone()
@@ -189,7 +180,7 @@ impl App {
             );
         }
         let (socket_layer, io) =
-            realtime::socket_layer(&redis_client, &keys, metrics.drops.clone(), &shutdown).await?;
+            realtime::socket_layer(&redis_target, &keys, metrics.drops.clone(), &shutdown).await?;
         let rooms = Arc::new(LocalRooms::default());
         let delivery = Delivery::new(
             io.clone(),
@@ -253,7 +244,7 @@ impl App {
             uploads,
             default_channel: tokio::sync::OnceCell::new(),
         }));
-        realtime::start(&state, &io, &redis_client, commit_queue).await?;
+        realtime::start(&state, &io, &redis_target, commit_queue).await?;
         let router = http::router(state.clone()).layer(socket_layer).layer(
             axum::middleware::from_fn_with_state(state.clone(), http::cap_pending_sessions),
         );
@@ -350,15 +341,4 @@ pub(crate) fn now_ms() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
         .unwrap_or(0)
-}
-
-/// The adapter needs RESP3 (pub/sub on the same connection); users give a plain URL.
-fn resp3_url(url: &str) -> String {
-    if url.contains("protocol=") {
-        url.to_owned()
-    } else if url.contains('?') {
-        format!("{url}&protocol=resp3")
-    } else {
-        format!("{url}?protocol=resp3")
-    }
 }

@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::kv::Redis;
 use redis::Script;
 use uuid::Uuid;
 
@@ -188,7 +188,7 @@ pub struct ChannelChange {
 
 /// This instance's view of cluster presence.
 pub struct Presence {
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
     instance: String,
     heartbeat: Duration,
@@ -210,7 +210,7 @@ pub struct Presence {
 
 impl Presence {
     pub fn new(
-        redis: ConnectionManager,
+        redis: Redis,
         keys: Keys,
         instance: String,
         heartbeat: Duration,

@@ -5,37 +5,28 @@
 //! the count and the block are one Lua script, so concurrent sends on several instances cannot
 //! slip past it, and the block is a Redis key, so it outlives every instance. The sends an
 //! instance checks at once go to Redis together: the script takes a batch and checks its sends
-//! in order (two sends of one user in a batch count twice), one call per batch.
+//! in order (two sends of one user in a batch count twice), one call per batch (on a Redis
+//! Cluster, one call per user of the batch, together: a user's keys share a hash tag).
 //!
 //! Login and channel passwords: attempts are counted before the password is checked, in one
 //! atomic step ([`ATTEMPT`]), per client address and per account-and-address (capped), and per
 //! account or channel (paced, never locked). Other caps (guests per address, channels per
 //! user, guest sends per address) are fixed windows on the same script.
 
-use redis::aio::ConnectionManager;
+use crate::kv::Redis;
 use redis::{RedisResult, Script};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::Keys;
 
-// A batch of sends, checked in order. KEYS, three per send: the user's block, the user's
-// window count, the guest budget of the client address (unused for registered users). ARGV:
-// limit, window ms, block ms, then one guest budget per send (0: not a guest). Returns three
-// numbers per send: allowed, retry after ms, whether this send started a block. A guest over
-// the address budget is refused without starting a block.
+// A batch of sends, checked in order. KEYS, two per send: the user's block, the user's window
+// count. ARGV: limit, window ms, block ms. Returns three numbers per send: allowed, retry
+// after ms, whether this send started a block.
 const SEND: &str = r"
 local limit, window, block = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local function check(block_key, count_key, guest_key, guest_cap)
+local function check(block_key, count_key)
   local blocked = redis.call('PTTL', block_key)
   if blocked > 0 then return 0, blocked, 0 end
-  if guest_cap > 0 then
-    local g = tonumber(redis.call('GET', guest_key) or '0')
-    if g >= guest_cap then
-      local ttl = redis.call('PTTL', guest_key)
-      if ttl < 1 then ttl = 1 end
-      return 0, ttl, 0
-    end
-  end
   local n = redis.call('INCR', count_key)
   if n == 1 then redis.call('PEXPIRE', count_key, window) end
   if n > limit then
@@ -43,15 +34,11 @@ local function check(block_key, count_key, guest_key, guest_cap)
     redis.call('DEL', count_key)
     return 0, tonumber(block), 1
   end
-  if guest_cap > 0 and redis.call('INCR', guest_key) == 1 then
-    redis.call('PEXPIRE', guest_key, window)
-  end
   return 1, 0, 0
 end
 local out = {}
-for i = 1, #KEYS / 3 do
-  local allowed, wait, new_block =
-    check(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], tonumber(ARGV[3 + i]))
+for i = 1, #KEYS / 2 do
+  local allowed, wait, new_block = check(KEYS[2 * i - 1], KEYS[2 * i])
   out[#out + 1] = allowed
   out[#out + 1] = wait
   out[#out + 1] = new_block
@@ -146,8 +133,10 @@ pub enum Verdict {
 /// Rate limits of one cluster.
 #[derive(Clone)]
 pub struct RateLimiter {
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
+    /// The send window, which the guest budget per address shares.
+    window_ms: u64,
     /// Send checks, gathered into batches by [`check_sends`].
     sends: mpsc::Sender<SendCheck>,
     attempt: Script,
@@ -156,16 +145,14 @@ pub struct RateLimiter {
 
 /// One send waiting for its check.
 struct SendCheck {
-    /// The user's block key, window count key and guest budget key.
-    keys: [String; 3],
-    /// The guest budget (0: not a guest).
-    budget: u64,
+    /// The user's block key and window count key.
+    keys: [String; 2],
     reply: oneshot::Sender<RedisResult<Verdict>>,
 }
 
 /// What the send checks run with.
 struct SendLimits {
-    redis: ConnectionManager,
+    redis: Redis,
     script: Script,
     limit: u64,
     window_ms: u64,
@@ -193,15 +180,39 @@ async fn check_sends(limits: SendLimits, mut checks: mpsc::Receiver<SendCheck>) 
 }
 
 impl SendLimits {
-    /// One script call for `batch`: a verdict per send, in order.
+    /// A verdict per send of `batch`, in order: one script call on a single Redis; on a
+    /// cluster, one per user (whose keys share a slot), together.
     async fn check(&self, batch: &[SendCheck]) -> RedisResult<Vec<Verdict>> {
+        if !self.redis.is_cluster() {
+            let all: Vec<&SendCheck> = batch.iter().collect();
+            return self.check_slot(&all).await;
+        }
+        let mut by_user: std::collections::HashMap<&str, Vec<usize>> = Default::default();
+        for (i, check) in batch.iter().enumerate() {
+            by_user.entry(&check.keys[1]).or_default().push(i);
+        }
+        let calls = by_user.into_values().map(|indices| async move {
+            let checks: Vec<&SendCheck> = indices.iter().map(|&i| &batch[i]).collect();
+            (indices, self.check_slot(&checks).await)
+        });
+        let mut verdicts = vec![Verdict::Allowed; batch.len()];
+        for (indices, result) in futures_util::future::join_all(calls).await {
+            for (i, verdict) in indices.into_iter().zip(result?) {
+                verdicts[i] = verdict;
+            }
+        }
+        Ok(verdicts)
+    }
+
+    /// One script call for `checks`: a verdict per send, in order.
+    async fn check_slot(&self, checks: &[&SendCheck]) -> RedisResult<Vec<Verdict>> {
         let mut call = self.script.prepare_invoke();
         call.arg(self.limit).arg(self.window_ms).arg(self.block_ms);
-        for check in batch {
-            call.key(&check.keys[..]).arg(check.budget);
+        for check in checks {
+            call.key(&check.keys[..]);
         }
         let flat: Vec<i64> = call.invoke_async(&mut self.redis.clone()).await?;
-        if flat.len() != batch.len() * 3 {
+        if flat.len() != checks.len() * 3 {
             return Err(redis::RedisError::from((
                 redis::ErrorKind::UnexpectedReturnType,
                 "the send check returned a wrong number of verdicts",
@@ -226,13 +237,7 @@ impl SendLimits {
 impl RateLimiter {
     /// Starts this instance's send checker, a task on the current Tokio runtime (it ends when
     /// the last clone of the limiter is dropped).
-    pub fn new(
-        redis: ConnectionManager,
-        keys: Keys,
-        limit: u64,
-        window_secs: u64,
-        block_secs: u64,
-    ) -> Self {
+    pub fn new(redis: Redis, keys: Keys, limit: u64, window_secs: u64, block_secs: u64) -> Self {
         let window_ms = window_secs.max(1) * 1000;
         let (sends, checks) = mpsc::channel(SEND_QUEUE);
         let limits = SendLimits {
@@ -246,6 +251,7 @@ impl RateLimiter {
         Self {
             redis,
             keys,
+            window_ms,
             sends,
             attempt: Script::new(ATTEMPT),
             forgive: Script::new(FORGIVE),
@@ -254,27 +260,40 @@ impl RateLimiter {
 
     /// Counts one send of `user` and says whether it may go through.
     /// A guest's send also counts against `guest`: the client address and the budget all
-    /// guests of that address share per window. Checked with the other sends of this instance
-    /// that are waiting, in one script call.
+    /// guests of that address share per window; over it, the send is refused without counting
+    /// against the guest (no block), and a send the guest's own limit refuses gives its place
+    /// in the budget back. The user's check goes with the other sends of this instance that
+    /// are waiting, in one script call.
     pub async fn check_send(&self, user: &str, guest: Option<(&str, u64)>) -> RedisResult<Verdict> {
-        let (budget_key, budget) = match guest {
-            Some((address, cap)) => (self.keys.limit("guest-send", address), cap.max(1)),
-            None => (self.keys.rate_count(user), 0),
+        let budget = match guest {
+            Some((address, cap)) => {
+                let key = self.keys.limit("guest-send", address);
+                if let Some(wait) = self
+                    .attempt(&[(key.clone(), cap.max(1))], None, self.window_ms)
+                    .await?
+                {
+                    return Ok(Verdict::Blocked {
+                        retry_after_ms: wait,
+                        new_block: false,
+                    });
+                }
+                Some(key)
+            }
+            None => None,
         };
         let (reply, answer) = oneshot::channel();
         let check = SendCheck {
-            keys: [
-                self.keys.rate_block(user),
-                self.keys.rate_count(user),
-                budget_key,
-            ],
-            budget,
+            keys: [self.keys.rate_block(user), self.keys.rate_count(user)],
             reply,
         };
         let gone =
             || redis::RedisError::from((redis::ErrorKind::Client, "the send checker stopped"));
         self.sends.send(check).await.map_err(|_| gone())?;
-        answer.await.map_err(|_| gone())?
+        let verdict = answer.await.map_err(|_| gone())??;
+        if let (Some(key), Verdict::Blocked { .. }) = (budget, verdict) {
+            self.forgive(&[key]).await?;
+        }
+        Ok(verdict)
     }
 
     /// Runs [`ATTEMPT`]: `None` when the attempt may go ahead (and is counted), else the
@@ -321,9 +340,9 @@ impl RateLimiter {
                 ),
             ],
             Some(Paced {
-                counter: self.keys.limit("login-account", account),
+                counter: self.keys.attempts("login-account", account),
                 after: LOGIN_PACE_AFTER,
-                slot: self.keys.limit("login-pace", account),
+                slot: self.keys.attempts("login-pace", account),
             }),
             LOGIN_WINDOW_SECS * 1000,
         )
@@ -342,12 +361,12 @@ impl RateLimiter {
     }
 
     fn login_address_key(&self, address: &str) -> String {
-        self.keys.limit("login-addr", address)
+        self.keys.attempts("login-addr", address)
     }
 
     fn login_account_address_key(&self, account: &str, address: &str) -> String {
         self.keys
-            .limit("login-account-addr", &format!("{account}:{address}"))
+            .attempts("login-account-addr", &format!("{account}:{address}"))
     }
 
     /// Runs [`FORGIVE`] on `keys`.
@@ -369,11 +388,14 @@ impl RateLimiter {
         channel: &str,
     ) -> redis::RedisResult<Option<u64>> {
         self.attempt(
-            &[(self.keys.limit("join-user", user), CHANNEL_GUESSES_PER_USER)],
+            &[(
+                self.keys.attempts("join-user", user),
+                CHANNEL_GUESSES_PER_USER,
+            )],
             Some(Paced {
-                counter: self.keys.limit("join-channel", channel),
+                counter: self.keys.attempts("join-channel", channel),
                 after: CHANNEL_PACE_AFTER,
-                slot: self.keys.limit("join-pace", channel),
+                slot: self.keys.attempts("join-pace", channel),
             }),
             LOGIN_WINDOW_SECS * 1000,
         )
@@ -382,7 +404,7 @@ impl RateLimiter {
 
     /// A right channel password does not count against the user.
     pub async fn channel_guess_succeeded(&self, user: &str) -> redis::RedisResult<()> {
-        self.forgive(&[self.keys.limit("join-user", user)]).await
+        self.forgive(&[self.keys.attempts("join-user", user)]).await
     }
 
     /// Counts a guest created from `address`, at most `cap` an hour: `Some(wait)` refuses.

@@ -1,7 +1,7 @@
 //! Session tokens: HS256 JWTs with a random `jti`, revocable cluster-wide through Redis.
 
+use crate::kv::Redis;
 use jsonwebtoken::{decode, encode, Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -28,7 +28,7 @@ pub struct Sessions {
     decoding: DecodingKey,
     validation: Validation,
     ttl_secs: u64,
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
 }
 
@@ -44,7 +44,7 @@ impl Sessions {
     pub fn new(
         secret: &str,
         ttl_secs: u64,
-        redis: ConnectionManager,
+        redis: Redis,
         keys: Keys,
     ) -> Result<Self, jsonwebtoken::errors::Error> {
         super::hs256::install();

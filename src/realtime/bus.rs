@@ -16,17 +16,28 @@
 //! closing the connection is never noticed at all. This driver pings every second with a
 //! deadline and retries until it is back, which `tests/api/faults.rs` exercises with a restarted
 //! Redis.
+//!
+//! On a Redis Cluster the bus uses sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`): each channel lives
+//! on the master of its slot, so the traffic spreads over the masters instead of every master
+//! relaying every message. The watchdog then pings every master; when one fails (a master died
+//! and its replica is not yet promoted, or the connection broke), it builds a new cluster
+//! connection from the seed nodes and subscribes every channel again, retrying until the
+//! cluster answers everywhere. Only the newest connection's messages are delivered, so a
+//! replaced connection cannot deliver a message twice; what is lost in the switch is a `seq`
+//! gap that clients fill with `messages.sync`.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use redis::aio::MultiplexedConnection;
+use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, FromRedisValue, PushInfo, PushKind};
 use socketioxide_redis::drivers::{ChanItem, Driver, MessageStream};
 use tokio::sync::{mpsc, Notify};
 
+use crate::kv::{cluster_builder, RedisTarget};
 use crate::metrics::Drops;
 use crate::shutdown::Shutdown;
 
@@ -54,19 +65,101 @@ pub struct Bus {
 }
 
 struct Shared {
-    client: redis::Client,
-    conn: RwLock<MultiplexedConnection>,
+    target: RedisTarget,
+    conn: RwLock<PubSub>,
+    /// The generation of the current connection: pushes of an older one are ignored.
+    generation: Arc<AtomicU64>,
     handlers: Handlers,
     /// False from a detected failure until the connection is back and resubscribed (so that
     /// the loss is logged once).
     healthy: AtomicBool,
     /// Woken by a failed command or a disconnection report, so the watchdog checks at once.
-    wake: Arc<Notify>,
+    wake: Arc<Wake>,
     /// Where events that a full subscription could not hold are counted.
     drops: Drops,
 }
 
-fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Notify, drops: &Drops) {
+/// A pub/sub connection: plain pub/sub on one Redis, sharded pub/sub on a cluster.
+#[derive(Clone)]
+enum PubSub {
+    Single(MultiplexedConnection),
+    Cluster(ClusterConnection),
+}
+
+impl PubSub {
+    async fn publish(&mut self, chan: &str, val: &[u8]) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => c.publish::<_, _, redis::Value>(chan, val).await.map(drop),
+            Self::Cluster(c) => c.spublish::<_, _, redis::Value>(chan, val).await.map(drop),
+        }
+    }
+
+    async fn subscribe(&mut self, chan: &str) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => c.subscribe(chan).await,
+            Self::Cluster(c) => c.ssubscribe(chan).await,
+        }
+    }
+
+    async fn unsubscribe(&mut self, chan: &str) -> redis::RedisResult<()> {
+        match self {
+            Self::Single(c) => c.unsubscribe(chan).await,
+            Self::Cluster(c) => c.sunsubscribe(chan).await,
+        }
+    }
+
+    /// Pings Redis (on a cluster, every master).
+    async fn ping(&mut self) -> redis::RedisResult<()> {
+        let ping = redis::cmd("PING");
+        match self {
+            Self::Single(c) => ping.query_async::<redis::Value>(c).await.map(drop),
+            Self::Cluster(c) => ping.query_async::<redis::Value>(c).await.map(drop),
+        }
+    }
+
+    /// How many subscribers `chan` has (on a cluster, summed over the nodes).
+    async fn subscribers(&mut self, chan: &str) -> redis::RedisResult<u16> {
+        let counts: HashMap<String, u16> = match self {
+            Self::Single(c) => {
+                redis::cmd("PUBSUB")
+                    .arg("NUMSUB")
+                    .arg(chan)
+                    .query_async(c)
+                    .await?
+            }
+            Self::Cluster(c) => {
+                redis::cmd("PUBSUB")
+                    .arg("SHARDNUMSUB")
+                    .arg(chan)
+                    .query_async(c)
+                    .await?
+            }
+        };
+        Ok(counts.get(chan).copied().unwrap_or(0))
+    }
+}
+
+/// What wakes the watchdog: a failed command (check the connection), or a connection that
+/// reported its loss (replace it: on a cluster, the other nodes still answer a ping while the
+/// subscriptions of the lost node are gone).
+#[derive(Default)]
+struct Wake {
+    notify: Notify,
+    lost: AtomicBool,
+}
+
+impl Wake {
+    fn check(&self) {
+        self.notify.notify_one();
+    }
+
+    fn lost(&self) {
+        self.lost.store(true, Ordering::Release);
+        self.notify.notify_one();
+    }
+}
+
+fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Wake, drops: &Drops) {
     match msg.kind {
         PushKind::Message | PushKind::SMessage if msg.data.len() >= 2 => {
             let mut data = msg.data.into_iter();
@@ -89,7 +182,7 @@ fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Notify, drops: &Drops) {
                 }
             }
         }
-        PushKind::Disconnection => wake.notify_one(),
+        PushKind::Disconnection => wake.lost(),
         _ => {}
     }
 }
@@ -97,16 +190,18 @@ fn deliver(msg: PushInfo, handlers: &Handlers, wake: &Notify, drops: &Drops) {
 impl Bus {
     /// Connects and starts the watchdog that reconnects after a failure (until `shutdown`).
     pub async fn connect(
-        client: redis::Client,
+        target: RedisTarget,
         drops: Drops,
         shutdown: &Shutdown,
     ) -> Result<Bus, BusError> {
         let handlers: Handlers = Arc::default();
-        let wake = Arc::new(Notify::new());
-        let conn = open(&client, &handlers, &wake, &drops).await?;
+        let wake = Arc::new(Wake::default());
+        let generation = Arc::new(AtomicU64::new(0));
+        let conn = open(&target, &handlers, &wake, &drops, &generation).await?;
         let bus = Bus {
             shared: Arc::new(Shared {
-                client,
+                target,
+                generation,
                 conn: RwLock::new(conn),
                 handlers,
                 healthy: AtomicBool::new(true),
@@ -118,7 +213,7 @@ impl Bus {
         Ok(bus)
     }
 
-    fn conn(&self) -> MultiplexedConnection {
+    fn conn(&self) -> PubSub {
         match self.shared.conn.read() {
             Ok(c) => c.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
@@ -135,29 +230,59 @@ impl Bus {
             Ok(Err(e)) => BusError::Redis(e),
             Err(_) => BusError::Timeout,
         };
-        self.shared.wake.notify_one();
+        self.shared.wake.check();
         Err(result)
     }
 }
 
-/// Opens a pub/sub-capable (RESP3) connection that routes messages to `handlers`.
+/// Opens a pub/sub-capable (RESP3) connection that routes messages to `handlers`, as the
+/// newest generation (pushes of older connections are ignored from now on).
 async fn open(
-    client: &redis::Client,
+    target: &RedisTarget,
     handlers: &Handlers,
-    wake: &Arc<Notify>,
+    wake: &Arc<Wake>,
     drops: &Drops,
-) -> Result<MultiplexedConnection, BusError> {
-    let (handlers, wake, drops) = (handlers.clone(), wake.clone(), drops.clone());
-    let config = redis::AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(COMMAND_TIMEOUT))
-        .set_response_timeout(Some(COMMAND_TIMEOUT))
-        .set_push_sender(move |msg| {
+    generation: &Arc<AtomicU64>,
+) -> Result<PubSub, BusError> {
+    let mine = generation.fetch_add(1, Ordering::AcqRel) + 1;
+    let (handlers, wake, drops, current) = (
+        handlers.clone(),
+        wake.clone(),
+        drops.clone(),
+        generation.clone(),
+    );
+    let push = move |msg: PushInfo| {
+        if current.load(Ordering::Acquire) == mine {
             deliver(msg, &handlers, &wake, &drops);
-            Ok::<(), std::convert::Infallible>(())
-        });
-    Ok(client
-        .get_multiplexed_async_connection_with_config(&config)
-        .await?)
+        }
+        Ok::<(), std::convert::Infallible>(())
+    };
+    match target {
+        RedisTarget::Single(client) => {
+            let config = redis::AsyncConnectionConfig::new()
+                .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                .set_response_timeout(Some(COMMAND_TIMEOUT))
+                .set_push_sender(push);
+            Ok(PubSub::Single(
+                client
+                    .get_multiplexed_async_connection_with_config(&config)
+                    .await?,
+            ))
+        }
+        RedisTarget::Cluster(nodes) => {
+            let connect = async {
+                cluster_builder(nodes)
+                    .push_sender(push)
+                    .build()?
+                    .get_async_connection()
+                    .await
+            };
+            let conn = tokio::time::timeout(COMMAND_TIMEOUT * 2, connect)
+                .await
+                .map_err(|_| BusError::Timeout)??;
+            Ok(PubSub::Cluster(conn))
+        }
+    }
 }
 
 /// Checks the connection every period (or at once when something failed); on failure,
@@ -167,20 +292,18 @@ async fn watchdog(shared: std::sync::Weak<Shared>) {
         let Some(s) = shared.upgrade() else { return };
         tokio::select! {
             _ = tokio::time::sleep(CHECK_PERIOD) => {}
-            _ = s.wake.notified() => {}
+            _ = s.wake.notify.notified() => {}
         }
         let mut conn = match s.conn.read() {
             Ok(c) => c.clone(),
             Err(p) => p.into_inner().clone(),
         };
-        let alive = matches!(
-            tokio::time::timeout(
-                COMMAND_TIMEOUT,
-                redis::cmd("PING").query_async::<String>(&mut conn)
-            )
-            .await,
-            Ok(Ok(_))
-        );
+        let lost = s.wake.lost.swap(false, Ordering::AcqRel);
+        let alive = !lost
+            && matches!(
+                tokio::time::timeout(COMMAND_TIMEOUT, conn.ping()).await,
+                Ok(Ok(()))
+            );
         if alive {
             continue;
         }
@@ -210,17 +333,21 @@ async fn watchdog(shared: std::sync::Weak<Shared>) {
 
 /// A new connection with every known channel subscribed, swapped in for the broken one.
 async fn reconnect(s: &Shared) -> Result<usize, BusError> {
-    let mut conn = open(&s.client, &s.handlers, &s.wake, &s.drops).await?;
+    let mut conn = open(&s.target, &s.handlers, &s.wake, &s.drops, &s.generation).await?;
     let channels: Vec<String> = s
         .handlers
         .read()
         .map(|h| h.keys().cloned().collect())
         .unwrap_or_default();
     for chan in &channels {
-        tokio::time::timeout(COMMAND_TIMEOUT, conn.subscribe(chan.as_str()))
+        tokio::time::timeout(COMMAND_TIMEOUT, conn.subscribe(chan))
             .await
             .map_err(|_| BusError::Timeout)??;
     }
+    // Every master must answer before the new connection counts as whole.
+    tokio::time::timeout(COMMAND_TIMEOUT, conn.ping())
+        .await
+        .map_err(|_| BusError::Timeout)??;
     match s.conn.write() {
         Ok(mut c) => *c = conn,
         Err(p) => *p.into_inner() = conn,
@@ -233,9 +360,8 @@ impl Driver for Bus {
 
     async fn publish(&self, chan: String, val: Vec<u8>) -> Result<(), BusError> {
         let mut conn = self.conn();
-        self.run(async move { conn.publish::<_, _, redis::Value>(chan, val).await })
-            .await?;
-        Ok(())
+        self.run(async move { conn.publish(&chan, &val).await })
+            .await
     }
 
     async fn subscribe(
@@ -249,8 +375,7 @@ impl Driver for Bus {
         }
         // Registered first: if Redis is away now, the watchdog subscribes it on reconnection.
         let mut conn = self.conn();
-        self.run(async move { conn.subscribe(chan.as_str()).await })
-            .await?;
+        self.run(async move { conn.subscribe(&chan).await }).await?;
         Ok(MessageStream::new(rx))
     }
 
@@ -259,16 +384,11 @@ impl Driver for Bus {
             handlers.remove(&chan);
         }
         let mut conn = self.conn();
-        self.run(async move { conn.unsubscribe(chan.as_str()).await })
-            .await
+        self.run(async move { conn.unsubscribe(&chan).await }).await
     }
 
     async fn num_serv(&self, chan: &str) -> Result<u16, BusError> {
         let mut conn = self.conn();
-        let cmd = redis::cmd("PUBSUB").arg("NUMSUB").arg(chan).clone();
-        let (_, count): (String, u16) = self
-            .run(async move { cmd.query_async(&mut conn).await })
-            .await?;
-        Ok(count)
+        self.run(async move { conn.subscribers(chan).await }).await
     }
 }

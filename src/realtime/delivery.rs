@@ -5,8 +5,9 @@
 //!   sockets in the order Redis gives. When Redis is away, the sender delivers to its own
 //!   sockets directly.
 //! - Every other server event (presence, typing, notices) goes to this instance's sockets
-//!   directly and to the other instances through one Redis pub/sub channel
-//!   (`<prefix>:events`); each instance delivers to its own sockets, so a drop anywhere is
+//!   directly and to the other instances through Redis pub/sub, on the events channel of the
+//!   fan-out bucket of its first room (`{<prefix>:fo:<bucket>}:events`, a shard channel on a
+//!   cluster); each instance delivers to its own sockets, so a drop anywhere is
 //!   counted. When Redis is down the event still reaches this instance's sockets; the other
 //!   instances' clients see a `seq` gap on their next message and fill it with `messages.sync`.
 //! - A socket's send buffer is full (a slow consumer): socketioxide drops the packet for that
@@ -16,8 +17,8 @@
 
 use std::sync::Arc;
 
+use crate::kv::Redis;
 use futures_util::StreamExt;
-use redis::aio::ConnectionManager;
 use serde::Serialize;
 use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
@@ -44,7 +45,7 @@ pub struct Delivery(Arc<Inner>);
 struct Inner {
     /// The Socket.IO server: this instance's sockets, and the adapter to the others.
     io: SocketIo<Adapter>,
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
     /// This instance's id: relayed events it sent itself are not delivered twice.
     instance: String,
@@ -78,7 +79,7 @@ struct RawRelay {
 impl Delivery {
     pub fn new(
         io: SocketIo<Adapter>,
-        redis: ConnectionManager,
+        redis: Redis,
         keys: Keys,
         instance: String,
         rooms: Arc<LocalRooms>,
@@ -98,15 +99,24 @@ impl Delivery {
         }))
     }
 
-    /// Subscribes this instance to the fan-out and the event relay on `bus`, and starts
-    /// delivering what they bring and releasing parked batches.
+    /// Subscribes this instance to the fan-out and the event relay of every bucket on `bus`,
+    /// and starts delivering what they bring and releasing parked batches.
     pub async fn start(&self, bus: Bus) -> anyhow::Result<()> {
-        let mut messages = bus
-            .subscribe(self.0.keys.fanout(), SUBSCRIPTION_BUFFER)
-            .await?;
-        let mut events = bus
-            .subscribe(self.0.keys.events(), SUBSCRIPTION_BUFFER)
-            .await?;
+        let mut messages = Vec::new();
+        let mut events = Vec::new();
+        for bucket in self.0.keys.buckets() {
+            messages.push(
+                bus.subscribe(self.0.keys.fanout(bucket), SUBSCRIPTION_BUFFER)
+                    .await?,
+            );
+            events.push(
+                bus.subscribe(self.0.keys.events(bucket), SUBSCRIPTION_BUFFER)
+                    .await?,
+            );
+        }
+        // Each bucket keeps its order; buckets are independent of each other.
+        let mut messages = futures_util::stream::select_all(messages);
+        let mut events = futures_util::stream::select_all(events);
         let this = self.clone();
         self.0.shutdown.spawn_until_stopped(async move {
             while let Some((_, payload)) = events.next().await {
@@ -160,7 +170,8 @@ impl Delivery {
 
     /// Sends `event` to the sockets in `rooms` on every instance, the sending socket (if any)
     /// excepted. This instance's sockets get it at once; the others' get it through Redis
-    /// (`<prefix>:events`), each instance delivering to its own sockets, so that every dropped
+    /// (the events channel of its first room's bucket), each instance delivering to its own
+    /// sockets, so that every dropped
     /// delivery is counted where it happens. If Redis cannot carry it, this instance's sockets
     /// still get it.
     pub async fn broadcast_from<T: Serialize + ?Sized>(
@@ -192,8 +203,17 @@ impl Delivery {
         match serde_json::to_vec(&relay) {
             Ok(body) => {
                 let mut conn = self.0.redis.clone();
-                let published: redis::RedisResult<i64> = redis::cmd("PUBLISH")
-                    .arg(self.0.keys.events())
+                let bucket = self
+                    .0
+                    .keys
+                    .bucket(rooms.first().map(String::as_str).unwrap_or(""));
+                let publish = if conn.is_cluster() {
+                    "SPUBLISH"
+                } else {
+                    "PUBLISH"
+                };
+                let published: redis::RedisResult<i64> = redis::cmd(publish)
+                    .arg(self.0.keys.events(bucket))
                     .arg(body)
                     .query_async(&mut conn)
                     .await;

@@ -4,10 +4,14 @@
 //! through the Socket.IO adapter, 34 can reach a socket before 33 (each instance sends to its
 //! own sockets at once and to the others through Redis). So messages take one path instead: an
 //! atomic Lua script publishes each batch of a channel's messages (what one group commit
-//! stored: consecutive seqs, serialized once) on the channel `<prefix>:fanout` only when the
-//! channel's previous seq has been published, parking it until then (one script call covers
-//! every channel of a group commit, each channel's batch published on its own); every instance (the
-//! sender's included) subscribes and delivers to its local sockets in the order Redis gives.
+//! stored: consecutive seqs, serialized once) on its bucket's pub/sub channel
+//! (`{<prefix>:fo:<bucket>}`) only when the channel's previous seq has been published, parking
+//! it until then (one script call covers every channel of a bucket in a group commit, each
+//! channel's batch published on its own); every instance (the sender's included) subscribes to
+//! every bucket and delivers to its local sockets in the order Redis gives. On a Redis Cluster
+//! there are [`crate::keys::FANOUT_BUCKETS`] buckets, each a shard channel published with
+//! `SPUBLISH` from a script on the bucket's slot, so the fan-out spreads over the masters; a
+//! single Redis has one bucket and plain `PUBLISH`.
 //! A parked batch whose predecessor never comes (its instance died between commit and
 //! publish) is released after [`PARK_LIMIT`]: clients fill that gap with `messages.sync`.
 //! When Redis is away, the sender delivers to its own sockets directly.
@@ -18,7 +22,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::kv::Redis;
 use redis::Script;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
@@ -37,19 +41,20 @@ pub const SWEEP_PERIOD: Duration = Duration::from_millis(250);
 const LAST_SEQ_MEMORY: Duration = Duration::from_secs(24 * 3600);
 
 // One script for both moves, so they share the flush of waiting successors, and one call for
-// every channel of a group commit. A payload is a batch of consecutive seqs of one channel
-// (first..=last).
-// KEYS: channels with parked batches (zset by parking time), then three per channel: last
-// published seq, parked payloads (first seq -> payload), parked batches' last seqs (first seq
-// -> last seq).
-// ARGV: pub/sub channel, now (ms), how long the last seq is remembered (ms), then four per
+// every channel of one bucket in a group commit. A payload is a batch of consecutive seqs of
+// one channel (first..=last). Every key is of the bucket's hash tag, as is its pub/sub channel.
+// KEYS: the bucket's channels with parked batches (zset by parking time), then three per
+// channel: last published seq, parked payloads (first seq -> payload), parked batches' last
+// seqs (first seq -> last seq).
+// ARGV: publish command (PUBLISH or SPUBLISH), pub/sub channel, now (ms), how long the last
+// seq is remembered (ms), then four per
 // channel: first seq (empty: release the lowest parked batch, giving up on the gap before it),
 // last seq, payload, channel name. While a channel's last published seq is unknown, only a
 // batch starting at seq 1 is published at once: any other could have a predecessor still on
 // its way (two instances committing seqs 1 and 2 of a new channel), so it is parked like one
 // behind a gap.
 const SEQUENCE: &str = r"
-local waiting, pubsub, now, memory = KEYS[1], ARGV[1], ARGV[2], ARGV[3]
+local waiting, publish, pubsub, now, memory = KEYS[1], ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 local function sequence(last_key, parked_key, parked_last_key, first_arg, last_arg, payload, name)
   local last = tonumber(redis.call('GET', last_key) or '-1')
   local releasing = first_arg == ''
@@ -71,14 +76,14 @@ local function sequence(last_key, parked_key, parked_last_key, first_arg, last_a
       redis.call('ZADD', waiting, 'NX', now, name)
       return
     end
-    redis.call('PUBLISH', pubsub, payload)
+    redis.call(publish, pubsub, payload)
     top = math.max(tonumber(last_arg), last)
   end
   while true do
     local nxt = redis.call('HGET', parked_key, top + 1)
     if not nxt then break end
     local nlast = tonumber(redis.call('HGET', parked_last_key, top + 1))
-    redis.call('PUBLISH', pubsub, nxt)
+    redis.call(publish, pubsub, nxt)
     redis.call('HDEL', parked_key, top + 1)
     redis.call('HDEL', parked_last_key, top + 1)
     top = nlast
@@ -92,7 +97,7 @@ local function sequence(last_key, parked_key, parked_last_key, first_arg, last_a
 end
 for i = 0, (#KEYS - 1) / 3 - 1 do
   sequence(KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i],
-           ARGV[4 + 4 * i], ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i])
+           ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i])
 end
 return 1
 ";
@@ -121,13 +126,13 @@ struct Step<'a> {
 
 /// Publishes each channel's batches in seq order through Redis.
 pub struct Sequencer {
-    redis: ConnectionManager,
+    redis: Redis,
     keys: Keys,
     sequence: Script,
 }
 
 impl Sequencer {
-    pub fn new(redis: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(redis: Redis, keys: Keys) -> Self {
         Self {
             redis,
             keys,
@@ -135,12 +140,18 @@ impl Sequencer {
         }
     }
 
-    /// Runs the sequencing script for `steps`, in one call.
-    async fn sequence(&self, steps: &[Step<'_>]) -> redis::RedisResult<i64> {
+    /// Runs the sequencing script for `steps` (channels of one `bucket`), in one call.
+    async fn sequence(&self, bucket: u32, steps: &[Step<'_>]) -> redis::RedisResult<i64> {
         let mut conn = self.redis.clone();
         let mut call = self.sequence.prepare_invoke();
-        call.key(self.keys.fanout_waiting());
-        call.arg(self.keys.fanout())
+        call.key(self.keys.fanout_waiting(bucket));
+        let publish = if self.redis.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        };
+        call.arg(publish)
+            .arg(self.keys.fanout(bucket))
             .arg(now_ms())
             .arg(LAST_SEQ_MEMORY.as_millis() as u64);
         for Step {
@@ -162,14 +173,14 @@ impl Sequencer {
     }
 
     /// Publishes newly stored messages, in seq order per channel: one payload per channel,
-    /// one script call for them all. Returns the messages that Redis could not take, for the
+    /// one script call per bucket (one for them all on a single Redis). Returns the messages that Redis could not take, for the
     /// caller to deliver to its own sockets.
     pub async fn publish<'a>(&self, messages: &[&'a Message]) -> Vec<&'a Message> {
         let mut by_channel: BTreeMap<&str, Vec<&'a Message>> = BTreeMap::new();
         for m in messages {
             by_channel.entry(m.channel.as_str()).or_default().push(m);
         }
-        let mut steps = Vec::with_capacity(by_channel.len());
+        let mut buckets: BTreeMap<u32, Vec<Step<'_>>> = BTreeMap::new();
         for (&channel, batch) in &by_channel {
             let (Some(first), Some(last)) = (batch.first(), batch.last()) else {
                 continue;
@@ -178,44 +189,57 @@ impl Sequencer {
                 channel,
                 messages: batch,
             }) {
-                Ok(payload) => steps.push(Step {
-                    channel,
-                    seqs: Some((first.seq, last.seq)),
-                    payload,
-                }),
+                Ok(payload) => buckets
+                    .entry(self.keys.bucket(channel))
+                    .or_default()
+                    .push(Step {
+                        channel,
+                        seqs: Some((first.seq, last.seq)),
+                        payload,
+                    }),
                 Err(e) => tracing::warn!(error = %e, "messages could not be serialized"),
             }
         }
-        if steps.is_empty() {
-            return Vec::new();
-        }
-        match self.sequence(&steps).await {
-            Ok(_) => Vec::new(),
-            Err(e) => {
+        let calls = buckets
+            .iter()
+            .map(|(&bucket, steps)| async move { (steps, self.sequence(bucket, steps).await) });
+        let mut unsent = Vec::new();
+        for (steps, result) in futures_util::future::join_all(calls).await {
+            if let Err(e) = result {
                 tracing::warn!(error = %e, "fan-out unavailable: delivering to this instance only");
-                by_channel.into_values().flatten().collect()
+                for step in steps {
+                    if let Some(batch) = by_channel.get(step.channel) {
+                        unsent.extend(batch.iter().copied());
+                    }
+                }
             }
         }
+        unsent
     }
 
-    /// Releases messages parked longer than [`PARK_LIMIT`].
+    /// Releases messages parked longer than [`PARK_LIMIT`], in every bucket.
     pub async fn sweep(&self) -> redis::RedisResult<()> {
-        let mut conn = self.redis.clone();
         let cutoff = now_ms().saturating_sub(PARK_LIMIT.as_millis() as u64);
-        let stale: Vec<String> = redis::cmd("ZRANGEBYSCORE")
-            .arg(self.keys.fanout_waiting())
-            .arg("-inf")
-            .arg(cutoff)
-            .query_async(&mut conn)
-            .await?;
-        for channel in stale {
+        // One lookup per bucket (a cluster pipeline must not span slots), together.
+        let lookups = self.keys.buckets().map(|bucket| {
+            let mut conn = self.redis.clone();
+            let cmd = redis::cmd("ZRANGEBYSCORE")
+                .arg(self.keys.fanout_waiting(bucket))
+                .arg("-inf")
+                .arg(cutoff)
+                .to_owned();
+            async move { cmd.query_async::<Vec<String>>(&mut conn).await }
+        });
+        let stale = futures_util::future::try_join_all(lookups).await?;
+        for channel in stale.into_iter().flatten() {
             tracing::warn!(%channel, "a message's predecessor never came; releasing it (clients resync)");
             let release = Step {
                 channel: &channel,
                 seqs: None,
                 payload: Vec::new(),
             };
-            self.sequence(&[release]).await?;
+            self.sequence(self.keys.bucket(&channel), &[release])
+                .await?;
         }
         Ok(())
     }

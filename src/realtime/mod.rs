@@ -33,6 +33,7 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::keys::Keys;
+use crate::kv::RedisTarget;
 use crate::metrics::Drops;
 use crate::shutdown::Shutdown;
 use crate::store::channels::Channel;
@@ -50,7 +51,7 @@ const SEND_BUFFER_PACKETS: usize = 64;
 /// Builds the Socket.IO server on the Redis adapter (socketioxide's, on banter's reconnecting
 /// [`Bus`]). The `/` namespace is registered by [`start`], once the instance's services exist.
 pub async fn socket_layer(
-    redis: &redis::Client,
+    redis: &RedisTarget,
     keys: &Keys,
     drops: Drops,
     shutdown: &Shutdown,
@@ -80,7 +81,7 @@ pub async fn socket_layer(
 pub async fn start(
     state: &AppState,
     io: &SocketIo<Adapter>,
-    redis: &redis::Client,
+    redis: &RedisTarget,
     commit_queue: commit::CommitQueue,
 ) -> anyhow::Result<()> {
     let (on_state, check_state) = (state.clone(), state.clone());

@@ -32,21 +32,46 @@ fn redis_url() -> String {
     std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".to_owned())
 }
 
+/// The Redis Cluster the tests run on instead of the single Redis, when
+/// `REDIS_CLUSTER_NODES` is set (comma-separated node URLs).
+pub fn redis_cluster_nodes() -> Option<String> {
+    std::env::var("REDIS_CLUSTER_NODES")
+        .ok()
+        .filter(|n| !n.trim().is_empty())
+}
+
+/// A command connection to the test Redis (the cluster when the tests run on one).
+pub async fn test_redis() -> banter::kv::Redis {
+    let target = match redis_cluster_nodes() {
+        Some(nodes) => {
+            let nodes: Vec<&str> = nodes.split(',').collect();
+            banter::kv::RedisTarget::cluster(&nodes).expect("REDIS_CLUSTER_NODES")
+        }
+        None => banter::kv::RedisTarget::single(&redis_url()).expect("REDIS_URL"),
+    };
+    target.connect().await.expect("test redis")
+}
+
+/// Every key of a prefix, on one Redis or every master of a cluster (hash-tagged keys begin
+/// with `{`, so the prefix may come after it).
+pub async fn keys_of(redis: &banter::kv::Redis, prefix: &str) -> Vec<String> {
+    redis::cmd("KEYS")
+        .arg(format!("*{prefix}*"))
+        .query_async(&mut redis.clone())
+        .await
+        .unwrap_or_default()
+}
+
 /// A rate limiter of its own, outside any instance: keys under a fresh prefix (returned, with
 /// its Redis connection) on the test Redis.
 pub async fn standalone_limiter(
     limit: u64,
     window_secs: u64,
     block_secs: u64,
-) -> (
-    banter::ratelimit::RateLimiter,
-    redis::aio::ConnectionManager,
-    String,
-) {
-    let client = redis::Client::open(redis_url()).unwrap();
-    let redis = redis::aio::ConnectionManager::new(client).await.unwrap();
+) -> (banter::ratelimit::RateLimiter, banter::kv::Redis, String) {
+    let redis = test_redis().await;
     let prefix = format!("bt{}", uuid::Uuid::new_v4().simple());
-    let keys = banter::keys::Keys::new(&prefix);
+    let keys = banter::keys::Keys::for_target(&prefix, redis.is_cluster());
     let limiter =
         banter::ratelimit::RateLimiter::new(redis.clone(), keys, limit, window_secs, block_secs);
     (limiter, redis, prefix)
@@ -314,6 +339,8 @@ pub struct Cluster {
     db_url: String,
     prefix: String,
     redis_url: String,
+    /// The Redis Cluster the instances use instead of `redis_url`, if any.
+    redis_cluster: Option<String>,
     extra: Vec<String>,
     /// The folder both instances keep uploads in (a shared volume in production).
     pub storage: std::path::PathBuf,
@@ -321,34 +348,61 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts two instances; `extra` are additional `--flag value` arguments for both.
+    /// Starts two instances (on the test Redis Cluster when there is one); `extra` are
+    /// additional `--flag value` arguments for both.
     pub async fn start(extra: &[&str]) -> Cluster {
-        Self::start_on_redis(redis_url(), extra).await
+        Self::start_with(redis_cluster_nodes(), None, extra).await
     }
 
-    /// Starts two instances on a given Redis.
+    /// Starts two instances on a given single Redis.
     pub async fn start_on_redis(redis_url: String, extra: &[&str]) -> Cluster {
-        Self::start_with(redis_url, None, extra).await
+        Self::start_on(admin_url(), redis_url, None, None, None, extra).await
+    }
+
+    /// Starts two instances on a given Redis Cluster (`nodes`: comma-separated URLs).
+    pub async fn start_on_redis_cluster(nodes: &str, extra: &[&str]) -> Cluster {
+        Self::start_with(Some(nodes.to_owned()), None, extra).await
     }
 
     /// Starts two instances that reach Postgres through `proxy` (which the test can cut).
     pub async fn start_behind_proxy(proxy: &Proxy, extra: &[&str]) -> Cluster {
-        Self::start_with(redis_url(), Some(proxy.port), extra).await
+        Self::start_with(redis_cluster_nodes(), Some(proxy.port), extra).await
     }
 
     /// A cluster on the Postgres server of `primary` (an admin URL), whose instances read from
     /// the streaming replica of `replica` (`DATABASE_READ_URL`, the same database name).
     pub async fn start_with_replica(primary: &str, replica: &str, extra: &[&str]) -> Cluster {
-        Self::start_on(primary.to_owned(), redis_url(), None, Some(replica), extra).await
+        Self::start_on(
+            primary.to_owned(),
+            redis_url(),
+            redis_cluster_nodes(),
+            None,
+            Some(replica),
+            extra,
+        )
+        .await
     }
 
-    async fn start_with(redis_url: String, pg_proxy_port: Option<u16>, extra: &[&str]) -> Cluster {
-        Self::start_on(admin_url(), redis_url, pg_proxy_port, None, extra).await
+    async fn start_with(
+        redis_cluster: Option<String>,
+        pg_proxy_port: Option<u16>,
+        extra: &[&str],
+    ) -> Cluster {
+        Self::start_on(
+            admin_url(),
+            redis_url(),
+            redis_cluster,
+            pg_proxy_port,
+            None,
+            extra,
+        )
+        .await
     }
 
     async fn start_on(
         admin_url: String,
         redis_url: String,
+        redis_cluster: Option<String>,
         pg_proxy_port: Option<u16>,
         replica: Option<&str>,
         extra: &[&str],
@@ -385,6 +439,7 @@ impl Cluster {
             db_url: instance_db_url,
             prefix,
             redis_url,
+            redis_cluster,
             extra,
             http: reqwest::Client::new(),
         };
@@ -401,8 +456,6 @@ impl Cluster {
             "banter".to_owned(),
             "--database-url".into(),
             self.db_url.clone(),
-            "--redis-url".into(),
-            self.redis_url.clone(),
             "--redis-prefix".into(),
             self.prefix.clone(),
             "--jwt-secret".into(),
@@ -412,6 +465,17 @@ impl Cluster {
             "--presence-heartbeat-secs".into(),
             "1".into(),
         ];
+        match &self.redis_cluster {
+            Some(nodes) => args.extend(["--redis-cluster-nodes".to_owned(), nodes.clone()]),
+            // Set empty, not left out: the test process's own REDIS_CLUSTER_NODES must not
+            // reach an instance that is to use one Redis.
+            None => args.extend([
+                "--redis-url".to_owned(),
+                self.redis_url.clone(),
+                "--redis-cluster-nodes".to_owned(),
+                String::new(),
+            ]),
+        }
         args.extend(self.extra.iter().cloned());
         // Every test client comes from 127.0.0.1: per-address caps only where a test sets them.
         for (flag, value) in [
@@ -446,6 +510,10 @@ impl Cluster {
         vec![
             ("DATABASE_URL", self.db_url.clone()),
             ("REDIS_URL", self.redis_url.clone()),
+            (
+                "REDIS_CLUSTER_NODES",
+                self.redis_cluster.clone().unwrap_or_default(),
+            ),
             ("REDIS_PREFIX", self.prefix.clone()),
             ("JWT_SECRET", SECRET.to_owned()),
             ("ALLOWED_ORIGINS", GOOD_ORIGIN.to_owned()),
@@ -459,18 +527,30 @@ impl Cluster {
         self.a.as_ref().expect("instance a running")
     }
 
-    /// Sets a key of this cluster's Redis prefix (`<prefix>:<key>`), to stage a state the
-    /// instances must cope with.
+    /// The names of this cluster's Redis keys.
+    pub fn keys(&self) -> banter::keys::Keys {
+        banter::keys::Keys::for_target(&self.prefix, self.redis_cluster.is_some())
+    }
+
+    /// A command connection to this cluster's Redis.
+    pub async fn redis(&self) -> banter::kv::Redis {
+        let target = match &self.redis_cluster {
+            Some(nodes) => {
+                let nodes: Vec<&str> = nodes.split(',').collect();
+                banter::kv::RedisTarget::cluster(&nodes).expect("cluster nodes")
+            }
+            None => banter::kv::RedisTarget::single(&self.redis_url).expect("redis url"),
+        };
+        target.connect().await.expect("redis connection")
+    }
+
+    /// Sets a Redis key (a name from [`Cluster::keys`]), to stage a state the instances must
+    /// cope with.
     pub async fn redis_set(&self, key: &str, value: &str) {
-        let client = redis::Client::open(self.redis_url.as_str()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis connection");
         let _: () = redis::cmd("SET")
-            .arg(format!("{}:{key}", self.prefix))
+            .arg(key)
             .arg(value)
-            .query_async(&mut conn)
+            .query_async(&mut self.redis().await)
             .await
             .expect("SET");
     }
@@ -512,17 +592,12 @@ impl Cluster {
             .execute(&mut admin)
             .await;
         }
-        if let Ok(client) = redis::Client::open(self.redis_url.as_str()) {
-            if let Ok(mut conn) = client.get_multiplexed_async_connection().await {
-                let keys: Vec<String> = redis::cmd("KEYS")
-                    .arg(format!("{}*", self.prefix))
-                    .query_async(&mut conn)
-                    .await
-                    .unwrap_or_default();
-                for key in keys {
-                    let _: Result<(), _> = redis::cmd("DEL").arg(key).query_async(&mut conn).await;
-                }
-            }
+        let redis = self.redis().await;
+        for key in keys_of(&redis, &self.prefix).await {
+            let _: Result<(), _> = redis::cmd("DEL")
+                .arg(key)
+                .query_async(&mut redis.clone())
+                .await;
         }
     }
 
@@ -1048,5 +1123,112 @@ impl Drop for PrivateRedis {
     fn drop(&mut self) {
         self.kill();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A Redis Cluster of the test's own (three masters, three replicas, on loopback; from
+/// `scripts/redis-cluster.sh`), for tests that fail its masters over. Stopped on drop.
+pub struct PrivateRedisCluster {
+    dir: std::path::PathBuf,
+    nodes: String,
+}
+
+impl PrivateRedisCluster {
+    pub fn start() -> PrivateRedisCluster {
+        let dir = std::env::temp_dir().join(format!("banter-redis-cluster-{}", Uuid::new_v4()));
+        let out = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/redis-cluster.sh"
+        ))
+        .arg("start")
+        .arg(&dir)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .expect("scripts/redis-cluster.sh");
+        assert!(out.status.success(), "the Redis Cluster did not start");
+        let nodes = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        PrivateRedisCluster { dir, nodes }
+    }
+
+    /// The node URLs, comma-separated (`REDIS_CLUSTER_NODES`).
+    pub fn nodes(&self) -> &str {
+        &self.nodes
+    }
+
+    fn ports(&self) -> Vec<u16> {
+        self.nodes
+            .split(',')
+            .filter_map(|u| u.rsplit(':').next()?.parse().ok())
+            .collect()
+    }
+
+    /// `redis-cli` on the first node that answers.
+    fn cli(&self, args: &[&str]) -> String {
+        for port in self.ports() {
+            let out = std::process::Command::new("redis-cli")
+                .args(["-p", &port.to_string()])
+                .args(args)
+                .output()
+                .expect("redis-cli");
+            let text = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if out.status.success() && !text.is_empty() && !text.starts_with("Could not connect") {
+                return text;
+            }
+        }
+        panic!("no Redis Cluster node answers {args:?}");
+    }
+
+    /// The port of the master that serves `key`.
+    pub fn master_of(&self, key: &str) -> u16 {
+        let slot: u32 = self
+            .cli(&["CLUSTER", "KEYSLOT", key])
+            .parse()
+            .expect("slot");
+        for line in self.cli(&["CLUSTER", "NODES"]).lines() {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 9 || !fields[2].contains("master") || fields[2].contains("fail") {
+                continue;
+            }
+            let serves = fields[8..].iter().any(|range| {
+                let (lo, hi) = range.split_once('-').unwrap_or((range, range));
+                match (lo.parse::<u32>(), hi.parse::<u32>()) {
+                    (Ok(lo), Ok(hi)) => (lo..=hi).contains(&slot),
+                    _ => false,
+                }
+            });
+            if serves {
+                let addr = fields[1].split('@').next().expect("address");
+                return addr.rsplit(':').next().unwrap().parse().expect("port");
+            }
+        }
+        panic!("no master serves slot {slot}");
+    }
+
+    /// Kills the node on `port` (SIGKILL): its replica takes over after the node timeout.
+    pub fn kill(&self, port: u16) {
+        let pid = std::fs::read_to_string(self.dir.join(port.to_string()).join("redis.pid"))
+            .expect("pid file");
+        let status = std::process::Command::new("kill")
+            .args(["-9", pid.trim()])
+            .status()
+            .expect("kill");
+        assert!(status.success());
+    }
+
+    /// Whether every slot is served again (as a surviving node sees it).
+    pub fn healthy(&self) -> bool {
+        self.cli(&["CLUSTER", "INFO"]).contains("cluster_state:ok")
+    }
+}
+
+impl Drop for PrivateRedisCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/scripts/redis-cluster.sh"
+        ))
+        .arg("stop")
+        .arg(&self.dir)
+        .status();
     }
 }

@@ -60,7 +60,9 @@ async fn a_message_whose_predecessor_never_comes_is_released() {
     receiver.wait_for("message.new", |m| m["seq"] == 1).await;
     // Stage an instance that died between commit and publish: the fan-out last saw seq 0,
     // so seq 2 waits for a seq 1 that will never be published again.
-    cluster.redis_set("fanout:last:general", "0").await;
+    cluster
+        .redis_set(&cluster.keys().fanout_last("general"), "0")
+        .await;
     let ack = send(&sender, "general", "two").await;
     assert_eq!(ack["ok"], true, "{ack}");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;

@@ -110,12 +110,7 @@ async fn forgiving_an_expired_attempt_leaves_no_counter() {
         .await
         .unwrap();
     limiter.channel_guess_succeeded("someone").await.unwrap();
-    let mut conn = redis;
-    let left: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{prefix}*"))
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let left = keys_of(&redis, &prefix).await;
     assert!(left.is_empty(), "counters left behind: {left:?}");
 }
 

@@ -184,6 +184,9 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
             BANTER_ADDR: instance.addr,
             DATABASE_URL: instanceDbUrl,
             REDIS_URL: redisUrl,
+            // The suite runs on a Redis Cluster when REDIS_CLUSTER_NODES is set, except for
+            // scenarios with a private Redis of their own.
+            REDIS_CLUSTER_NODES: redis ? '' : (process.env.REDIS_CLUSTER_NODES ?? ''),
             REDIS_PREFIX: prefix,
             JWT_SECRET: SECRET,
             INSTANCE_ID: `${prefix}-${name}`,
@@ -337,8 +340,10 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
       } catch {
         // best effort
       }
-      if (!redis) try {
-        const keys = execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `${prefix}*`], { encoding: 'utf8' }).split('\n').filter(Boolean);
+      // (A test Redis Cluster is thrown away whole when the suite ends.)
+      if (!redis && !process.env.REDIS_CLUSTER_NODES) try {
+        // Hash-tagged keys begin with '{', so the prefix may come after it.
+        const keys = execFileSync('redis-cli', ['-u', redisUrl, '--scan', '--pattern', `*${prefix}*`], { encoding: 'utf8' }).split('\n').filter(Boolean);
         for (let i = 0; i < keys.length; i += 500) execFileSync('redis-cli', ['-u', redisUrl, 'DEL', ...keys.slice(i, i + 500)]);
       } catch {
         // best effort
