@@ -127,6 +127,9 @@ impl App {
         store::migrate(&db)
             .await
             .context("database migration failed")?;
+        store::partitions::ensure(&db)
+            .await
+            .context("cannot create the message partitions of the coming months")?;
         let replica = match config
             .database_read_url
             .as_deref()

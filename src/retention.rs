@@ -8,6 +8,11 @@
 //! older messages at once, and tell clients where history begins), and the older rows are then
 //! deleted in short batches, so a hot channel's row and index are never locked for long and a
 //! send waits at most for one batch.
+//!
+//! `messages` is partitioned by month ([`crate::store::partitions`]): with an instance-wide age
+//! limit, a month whose every message is past it is dropped whole first (per-channel limits can
+//! only be stricter, so every channel gives up those messages), and the rows left past a limit
+//! are then deleted as above. Each tick also creates the coming months' partitions.
 
 use std::time::Duration;
 
@@ -15,7 +20,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
-use crate::store::uploads;
+use crate::store::{messages, partitions, uploads};
 use crate::AppState;
 
 /// The advisory lock that makes one instance at a time enforce retention.
@@ -53,6 +58,9 @@ pub fn spawn(state: &AppState) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
+            if let Err(e) = partitions::ensure(&state.db).await {
+                tracing::warn!(error = %e, "message partitions for the coming months not created; retried next interval");
+            }
             let result = enforce(&state).await;
             if let Ok(pass) = &result {
                 state.metrics.retention_messages.inc_by(pass.messages);
@@ -98,6 +106,23 @@ async fn pass(state: &AppState) -> Result<Pass, sqlx::Error> {
     let config = &state.config;
     let mut done = Pass::default();
     let instance_limits = config.retention_max_age_secs > 0 || config.retention_max_messages > 0;
+    if config.retention_max_age_secs > 0 {
+        let secs = config.retention_max_age_secs.min(i64::MAX as u64) as i64;
+        let cutoff = Utc::now() - chrono::Duration::seconds(secs);
+        for partition in partitions::list(db).await? {
+            if partition.end > cutoff {
+                break;
+            }
+            let dropped = partitions::drop_partition(db, &partition).await?;
+            tracing::info!(partition = %partition.name, messages = dropped.messages, "retention dropped a month of messages");
+            done.messages += dropped.messages;
+            if !dropped.file_keys.is_empty() {
+                let gone = uploads::delete_unreferenced(db, &dropped.file_keys).await?;
+                state.uploads.delete_objects(&gone).await;
+                done.uploads += gone.len() as u64;
+            }
+        }
+    }
     let mut after = Uuid::nil();
     loop {
         // Channels that hold messages and have a limit of their own, or all of them that hold
@@ -192,20 +217,26 @@ async fn trim(state: &AppState, channel: Uuid, cut: i64) -> Result<(u64, u64), s
     .await?;
     let (mut removed, mut files_removed) = (0, 0);
     loop {
-        let files = sqlx::query_scalar!(
-            "DELETE FROM messages WHERE id IN (
-                 SELECT id FROM messages WHERE channel_id = $1 AND seq < $2
+        let gone = sqlx::query!(
+            "DELETE FROM messages WHERE (id, created_at) IN (
+                 SELECT id, created_at FROM messages WHERE channel_id = $1 AND seq < $2
                  ORDER BY seq LIMIT $3)
-             RETURNING file_key",
+             RETURNING file_key, sender_id, client_message_id",
             channel,
             cut,
             BATCH
         )
         .fetch_all(db)
         .await?;
-        let full = files.len() as i64 == BATCH;
-        removed += files.len() as u64;
-        let keys: Vec<Uuid> = files.into_iter().flatten().collect();
+        let full = gone.len() as i64 == BATCH;
+        removed += gone.len() as u64;
+        // Their idempotency keys go with them: the ids may be used again, as before.
+        let (senders, ids): (Vec<Uuid>, Vec<Uuid>) = gone
+            .iter()
+            .filter_map(|m| Some((m.sender_id?, m.client_message_id)))
+            .unzip();
+        messages::forget_keys(db, &senders, &ids).await?;
+        let keys: Vec<Uuid> = gone.into_iter().filter_map(|m| m.file_key).collect();
         if !keys.is_empty() {
             let gone = uploads::delete_unreferenced(db, &keys).await?;
             state.uploads.delete_objects(&gone).await;

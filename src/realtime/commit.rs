@@ -185,7 +185,7 @@ fn refused(message: &NewMessage, e: &sqlx::Error) -> AppError {
         sqlx::Error::Database(db) => db.constraint().unwrap_or_default().to_owned(),
         _ => String::new(),
     };
-    if constraint == "messages_sender_id_fkey" {
+    if constraint == "messages_sender_id_fkey" || constraint == "message_keys_sender_id_fkey" {
         // The sender's account was removed while this send was on its way (its sockets are
         // being disconnected: every instance hears of the removal from Postgres).
         tracing::info!(user_id = %message.sender_id, "message of a removed user refused");

@@ -148,13 +148,16 @@ async fn find_by_client_ids(
     senders: &[Uuid],
     client_message_ids: &[Uuid],
 ) -> Result<Vec<Message>, sqlx::Error> {
+    // Through the idempotency keys: each names its message's partition.
     sqlx::query_as!(
         Row,
         "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                 m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
                 m.file_key, m.file_size, m.file_width, m.file_height
-         FROM messages m JOIN channels c ON c.id = m.channel_id
-         WHERE (m.sender_id, m.client_message_id) IN
+         FROM message_keys k
+         JOIN messages m ON m.id = k.message_id AND m.created_at = k.created_at
+         JOIN channels c ON c.id = m.channel_id
+         WHERE (k.sender_id, k.client_message_id) IN
                (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
         senders,
         client_message_ids
@@ -162,6 +165,46 @@ async fn find_by_client_ids(
     .fetch_all(db)
     .await
     .map(|rows| rows.into_iter().map(Message::from).collect())
+}
+
+/// Removes the idempotency keys among `(senders[i], client_message_ids[i])` whose message is
+/// gone (retention removed it without its key: an interrupted pass), so the id can be used
+/// again, as it could before the message was removed.
+async fn forget_stale_keys(
+    db: &PgPool,
+    senders: &[Uuid],
+    client_message_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM message_keys k
+         WHERE (k.sender_id, k.client_message_id) IN
+               (SELECT * FROM unnest($1::uuid[], $2::uuid[]))
+           AND NOT EXISTS (SELECT 1 FROM messages m
+                           WHERE m.id = k.message_id AND m.created_at = k.created_at)",
+        senders,
+        client_message_ids
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Removes the idempotency keys of removed messages (`(senders[i], client_message_ids[i])`).
+pub async fn forget_keys(
+    db: &PgPool,
+    senders: &[Uuid],
+    client_message_ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM message_keys
+         WHERE (sender_id, client_message_id) IN
+               (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
+        senders,
+        client_message_ids
+    )
+    .execute(db)
+    .await?;
+    Ok(())
 }
 
 /// How often a batch's insert is retried after it met a stored `client_message_id`.
@@ -176,8 +219,9 @@ const ATTEMPTS: usize = 3;
 ///   its seq in one multi-row insert. The row locks are held until the statement commits, so
 ///   inserts into one channel are serialized and seqs follow commit order with no gap.
 /// - Repeats of one id inside the batch are stored once; the repeats come back as duplicates.
-/// - A message already stored (a retry) makes the statement fail on the unique constraint, so
-///   nothing of it is kept and no seq is used; the stored ids are then looked up, returned as
+/// - Each message's idempotency key goes into `message_keys` in the same statement. A message
+///   already stored (a retry) makes the statement fail on that table's primary key, so nothing
+///   of it is kept and no seq is used; the stored ids are then looked up, returned as
 ///   duplicates, and the rest is inserted again.
 pub async fn insert_batch(db: &PgPool, batch: &[NewMessage]) -> Result<Vec<Inserted>, sqlx::Error> {
     // First occurrence of every (sender, client_message_id).
@@ -241,6 +285,7 @@ async fn insert_unique(
                         .into_iter()
                         .map(|m| ((m.sender_id.unwrap_or_default(), m.client_message_id), m))
                         .collect();
+                let mut unknown = (Vec::new(), Vec::new());
                 indexes.retain(|&i| {
                     let m = &batch[i];
                     match known.remove(&(m.sender_id, m.client_message_id)) {
@@ -254,9 +299,16 @@ async fn insert_unique(
                             ));
                             false
                         }
-                        None => true,
+                        None => {
+                            unknown.0.push(m.sender_id);
+                            unknown.1.push(m.client_message_id);
+                            true
+                        }
                     }
                 });
+                if !unknown.0.is_empty() {
+                    forget_stale_keys(db, &unknown.0, &unknown.1).await?;
+                }
             }
         }
     }
@@ -323,15 +375,22 @@ WITH v AS (
     FROM counts, locked
     WHERE c.id = counts.channel_id AND locked.id = c.id
     RETURNING c.id, c.last_seq, counts.n
+), numbered AS (
+    SELECT v.*, now() AS created_at,
+           bump.last_seq - bump.n
+               + row_number() OVER (PARTITION BY v.channel_id ORDER BY v.ord) AS seq
+    FROM v JOIN bump ON bump.id = v.channel_id
+), keyed AS (
+    -- A retried (sender, client_message_id) conflicts here and fails the whole statement.
+    INSERT INTO message_keys (sender_id, client_message_id, channel_id, message_id, created_at)
+    SELECT sender_id, client_message_id, channel_id, id, created_at FROM numbered
 )
 INSERT INTO messages (id, channel_id, seq, sender_id, sender_name, text, client_message_id,
                       file_url, file_name, file_type, file_key, file_size, file_width,
-                      file_height)
-SELECT v.id, v.channel_id,
-       bump.last_seq - bump.n + row_number() OVER (PARTITION BY v.channel_id ORDER BY v.ord),
-       v.sender_id, v.sender_name, v.text, v.client_message_id, v.file_url, v.file_name,
-       v.file_type, v.file_key, v.file_size, v.file_width, v.file_height
-FROM v JOIN bump ON bump.id = v.channel_id
+                      file_height, created_at)
+SELECT id, channel_id, seq, sender_id, sender_name, text, client_message_id, file_url,
+       file_name, file_type, file_key, file_size, file_width, file_height, created_at
+FROM numbered
 RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
         &ids,
         &channel_ids,

@@ -2,6 +2,7 @@
 
 pub mod channels;
 pub mod messages;
+pub mod partitions;
 pub mod reads;
 pub mod uploads;
 pub mod users;

@@ -367,3 +367,89 @@ async fn messages_older_than_the_age_limit_are_removed_by_the_lock_holder() {
     client.disconnect().await;
     cluster.finish().await;
 }
+
+/// With an instance-wide age limit, a month of messages all past it is dropped as a whole
+/// partition (not deleted row by row), with its messages' idempotency keys; history then
+/// begins after it, and the partitions of the coming months exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whole_months_past_the_age_limit_are_dropped_as_partitions() {
+    let cluster = Cluster::start(&[
+        "--retention-interval-secs",
+        "1",
+        "--retention-max-age-secs",
+        "2592000",
+    ])
+    .await;
+    let user = cluster.register(cluster.a(), "user").await;
+    let client = Client::connect(cluster.a(), &user).await;
+    for i in 0..5 {
+        assert_eq!(send(&client, "general", &format!("m{i}")).await["ok"], true);
+    }
+    // The first three were sent 75 days ago (moved into that month's partition).
+    let old: String = sqlx::query_scalar(
+        "SELECT 'messages_' || to_char(date_trunc('month', (now() - interval '75 days')
+                                       AT TIME ZONE 'UTC'), '\"y\"YYYY\"m\"MM')",
+    )
+    .fetch_one(&cluster.db)
+    .await
+    .unwrap();
+    sqlx::query("SELECT ensure_message_partitions(now() - interval '75 days', 2)")
+        .execute(&cluster.db)
+        .await
+        .unwrap();
+    for table in ["messages", "message_keys"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE {table} SET created_at = created_at - interval '75 days'
+             WHERE {} IN (SELECT id FROM messages WHERE seq <= 3)",
+            if table == "messages" {
+                "id"
+            } else {
+                "message_id"
+            }
+        )))
+        .execute(&cluster.db)
+        .await
+        .unwrap();
+    }
+    let in_old: i64 =
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT count(*) FROM {old}")))
+            .fetch_one(&cluster.db)
+            .await
+            .unwrap();
+    assert_eq!(in_old, 3, "the old messages sit in {old}");
+
+    // The next pass drops that month whole.
+    let mut gone = false;
+    for _ in 0..50 {
+        let exists: Option<String> = sqlx::query_scalar("SELECT to_regclass($1)::text")
+            .bind(&old)
+            .fetch_one(&cluster.db)
+            .await
+            .unwrap();
+        if exists.is_none() {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(gone, "{old} was dropped");
+    assert_eq!(
+        history(&cluster, cluster.b(), &user, "general").await,
+        (vec![4, 5], 4)
+    );
+    let keys: i64 = sqlx::query_scalar("SELECT count(*) FROM message_keys")
+        .fetch_one(&cluster.db)
+        .await
+        .unwrap();
+    assert_eq!(keys, 2, "only the kept messages' keys are left");
+    // The current month and the next two have their partitions.
+    let missing: i32 = sqlx::query_scalar("SELECT ensure_message_partitions(now(), 2)")
+        .fetch_one(&cluster.db)
+        .await
+        .unwrap();
+    assert_eq!(missing, 0);
+    // Sends go on.
+    assert_eq!(send(&client, "general", "after").await["message"]["seq"], 6);
+    client.disconnect().await;
+    cluster.finish().await;
+}
