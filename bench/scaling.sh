@@ -12,6 +12,11 @@
 #   - Redis: CPU per published message (INFO cpu), which grows with the subscribing instances
 #     (every instance receives every publication on one Redis).
 # Writes bench/results/scaling-<n>.json (banter-load's report) and bench/results/scaling.md.
+#
+# REDIS_CLUSTER=1 runs the same on a loopback Redis Cluster (three masters, three replicas,
+# scripts/redis-cluster.sh; a fresh one per size) instead of one Redis: Redis CPU is then
+# summed over every node, and the masters' shares are reported too (how evenly the work
+# spreads). Its reports are bench/results/scaling-cluster-<n>.json and scaling-cluster.md.
 # Loopback only; every process it starts is stopped at the end.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,11 +28,16 @@ per_instance=${USERS_PER_INSTANCE:-250}
 rate=${RATE:-0.5}
 seconds=${SECONDS_PER_RUN:-20}
 sizes=(${SIZES:-1 2 4})
+cluster=${REDIS_CLUSTER:-0}
+name=scaling
+[ "$cluster" = 1 ] && name=scaling-cluster
+cluster_dir=""
 pids=()
 cleanup() {
   for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   pids=()
+  if [ -n "$cluster_dir" ]; then scripts/redis-cluster.sh stop "$cluster_dir"; cluster_dir=""; fi
 }
 trap cleanup EXIT INT TERM
 
@@ -60,18 +70,40 @@ for pid in os.listdir("/proc"):
 print(total / hz)
 PY
 }
+node_cpu() { # node_cpu <redis url>: CPU seconds of one Redis server
+  redis-cli -u "$1" INFO cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.4f\n", s}'
+}
+# Redis CPU seconds: of the one server, or of every cluster node (then also each master's, as
+# "total master1 master2 ...").
 redis_cpu() {
-  redis-cli -u "$REDIS_URL" INFO cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.4f\n", s}'
+  if [ "$cluster" != 1 ]; then
+    node_cpu "$REDIS_URL"
+    return
+  fi
+  local total=0 masters="" url cpu
+  for url in ${nodes//,/ }; do
+    cpu=$(node_cpu "$url")
+    total=$(python3 -c "print($total + $cpu)")
+    if redis-cli -u "$url" INFO replication | grep -q '^role:master'; then masters="$masters $cpu"; fi
+  done
+  echo "$total$masters"
 }
 
-rm -f "$results/scaling.tsv"
+rm -f "$results/$name.tsv"
 for n in "${sizes[@]}"; do
   psql "$admin_url" -qc "DROP DATABASE IF EXISTS bench_scaling WITH (FORCE)" -c "CREATE DATABASE bench_scaling"
-  redis-cli -u "$REDIS_URL" --scan --pattern 'scale:*' | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null
+  nodes=""
+  if [ "$cluster" = 1 ]; then
+    cluster_dir=$(mktemp -d /tmp/banter-scaling-cluster.XXXXXX)
+    nodes=$(scripts/redis-cluster.sh start "$cluster_dir")
+  else
+    redis-cli -u "$REDIS_URL" --scan --pattern '*scale*' | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null
+  fi
   targets=()
   for ((i = 0; i < n; i++)); do
     port=$((4600 + i))
-    DATABASE_URL=$(database_url "$admin_url" bench_scaling) REDIS_URL=$REDIS_URL REDIS_PREFIX=scale \
+    DATABASE_URL=$(database_url "$admin_url" bench_scaling) REDIS_URL=$REDIS_URL \
+      REDIS_CLUSTER_NODES=$nodes REDIS_PREFIX=scale \
       JWT_SECRET=$secret BANTER_ADDR=127.0.0.1:$port INSTANCE_ID=scale-$i RUST_LOG=warn \
       RATE_LIMIT_MESSAGES=100000000 RATE_LIMIT_WINDOW_SECS=1 \
       GUESTS_PER_ADDRESS_PER_HOUR=100000000 GUEST_MESSAGES_PER_ADDRESS=100000000000 \
@@ -89,21 +121,22 @@ for n in "${sizes[@]}"; do
   target/release/banter-load fanout --targets "$(IFS=,; echo "${targets[*]}")" --users "$users" \
     --channels "$channels" --rate "$rate" --duration "$seconds" --drain 2 \
     --server-pids "$(IFS=,; echo "${pids[*]}")" --label "banter x$n" \
-    --out "$results/scaling-$n.json" || [ $? -eq 3 ]
+    --out "$results/$name-$n.json" || [ $? -eq 3 ]
   pg1=$(postgres_cpu) redis1=$(redis_cpu)
-  printf '%s\t%s\t%s\n' "$n" "$(python3 -c "print($pg1 - $pg0)")" "$(python3 -c "print($redis1 - $redis0)")" \
-    >> "$results/scaling.tsv"
+  # n, Postgres CPU, Redis CPU (then each master's, on a cluster)
+  python3 -c "import sys; a, b = sys.argv[1].split(), sys.argv[2].split(); print('\t'.join(['$n', str($pg1 - $pg0)] + [str(float(y) - float(x)) for x, y in zip(a, b)]))" \
+    "$redis0" "$redis1" >> "$results/$name.tsv"
   cleanup
 done
 rm -rf target/scaling-uploads
 
-python3 - "$results" "$seconds" <<'PY'
+python3 - "$results" "$seconds" "$name" <<'PY'
 import json, sys
-results, seconds = sys.argv[1], float(sys.argv[2])
+results, seconds, name = sys.argv[1], float(sys.argv[2]), sys.argv[3]
 rows = []
-for line in open(f"{results}/scaling.tsv"):
-    n, pg, redis = line.split()
-    d = json.load(open(f"{results}/scaling-{n}.json"))
+for line in open(f"{results}/{name}.tsv"):
+    n, pg, redis, *masters = line.split()
+    d = json.load(open(f"{results}/{name}-{n}.json"))
     window = d["duration_s"] + 2  # the drain is inside the CPU window of the tiers
     per_instance_cpu = [s["cpu_pct"] for s in d["servers"]]
     deliveries = d["deliveries_per_s"] * d["duration_s"]
@@ -121,13 +154,14 @@ for line in open(f"{results}/scaling.tsv"):
         "pg_us_per_message": float(pg) / persisted * 1e6 if persisted else 0,
         "redis_us_per_message": float(redis) / persisted * 1e6 if persisted else 0,
         "redis_us_per_message_per_instance": float(redis) / persisted / n * 1e6 if persisted else 0,
+        "masters": " / ".join(f"{float(m) / float(redis) * 100:.0f}" for m in masters) if masters and float(redis) > 0 else "-",
         "e2e_p50_ms": d["e2e"].get("p50_ms") if isinstance(d.get("e2e"), dict) else None,
         "e2e_p99_ms": d["e2e"].get("p99_ms") if isinstance(d.get("e2e"), dict) else None,
     })
-with open(f"{results}/scaling.md", "w") as out:
-    out.write("| instances | users | stored msg/s | deliveries/s | lost | banter CPU % per instance | banter CPU µs per delivery | Postgres CPU µs per stored message | Redis CPU µs per message | Redis CPU µs per message per instance | e2e p50 / p99 ms |\n")
-    out.write("|---|---|---|---|---|---|---|---|---|---|---|\n")
+with open(f"{results}/{name}.md", "w") as out:
+    out.write("| instances | users | stored msg/s | deliveries/s | lost | banter CPU % per instance | banter CPU µs per delivery | Postgres CPU µs per stored message | Redis CPU µs per message | Redis CPU µs per message per instance | masters' shares of Redis CPU % | e2e p50 / p99 ms |\n")
+    out.write("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
     for r in rows:
-        out.write(f"| {r['instances']} | {r['users']} | {r['persisted_per_s']:.0f} | {r['deliveries_per_s']:.0f} | {r['lost']} | {r['cpu_pct_per_instance']:.1f} | {r['us_per_delivery']:.1f} | {r['pg_us_per_message']:.0f} | {r['redis_us_per_message']:.1f} | {r['redis_us_per_message_per_instance']:.1f} | {r['e2e_p50_ms']} / {r['e2e_p99_ms']} |\n")
-print(open(f"{results}/scaling.md").read())
+        out.write(f"| {r['instances']} | {r['users']} | {r['persisted_per_s']:.0f} | {r['deliveries_per_s']:.0f} | {r['lost']} | {r['cpu_pct_per_instance']:.1f} | {r['us_per_delivery']:.1f} | {r['pg_us_per_message']:.0f} | {r['redis_us_per_message']:.1f} | {r['redis_us_per_message_per_instance']:.1f} | {r['masters']} | {r['e2e_p50_ms']} / {r['e2e_p99_ms']} |\n")
+print(open(f"{results}/{name}.md").read())
 PY

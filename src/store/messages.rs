@@ -454,12 +454,81 @@ pub enum Page {
     After(i64),
 }
 
+/// How far back history is read first: the newest monthly partitions only.
+const RECENT_DAYS: i64 = 31;
+
 /// One page of history, oldest first.
+///
+/// `messages` is partitioned by month, and a read by (channel, seq) alone visits every month's
+/// index. So the page is read first from the last [`RECENT_DAYS`] (which prunes to the newest
+/// partitions) and kept when it is provably whole: a channel's seqs from `first_seq` to
+/// `last_seq` are all stored (seqs are handed out without gaps and retention removes a prefix),
+/// so a run of consecutive seqs that reaches the page's expected end, and fills the page or
+/// reaches the other end of the channel, misses nothing. Otherwise (older history, a quiet
+/// channel) the page is read from every partition.
 pub async fn page(
     db: &PgPool,
     channel_id: Uuid,
     page: Page,
     limit: i64,
+) -> Result<Vec<Message>, sqlx::Error> {
+    let Some(bounds) = sqlx::query!(
+        "SELECT first_seq, last_seq FROM channels WHERE id = $1",
+        channel_id
+    )
+    .fetch_optional(db)
+    .await?
+    else {
+        return Ok(Vec::new());
+    };
+    // The seqs the page is drawn from, as of now.
+    let (lo, hi) = match page {
+        Page::Latest => (bounds.first_seq, bounds.last_seq),
+        Page::Before(seq) => (bounds.first_seq, bounds.last_seq.min(seq - 1)),
+        Page::After(seq) => (bounds.first_seq.max(seq.saturating_add(1)), bounds.last_seq),
+    };
+    if lo > hi || limit < 1 {
+        return Ok(Vec::new());
+    }
+    let since = Utc::now() - chrono::Duration::days(RECENT_DAYS);
+    let recent = read_page(db, channel_id, page, limit, since).await?;
+    let whole = match page {
+        // Newest first: from the top down to a full page or to the beginning.
+        Page::Latest | Page::Before(_) => {
+            consecutive(&recent, -1)
+                && recent.first().is_some_and(|m| m.seq >= hi)
+                && (recent.len() as i64 == limit || recent.last().is_some_and(|m| m.seq <= lo))
+        }
+        Page::After(_) => {
+            consecutive(&recent, 1)
+                && recent.first().is_some_and(|m| m.seq <= lo)
+                && (recent.len() as i64 == limit || recent.last().is_some_and(|m| m.seq >= hi))
+        }
+    };
+    let mut messages = if whole {
+        recent
+    } else {
+        read_page(db, channel_id, page, limit, DateTime::UNIX_EPOCH).await?
+    };
+    // The newest pages are read newest first.
+    if !matches!(page, Page::After(_)) {
+        messages.reverse();
+    }
+    Ok(messages)
+}
+
+/// Whether the seqs of `messages` follow each other by `step`.
+fn consecutive(messages: &[Message], step: i64) -> bool {
+    messages.windows(2).all(|w| w[1].seq == w[0].seq + step)
+}
+
+/// One page of the messages created since `since`, in the page's reading order.
+async fn read_page(
+    db: &PgPool,
+    channel_id: Uuid,
+    page: Page,
+    limit: i64,
+    since: DateTime<Utc>,
 ) -> Result<Vec<Message>, sqlx::Error> {
     let rows = match page {
         Page::Latest => {
@@ -469,9 +538,11 @@ pub async fn page(
                         m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
                 m.file_key, m.file_size, m.file_width, m.file_height
                  FROM messages m JOIN channels c ON c.id = m.channel_id
-                 WHERE m.channel_id = $1 AND m.seq >= c.first_seq ORDER BY m.seq DESC LIMIT $2",
+                 WHERE m.channel_id = $1 AND m.seq >= c.first_seq AND m.created_at >= $3
+                 ORDER BY m.seq DESC LIMIT $2",
                 channel_id,
-                limit
+                limit,
+                since
             )
             .fetch_all(db)
             .await?
@@ -484,10 +555,12 @@ pub async fn page(
                 m.file_key, m.file_size, m.file_width, m.file_height
                  FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq < $3 AND m.seq >= c.first_seq
+                   AND m.created_at >= $4
                  ORDER BY m.seq DESC LIMIT $2",
                 channel_id,
                 limit,
-                seq
+                seq,
+                since
             )
             .fetch_all(db)
             .await?
@@ -500,19 +573,16 @@ pub async fn page(
                 m.file_key, m.file_size, m.file_width, m.file_height
                  FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq > $3 AND m.seq >= c.first_seq
+                   AND m.created_at >= $4
                  ORDER BY m.seq ASC LIMIT $2",
                 channel_id,
                 limit,
-                seq
+                seq,
+                since
             )
             .fetch_all(db)
             .await?
         }
     };
-    let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
-    // The newest pages are read newest first.
-    if !matches!(page, Page::After(_)) {
-        messages.reverse();
-    }
-    Ok(messages)
+    Ok(rows.into_iter().map(Message::from).collect())
 }

@@ -453,3 +453,73 @@ async fn whole_months_past_the_age_limit_are_dropped_as_partitions() {
     client.disconnect().await;
     cluster.finish().await;
 }
+
+/// History and sync read the newest month first; pages that reach into older months are
+/// still whole (no retention here: nothing is removed).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_and_sync_pages_span_months() {
+    let cluster = Cluster::start(&[]).await;
+    let user = cluster.register(cluster.a(), "user").await;
+    let client = Client::connect(cluster.a(), &user).await;
+    for i in 0..6 {
+        assert_eq!(send(&client, "general", &format!("m{i}")).await["ok"], true);
+    }
+    // Seqs 1-3 were sent 75 days ago, in an older month's partition.
+    sqlx::query("SELECT ensure_message_partitions(now() - interval '75 days', 2)")
+        .execute(&cluster.db)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE messages SET created_at = created_at - interval '75 days' WHERE seq <= 3")
+        .execute(&cluster.db)
+        .await
+        .unwrap();
+    let page = |query: &'static str| {
+        let (cluster, user) = (&cluster, &user);
+        async move {
+            let resp = cluster
+                .http
+                .get(format!(
+                    "{}/api/channels/general/messages?{query}",
+                    cluster.b().url()
+                ))
+                .header("cookie", user.cookie())
+                .send()
+                .await
+                .expect("history");
+            assert_eq!(resp.status(), 200);
+            let page: Vec<Value> = resp.json().await.expect("json");
+            page.iter()
+                .map(|m| m["seq"].as_i64().unwrap())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(page("limit=50").await, vec![1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        page("limit=3").await,
+        vec![4, 5, 6],
+        "the newest month holds it"
+    );
+    assert_eq!(page("limit=4").await, vec![3, 4, 5, 6]);
+    assert_eq!(page("before=5&limit=3").await, vec![2, 3, 4]);
+    assert_eq!(page("before=3&limit=5").await, vec![1, 2]);
+    assert_eq!(page("after=0&limit=2").await, vec![1, 2]);
+    assert_eq!(page("after=2&limit=10").await, vec![3, 4, 5, 6]);
+    assert_eq!(page("after=4&limit=10").await, vec![5, 6]);
+    assert_eq!(page("after=6&limit=10").await, Vec::<i64>::new());
+    let synced = client
+        .ack(
+            "messages.sync",
+            json!({ "channel": "general", "after_seq": 1, "limit": 3 }),
+        )
+        .await;
+    let seqs: Vec<i64> = synced["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["seq"].as_i64().unwrap())
+        .collect();
+    assert_eq!(seqs, vec![2, 3, 4]);
+    assert_eq!(synced["has_more"], true);
+    client.disconnect().await;
+    cluster.finish().await;
+}
