@@ -45,7 +45,7 @@ const LAST_SEQ_MEMORY: Duration = Duration::from_secs(24 * 3600);
 // one channel (first..=last). Every key is of the bucket's hash tag, as is its pub/sub channel.
 // KEYS: the bucket's channels with parked batches (zset by parking time), then three per
 // channel: last published seq, parked payloads (first seq -> payload), parked batches' last
-// seqs (first seq -> last seq).
+// seqs (first seq -> last seq). Returns how many of the bucket's channels have parked batches.
 // ARGV: publish command (PUBLISH or SPUBLISH), pub/sub channel, now (ms), how long the last
 // seq is remembered (ms), then four per
 // channel: first seq (empty: release the lowest parked batch, giving up on the gap before it),
@@ -99,7 +99,7 @@ for i = 0, (#KEYS - 1) / 3 - 1 do
   sequence(KEYS[2 + 3 * i], KEYS[3 + 3 * i], KEYS[4 + 3 * i],
            ARGV[5 + 4 * i], ARGV[6 + 4 * i], ARGV[7 + 4 * i], ARGV[8 + 4 * i])
 end
-return 1
+return redis.call('ZCARD', waiting)
 ";
 
 /// What goes over the fan-out channel: consecutive messages of one channel.
@@ -129,7 +129,15 @@ pub struct Sequencer {
     redis: Redis,
     keys: Keys,
     sequence: Script,
+    /// Buckets where this instance saw parked batches: swept every [`SWEEP_PERIOD`]. The
+    /// others are swept every [`FULL_SWEEP_EVERY`] periods (batches another instance parked
+    /// and could not release, having died), so 64 buckets cost a few lookups a second.
+    watched: std::sync::Mutex<std::collections::BTreeSet<u32>>,
+    sweeps: std::sync::atomic::AtomicU64,
 }
+
+/// Every this many sweep periods, every bucket is swept.
+const FULL_SWEEP_EVERY: u64 = 20;
 
 impl Sequencer {
     pub fn new(redis: Redis, keys: Keys) -> Self {
@@ -137,6 +145,18 @@ impl Sequencer {
             redis,
             keys,
             sequence: Script::new(SEQUENCE),
+            watched: Default::default(),
+            sweeps: Default::default(),
+        }
+    }
+
+    fn watch(&self, bucket: u32, waiting: bool) {
+        if let Ok(mut watched) = self.watched.lock() {
+            if waiting {
+                watched.insert(bucket);
+            } else {
+                watched.remove(&bucket);
+            }
         }
     }
 
@@ -169,7 +189,9 @@ impl Sequencer {
                 .key(self.keys.fanout_parked_last(channel));
             call.arg(first).arg(last).arg(payload).arg(channel);
         }
-        call.invoke_async(&mut conn).await
+        let waiting: i64 = call.invoke_async(&mut conn).await?;
+        self.watch(bucket, waiting > 0);
+        Ok(waiting)
     }
 
     /// Publishes newly stored messages, in seq order per channel: one payload per channel,
@@ -217,21 +239,47 @@ impl Sequencer {
         unsent
     }
 
-    /// Releases messages parked longer than [`PARK_LIMIT`], in every bucket.
+    /// Releases messages parked longer than [`PARK_LIMIT`]: in the buckets where this
+    /// instance saw parked batches, and now and then in every bucket.
     pub async fn sweep(&self) -> redis::RedisResult<()> {
         let cutoff = now_ms().saturating_sub(PARK_LIMIT.as_millis() as u64);
-        // One lookup per bucket (a cluster pipeline must not span slots), together.
-        let lookups = self.keys.buckets().map(|bucket| {
+        let round = self
+            .sweeps
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let buckets: Vec<u32> = if round % FULL_SWEEP_EVERY == 0 {
+            self.keys.buckets().collect()
+        } else {
+            self.watched
+                .lock()
+                .map(|w| w.iter().copied().collect())
+                .unwrap_or_default()
+        };
+        // One lookup per bucket (a cluster pipeline must not span slots), together: every
+        // waiting channel with when it started waiting.
+        let lookups = buckets.into_iter().map(|bucket| {
             let mut conn = self.redis.clone();
-            let cmd = redis::cmd("ZRANGEBYSCORE")
+            let cmd = redis::cmd("ZRANGE")
                 .arg(self.keys.fanout_waiting(bucket))
-                .arg("-inf")
-                .arg(cutoff)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
                 .to_owned();
-            async move { cmd.query_async::<Vec<String>>(&mut conn).await }
+            async move {
+                let waiting = cmd.query_async::<Vec<(String, f64)>>(&mut conn).await?;
+                Ok::<_, redis::RedisError>((bucket, waiting))
+            }
         });
-        let stale = futures_util::future::try_join_all(lookups).await?;
-        for channel in stale.into_iter().flatten() {
+        let mut stale = Vec::new();
+        for (bucket, waiting) in futures_util::future::try_join_all(lookups).await? {
+            self.watch(bucket, !waiting.is_empty());
+            stale.extend(
+                waiting
+                    .into_iter()
+                    .filter(|(_, since)| *since <= cutoff as f64)
+                    .map(|(channel, _)| channel),
+            );
+        }
+        for channel in stale {
             tracing::warn!(%channel, "a message's predecessor never came; releasing it (clients resync)");
             let release = Step {
                 channel: &channel,
