@@ -6,7 +6,8 @@
 //! slip past it, and the block is a Redis key, so it outlives every instance. The sends an
 //! instance checks at once go to Redis together: the script takes a batch and checks its sends
 //! in order (two sends of one user in a batch count twice), one call per batch (on a Redis
-//! Cluster, one call per user of the batch, together: a user's keys share a hash tag).
+//! Cluster, one call per user of the batch, together: a user's keys share a hash tag, and a
+//! guest's address budget, of another tag, is checked before).
 //!
 //! Login and channel passwords: attempts are counted before the password is checked, in one
 //! atomic step ([`ATTEMPT`]), per client address and per account-and-address (capped), and per
@@ -19,14 +20,25 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::Keys;
 
-// A batch of sends, checked in order. KEYS, two per send: the user's block, the user's window
-// count. ARGV: limit, window ms, block ms. Returns three numbers per send: allowed, retry
-// after ms, whether this send started a block.
+// A batch of sends, checked in order. KEYS, three per send: the user's block, the user's
+// window count, the guest budget of the client address (unused for registered users). ARGV:
+// limit, window ms, block ms, then one guest budget per send (0: not a guest). Returns three
+// numbers per send: allowed, retry after ms, whether this send started a block. A guest over
+// the address budget is refused without starting a block. On a Redis Cluster the guest budget
+// (another hash tag than the user's) is checked before, by [`ATTEMPT`], and given 0 here.
 const SEND: &str = r"
 local limit, window, block = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local function check(block_key, count_key)
+local function check(block_key, count_key, guest_key, guest_cap)
   local blocked = redis.call('PTTL', block_key)
   if blocked > 0 then return 0, blocked, 0 end
+  if guest_cap > 0 then
+    local g = tonumber(redis.call('GET', guest_key) or '0')
+    if g >= guest_cap then
+      local ttl = redis.call('PTTL', guest_key)
+      if ttl < 1 then ttl = 1 end
+      return 0, ttl, 0
+    end
+  end
   local n = redis.call('INCR', count_key)
   if n == 1 then redis.call('PEXPIRE', count_key, window) end
   if n > limit then
@@ -34,11 +46,15 @@ local function check(block_key, count_key)
     redis.call('DEL', count_key)
     return 0, tonumber(block), 1
   end
+  if guest_cap > 0 and redis.call('INCR', guest_key) == 1 then
+    redis.call('PEXPIRE', guest_key, window)
+  end
   return 1, 0, 0
 end
 local out = {}
-for i = 1, #KEYS / 2 do
-  local allowed, wait, new_block = check(KEYS[2 * i - 1], KEYS[2 * i])
+for i = 1, #KEYS / 3 do
+  local allowed, wait, new_block =
+    check(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], tonumber(ARGV[3 + i]))
   out[#out + 1] = allowed
   out[#out + 1] = wait
   out[#out + 1] = new_block
@@ -145,8 +161,10 @@ pub struct RateLimiter {
 
 /// One send waiting for its check.
 struct SendCheck {
-    /// The user's block key and window count key.
-    keys: [String; 2],
+    /// The user's block key, window count key and guest budget key.
+    keys: [String; 3],
+    /// The guest budget (0: not a guest, or checked before).
+    budget: u64,
     reply: oneshot::Sender<RedisResult<Verdict>>,
 }
 
@@ -209,7 +227,7 @@ impl SendLimits {
         let mut call = self.script.prepare_invoke();
         call.arg(self.limit).arg(self.window_ms).arg(self.block_ms);
         for check in checks {
-            call.key(&check.keys[..]);
+            call.key(&check.keys[..]).arg(check.budget);
         }
         let flat: Vec<i64> = call.invoke_async(&mut self.redis.clone()).await?;
         if flat.len() != checks.len() * 3 {
@@ -261,12 +279,13 @@ impl RateLimiter {
     /// Counts one send of `user` and says whether it may go through.
     /// A guest's send also counts against `guest`: the client address and the budget all
     /// guests of that address share per window; over it, the send is refused without counting
-    /// against the guest (no block), and a send the guest's own limit refuses gives its place
-    /// in the budget back. The user's check goes with the other sends of this instance that
-    /// are waiting, in one script call.
+    /// against the guest (no block). Checked with the other sends of this instance that are
+    /// waiting, in one script call. On a Redis Cluster the budget (another hash tag) is
+    /// checked just before, and a send the guest's own limit refuses gives its place back.
     pub async fn check_send(&self, user: &str, guest: Option<(&str, u64)>) -> RedisResult<Verdict> {
-        let budget = match guest {
-            Some((address, cap)) => {
+        let mut checked_before = None;
+        let (budget_key, budget) = match guest {
+            Some((address, cap)) if self.redis.is_cluster() => {
                 let key = self.keys.limit("guest-send", address);
                 if let Some(wait) = self
                     .attempt(&[(key.clone(), cap.max(1))], None, self.window_ms)
@@ -277,20 +296,27 @@ impl RateLimiter {
                         new_block: false,
                     });
                 }
-                Some(key)
+                checked_before = Some(key);
+                (self.keys.rate_count(user), 0)
             }
-            None => None,
+            Some((address, cap)) => (self.keys.limit("guest-send", address), cap.max(1)),
+            None => (self.keys.rate_count(user), 0),
         };
         let (reply, answer) = oneshot::channel();
         let check = SendCheck {
-            keys: [self.keys.rate_block(user), self.keys.rate_count(user)],
+            keys: [
+                self.keys.rate_block(user),
+                self.keys.rate_count(user),
+                budget_key,
+            ],
+            budget,
             reply,
         };
         let gone =
             || redis::RedisError::from((redis::ErrorKind::Client, "the send checker stopped"));
         self.sends.send(check).await.map_err(|_| gone())?;
         let verdict = answer.await.map_err(|_| gone())??;
-        if let (Some(key), Verdict::Blocked { .. }) = (budget, verdict) {
+        if let (Some(key), Verdict::Blocked { .. }) = (checked_before, verdict) {
             self.forgive(&[key]).await?;
         }
         Ok(verdict)

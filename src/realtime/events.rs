@@ -183,7 +183,7 @@ async fn send(
 
         let user = conn.user_id.to_string();
         // Guests are cheap to make: together, the guests of one client address also have a
-        // budget of their own (checked just before).
+        // budget of their own (checked in the same script on one Redis).
         let address = conn.address.to_string();
         let guest = conn
             .guest

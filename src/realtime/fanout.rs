@@ -246,7 +246,7 @@ impl Sequencer {
         let round = self
             .sweeps
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let buckets: Vec<u32> = if round % FULL_SWEEP_EVERY == 0 {
+        let buckets: Vec<u32> = if round.is_multiple_of(FULL_SWEEP_EVERY) {
             self.keys.buckets().collect()
         } else {
             self.watched
