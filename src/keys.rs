@@ -28,14 +28,6 @@ pub struct Keys {
 }
 
 impl Keys {
-    /// Key names for a single Redis.
-    pub fn new(prefix: &str) -> Self {
-        Self {
-            prefix: prefix.to_owned(),
-            buckets: 1,
-        }
-    }
-
     /// Key names for a Redis Cluster (`cluster`) or a single Redis.
     pub fn for_target(prefix: &str, cluster: bool) -> Self {
         Self {

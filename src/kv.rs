@@ -210,6 +210,16 @@ impl Redis {
     pub fn is_cluster(&self) -> bool {
         matches!(self, Self::Cluster(_))
     }
+
+    /// The command that publishes on banter's pub/sub channels: sharded on a cluster (each
+    /// channel on the master of its slot), plain on one Redis.
+    pub fn publish_command(&self) -> &'static str {
+        if self.is_cluster() {
+            "SPUBLISH"
+        } else {
+            "PUBLISH"
+        }
+    }
 }
 
 impl ConnectionLike for Redis {

@@ -207,12 +207,7 @@ impl Delivery {
                     .0
                     .keys
                     .bucket(rooms.first().map(String::as_str).unwrap_or(""));
-                let publish = if conn.is_cluster() {
-                    "SPUBLISH"
-                } else {
-                    "PUBLISH"
-                };
-                let published: redis::RedisResult<i64> = redis::cmd(publish)
+                let published: redis::RedisResult<i64> = redis::cmd(conn.publish_command())
                     .arg(self.0.keys.events(bucket))
                     .arg(body)
                     .query_async(&mut conn)

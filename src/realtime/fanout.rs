@@ -165,12 +165,7 @@ impl Sequencer {
         let mut conn = self.redis.clone();
         let mut call = self.sequence.prepare_invoke();
         call.key(self.keys.fanout_waiting(bucket));
-        let publish = if self.redis.is_cluster() {
-            "SPUBLISH"
-        } else {
-            "PUBLISH"
-        };
-        call.arg(publish)
+        call.arg(self.redis.publish_command())
             .arg(self.keys.fanout(bucket))
             .arg(now_ms())
             .arg(LAST_SEQ_MEMORY.as_millis() as u64);

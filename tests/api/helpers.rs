@@ -42,14 +42,19 @@ pub fn redis_cluster_nodes() -> Option<String> {
 
 /// A command connection to the test Redis (the cluster when the tests run on one).
 pub async fn test_redis() -> banter::kv::Redis {
-    let target = match redis_cluster_nodes() {
+    connect_redis(redis_cluster_nodes().as_deref(), &redis_url()).await
+}
+
+/// A command connection to the cluster of `nodes` (comma-separated URLs), else to `url`.
+async fn connect_redis(nodes: Option<&str>, url: &str) -> banter::kv::Redis {
+    let target = match nodes {
         Some(nodes) => {
             let nodes: Vec<&str> = nodes.split(',').collect();
-            banter::kv::RedisTarget::cluster(&nodes).expect("REDIS_CLUSTER_NODES")
+            banter::kv::RedisTarget::cluster(&nodes).expect("cluster nodes")
         }
-        None => banter::kv::RedisTarget::single(&redis_url()).expect("REDIS_URL"),
+        None => banter::kv::RedisTarget::single(url).expect("redis url"),
     };
-    target.connect().await.expect("test redis")
+    target.connect().await.expect("redis connection")
 }
 
 /// Every key of a prefix, on one Redis or every master of a cluster (hash-tagged keys begin
@@ -534,14 +539,7 @@ impl Cluster {
 
     /// A command connection to this cluster's Redis.
     pub async fn redis(&self) -> banter::kv::Redis {
-        let target = match &self.redis_cluster {
-            Some(nodes) => {
-                let nodes: Vec<&str> = nodes.split(',').collect();
-                banter::kv::RedisTarget::cluster(&nodes).expect("cluster nodes")
-            }
-            None => banter::kv::RedisTarget::single(&self.redis_url).expect("redis url"),
-        };
-        target.connect().await.expect("redis connection")
+        connect_redis(self.redis_cluster.as_deref(), &self.redis_url).await
     }
 
     /// Sets a Redis key (a name from [`Cluster::keys`]), to stage a state the instances must
