@@ -433,6 +433,12 @@ async fn whole_months_past_the_age_limit_are_dropped_as_partitions() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(gone, "{old} was dropped");
+    let leftover: Option<String> =
+        sqlx::query_scalar("SELECT to_regclass('messages_y2020m01')::text")
+            .fetch_one(&cluster.db)
+            .await
+            .unwrap();
+    assert_eq!(leftover, None, "the detached leftover was dropped too");
     assert_eq!(
         history(&cluster, cluster.b(), &user, "general").await,
         (vec![4, 5], 4)
@@ -520,6 +526,29 @@ async fn history_and_sync_pages_span_months() {
         .collect();
     assert_eq!(seqs, vec![2, 3, 4]);
     assert_eq!(synced["has_more"], true);
+    client.disconnect().await;
+    cluster.finish().await;
+}
+
+/// A message removed without its idempotency key (a removal interrupted between the two) does
+/// not block its `client_message_id`: a send with it is stored again, as after any removal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_message_is_gone_does_not_block_its_id() {
+    let cluster = Cluster::start(&[]).await;
+    let user = cluster.register(cluster.a(), "user").await;
+    let client = Client::connect(cluster.a(), &user).await;
+    let id = Uuid::new_v4();
+    let message = json!({"channel": "general", "text": "once", "client_message_id": id});
+    let first = client.ack("message.send", message.clone()).await;
+    assert_eq!(first["message"]["seq"], 1, "{first}");
+    sqlx::query("DELETE FROM messages WHERE seq = 1")
+        .execute(&cluster.db)
+        .await
+        .unwrap();
+    let again = client.ack("message.send", message).await;
+    assert_eq!(again["ok"], true, "{again}");
+    assert_eq!(again["message"]["seq"], 2, "stored anew: {again}");
+    assert_ne!(again["duplicate"], true, "{again}");
     client.disconnect().await;
     cluster.finish().await;
 }
