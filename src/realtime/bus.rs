@@ -19,8 +19,9 @@
 //!
 //! On a Redis Cluster the bus uses sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`): each channel lives
 //! on the master of its slot, so the traffic spreads over the masters instead of every master
-//! relaying every message. The watchdog then pings every master; when one fails (a master died
-//! and its replica is not yet promoted, or the connection broke), it builds a new cluster
+//! relaying every message. The watchdog then pings every master, and replaces the connection
+//! when a ping fails or as soon as a node's connection reports its loss (the other masters
+//! still answer a ping while that node's subscriptions are gone): it builds a new cluster
 //! connection from the seed nodes and subscribes every channel again, retrying until the
 //! cluster answers everywhere. Only the newest connection's messages are delivered, so a
 //! replaced connection cannot deliver a message twice; what is lost in the switch is a `seq`
