@@ -160,6 +160,12 @@ pub struct Config {
     #[arg(long, env = "GUEST_MESSAGES_PER_ADDRESS", default_value_t = 60)]
     pub guest_messages_per_address: u64,
 
+    /// Administrators: comma-separated usernames (registered users only; matched
+    /// case-insensitively). They may delete any message, remove users from channels, ban
+    /// users, and read the moderation log.
+    #[arg(long, env = "ADMIN_USERS", value_delimiter = ',')]
+    pub admin_users: Vec<String>,
+
     /// Word filter list: one word or phrase a line.
     #[arg(long, env = "WORD_FILTER_FILE")]
     pub word_filter_file: Option<PathBuf>,
@@ -246,6 +252,15 @@ pub fn weak_secret(secret: &str) -> Option<&'static str> {
 impl Config {
     /// Refusals that stop an instance before it starts (exit status 2): an unfit secret, an
     /// empty `INSTANCE_ID`.
+    /// Whether `username` (of a registered user, not a guest) is an administrator.
+    pub fn is_admin(&self, username: &str, guest: bool) -> bool {
+        !guest
+            && self
+                .admin_users
+                .iter()
+                .any(|a| a.trim().eq_ignore_ascii_case(username))
+    }
+
     pub fn check(&self) -> Result<(), String> {
         self.resolve_jwt_secret()?;
         if self.redis_cluster_nodes().next().is_none() && self.redis_url.trim().is_empty() {

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::error::{AppError, AppResult, FieldError};
 use crate::store::channels::ChannelView;
-use crate::store::messages::{FileRef, Message};
+use crate::store::messages::{FileRef, Message, Reaction};
 use crate::validate;
 
 /// Names of the events a client sends.
@@ -24,6 +24,10 @@ pub mod client {
     pub const MESSAGE_SEND: &str = "message.send";
     pub const USER_TYPING: &str = "user.typing";
     pub const MESSAGES_SYNC: &str = "messages.sync";
+    pub const MESSAGE_EDIT: &str = "message.edit";
+    pub const MESSAGE_DELETE: &str = "message.delete";
+    pub const REACTION_ADD: &str = "reaction.add";
+    pub const REACTION_REMOVE: &str = "reaction.remove";
 }
 
 /// Names of the events the server sends.
@@ -34,8 +38,13 @@ pub mod server {
     pub const CHANNEL_JOINED: &str = "channel.joined";
     pub const CHANNEL_PRESENCE: &str = "channel.presence";
     pub const RATE_LIMITED: &str = "rate_limited";
+    pub const MESSAGE_UPDATED: &str = "message.updated";
+    pub const MESSAGE_DELETED: &str = "message.deleted";
+    pub const MESSAGE_REACTIONS: &str = "message.reactions";
     /// A failed event that asked for no ack.
     pub const ERROR: &str = "error";
+    /// The events of changes to stored messages (delivered in change order).
+    pub const CHANGES: [&str; 3] = [MESSAGE_UPDATED, MESSAGE_DELETED, MESSAGE_REACTIONS];
 }
 
 /// Default and largest `messages.sync` page.
@@ -154,6 +163,9 @@ pub struct SendMessage {
     pub client_message_id: Uuid,
     #[serde(default)]
     pub file: Option<FileInput>,
+    /// The id of an earlier message of the channel that this one answers.
+    #[serde(default)]
+    pub reply_to: Option<Uuid>,
 }
 
 /// The `file` of `message.send`: an upload's `/uploads/<key>` URL (the stored name, type and
@@ -210,11 +222,14 @@ impl ClientEvent for SetTyping {
     const NAME: &'static str = client::USER_TYPING;
 }
 
-/// `messages.sync`: `{channel, after_seq, limit?}`.
+/// `messages.sync`: `{channel, after_seq, after_change?, limit?}`.
 #[derive(Debug, Deserialize)]
 pub struct SyncMessages {
     pub channel: String,
     pub after_seq: i64,
+    /// The client's change cursor: the changes made after it are returned too.
+    #[serde(default)]
+    pub after_change: Option<i64>,
     #[serde(default)]
     pub limit: Option<i64>,
 }
@@ -226,6 +241,11 @@ impl ClientEvent for SyncMessages {
         if self.after_seq < 0 {
             return Err(AppError::invalid(
                 "after_seq must be a non-negative integer",
+            ));
+        }
+        if self.after_change.is_some_and(|c| c < 0) {
+            return Err(AppError::invalid(
+                "after_change must be a non-negative integer",
             ));
         }
         if !(1..=SYNC_MAX).contains(&self.limit()) {
@@ -275,6 +295,111 @@ pub struct Synced {
     pub has_more: bool,
     /// Where the channel's history now begins (older messages were removed by retention).
     pub first_seq: i64,
+    /// Messages up to `after_seq` changed after `after_change` (their current state), by
+    /// change number; empty without `after_change`.
+    pub changes: Vec<Message>,
+    /// More changes follow `last_change`.
+    pub changes_has_more: bool,
+    /// The change cursor to give next time: every change up to it is in this answer or in
+    /// the messages it holds.
+    pub last_change: i64,
+}
+
+/// `message.edit`: `{channel, id, text}`. The text is validated like a sent one's.
+#[derive(Debug, Deserialize)]
+pub struct EditMessage {
+    pub channel: String,
+    pub id: Uuid,
+    pub text: String,
+}
+
+impl ClientEvent for EditMessage {
+    const NAME: &'static str = client::MESSAGE_EDIT;
+}
+
+/// `message.delete`: `{channel, id}`.
+#[derive(Debug, Deserialize)]
+pub struct DeleteMessage {
+    pub channel: String,
+    pub id: Uuid,
+}
+
+impl ClientEvent for DeleteMessage {
+    const NAME: &'static str = client::MESSAGE_DELETE;
+}
+
+/// `reaction.add`: `{channel, id, emoji}`.
+#[derive(Debug, Deserialize)]
+pub struct AddReaction {
+    pub channel: String,
+    pub id: Uuid,
+    pub emoji: String,
+}
+
+impl ClientEvent for AddReaction {
+    const NAME: &'static str = client::REACTION_ADD;
+
+    fn check(mut self) -> AppResult<Self> {
+        self.emoji = validate::emoji(&self.emoji)?;
+        Ok(self)
+    }
+}
+
+/// `reaction.remove`: `{channel, id, emoji}`.
+#[derive(Debug, Deserialize)]
+pub struct RemoveReaction {
+    pub channel: String,
+    pub id: Uuid,
+    pub emoji: String,
+}
+
+impl ClientEvent for RemoveReaction {
+    const NAME: &'static str = client::REACTION_REMOVE;
+
+    fn check(mut self) -> AppResult<Self> {
+        self.emoji = validate::emoji(&self.emoji)?;
+        Ok(self)
+    }
+}
+
+/// The ack of `message.edit`, `message.delete`, `reaction.add` and `reaction.remove`: the
+/// message as it now is.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChangeAck {
+    pub message: Message,
+}
+
+/// `message.updated`: a message's text was edited.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MessageUpdated {
+    pub channel: String,
+    pub id: Uuid,
+    pub seq: i64,
+    pub change: i64,
+    pub text: String,
+    pub edited_at: Option<DateTime<Utc>>,
+}
+
+/// `message.deleted`: a message became a tombstone.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MessageDeleted {
+    pub channel: String,
+    pub id: Uuid,
+    pub seq: i64,
+    pub change: i64,
+}
+
+/// `message.reactions`: a user added or removed a reaction; the message's reaction counts now.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MessageReactions {
+    pub channel: String,
+    pub id: Uuid,
+    pub seq: i64,
+    pub change: i64,
+    pub reactions: Vec<Reaction>,
+    pub user_id: Uuid,
+    pub emoji: String,
+    pub added: bool,
 }
 
 /// `user.status`: a user came online or went offline.
@@ -448,6 +573,26 @@ mod tests {
                 fields::<SyncMessages>(),
                 fields::<Synced>(),
             ),
+            (
+                EditMessage::NAME,
+                fields::<EditMessage>(),
+                fields::<ChangeAck>(),
+            ),
+            (
+                DeleteMessage::NAME,
+                fields::<DeleteMessage>(),
+                fields::<ChangeAck>(),
+            ),
+            (
+                AddReaction::NAME,
+                fields::<AddReaction>(),
+                fields::<ChangeAck>(),
+            ),
+            (
+                RemoveReaction::NAME,
+                fields::<RemoveReaction>(),
+                fields::<ChangeAck>(),
+            ),
         ];
         let rows = table("### Client → server");
         let documented: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
@@ -469,6 +614,12 @@ mod tests {
             (server::CHANNEL_JOINED, BTreeSet::new()),
             (server::CHANNEL_PRESENCE, fields::<ChannelPresence>()),
             (server::RATE_LIMITED, fields::<RateLimited>()),
+            (server::MESSAGE_UPDATED, fields::<MessageUpdated>()),
+            (server::MESSAGE_DELETED, fields::<MessageDeleted>()),
+            (
+                server::MESSAGE_REACTIONS,
+                union(&[fields::<MessageReactions>(), ["count".to_owned()].into()]),
+            ),
             (server::ERROR, ["code", "message"].map(String::from).into()),
         ];
         let rows = table("### Server → client");
@@ -485,7 +636,12 @@ mod tests {
         let doc = include_str!("../docs/PROTOCOL.md");
         let section = &doc[doc.find("### Message object").expect("section")..];
         let line = section.lines().nth(1).expect("the object's line");
-        assert_eq!(names_in_braces(line), fields::<Message>());
+        let nested = [
+            fields::<Message>(),
+            fields::<crate::store::messages::Quote>(),
+            fields::<Reaction>(),
+        ];
+        assert_eq!(names_in_braces(line), union(&nested));
     }
 
     #[test]

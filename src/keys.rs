@@ -117,11 +117,13 @@ impl Keys {
         format!("{}:rl:{scope}:{id}", self.prefix)
     }
 
-    /// The fan-out bucket of a channel (0 on a single Redis).
+    /// The fan-out bucket of a channel (0 on a single Redis); a channel's other streams
+    /// (`<channel>:changes`) are in its bucket.
     pub fn bucket(&self, channel: &str) -> u32 {
         if self.buckets <= 1 {
             return 0;
         }
+        let channel = channel.split(':').next().unwrap_or(channel);
         // FNV-1a: stable across processes and versions (a bucket must not move between
         // instances of one cluster).
         let mut h: u32 = 0x811c_9dc5;

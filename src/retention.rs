@@ -248,6 +248,14 @@ async fn trim(state: &AppState, channel: Uuid, cut: i64) -> Result<(u64, u64), s
         // Let sends to this channel through between batches.
         tokio::task::yield_now().await;
     }
+    // The removed messages' reactions (below the new first seq).
+    sqlx::query!(
+        "DELETE FROM message_reactions WHERE channel_id = $1 AND seq < $2",
+        channel,
+        cut
+    )
+    .execute(db)
+    .await?;
     Ok((removed, files_removed))
 }
 

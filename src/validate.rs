@@ -160,6 +160,33 @@ pub fn message_text(raw: &str) -> Result<String, AppError> {
     Ok(text.to_owned())
 }
 
+/// Longest reaction emoji, in bytes (room for the longest emoji ZWJ sequences).
+pub const MAX_EMOJI_BYTES: usize = 32;
+
+/// A reaction's emoji: trimmed, 1..=32 bytes, no whitespace or control characters inside.
+pub fn emoji(raw: &str) -> Result<String, AppError> {
+    let field = |message: &str| {
+        AppError::from(FieldError {
+            field: "emoji".into(),
+            message: message.into(),
+        })
+    };
+    let emoji = raw.trim();
+    if emoji.is_empty() {
+        return Err(field("emoji must not be empty"));
+    }
+    if emoji.len() > MAX_EMOJI_BYTES {
+        return Err(AppError::new(
+            Code::TooLong,
+            format!("emoji is longer than {MAX_EMOJI_BYTES} bytes"),
+        ));
+    }
+    if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(field("emoji must not contain spaces or control characters"));
+    }
+    Ok(emoji.to_owned())
+}
+
 /// Channel descriptions: trimmed, at most 280 Unicode scalar values, no control characters.
 pub fn description(raw: &str) -> Result<String, AppError> {
     no_controls("description", raw, false)?;

@@ -2,7 +2,10 @@
 //! no panic, and whatever is accepted keeps the contract's rules.
 #![no_main]
 
-use banter::contract::{self, ClientEvent, JoinChannel, LeaveChannel, SendMessage, SyncMessages, SetTyping};
+use banter::contract::{
+    self, AddReaction, ClientEvent, DeleteMessage, EditMessage, JoinChannel, LeaveChannel,
+    RemoveReaction, SendMessage, SetTyping, SyncMessages,
+};
 use banter::validate;
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
@@ -25,7 +28,9 @@ fuzz_target!(|data: &[u8]| {
         check_channel(&send.channel);
         if let Ok(text) = validate::message_text(&send.text) {
             assert!(!text.is_empty() && text.chars().count() <= validate::MAX_TEXT_CHARS);
-            assert!(text.chars().all(|c| !c.is_control() || c == '\n' || c == '\t'));
+            assert!(text
+                .chars()
+                .all(|c| !c.is_control() || c == '\n' || c == '\t'));
             assert_eq!(text.trim(), text);
         }
         if let Some(file) = send.file {
@@ -39,12 +44,31 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(typing) = SetTyping::parse(value.clone()) {
         check_channel(&typing.channel);
     }
+    if let Ok(edit) = EditMessage::parse(value.clone()) {
+        check_channel(&edit.channel);
+    }
+    if let Ok(delete) = DeleteMessage::parse(value.clone()) {
+        check_channel(&delete.channel);
+    }
+    if let Ok(add) = AddReaction::parse(value.clone()) {
+        check_emoji(&add.emoji);
+    }
+    if let Ok(remove) = RemoveReaction::parse(value.clone()) {
+        check_emoji(&remove.emoji);
+    }
     if let Ok(sync) = SyncMessages::parse(value) {
         assert!(sync.after_seq >= 0);
+        assert!(sync.after_change.is_none_or(|c| c >= 0));
         assert!((1..=contract::SYNC_MAX).contains(&sync.limit()));
         check_channel(&sync.channel);
     }
 });
+
+/// An accepted emoji is short and has no space or control character.
+fn check_emoji(emoji: &str) {
+    assert!(!emoji.is_empty() && emoji.len() <= validate::MAX_EMOJI_BYTES);
+    assert!(!emoji.chars().any(|c| c.is_whitespace() || c.is_control()));
+}
 
 /// A channel name that validates is a room name of the contract.
 fn check_channel(raw: &str) {

@@ -14,10 +14,17 @@ fuzz_target!(|data: &[u8]| {
     if found.is_image() {
         let (w, h) = (found.width.unwrap_or(0), found.height.unwrap_or(0));
         assert!((1..=12_000).contains(&w) && (1..=12_000).contains(&h));
-        let thumb = found.thumbnail.as_deref().expect("an image has a thumbnail");
+        let thumb = found
+            .thumbnail
+            .as_deref()
+            .expect("an image has a thumbnail");
         assert!(thumb.starts_with(&[0xff, 0xd8]), "the thumbnail is a JPEG");
     } else {
         assert!(found.thumbnail.is_none() && found.width.is_none());
-        assert!(inspect::declared_type_allowed(&found.kind), "{}", found.kind);
+        assert!(
+            inspect::declared_type_allowed(&found.kind),
+            "{}",
+            found.kind
+        );
     }
 });

@@ -40,7 +40,9 @@ fuzz_target!(|data: &[u8]| {
         assert!(!url.contains('\\') && !url.starts_with("//"));
         assert!(!url.chars().any(|c| c.is_control() || c.is_whitespace()));
         let lower = url.to_ascii_lowercase();
-        assert!(url.starts_with('/') || lower.starts_with("http://") || lower.starts_with("https://"));
+        assert!(
+            url.starts_with('/') || lower.starts_with("http://") || lower.starts_with("https://")
+        );
     }
     let name_limit = validate::Limit::Chars(validate::MAX_FILE_NAME);
     if let Ok(label) = validate::file_label("file.name", text, name_limit) {
@@ -63,7 +65,10 @@ fuzz_target!(|data: &[u8]| {
     let trusted = TrustedProxies::parse("0.0.0.0/0").expect("a valid list");
     let _ = trusted.client(stranger, &headers);
     if TrustedProxies::parse("").is_ok() {
-        assert_eq!(TrustedProxies::default().client(stranger, &headers), stranger.ip());
+        assert_eq!(
+            TrustedProxies::default().client(stranger, &headers),
+            stranger.ip()
+        );
     }
     let _ = proxies.client(stranger, &headers);
 });

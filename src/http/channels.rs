@@ -238,10 +238,12 @@ async fn history(
     };
     let channel = access::readable_channel(&state, &name, user.id).await?;
     let db = state.reads.messages(channel.id).await?;
-    let messages = messages::page(db, channel.id, page, limit).await?;
+    let paged = messages::page(db, channel.id, page, limit, Some(user.id)).await?;
     // Where history begins, read after the page: a page never holds older messages.
     let first_seq = channels::first_seq(db, channel.id).await?;
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("x-first-seq", first_seq.into());
-    Ok((headers, Json(messages)))
+    // The change cursor as of before the page: every change up to it shows in the page.
+    headers.insert("x-last-change", paged.last_change.into());
+    Ok((headers, Json(paged.messages)))
 }

@@ -79,6 +79,7 @@ pub fn outer_layers(router: Router, config: &Config) -> Router {
         .expose_headers([
             header::HeaderName::from_static("x-next-after"),
             header::HeaderName::from_static("x-first-seq"),
+            header::HeaderName::from_static("x-last-change"),
         ]);
     router
         .layer(cors)

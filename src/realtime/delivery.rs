@@ -20,6 +20,7 @@ use std::sync::Arc;
 use crate::kv::Redis;
 use futures_util::StreamExt;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::{BroadcastError, SocketError, SocketIo};
@@ -135,6 +136,10 @@ impl Delivery {
                 for message in &batch.messages {
                     this.deliver_message(&batch.channel, message).await;
                 }
+                if let Some(change) = &batch.change {
+                    this.deliver_change(&batch.channel, &change.event, &change.data)
+                        .await;
+                }
             }
         });
         let this = self.clone();
@@ -154,6 +159,27 @@ impl Delivery {
     pub async fn messages(&self, fresh: &[&Message]) {
         for message in self.0.sequencer.publish(fresh).await {
             self.deliver_message(&message.channel, message).await;
+        }
+    }
+
+    /// Sends change `number` of a channel's messages (`message.updated`, `message.deleted`,
+    /// `message.reactions`) to every socket of the channel, on every instance, in change order.
+    pub async fn change<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        number: i64,
+        event: &'static str,
+        payload: &T,
+    ) {
+        self.0.metrics.broadcast(event);
+        if !self
+            .0
+            .sequencer
+            .publish_change(channel, number, event, payload)
+            .await
+        {
+            self.broadcast_local(vec![channel_room(channel)], event, payload)
+                .await;
         }
     }
 
@@ -255,6 +281,18 @@ impl Delivery {
         let receivers = self.0.rooms.members(channel);
         self.0.metrics.deliveries.inc_by(receivers);
         self.broadcast_local(vec![channel_room(channel)], server::MESSAGE_NEW, message)
+            .await;
+    }
+
+    /// Delivers a change from the fan-out to this instance's sockets in `channel`.
+    async fn deliver_change(&self, channel: &str, event: &str, data: &RawValue) {
+        if !server::CHANGES.contains(&event) {
+            self.0
+                .relay_warning
+                .run(|| tracing::warn!(event, "unknown change event on the fan-out"));
+            return;
+        }
+        self.broadcast_local(vec![channel_room(channel)], event, data)
             .await;
     }
 

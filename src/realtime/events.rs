@@ -17,12 +17,14 @@ use super::rooms::{channel_room, user_room};
 use crate::access;
 use crate::auth::verify_password;
 use crate::contract::{
-    server, ClientEvent, JoinChannel, Joined, LeaveChannel, Left, RateLimited, SendMessage, Sent,
-    SetTyping, SyncMessages, Synced, TypingAck, UserTyping,
+    server, AddReaction, ChangeAck, ClientEvent, DeleteMessage, EditMessage, JoinChannel, Joined,
+    LeaveChannel, Left, MessageDeleted, MessageReactions, MessageUpdated, RateLimited,
+    RemoveReaction, SendMessage, Sent, SetTyping, SyncMessages, Synced, TypingAck, UserTyping,
 };
 use crate::error::{AppError, AppResult, Code};
 use crate::ratelimit::Verdict;
-use crate::store::messages::{self, NewMessage, Page};
+use crate::store::changes::{self, Actor, Change, Refusal};
+use crate::store::messages::{self, NewMessage, Page, Quote};
 use crate::store::{self, channels};
 use crate::{validate, Adapter, AppState};
 
@@ -36,6 +38,10 @@ pub fn register(s: &SocketRef<Adapter>, state: &AppState) {
     on(s, state, send);
     on(s, state, typing);
     on(s, state, sync);
+    on(s, state, edit);
+    on(s, state, delete);
+    on(s, state, add_reaction);
+    on(s, state, remove_reaction);
     let state = state.clone();
     s.on_fallback(move |Event(name): Event, reply: Reply| {
         let state = state.clone();
@@ -174,6 +180,7 @@ async fn send(
         channel,
         text,
         client_message_id,
+        reply_to,
         ..
     } = request;
     let started = Instant::now();
@@ -181,16 +188,9 @@ async fn send(
         let (channel, channel_id) = joined_channel(&state, &conn, &channel).await?;
         let text = validate::message_text(&text)?;
 
-        let user = conn.user_id.to_string();
-        // Guests are cheap to make: together, the guests of one client address also have a
-        // budget of their own (checked in the same script on one Redis).
-        let address = conn.address.to_string();
-        let guest = conn
-            .guest
-            .then_some((address.as_str(), state.config.guest_messages_per_address));
-        match state.limiter.check_send(&user, guest).await {
-            Ok(Verdict::Allowed) => {}
-            Ok(Verdict::Blocked {
+        match check_rate(&state, &conn).await {
+            Ok(()) => {}
+            Err(Blocked {
                 retry_after_ms,
                 new_block,
             }) => {
@@ -212,10 +212,12 @@ async fn send(
                 }
                 return Err(AppError::rate_limited(retry_after_ms));
             }
-            // Chat keeps working while Redis is away: the limit fails open.
-            Err(e) => tracing::warn!(error = %e, "rate limiter unavailable, send allowed"),
         }
         let text = state.filter.apply(&text);
+        let reply_to = match reply_to {
+            Some(id) => Some(quote(&state, channel_id, id).await?),
+            None => None,
+        };
         // An upload of the sender's becomes the stored file (its bytes checked now if they
         // went straight to S3); a link stays a link.
         let file = match file {
@@ -234,6 +236,7 @@ async fn send(
                 text,
                 client_message_id,
                 file,
+                reply_to,
             })
             .await?;
         Ok(Sent {
@@ -247,6 +250,62 @@ async fn send(
         .send_seconds
         .observe(started.elapsed().as_secs_f64());
     result
+}
+
+/// A send refused by the rate limit.
+struct Blocked {
+    retry_after_ms: u64,
+    /// The block started with this send (the user's sockets are told once).
+    new_block: bool,
+}
+
+/// Counts one send (or change to a message) against the user's limit. Guests are cheap to
+/// make: together, the guests of one client address also have a budget of their own (checked
+/// in the same script on one Redis). Chat keeps working while Redis is away: the limit fails
+/// open.
+async fn check_rate(state: &AppState, conn: &Conn) -> Result<(), Blocked> {
+    let user = conn.user_id.to_string();
+    let address = conn.address.to_string();
+    let guest = conn
+        .guest
+        .then_some((address.as_str(), state.config.guest_messages_per_address));
+    match state.limiter.check_send(&user, guest).await {
+        Ok(Verdict::Allowed) => Ok(()),
+        Ok(Verdict::Blocked {
+            retry_after_ms,
+            new_block,
+        }) => Err(Blocked {
+            retry_after_ms,
+            new_block,
+        }),
+        Err(e) => {
+            tracing::warn!(error = %e, "rate limiter unavailable, send allowed");
+            Ok(())
+        }
+    }
+}
+
+/// The quote of message `id` for a reply: it must be a kept, undeleted message of the channel.
+async fn quote(state: &AppState, channel_id: Uuid, id: Uuid) -> AppResult<Quote> {
+    let unknown = || {
+        AppError::from(crate::error::FieldError {
+            field: "reply_to".into(),
+            message: "no such message in this channel".into(),
+        })
+    };
+    let message = messages::find_by_id(&state.db, channel_id, id)
+        .await?
+        .ok_or_else(unknown)?;
+    if message.deleted {
+        return Err(unknown());
+    }
+    Ok(Quote {
+        id: message.id,
+        seq: message.seq,
+        sender: Some(message.sender),
+        text: Some(messages::excerpt(&message.text)),
+        deleted: false,
+    })
 }
 
 /// Tells every socket of a user, on every instance, that sending is blocked.
@@ -368,19 +427,216 @@ async fn sync(
     conn: Arc<Conn>,
     request: SyncMessages,
 ) -> AppResult<Synced> {
-    {
-        let (after, limit) = (request.after_seq, request.limit());
-        let channel = access::readable_channel(&state, &request.channel, conn.user_id).await?;
-        let db = state.reads.messages(channel.id).await?;
-        let mut page = messages::page(db, channel.id, Page::After(after), limit + 1).await?;
-        let has_more = page.len() as i64 > limit;
-        page.truncate(limit as usize);
-        // Read after the page, so the page holds nothing older.
-        let first_seq = channels::first_seq(db, channel.id).await?;
-        Ok(Synced {
-            messages: page,
-            has_more,
-            first_seq,
-        })
+    let (after, limit) = (request.after_seq, request.limit());
+    let channel = access::readable_channel(&state, &request.channel, conn.user_id).await?;
+    let db = state.reads.messages(channel.id).await?;
+    let paged = messages::page(
+        db,
+        channel.id,
+        Page::After(after),
+        limit + 1,
+        Some(conn.user_id),
+    )
+    .await?;
+    let mut page = paged.messages;
+    let has_more = page.len() as i64 > limit;
+    page.truncate(limit as usize);
+    // Changes to the messages the client already has (up to `after_seq`); the page holds the
+    // newer ones as they are now, every change up to `paged.last_change` included.
+    let (changes, changes_has_more, last_change) = match request.after_change {
+        Some(after_change) if after_change < paged.last_change => {
+            let range = (after_change, paged.last_change);
+            let mut changed =
+                changes::since(db, channel.id, range, after, limit + 1, conn.user_id).await?;
+            let more = changed.len() as i64 > limit;
+            changed.truncate(limit as usize);
+            let cursor = match changed.last().and_then(|m| m.change) {
+                Some(last) if more => last,
+                _ => paged.last_change,
+            };
+            (changed, more, cursor)
+        }
+        _ => (Vec::new(), false, paged.last_change),
+    };
+    // Read after the page, so the page holds nothing older.
+    let first_seq = channels::first_seq(db, channel.id).await?;
+    Ok(Synced {
+        messages: page,
+        has_more,
+        first_seq,
+        changes,
+        changes_has_more,
+        last_change,
+    })
+}
+
+async fn edit(
+    state: AppState,
+    _: SocketRef<Adapter>,
+    conn: Arc<Conn>,
+    EditMessage { channel, id, text }: EditMessage,
+) -> AppResult<ChangeAck> {
+    let text = validate::message_text(&text)?;
+    let text = state.filter.apply(&text);
+    change_message(&state, &conn, &channel, id, Change::Edit(text)).await
+}
+
+async fn delete(
+    state: AppState,
+    _: SocketRef<Adapter>,
+    conn: Arc<Conn>,
+    DeleteMessage { channel, id }: DeleteMessage,
+) -> AppResult<ChangeAck> {
+    change_message(&state, &conn, &channel, id, Change::Delete).await
+}
+
+async fn add_reaction(
+    state: AppState,
+    _: SocketRef<Adapter>,
+    conn: Arc<Conn>,
+    AddReaction { channel, id, emoji }: AddReaction,
+) -> AppResult<ChangeAck> {
+    let change = Change::React { emoji, add: true };
+    change_message(&state, &conn, &channel, id, change).await
+}
+
+async fn remove_reaction(
+    state: AppState,
+    _: SocketRef<Adapter>,
+    conn: Arc<Conn>,
+    RemoveReaction { channel, id, emoji }: RemoveReaction,
+) -> AppResult<ChangeAck> {
+    let change = Change::React { emoji, add: false };
+    change_message(&state, &conn, &channel, id, change).await
+}
+
+/// Edits, deletes or reacts to message `id` of a channel this socket has joined; a change
+/// counts against the sender's rate limit like a send. What changed goes to the channel in
+/// change order; the ack is the message as it now is.
+async fn change_message(
+    state: &AppState,
+    conn: &Conn,
+    raw_channel: &str,
+    id: Uuid,
+    change: Change,
+) -> AppResult<ChangeAck> {
+    let (channel, channel_id) = joined_channel(state, conn, raw_channel).await?;
+    if let Err(blocked) = check_rate(state, conn).await {
+        if blocked.new_block {
+            notify_blocked(state, conn.user_id, blocked.retry_after_ms).await;
+        }
+        return Err(AppError::rate_limited(blocked.retry_after_ms));
+    }
+    let moderator = matches!(change, Change::Delete) && may_moderate(state, conn, &channel).await?;
+    let actor = Actor {
+        id: conn.user_id,
+        name: conn.username.clone(),
+        moderator,
+    };
+    let changed = store::bounded(changes::apply(
+        &state.db, channel_id, &channel, id, &actor, &change,
+    ))
+    .await?
+    .map_err(|refusal| refused_change(refusal, &change))?;
+    if let Some(number) = changed.change {
+        let m = &changed.message;
+        match &change {
+            Change::Edit(_) => {
+                let body = MessageUpdated {
+                    channel: channel.clone(),
+                    id: m.id,
+                    seq: m.seq,
+                    change: number,
+                    text: m.text.clone(),
+                    edited_at: m.edited_at,
+                };
+                state
+                    .delivery
+                    .change(&channel, number, server::MESSAGE_UPDATED, &body)
+                    .await;
+            }
+            Change::Delete => {
+                let body = MessageDeleted {
+                    channel: channel.clone(),
+                    id: m.id,
+                    seq: m.seq,
+                    change: number,
+                };
+                state
+                    .delivery
+                    .change(&channel, number, server::MESSAGE_DELETED, &body)
+                    .await;
+                if let Some(key) = changed.file_key {
+                    // The file goes with its message, unless another kept message carries it.
+                    match store::uploads::delete_unreferenced(&state.db, &[key]).await {
+                        Ok(gone) => state.uploads.delete_objects(&gone).await,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "a deleted message's file was not removed; retention removes it")
+                        }
+                    }
+                }
+            }
+            Change::React { emoji, add } => {
+                let body = MessageReactions {
+                    channel: channel.clone(),
+                    id: m.id,
+                    seq: m.seq,
+                    change: number,
+                    // Counts only: whether a reader gave one is theirs to know.
+                    reactions: m
+                        .reactions
+                        .iter()
+                        .map(|r| messages::Reaction {
+                            me: false,
+                            ..r.clone()
+                        })
+                        .collect(),
+                    user_id: conn.user_id,
+                    emoji: emoji.clone(),
+                    added: *add,
+                };
+                state
+                    .delivery
+                    .change(&channel, number, server::MESSAGE_REACTIONS, &body)
+                    .await;
+            }
+        }
+    }
+    Ok(ChangeAck {
+        message: changed.message,
+    })
+}
+
+/// Whether the user may delete others' messages in `channel`: an administrator, or the
+/// channel's owner (its creator).
+async fn may_moderate(state: &AppState, conn: &Conn, channel: &str) -> AppResult<bool> {
+    if state.config.is_admin(&conn.username, conn.guest) {
+        return Ok(true);
+    }
+    let owner = channels::find(&state.db, channel)
+        .await?
+        .and_then(|c| c.created_by);
+    Ok(owner == Some(conn.user_id))
+}
+
+/// The answer to a refused change.
+fn refused_change(refusal: Refusal, change: &Change) -> AppError {
+    match (refusal, change) {
+        (Refusal::NotFound, _) => AppError::not_found("message"),
+        (Refusal::Deleted, _) => AppError::new(Code::NotFound, "this message was deleted"),
+        (Refusal::NotYours, Change::Delete) => AppError::new(
+            Code::Forbidden,
+            "only the sender, the channel's owner or an administrator may delete this message",
+        ),
+        (Refusal::NotYours, _) => {
+            AppError::new(Code::Forbidden, "only the sender may edit a message")
+        }
+        (Refusal::TooManyReactions, _) => AppError::new(
+            Code::Conflict,
+            format!(
+                "a message holds at most {} different reactions",
+                changes::MAX_REACTIONS
+            ),
+        ),
     }
 }

@@ -109,15 +109,46 @@ struct Batch<'a> {
     messages: &'a [&'a Message],
 }
 
-/// A batch as received: the messages stay raw JSON, serialized once by the sender.
+/// What goes over the fan-out channel for one change of a stored message (an edit, a delete,
+/// a reaction): the event to deliver to the channel.
+#[derive(Serialize)]
+struct ChangeBatch<'a, T: Serialize + ?Sized> {
+    channel: &'a str,
+    change: ChangeEvent<'a, T>,
+}
+
+#[derive(Serialize)]
+struct ChangeEvent<'a, T: Serialize + ?Sized> {
+    event: &'a str,
+    data: &'a T,
+}
+
+/// A batch as received: messages, or one change event; the payloads stay raw JSON,
+/// serialized once by the sender.
 #[derive(Deserialize)]
 pub struct RawBatch {
     pub channel: String,
+    #[serde(default)]
     pub messages: Vec<Box<RawValue>>,
+    #[serde(default)]
+    pub change: Option<RawChange>,
 }
 
-/// One channel's part of a sequencing call: its batch of seqs (first, last) with its payload,
-/// or `None` to release its lowest parked batch.
+/// A change event as received.
+#[derive(Deserialize)]
+pub struct RawChange {
+    pub event: String,
+    pub data: Box<RawValue>,
+}
+
+/// The sequencing stream of a channel's changes: numbered by the channel's change counter,
+/// ordered like its messages, in the same bucket (the name's part before `:`).
+fn changes_stream(channel: &str) -> String {
+    format!("{channel}:changes")
+}
+
+/// One stream's part of a sequencing call (a channel's messages, or its changes): its batch of
+/// numbers (first, last) with its payload, or `None` to release its lowest parked batch.
 struct Step<'a> {
     channel: &'a str,
     seqs: Option<(i64, i64)>,
@@ -232,6 +263,40 @@ impl Sequencer {
             }
         }
         unsent
+    }
+
+    /// Publishes change `number` of `channel` (an edit, a delete, a reaction) as `event`, in
+    /// change order. Returns whether Redis took it (else the caller delivers it locally).
+    pub async fn publish_change<T: Serialize + ?Sized>(
+        &self,
+        channel: &str,
+        number: i64,
+        event: &str,
+        data: &T,
+    ) -> bool {
+        let payload = match serde_json::to_vec(&ChangeBatch {
+            channel,
+            change: ChangeEvent { event, data },
+        }) {
+            Ok(payload) => payload,
+            Err(e) => {
+                tracing::warn!(error = %e, "a change could not be serialized");
+                return false;
+            }
+        };
+        let stream = changes_stream(channel);
+        let step = Step {
+            channel: &stream,
+            seqs: Some((number, number)),
+            payload,
+        };
+        match self.sequence(self.keys.bucket(channel), &[step]).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "fan-out unavailable: delivering a change to this instance only");
+                false
+            }
+        }
     }
 
     /// Releases messages parked longer than [`PARK_LIMIT`]: in the buckets where this

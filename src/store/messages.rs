@@ -51,6 +51,9 @@ impl FileRef {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Message {
     pub id: Uuid,
+    /// The channel's id (not on the wire).
+    #[serde(skip)]
+    pub channel_id: Uuid,
     pub channel: String,
     pub seq: i64,
     pub text: String,
@@ -59,13 +62,64 @@ pub struct Message {
     pub client_message_id: Uuid,
     #[serde(rename = "createdAt")]
     pub created_at: DateTime<Utc>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub file: Option<FileRef>,
+    /// When the text was last edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// A tombstone: the message was deleted (no text, no file); its seq stays.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// The channel's change number of the message's last change (edit, delete, reaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<i64>,
+    /// The message this one answers, quoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Quote>,
+    /// Reactions, by emoji, in the order they were first given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+}
+
+/// The quoted message of a reply: its current sender and the start of its current text;
+/// `deleted` when it was deleted, neither when retention removed it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Quote {
+    pub id: Uuid,
+    pub seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// Longest quoted text, in chars.
+pub const QUOTE_CHARS: usize = 200;
+
+/// The start of a text, for a quote.
+pub fn excerpt(text: &str) -> String {
+    match text.char_indices().nth(QUOTE_CHARS) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_owned(),
+    }
+}
+
+/// One emoji's reactions on a message: how many users gave it, and (for the reader) whether
+/// they did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub me: bool,
 }
 
 /// A message as a query reads it (with its channel's name).
 struct Row {
     id: Uuid,
+    channel_id: Uuid,
     channel: String,
     seq: i64,
     text: String,
@@ -80,6 +134,11 @@ struct Row {
     file_size: Option<i64>,
     file_width: Option<i32>,
     file_height: Option<i32>,
+    edited_at: Option<DateTime<Utc>>,
+    deleted_at: Option<DateTime<Utc>>,
+    change_seq: Option<i64>,
+    reply_to: Option<Uuid>,
+    reply_seq: Option<i64>,
 }
 
 impl From<Row> for Message {
@@ -97,8 +156,20 @@ impl From<Row> for Message {
             }),
             _ => None,
         };
+        // Filled in by `decorate` with the quoted message's current state.
+        let reply_to = match (r.reply_to, r.reply_seq) {
+            (Some(id), Some(seq)) => Some(Quote {
+                id,
+                seq,
+                sender: None,
+                text: None,
+                deleted: false,
+            }),
+            _ => None,
+        };
         Message {
             id: r.id,
+            channel_id: r.channel_id,
             channel: r.channel,
             seq: r.seq,
             text: r.text,
@@ -107,6 +178,11 @@ impl From<Row> for Message {
             client_message_id: r.client_message_id,
             created_at: r.created_at,
             file,
+            edited_at: r.edited_at,
+            deleted: r.deleted_at.is_some(),
+            change: r.change_seq,
+            reply_to,
+            reactions: Vec::new(),
         }
     }
 }
@@ -121,6 +197,8 @@ pub struct NewMessage {
     pub text: String,
     pub client_message_id: Uuid,
     pub file: Option<FileRef>,
+    /// The message it answers (checked to be in the same channel), quoted.
+    pub reply_to: Option<Quote>,
 }
 
 /// The outcome of an idempotent insert.
@@ -149,11 +227,12 @@ async fn find_by_client_ids(
     client_message_ids: &[Uuid],
 ) -> Result<Vec<Message>, sqlx::Error> {
     // Through the idempotency keys: each names its message's partition.
-    sqlx::query_as!(
+    let rows = sqlx::query_as!(
         Row,
-        "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+        "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                 m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                m.file_key, m.file_size, m.file_width, m.file_height
+                m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
+                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
          FROM message_keys k
          JOIN messages m ON m.id = k.message_id AND m.created_at = k.created_at
          JOIN channels c ON c.id = m.channel_id
@@ -163,8 +242,10 @@ async fn find_by_client_ids(
         client_message_ids
     )
     .fetch_all(db)
-    .await
-    .map(|rows| rows.into_iter().map(Message::from).collect())
+    .await?;
+    let mut messages: Vec<Message> = rows.into_iter().map(Message::from).collect();
+    decorate(db, &mut messages, None).await?;
+    Ok(messages)
 }
 
 /// Removes the idempotency keys among `(senders[i], client_message_ids[i])` whose message is
@@ -355,6 +436,14 @@ async fn insert_statement(
         .iter()
         .map(|m| m.file.as_ref().and_then(|f| f.height))
         .collect();
+    let reply_ids: Vec<Option<Uuid>> = ms
+        .iter()
+        .map(|m| m.reply_to.as_ref().map(|q| q.id))
+        .collect();
+    let reply_seqs: Vec<Option<i64>> = ms
+        .iter()
+        .map(|m| m.reply_to.as_ref().map(|q| q.seq))
+        .collect();
     // Borrowed strings are bound as text arrays without copying them (`as _`: the macro's
     // type check knows only owned arrays).
     let rows = sqlx::query!(
@@ -362,10 +451,10 @@ async fn insert_statement(
 WITH v AS (
     SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::uuid[], $4::text[], $5::text[],
                          $6::uuid[], $7::text[], $8::text[], $9::text[], $10::uuid[],
-                         $11::int8[], $12::int4[], $13::int4[])
+                         $11::int8[], $12::int4[], $13::int4[], $14::uuid[], $15::int8[])
         WITH ORDINALITY AS v(id, channel_id, sender_id, sender_name, text, client_message_id,
                              file_url, file_name, file_type, file_key, file_size, file_width,
-                             file_height, ord)
+                             file_height, reply_to, reply_seq, ord)
 ), counts AS (
     SELECT channel_id, count(*) AS n FROM v GROUP BY channel_id
 ), locked AS (
@@ -387,9 +476,10 @@ WITH v AS (
 )
 INSERT INTO messages (id, channel_id, seq, sender_id, sender_name, text, client_message_id,
                       file_url, file_name, file_type, file_key, file_size, file_width,
-                      file_height, created_at)
+                      file_height, reply_to, reply_seq, created_at)
 SELECT id, channel_id, seq, sender_id, sender_name, text, client_message_id, file_url,
-       file_name, file_type, file_key, file_size, file_width, file_height, created_at
+       file_name, file_type, file_key, file_size, file_width, file_height, reply_to,
+       reply_seq, created_at
 FROM numbered
 RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
         &ids,
@@ -404,7 +494,9 @@ RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
         &file_keys as _,
         &file_sizes as _,
         &file_widths as _,
-        &file_heights as _
+        &file_heights as _,
+        &reply_ids as _,
+        &reply_seqs as _
     )
     .fetch_all(db)
     .await?;
@@ -427,6 +519,7 @@ RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
                 Inserted {
                     message: Message {
                         id: *id,
+                        channel_id: m.channel_id,
                         channel: m.channel.clone(),
                         seq,
                         text: m.text.clone(),
@@ -435,6 +528,11 @@ RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
                         client_message_id: m.client_message_id,
                         created_at,
                         file: m.file.clone(),
+                        edited_at: None,
+                        deleted: false,
+                        change: None,
+                        reply_to: m.reply_to.clone(),
+                        reactions: Vec::new(),
                     },
                     duplicate: false,
                 },
@@ -457,30 +555,43 @@ pub enum Page {
 /// How far back history is read first: the newest monthly partitions only.
 const RECENT_DAYS: i64 = 31;
 
-/// One page of history, oldest first.
+/// A page of history with the channel's change cursor as of just before it was read: every
+/// change numbered up to `last_change` shows in the page.
+#[derive(Debug)]
+pub struct Paged {
+    pub messages: Vec<Message>,
+    pub last_change: i64,
+}
+
+/// One page of history, oldest first, as `reader` sees it (their own reactions marked).
 ///
 /// `messages` is partitioned by month, and a read by (channel, seq) alone visits every month's
 /// index. So the page is read first from the last [`RECENT_DAYS`] (which prunes to the newest
 /// partitions) and kept when it is provably whole: a channel's seqs from `first_seq` to
-/// `last_seq` are all stored (seqs are handed out without gaps and retention removes a prefix),
-/// so a run of consecutive seqs that reaches the page's expected end, and fills the page or
-/// reaches the other end of the channel, misses nothing. Otherwise (older history, a quiet
-/// channel) the page is read from every partition.
+/// `last_seq` are all stored (seqs are handed out without gaps, retention removes a prefix and
+/// a delete leaves a tombstone), so a run of consecutive seqs that reaches the page's expected
+/// end, and fills the page or reaches the other end of the channel, misses nothing. Otherwise
+/// (older history, a quiet channel) the page is read from every partition.
 pub async fn page(
     db: &PgPool,
     channel_id: Uuid,
     page: Page,
     limit: i64,
-) -> Result<Vec<Message>, sqlx::Error> {
+    reader: Option<Uuid>,
+) -> Result<Paged, sqlx::Error> {
     let Some(bounds) = sqlx::query!(
-        "SELECT first_seq, last_seq FROM channels WHERE id = $1",
+        "SELECT name, first_seq, last_seq, last_change FROM channels WHERE id = $1",
         channel_id
     )
     .fetch_optional(db)
     .await?
     else {
-        return Ok(Vec::new());
+        return Ok(Paged {
+            messages: Vec::new(),
+            last_change: 0,
+        });
     };
+    let last_change = bounds.last_change;
     // The seqs the page is drawn from, as of now.
     let (lo, hi) = match page {
         Page::Latest => (bounds.first_seq, bounds.last_seq),
@@ -488,7 +599,10 @@ pub async fn page(
         Page::After(seq) => (bounds.first_seq.max(seq.saturating_add(1)), bounds.last_seq),
     };
     if lo > hi || limit < 1 {
-        return Ok(Vec::new());
+        return Ok(Paged {
+            messages: Vec::new(),
+            last_change,
+        });
     }
     let since = Utc::now() - chrono::Duration::days(RECENT_DAYS);
     let recent = read_page(db, channel_id, page, limit, since).await?;
@@ -514,7 +628,96 @@ pub async fn page(
     if !matches!(page, Page::After(_)) {
         messages.reverse();
     }
-    Ok(messages)
+    decorate(db, &mut messages, reader).await?;
+    Ok(Paged {
+        messages,
+        last_change,
+    })
+}
+
+/// Fills in what a message row does not hold: the current state of the messages quoted by
+/// replies, and the reactions (with `me` for `reader`'s own).
+pub async fn decorate(
+    db: &PgPool,
+    messages: &mut [Message],
+    reader: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let mut channels: Vec<Uuid> = messages.iter().map(|m| m.channel_id).collect();
+    channels.sort_unstable();
+    channels.dedup();
+    for channel_id in channels {
+        let mut of_channel: Vec<&mut Message> = messages
+            .iter_mut()
+            .filter(|m| m.channel_id == channel_id)
+            .collect();
+        decorate_channel(db, channel_id, &mut of_channel, reader).await?;
+    }
+    Ok(())
+}
+
+/// [`decorate`] for messages of one channel.
+async fn decorate_channel(
+    db: &PgPool,
+    channel_id: Uuid,
+    messages: &mut [&mut Message],
+    reader: Option<Uuid>,
+) -> Result<(), sqlx::Error> {
+    let quoted: Vec<i64> = messages
+        .iter()
+        .filter_map(|m| m.reply_to.as_ref().map(|q| q.seq))
+        .collect();
+    if !quoted.is_empty() {
+        let rows = sqlx::query!(
+            "SELECT m.seq, m.id, m.sender_name, m.text, m.deleted_at IS NOT NULL AS \"deleted!\"
+             FROM messages m JOIN channels c ON c.id = m.channel_id
+             WHERE m.channel_id = $1 AND m.seq = ANY($2) AND m.seq >= c.first_seq",
+            channel_id,
+            &quoted
+        )
+        .fetch_all(db)
+        .await?;
+        let by_seq: HashMap<i64, _> = rows.into_iter().map(|r| (r.seq, r)).collect();
+        for quote in messages.iter_mut().filter_map(|m| m.reply_to.as_mut()) {
+            match by_seq.get(&quote.seq) {
+                Some(r) if r.id == quote.id && r.deleted => quote.deleted = true,
+                Some(r) if r.id == quote.id => {
+                    quote.sender = Some(r.sender_name.clone());
+                    quote.text = Some(excerpt(&r.text));
+                }
+                // Removed by retention.
+                _ => {}
+            }
+        }
+    }
+    let seqs: Vec<i64> = messages
+        .iter()
+        .filter(|m| !m.deleted)
+        .map(|m| m.seq)
+        .collect();
+    let rows = sqlx::query!(
+        r#"SELECT seq, emoji, count(*) AS "count!", bool_or(user_id = $3) AS "me!"
+           FROM message_reactions WHERE channel_id = $1 AND seq = ANY($2)
+           GROUP BY seq, emoji ORDER BY seq, min(created_at), emoji"#,
+        channel_id,
+        &seqs,
+        reader.unwrap_or_default()
+    )
+    .fetch_all(db)
+    .await?;
+    let mut by_seq: HashMap<i64, Vec<Reaction>> = HashMap::new();
+    for r in rows {
+        by_seq.entry(r.seq).or_default().push(Reaction {
+            emoji: r.emoji,
+            count: r.count,
+            me: reader.is_some() && r.me,
+        });
+    }
+    for m in messages.iter_mut() {
+        if let Some(reactions) = by_seq.remove(&m.seq) {
+            m.reactions = reactions;
+        }
+    }
+    Ok(())
 }
 
 /// Whether the seqs of `messages` follow each other by `step`.
@@ -534,9 +737,10 @@ async fn read_page(
         Page::Latest => {
             sqlx::query_as!(
                 Row,
-                "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                         m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                m.file_key, m.file_size, m.file_width, m.file_height
+                        m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
+                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
                  FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq >= c.first_seq AND m.created_at >= $3
                  ORDER BY m.seq DESC LIMIT $2",
@@ -550,9 +754,10 @@ async fn read_page(
         Page::Before(seq) => {
             sqlx::query_as!(
                 Row,
-                "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                         m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                m.file_key, m.file_size, m.file_width, m.file_height
+                        m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
+                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
                  FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq < $3 AND m.seq >= c.first_seq
                    AND m.created_at >= $4
@@ -568,9 +773,10 @@ async fn read_page(
         Page::After(seq) => {
             sqlx::query_as!(
                 Row,
-                "SELECT m.id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                         m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                m.file_key, m.file_size, m.file_width, m.file_height
+                        m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
+                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
                  FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq > $3 AND m.seq >= c.first_seq
                    AND m.created_at >= $4
@@ -584,5 +790,75 @@ async fn read_page(
             .await?
         }
     };
+    Ok(rows.into_iter().map(Message::from).collect())
+}
+
+/// The message `seq` of a channel (none when it does not exist or retention removed it).
+pub async fn find(db: &PgPool, channel_id: Uuid, seq: i64) -> Result<Option<Message>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        Row,
+        "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
+                m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
+                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+         FROM messages m JOIN channels c ON c.id = m.channel_id
+         WHERE m.channel_id = $1 AND m.seq = $2 AND m.seq >= c.first_seq",
+        channel_id,
+        seq
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Message::from))
+}
+
+/// The message `id` of a channel, if it is still kept.
+pub async fn find_by_id(
+    db: &PgPool,
+    channel_id: Uuid,
+    id: Uuid,
+) -> Result<Option<Message>, sqlx::Error> {
+    let row = sqlx::query_as!(
+        Row,
+        "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
+                m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
+                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+         FROM messages m JOIN channels c ON c.id = m.channel_id
+         WHERE m.channel_id = $1 AND m.id = $2 AND m.seq >= c.first_seq",
+        channel_id,
+        id
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(Message::from))
+}
+
+/// The kept messages of a channel up to seq `max_seq` changed after change `after` and up to
+/// `upto`, by change number, at most `limit` (undecorated).
+pub async fn changed_since(
+    db: &PgPool,
+    channel_id: Uuid,
+    (after, upto): (i64, i64),
+    max_seq: i64,
+    limit: i64,
+) -> Result<Vec<Message>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        Row,
+        "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
+                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
+                m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
+                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+         FROM messages m JOIN channels c ON c.id = m.channel_id
+         WHERE m.channel_id = $1 AND m.change_seq > $2 AND m.change_seq <= $3
+           AND m.seq >= c.first_seq AND m.seq <= $5
+         ORDER BY m.change_seq LIMIT $4",
+        channel_id,
+        after,
+        upto,
+        limit,
+        max_seq
+    )
+    .fetch_all(db)
+    .await?;
     Ok(rows.into_iter().map(Message::from).collect())
 }

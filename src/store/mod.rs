@@ -1,5 +1,6 @@
 //! Postgres access: plain SQL next to the types it returns, one file per table group.
 
+pub mod changes;
 pub mod channels;
 pub mod messages;
 pub mod partitions;

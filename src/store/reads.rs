@@ -3,8 +3,8 @@
 //! read began.
 //!
 //! A channel's messages are read from the replica only when the replica's copy of the channel
-//! row has the primary's `last_seq` (one primary-key lookup on each side): a replica that is
-//! behind, or away, sends the read to the primary. The page and its `first_seq` then come from
+//! row has the primary's `last_seq` and `last_change` (one primary-key lookup on each side): a
+//! replica that is behind, or away, sends the read to the primary. The page and its `first_seq` then come from
 //! one server, so they agree.
 
 use sqlx::PgPool;
@@ -35,7 +35,9 @@ impl Reads {
         };
         let on_primary = last_seq(&self.primary, channel).await?;
         match last_seq(replica, channel).await {
-            Ok(on_replica) if on_replica >= on_primary => Ok(replica),
+            Ok(on_replica) if on_replica.0 >= on_primary.0 && on_replica.1 >= on_primary.1 => {
+                Ok(replica)
+            }
             Ok(_) => Ok(&self.primary),
             Err(e) => {
                 tracing::warn!(error = %e, "read replica unavailable, reading from the primary");
@@ -50,12 +52,16 @@ impl Reads {
     }
 }
 
-async fn last_seq(db: &PgPool, channel: Uuid) -> Result<i64, sqlx::Error> {
-    Ok(
-        sqlx::query_scalar!("SELECT last_seq FROM channels WHERE id = $1", channel)
-            .fetch_optional(db)
-            .await?
-            // A channel the replica does not have yet: behind.
-            .unwrap_or(-1),
+/// A channel's newest seq and change number: a replica with both at least the primary's holds
+/// every message and change the primary had.
+async fn last_seq(db: &PgPool, channel: Uuid) -> Result<(i64, i64), sqlx::Error> {
+    Ok(sqlx::query!(
+        "SELECT last_seq, last_change FROM channels WHERE id = $1",
+        channel
     )
+    .fetch_optional(db)
+    .await?
+    .map(|r| (r.last_seq, r.last_change))
+    // A channel the replica does not have yet: behind.
+    .unwrap_or((-1, -1)))
 }

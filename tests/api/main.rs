@@ -4,6 +4,7 @@
 mod helpers;
 
 mod bad_input;
+mod conversations;
 mod faults;
 mod handshake;
 mod hostile;

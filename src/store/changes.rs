@@ -1,0 +1,274 @@
+//! Changes to stored messages: edits, deletes (tombstones) and reactions, and the change cursor
+//! that lets a client that was offline converge.
+//!
+//! Each change runs in one transaction that first locks the message row (changes to one
+//! message are serialized, so a reaction cap or a delete is checked against the current state),
+//! then takes the channel's next change number under the channel row's lock (held to commit,
+//! so within a channel change numbers commit in order, with no gap) and writes it to the
+//! message's `change_seq`. Lock order is always message, then channel; sends lock only the
+//! channel row, so no two of them wait on each other in a cycle.
+
+use chrono::{DateTime, Utc};
+use sqlx::{PgConnection, PgPool};
+use uuid::Uuid;
+
+use super::messages::{self, Message};
+
+/// Most distinct emoji on one message.
+pub const MAX_REACTIONS: i64 = 20;
+
+/// What a change does.
+#[derive(Clone, Debug)]
+pub enum Change {
+    /// New text (validated and filtered).
+    Edit(String),
+    /// Leaves a tombstone: no text, no file, no reactions.
+    Delete,
+    /// Adds (`true`) or removes one user's reaction.
+    React { emoji: String, add: bool },
+}
+
+/// Who makes the change.
+#[derive(Clone, Debug)]
+pub struct Actor {
+    pub id: Uuid,
+    pub name: String,
+    /// May delete others' messages in this channel (an administrator or the channel's owner).
+    pub moderator: bool,
+}
+
+/// Why a change was refused.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// No such message in the channel (or retention removed it).
+    NotFound,
+    /// The message was deleted: it can no longer be edited or reacted to.
+    Deleted,
+    /// Only the sender may edit; only the sender or a moderator may delete.
+    NotYours,
+    /// The message already holds [`MAX_REACTIONS`] distinct emoji.
+    TooManyReactions,
+}
+
+/// The outcome of a change.
+#[derive(Debug)]
+pub struct Changed {
+    /// The message as it now is (reactions and quote filled in, `me` for the actor).
+    pub message: Message,
+    /// The change number taken, or `None` when nothing changed (a reaction already given or
+    /// not there, a message already deleted).
+    pub change: Option<i64>,
+    /// The file a delete took off the message (its upload may now be removable).
+    pub file_key: Option<Uuid>,
+}
+
+/// The message row a change locks.
+struct Target {
+    created_at: DateTime<Utc>,
+    seq: i64,
+    sender_id: Option<Uuid>,
+    deleted: bool,
+    file_key: Option<Uuid>,
+}
+
+/// Applies `change` to message `id` of channel `channel_id` (named `channel`) for `actor`.
+pub async fn apply(
+    db: &PgPool,
+    channel_id: Uuid,
+    channel: &str,
+    id: Uuid,
+    actor: &Actor,
+    change: &Change,
+) -> Result<Result<Changed, Refusal>, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let target = sqlx::query_as!(
+        Target,
+        r#"SELECT m.created_at, m.seq, m.sender_id, m.deleted_at IS NOT NULL AS "deleted!",
+                  m.file_key
+           FROM messages m JOIN channels c ON c.id = m.channel_id
+           WHERE m.channel_id = $1 AND m.id = $2 AND m.seq >= c.first_seq
+           FOR UPDATE OF m"#,
+        channel_id,
+        id
+    )
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(target) = target else {
+        return Ok(Err(Refusal::NotFound));
+    };
+    let own = target.sender_id == Some(actor.id);
+    let changed = match change {
+        Change::Edit(_) | Change::React { .. } if target.deleted => {
+            return Ok(Err(Refusal::Deleted));
+        }
+        Change::Edit(_) if !own => return Ok(Err(Refusal::NotYours)),
+        Change::Delete if !own && !actor.moderator => return Ok(Err(Refusal::NotYours)),
+        Change::Edit(_) => true,
+        Change::Delete => !target.deleted,
+        Change::React { emoji, add: true } => {
+            let held = sqlx::query!(
+                r#"SELECT count(DISTINCT emoji) AS "distinct!",
+                          coalesce(bool_or(emoji = $3), false) AS "given!",
+                          coalesce(bool_or(emoji = $3 AND user_id = $4), false) AS "mine!"
+                   FROM message_reactions WHERE channel_id = $1 AND seq = $2"#,
+                channel_id,
+                target.seq,
+                emoji,
+                actor.id
+            )
+            .fetch_one(&mut *tx)
+            .await?;
+            if held.mine {
+                false
+            } else if !held.given && held.distinct >= MAX_REACTIONS {
+                return Ok(Err(Refusal::TooManyReactions));
+            } else {
+                sqlx::query!(
+                    "INSERT INTO message_reactions (channel_id, seq, emoji, user_id)
+                     VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+                    channel_id,
+                    target.seq,
+                    emoji,
+                    actor.id
+                )
+                .execute(&mut *tx)
+                .await?
+                .rows_affected()
+                    > 0
+            }
+        }
+        Change::React { emoji, add: false } => {
+            sqlx::query!(
+                "DELETE FROM message_reactions
+                 WHERE channel_id = $1 AND seq = $2 AND emoji = $3 AND user_id = $4",
+                channel_id,
+                target.seq,
+                emoji,
+                actor.id
+            )
+            .execute(&mut *tx)
+            .await?
+            .rows_affected()
+                > 0
+        }
+    };
+    let mut number = None;
+    let mut file_key = None;
+    if changed {
+        let n = next_change(&mut tx, channel_id).await?;
+        number = Some(n);
+        match change {
+            Change::Edit(text) => {
+                sqlx::query!(
+                    "UPDATE messages SET text = $3, edited_at = now(), change_seq = $4
+                     WHERE id = $1 AND created_at = $2",
+                    id,
+                    target.created_at,
+                    text,
+                    n
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+            Change::Delete => {
+                sqlx::query!(
+                    "UPDATE messages SET text = '', file_url = NULL, file_name = NULL,
+                            file_type = NULL, file_key = NULL, file_size = NULL,
+                            file_width = NULL, file_height = NULL, deleted_at = now(),
+                            change_seq = $3
+                     WHERE id = $1 AND created_at = $2",
+                    id,
+                    target.created_at,
+                    n
+                )
+                .execute(&mut *tx)
+                .await?;
+                sqlx::query!(
+                    "DELETE FROM message_reactions WHERE channel_id = $1 AND seq = $2",
+                    channel_id,
+                    target.seq
+                )
+                .execute(&mut *tx)
+                .await?;
+                file_key = target.file_key;
+                if !own {
+                    audit_delete(&mut tx, actor, channel_id, channel, id, &target).await?;
+                }
+            }
+            Change::React { .. } => {
+                sqlx::query!(
+                    "UPDATE messages SET change_seq = $3 WHERE id = $1 AND created_at = $2",
+                    id,
+                    target.created_at,
+                    n
+                )
+                .execute(&mut *tx)
+                .await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    let mut message = messages::find(db, channel_id, target.seq)
+        .await?
+        .ok_or(sqlx::Error::RowNotFound)?;
+    messages::decorate(db, std::slice::from_mut(&mut message), Some(actor.id)).await?;
+    Ok(Ok(Changed {
+        message,
+        change: number,
+        file_key,
+    }))
+}
+
+/// Takes the channel's next change number (the row stays locked until the transaction ends).
+async fn next_change(tx: &mut PgConnection, channel_id: Uuid) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        "UPDATE channels SET last_change = last_change + 1 WHERE id = $1 RETURNING last_change",
+        channel_id
+    )
+    .fetch_one(tx)
+    .await
+}
+
+/// Records a moderator's delete of someone else's message.
+async fn audit_delete(
+    tx: &mut PgConnection,
+    actor: &Actor,
+    channel_id: Uuid,
+    channel: &str,
+    id: Uuid,
+    target: &Target,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO moderation_log (id, actor_id, actor_name, action, channel_id, channel_name,
+                                     target_user_id, target_username, message_id, message_seq)
+         VALUES ($1, $2, $3, 'message.delete', $4, $5, $6,
+                 (SELECT username FROM users WHERE id = $6), $7, $8)",
+        Uuid::now_v7(),
+        actor.id,
+        actor.name,
+        channel_id,
+        channel,
+        target.sender_id,
+        id,
+        target.seq
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// The channel's changes in `(after, upto]` to messages up to seq `max_seq` (at most `limit`,
+/// by change number): the current state of each changed message, as `reader` sees it. `upto`
+/// is the channel's `last_change` read before, so a cursor set to it misses nothing.
+pub async fn since(
+    db: &PgPool,
+    channel_id: Uuid,
+    range: (i64, i64),
+    max_seq: i64,
+    limit: i64,
+    reader: Uuid,
+) -> Result<Vec<Message>, sqlx::Error> {
+    let mut changed = messages::changed_since(db, channel_id, range, max_seq, limit).await?;
+    messages::decorate(db, &mut changed, Some(reader)).await?;
+    Ok(changed)
+}

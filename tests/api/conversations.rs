@@ -1,0 +1,547 @@
+//! Changes to stored messages: edits, deletes (tombstones), reactions and replies, across two
+//! instances, and the change cursor that lets an offline client converge.
+
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::helpers::*;
+
+/// Sends a message and returns the stored message.
+async fn sent(client: &Client, channel: &str, text: &str) -> Value {
+    let ack = send(client, channel, text).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    ack["message"].clone()
+}
+
+/// History of a channel as `user` reads it, with the `X-Last-Change` header.
+async fn history(cluster: &Cluster, user: &User, channel: &str) -> (Vec<Value>, i64) {
+    let resp = cluster
+        .http
+        .get(format!(
+            "{}/api/channels/{channel}/messages",
+            cluster.b().url()
+        ))
+        .header("cookie", user.cookie())
+        .send()
+        .await
+        .expect("history");
+    assert_eq!(resp.status(), 200);
+    let last_change = resp
+        .headers()
+        .get("x-last-change")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .expect("X-Last-Change");
+    let body: Value = resp.json().await.expect("json");
+    (body.as_array().cloned().unwrap_or_default(), last_change)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn edits_and_deletes_reach_both_instances_and_history_shows_the_current_state() {
+    let cluster = Cluster::start(&[]).await;
+    let alice = cluster.guest("alice").await;
+    let bob = cluster.guest("bob").await;
+    let a = Client::connect(cluster.a(), &alice).await;
+    let b = Client::connect(cluster.b(), &bob).await;
+    let first = sent(&a, "general", "helo").await;
+    let second = sent(&a, "general", "second").await;
+    let id = first["id"].clone();
+
+    let ack = a
+        .ack(
+            "message.edit",
+            json!({"channel": "general", "id": id, "text": " hello "}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["message"]["text"], "hello");
+    assert_eq!(ack["message"]["seq"], first["seq"]);
+    assert!(ack["message"]["edited_at"].is_string(), "{ack}");
+    assert_eq!(ack["message"]["change"], 1);
+    for client in [&a, &b] {
+        let u = client.wait_for("message.updated", |u| u["id"] == id).await;
+        assert_eq!(u["text"], "hello");
+        assert_eq!(u["change"], 1);
+        assert_eq!(u["channel"], "general");
+        assert_eq!(u["seq"], first["seq"]);
+    }
+
+    // Only the sender edits; nobody but the sender (or a moderator) deletes.
+    let ack = b
+        .ack(
+            "message.edit",
+            json!({"channel": "general", "id": id, "text": "mine now"}),
+        )
+        .await;
+    assert_eq!(code(&ack), "forbidden");
+    let ack = b
+        .ack("message.delete", json!({"channel": "general", "id": id}))
+        .await;
+    assert_eq!(code(&ack), "forbidden");
+    let ack = a
+        .ack(
+            "message.edit",
+            json!({"channel": "general", "id": Uuid::new_v4(), "text": "x"}),
+        )
+        .await;
+    assert_eq!(code(&ack), "not_found");
+    let ack = a
+        .ack(
+            "message.edit",
+            json!({"channel": "general", "id": id, "text": "   "}),
+        )
+        .await;
+    assert_eq!(code(&ack), "invalid_payload");
+
+    let ack = a
+        .ack("message.delete", json!({"channel": "general", "id": id}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["message"]["deleted"], true);
+    assert_eq!(ack["message"]["text"], "");
+    for client in [&a, &b] {
+        let d = client.wait_for("message.deleted", |d| d["id"] == id).await;
+        assert_eq!(d["change"], 2);
+        assert_eq!(d["seq"], first["seq"]);
+    }
+    // A tombstone can be neither edited nor reacted to; deleting it again changes nothing.
+    let ack = a
+        .ack(
+            "message.edit",
+            json!({"channel": "general", "id": id, "text": "back"}),
+        )
+        .await;
+    assert_eq!(code(&ack), "not_found");
+    let ack = a
+        .ack(
+            "reaction.add",
+            json!({"channel": "general", "id": id, "emoji": "👍"}),
+        )
+        .await;
+    assert_eq!(code(&ack), "not_found");
+    let ack = a
+        .ack("message.delete", json!({"channel": "general", "id": id}))
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    settle().await;
+    assert_eq!(b.events("message.deleted").len(), 1, "no second delete");
+
+    // History keeps the seq (no hole) and shows the tombstone.
+    let (messages, last_change) = history(&cluster, &bob, "general").await;
+    assert_eq!(last_change, 2);
+    let seqs: Vec<i64> = messages.iter().filter_map(|m| m["seq"].as_i64()).collect();
+    assert_eq!(seqs, vec![1, 2]);
+    assert_eq!(messages[0]["deleted"], true);
+    assert_eq!(messages[0]["text"], "");
+    assert_eq!(messages[1]["text"], second["text"]);
+    assert!(messages[1].get("deleted").is_none());
+    a.disconnect().await;
+    b.disconnect().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_was_offline_syncs_the_edits_and_deletes_it_missed() {
+    let cluster = Cluster::start(&[]).await;
+    let alice = cluster.guest("alice").await;
+    let bob = cluster.guest("bob").await;
+    let a = Client::connect(cluster.a(), &alice).await;
+    let one = sent(&a, "general", "one").await;
+    let two = sent(&a, "general", "two").await;
+    let three = sent(&a, "general", "three").await;
+    // Bob saw seqs 1..=3 and change 0, then went away.
+    let b = Client::connect(cluster.b(), &bob).await;
+    let ack = b
+        .ack(
+            "messages.sync",
+            json!({"channel": "general", "after_seq": 0, "after_change": 0}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(ack["messages"].as_array().map(Vec::len), Some(3));
+    assert_eq!(ack["last_change"], 0);
+    b.disconnect().await;
+
+    let edit = |id: &Value, text: &str| json!({"channel": "general", "id": id, "text": text});
+    assert_eq!(
+        a.ack("message.edit", edit(&one["id"], "one!")).await["ok"],
+        true
+    );
+    assert_eq!(
+        a.ack(
+            "message.delete",
+            json!({"channel": "general", "id": two["id"]})
+        )
+        .await["ok"],
+        true
+    );
+    assert_eq!(
+        a.ack("message.edit", edit(&one["id"], "one!!")).await["ok"],
+        true
+    );
+    let r = a
+        .ack(
+            "reaction.add",
+            json!({"channel": "general", "id": three["id"], "emoji": "🎉"}),
+        )
+        .await;
+    assert_eq!(r["ok"], true, "{r}");
+    let four = sent(&a, "general", "four").await;
+    assert_eq!(
+        a.ack("message.edit", edit(&four["id"], "four!")).await["ok"],
+        true
+    );
+
+    let b = Client::connect(cluster.b(), &bob).await;
+    let sync = |after_change: i64, limit: i64| json!({"channel": "general", "after_seq": 3, "after_change": after_change, "limit": limit});
+    let ack = b.ack("messages.sync", sync(0, 100)).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    // The new message, as it is now.
+    let new: Vec<&Value> = ack["messages"].as_array().unwrap().iter().collect();
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0]["text"], "four!");
+    // Each changed message once, in its current state, by its last change.
+    let changes = ack["changes"].as_array().unwrap();
+    let seen: Vec<(i64, i64)> = changes
+        .iter()
+        .map(|m| (m["seq"].as_i64().unwrap(), m["change"].as_i64().unwrap()))
+        .collect();
+    assert_eq!(seen, vec![(2, 2), (1, 3), (3, 4)], "{ack}");
+    assert_eq!(changes[0]["deleted"], true);
+    assert_eq!(changes[1]["text"], "one!!");
+    assert_eq!(
+        changes[2]["reactions"],
+        json!([{"emoji": "🎉", "count": 1}])
+    );
+    assert_eq!(ack["changes_has_more"], false);
+    assert_eq!(ack["last_change"], 5);
+
+    // Paged: the cursor stops at the last change given.
+    let ack = b.ack("messages.sync", sync(0, 2)).await;
+    assert_eq!(ack["changes"].as_array().map(Vec::len), Some(2));
+    assert_eq!(ack["changes_has_more"], true);
+    assert_eq!(ack["last_change"], 3);
+    let ack = b.ack("messages.sync", sync(3, 2)).await;
+    let seqs: Vec<i64> = ack["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["seq"].as_i64())
+        .collect();
+    assert_eq!(seqs, vec![3]);
+    assert_eq!(ack["changes_has_more"], false);
+    assert_eq!(ack["last_change"], 5);
+    // Up to date: nothing more.
+    let ack = b.ack("messages.sync", sync(5, 100)).await;
+    assert_eq!(ack["changes"], json!([]));
+    assert_eq!(ack["last_change"], 5);
+    let bad = b
+        .ack(
+            "messages.sync",
+            json!({"channel": "general", "after_seq": 0, "after_change": -1}),
+        )
+        .await;
+    assert_eq!(code(&bad), "invalid_payload");
+    a.disconnect().await;
+    b.disconnect().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reactions_are_one_per_user_and_emoji_and_bounded_per_message() {
+    let cluster = Cluster::start(&["--rate-limit-messages", "1000"]).await;
+    let alice = cluster.guest("alice").await;
+    let bob = cluster.guest("bob").await;
+    let a = Client::connect(cluster.a(), &alice).await;
+    let b = Client::connect(cluster.b(), &bob).await;
+    let m = sent(&a, "general", "react to me").await;
+    let react = |event: &'static str, emoji: &str| {
+        (
+            event,
+            json!({"channel": "general", "id": m["id"], "emoji": emoji}),
+        )
+    };
+
+    let (e, p) = react("reaction.add", "👍");
+    let ack = a.ack(e, p.clone()).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(
+        ack["message"]["reactions"],
+        json!([{"emoji": "👍", "count": 1, "me": true}])
+    );
+    // Twice is once.
+    let again = a.ack(e, p).await;
+    assert_eq!(again["message"]["reactions"][0]["count"], 1);
+    let (e, p) = react("reaction.add", " 👍 ");
+    let ack = b.ack(e, p).await;
+    assert_eq!(
+        ack["message"]["reactions"],
+        json!([{"emoji": "👍", "count": 2, "me": true}])
+    );
+    for client in [&a, &b] {
+        let r = client
+            .wait_for("message.reactions", |r| r["reactions"][0]["count"] == 2)
+            .await;
+        assert_eq!(r["user_id"], bob.id.as_str());
+        assert_eq!(r["emoji"], "👍");
+        assert_eq!(r["added"], true);
+        assert!(r["reactions"][0].get("me").is_none(), "{r}");
+    }
+    settle().await;
+    let changes: Vec<i64> = a
+        .events("message.reactions")
+        .iter()
+        .filter_map(|r| r["change"].as_i64())
+        .collect();
+    assert_eq!(changes, vec![1, 2], "the repeat changed nothing");
+
+    // History marks the reader's own.
+    let (messages, _) = history(&cluster, &alice, "general").await;
+    assert_eq!(
+        messages[0]["reactions"],
+        json!([{"emoji": "👍", "count": 2, "me": true}])
+    );
+    let (e, p) = react("reaction.remove", "👍");
+    let ack = a.ack(e, p).await;
+    assert_eq!(
+        ack["message"]["reactions"],
+        json!([{"emoji": "👍", "count": 1}])
+    );
+    b.wait_for("message.reactions", |r| r["added"] == false)
+        .await;
+
+    // At most 20 distinct emoji on one message; one already there can still be given.
+    for i in 0..19 {
+        let (e, p) = react("reaction.add", &format!("e{i}"));
+        assert_eq!(a.ack(e, p).await["ok"], true);
+    }
+    let (e, p) = react("reaction.add", "🆕");
+    assert_eq!(code(&b.ack(e, p).await), "conflict");
+    let (e, p) = react("reaction.add", "e3");
+    assert_eq!(b.ack(e, p).await["ok"], true);
+
+    for bad in [json!(""), json!("a b"), json!("x".repeat(33)), json!(7)] {
+        let ack = a
+            .ack(
+                "reaction.add",
+                json!({"channel": "general", "id": m["id"], "emoji": bad}),
+            )
+            .await;
+        assert_eq!(ack["ok"], false, "{bad}: {ack}");
+        assert!(
+            ["invalid_payload", "too_long"].contains(&code(&ack)),
+            "{ack}"
+        );
+    }
+    a.disconnect().await;
+    b.disconnect().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_quotes_its_message_as_it_now_is() {
+    let cluster = Cluster::start(&[]).await;
+    let alice = cluster.guest("alice").await;
+    let bob = cluster.guest("bob").await;
+    let a = Client::connect(cluster.a(), &alice).await;
+    let b = Client::connect(cluster.b(), &bob).await;
+    let question = sent(&a, "general", &format!("why {}", "?".repeat(300))).await;
+    let ack = b
+        .ack(
+            "message.send",
+            json!({"channel": "general", "text": "because", "client_message_id": Uuid::new_v4(),
+                   "reply_to": question["id"]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let quote = &ack["message"]["reply_to"];
+    assert_eq!(quote["id"], question["id"]);
+    assert_eq!(quote["seq"], question["seq"]);
+    assert_eq!(quote["sender"], "alice");
+    let text = quote["text"].as_str().unwrap();
+    assert_eq!(text.chars().count(), 201, "200 chars and an ellipsis");
+    let new = a.wait_for("message.new", |m| m["text"] == "because").await;
+    assert_eq!(new["reply_to"], *quote);
+
+    // Only a message of the same channel.
+    assert_eq!(
+        cluster
+            .post(
+                cluster.a(),
+                "/api/channels",
+                &alice,
+                json!({"name": "other"})
+            )
+            .await
+            .0,
+        201
+    );
+    let ack = a.ack("channel.join", json!("other")).await;
+    assert_eq!(ack["ok"], true);
+    let ack = a
+        .ack(
+            "message.send",
+            json!({"channel": "other", "text": "x", "client_message_id": Uuid::new_v4(),
+                   "reply_to": question["id"]}),
+        )
+        .await;
+    assert_eq!(code(&ack), "invalid_payload");
+    assert_eq!(ack["error"]["errors"][0]["field"], "reply_to", "{ack}");
+    assert_eq!(a.ack("channel.join", json!("general")).await["ok"], true);
+
+    // The quote follows its message: edited, then deleted.
+    let ack = a
+        .ack(
+            "message.edit",
+            json!({"channel": "general", "id": question["id"], "text": "why not"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true);
+    let (messages, _) = history(&cluster, &bob, "general").await;
+    assert_eq!(messages[1]["reply_to"]["text"], "why not");
+    let ack = a
+        .ack(
+            "message.delete",
+            json!({"channel": "general", "id": question["id"]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true);
+    let (messages, _) = history(&cluster, &bob, "general").await;
+    let quote = &messages[1]["reply_to"];
+    assert_eq!(quote["deleted"], true);
+    assert!(quote.get("text").is_none(), "{quote}");
+    // A deleted message cannot be answered.
+    let ack = b
+        .ack(
+            "message.send",
+            json!({"channel": "general", "text": "late", "client_message_id": Uuid::new_v4(),
+                   "reply_to": question["id"]}),
+        )
+        .await;
+    assert_eq!(code(&ack), "invalid_payload");
+    a.disconnect().await;
+    b.disconnect().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owners_and_administrators_delete_others_messages_and_the_log_records_it() {
+    let cluster = Cluster::start(&["--admin-users", "ann"]).await;
+    let owner = cluster.guest("owner").await;
+    let bob = cluster.guest("bob").await;
+    let carol = cluster.guest("carol").await;
+    let ann = cluster.register(cluster.a(), "ann").await;
+    assert_eq!(
+        cluster
+            .post(
+                cluster.a(),
+                "/api/channels",
+                &owner,
+                json!({"name": "club"})
+            )
+            .await
+            .0,
+        201
+    );
+    let o = Client::connect(cluster.a(), &owner).await;
+    let b = Client::connect(cluster.b(), &bob).await;
+    let c = Client::connect(cluster.b(), &carol).await;
+    let admin = Client::connect(cluster.a(), &ann).await;
+    for client in [&o, &b, &c, &admin] {
+        assert_eq!(client.ack("channel.join", json!("club")).await["ok"], true);
+    }
+    let first = sent(&b, "club", "spam").await;
+    let second = sent(&b, "club", "more spam").await;
+    // Another member may not.
+    let ack = c
+        .ack(
+            "message.delete",
+            json!({"channel": "club", "id": first["id"]}),
+        )
+        .await;
+    assert_eq!(code(&ack), "forbidden");
+    // The owner may, and so may an administrator.
+    let ack = o
+        .ack(
+            "message.delete",
+            json!({"channel": "club", "id": first["id"]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let ack = admin
+        .ack(
+            "message.delete",
+            json!({"channel": "club", "id": second["id"]}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    b.wait_for("message.deleted", |d| d["id"] == second["id"])
+        .await;
+    // The owner may not edit it, though.
+    let third = sent(&b, "club", "fine").await;
+    let ack = o
+        .ack(
+            "message.edit",
+            json!({"channel": "club", "id": third["id"], "text": "changed"}),
+        )
+        .await;
+    assert_eq!(code(&ack), "forbidden");
+
+    let log: Vec<(String, String, Option<String>, i64)> = sqlx::query_as(
+        "SELECT action, actor_name, target_username, message_seq FROM moderation_log ORDER BY id",
+    )
+    .fetch_all(&cluster.db)
+    .await
+    .expect("log");
+    assert_eq!(
+        log,
+        vec![
+            (
+                "message.delete".into(),
+                "owner".into(),
+                Some("bob".into()),
+                1
+            ),
+            ("message.delete".into(), "ann".into(), Some("bob".into()), 2),
+        ]
+    );
+    for client in [o, b, c, admin] {
+        client.disconnect().await;
+    }
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_from_two_instances_arrive_in_change_order_without_gaps() {
+    let cluster = Cluster::start(&[]).await;
+    let alice = cluster.guest("alice").await;
+    let bob = cluster.guest("bob").await;
+    let carol = cluster.guest("carol").await;
+    let a = Client::connect(cluster.a(), &alice).await;
+    let b = Client::connect(cluster.b(), &bob).await;
+    let watcher = Client::connect(cluster.b(), &carol).await;
+    let m = sent(&a, "general", "count on me").await;
+    async fn react_ten(client: &Client, id: &Value, who: &str) {
+        for i in 0..10 {
+            let ack = client
+                .ack(
+                    "reaction.add",
+                    json!({"channel": "general", "id": id, "emoji": format!("{who}{i}")}),
+                )
+                .await;
+            assert_eq!(ack["ok"], true, "{ack}");
+        }
+    }
+    tokio::join!(react_ten(&a, &m["id"], "a"), react_ten(&b, &m["id"], "b"));
+    let got = watcher.wait_for_count("message.reactions", 20).await;
+    let changes: Vec<i64> = got.iter().filter_map(|r| r["change"].as_i64()).collect();
+    assert_eq!(changes, (1..=20).collect::<Vec<_>>());
+    assert_eq!(
+        got.last().unwrap()["reactions"].as_array().map(Vec::len),
+        Some(20)
+    );
+    for client in [a, b, watcher] {
+        client.disconnect().await;
+    }
+    cluster.finish().await;
+}
