@@ -161,8 +161,7 @@ pub struct Config {
     pub guest_messages_per_address: u64,
 
     /// Administrators: comma-separated usernames (registered users only; matched
-    /// case-insensitively). They may delete any message, remove users from channels, ban
-    /// users, and read the moderation log.
+    /// case-insensitively). They may delete any message (recorded in the moderation log).
     #[arg(long, env = "ADMIN_USERS", value_delimiter = ',')]
     pub admin_users: Vec<String>,
 

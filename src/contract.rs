@@ -28,6 +28,7 @@ pub mod client {
     pub const MESSAGE_DELETE: &str = "message.delete";
     pub const REACTION_ADD: &str = "reaction.add";
     pub const REACTION_REMOVE: &str = "reaction.remove";
+    pub const CHANNEL_READ: &str = "channel.read";
 }
 
 /// Names of the events the server sends.
@@ -41,6 +42,8 @@ pub mod server {
     pub const MESSAGE_UPDATED: &str = "message.updated";
     pub const MESSAGE_DELETED: &str = "message.deleted";
     pub const MESSAGE_REACTIONS: &str = "message.reactions";
+    pub const MENTION: &str = "mention";
+    pub const CHANNEL_READ: &str = "channel.read";
     /// A failed event that asked for no ack.
     pub const ERROR: &str = "error";
     /// The events of changes to stored messages (delivered in change order).
@@ -369,6 +372,44 @@ pub struct ChangeAck {
     pub message: Message,
 }
 
+/// `channel.read`: `{channel, seq}`, the user has read the channel up to `seq`.
+#[derive(Debug, Deserialize)]
+pub struct ReadChannel {
+    pub channel: String,
+    pub seq: i64,
+}
+
+impl ClientEvent for ReadChannel {
+    const NAME: &'static str = client::CHANNEL_READ;
+
+    fn check(self) -> AppResult<Self> {
+        if self.seq < 0 {
+            return Err(AppError::invalid("seq must be a non-negative integer"));
+        }
+        Ok(self)
+    }
+}
+
+/// The `channel.read` ack: the user's read position now (it only moves forward).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ReadAck {
+    pub read_seq: i64,
+}
+
+/// `channel.read` to the user's sockets: their read position moved (on another tab too).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChannelRead {
+    pub channel: String,
+    pub read_seq: i64,
+}
+
+/// `mention`: a message mentions the receiving user (sent to all their sockets).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Mention {
+    pub channel: String,
+    pub message: Message,
+}
+
 /// `message.updated`: a message's text was edited.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct MessageUpdated {
@@ -593,6 +634,11 @@ mod tests {
                 fields::<RemoveReaction>(),
                 fields::<ChangeAck>(),
             ),
+            (
+                ReadChannel::NAME,
+                fields::<ReadChannel>(),
+                fields::<ReadAck>(),
+            ),
         ];
         let rows = table("### Client → server");
         let documented: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();
@@ -620,6 +666,8 @@ mod tests {
                 server::MESSAGE_REACTIONS,
                 union(&[fields::<MessageReactions>(), ["count".to_owned()].into()]),
             ),
+            (server::MENTION, fields::<Mention>()),
+            (server::CHANNEL_READ, fields::<ChannelRead>()),
             (server::ERROR, ["code", "message"].map(String::from).into()),
         ];
         let rows = table("### Server → client");

@@ -14,6 +14,7 @@ pub mod filter;
 pub mod http;
 pub mod keys;
 pub mod kv;
+pub mod mentions;
 pub mod metrics;
 pub mod presence;
 pub mod ratelimit;

@@ -248,9 +248,16 @@ async fn trim(state: &AppState, channel: Uuid, cut: i64) -> Result<(u64, u64), s
         // Let sends to this channel through between batches.
         tokio::task::yield_now().await;
     }
-    // The removed messages' reactions (below the new first seq).
+    // The removed messages' reactions and mentions (below the new first seq).
     sqlx::query!(
         "DELETE FROM message_reactions WHERE channel_id = $1 AND seq < $2",
+        channel,
+        cut
+    )
+    .execute(db)
+    .await?;
+    sqlx::query!(
+        "DELETE FROM message_mentions WHERE channel_id = $1 AND seq < $2",
         channel,
         cut
     )

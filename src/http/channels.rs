@@ -40,7 +40,7 @@ struct ListQuery {
 /// `X-Next-After` (the cursor of the next page).
 async fn list(
     State(state): State<AppState>,
-    _user: AuthUser,
+    user: AuthUser,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> AppResult<(axum::http::HeaderMap, Json<Vec<ChannelView>>)> {
     let Query(q) = query.map_err(|e| AppError::invalid(e.body_text()))?;
@@ -70,7 +70,28 @@ async fn list(
             headers.insert("x-next-after", next);
         }
     }
-    Ok((headers, Json(page.iter().map(|c| c.view()).collect())))
+    // The user's read positions and unread counts, from the primary (a position set a moment
+    // ago shows at once).
+    let ids: Vec<uuid::Uuid> = page.iter().map(|c| c.id).collect();
+    let reads: std::collections::HashMap<uuid::Uuid, channels::ReadState> =
+        channels::read_states(&state.db, user.id, &ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.channel_id, r))
+            .collect();
+    let views = page
+        .iter()
+        .map(|c| {
+            let mut view = c.view();
+            if let Some(r) = reads.get(&c.id) {
+                view.read_seq = Some(r.read_seq);
+                view.unread = Some(r.unread);
+                view.unread_mentions = Some(r.unread_mentions);
+            }
+            view
+        })
+        .collect();
+    Ok((headers, Json(views)))
 }
 
 #[derive(Deserialize)]

@@ -28,8 +28,8 @@ use socketioxide_redis::drivers::Driver;
 
 use super::bus::Bus;
 use super::fanout::{RawBatch, Sequencer, SWEEP_PERIOD};
-use super::rooms::{channel_room, LocalRooms};
-use crate::contract::server;
+use super::rooms::{channel_room, user_room, LocalRooms};
+use crate::contract::{server, Mention};
 use crate::keys::Keys;
 use crate::metrics::{Metrics, WarnLimit};
 use crate::shutdown::Shutdown;
@@ -160,6 +160,22 @@ impl Delivery {
         for message in self.0.sequencer.publish(fresh).await {
             self.deliver_message(&message.channel, message).await;
         }
+        for message in fresh {
+            if !message.mentions.is_empty() {
+                self.mention(&message.mentions, message).await;
+            }
+        }
+    }
+
+    /// Tells each of `users`, on all their sockets on every instance (in the channel or not),
+    /// that `message` mentions them.
+    pub async fn mention(&self, users: &[uuid::Uuid], message: &Message) {
+        let rooms = users.iter().map(|u| user_room(*u)).collect();
+        let body = Mention {
+            channel: message.channel.clone(),
+            message: message.clone(),
+        };
+        self.broadcast(rooms, server::MENTION, &body).await;
     }
 
     /// Sends change `number` of a channel's messages (`message.updated`, `message.deleted`,

@@ -17,9 +17,10 @@ use super::rooms::{channel_room, user_room};
 use crate::access;
 use crate::auth::verify_password;
 use crate::contract::{
-    server, AddReaction, ChangeAck, ClientEvent, DeleteMessage, EditMessage, JoinChannel, Joined,
-    LeaveChannel, Left, MessageDeleted, MessageReactions, MessageUpdated, RateLimited,
-    RemoveReaction, SendMessage, Sent, SetTyping, SyncMessages, Synced, TypingAck, UserTyping,
+    server, AddReaction, ChangeAck, ChannelRead, ClientEvent, DeleteMessage, EditMessage,
+    JoinChannel, Joined, LeaveChannel, Left, MessageDeleted, MessageReactions, MessageUpdated,
+    RateLimited, ReadAck, ReadChannel, RemoveReaction, SendMessage, Sent, SetTyping, SyncMessages,
+    Synced, TypingAck, UserTyping,
 };
 use crate::error::{AppError, AppResult, Code};
 use crate::ratelimit::Verdict;
@@ -42,6 +43,7 @@ pub fn register(s: &SocketRef<Adapter>, state: &AppState) {
     on(s, state, delete);
     on(s, state, add_reaction);
     on(s, state, remove_reaction);
+    on(s, state, read);
     let state = state.clone();
     s.on_fallback(move |Event(name): Event, reply: Reply| {
         let state = state.clone();
@@ -145,6 +147,11 @@ async fn join(
             channels::add_member(&state.db, channel.id, conn.user_id).await?;
         }
         let online = state.membership.switch_channel(&s, &conn, &channel).await?;
+        // A first visit starts the user's read position at the newest message (history is
+        // there to read); a later one keeps it.
+        if let Err(e) = channels::start_reading(&state.db, conn.user_id, channel.id).await {
+            tracing::debug!(error = %e, "read position not started");
+        }
         if let Err(e) = s.emit(server::CHANNEL_JOINED, &channel.name) {
             tracing::debug!(sid = %s.id, error = %e, "channel.joined not delivered");
         }
@@ -218,6 +225,7 @@ async fn send(
             Some(id) => Some(quote(&state, channel_id, id).await?),
             None => None,
         };
+        let mentions = mentioned(&state, conn.user_id, channel_id, &channel, &text).await?;
         // An upload of the sender's becomes the stored file (its bytes checked now if they
         // went straight to S3); a link stays a link.
         let file = match file {
@@ -237,6 +245,7 @@ async fn send(
                 client_message_id,
                 file,
                 reply_to,
+                mentions,
             })
             .await?;
         Ok(Sent {
@@ -283,6 +292,26 @@ async fn check_rate(state: &AppState, conn: &Conn) -> Result<(), Blocked> {
             Ok(())
         }
     }
+}
+
+/// The users `text` mentions who may read the channel (the author aside).
+async fn mentioned(
+    state: &AppState,
+    author: Uuid,
+    channel_id: Uuid,
+    channel: &str,
+    text: &str,
+) -> AppResult<Vec<Uuid>> {
+    let names = crate::mentions::names(text);
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let private = channels::find(&state.db, channel)
+        .await?
+        .is_none_or(|c| c.is_private());
+    let mut users = store::users::mentionable(&state.db, &names, channel_id, private).await?;
+    users.retain(|u| *u != author);
+    Ok(users)
 }
 
 /// The quote of message `id` for a reply: it must be a kept, undeleted message of the channel.
@@ -470,6 +499,35 @@ async fn sync(
     })
 }
 
+async fn read(
+    state: AppState,
+    _: SocketRef<Adapter>,
+    conn: Arc<Conn>,
+    ReadChannel { channel, seq }: ReadChannel,
+) -> AppResult<ReadAck> {
+    let channel = access::readable_channel(&state, &channel, conn.user_id).await?;
+    // Only a move forward is written (and told to the user's other sockets); a repeat costs
+    // one index lookup.
+    match channels::mark_read(&state.db, conn.user_id, channel.id, seq).await? {
+        Some(read_seq) => {
+            let body = ChannelRead {
+                channel: channel.name,
+                read_seq,
+            };
+            state
+                .delivery
+                .broadcast(vec![user_room(conn.user_id)], server::CHANNEL_READ, &body)
+                .await;
+            Ok(ReadAck { read_seq })
+        }
+        None => Ok(ReadAck {
+            read_seq: channels::read_seq(&state.db, conn.user_id, channel.id)
+                .await?
+                .unwrap_or(0),
+        }),
+    }
+}
+
 async fn edit(
     state: AppState,
     _: SocketRef<Adapter>,
@@ -478,7 +536,14 @@ async fn edit(
 ) -> AppResult<ChangeAck> {
     let text = validate::message_text(&text)?;
     let text = state.filter.apply(&text);
-    change_message(&state, &conn, &channel, id, Change::Edit(text)).await
+    // The mentions are resolved in the channel the socket has joined (checked again below).
+    let mentions = match conn.channel() {
+        Some((name, channel_id)) => {
+            mentioned(&state, conn.user_id, channel_id, &name, &text).await?
+        }
+        None => Vec::new(),
+    };
+    change_message(&state, &conn, &channel, id, Change::Edit { text, mentions }).await
 }
 
 async fn delete(
@@ -541,7 +606,10 @@ async fn change_message(
     if let Some(number) = changed.change {
         let m = &changed.message;
         match &change {
-            Change::Edit(_) => {
+            Change::Edit { .. } => {
+                if !changed.new_mentions.is_empty() {
+                    state.delivery.mention(&changed.new_mentions, m).await;
+                }
                 let body = MessageUpdated {
                     channel: channel.clone(),
                     id: m.id,

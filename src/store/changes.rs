@@ -20,8 +20,8 @@ pub const MAX_REACTIONS: i64 = 20;
 /// What a change does.
 #[derive(Clone, Debug)]
 pub enum Change {
-    /// New text (validated and filtered).
-    Edit(String),
+    /// New text (validated and filtered), and the users it mentions.
+    Edit { text: String, mentions: Vec<Uuid> },
     /// Leaves a tombstone: no text, no file, no reactions.
     Delete,
     /// Adds (`true`) or removes one user's reaction.
@@ -60,6 +60,8 @@ pub struct Changed {
     pub change: Option<i64>,
     /// The file a delete took off the message (its upload may now be removable).
     pub file_key: Option<Uuid>,
+    /// Users an edit mentions who were not mentioned before.
+    pub new_mentions: Vec<Uuid>,
 }
 
 /// The message row a change locks.
@@ -69,6 +71,7 @@ struct Target {
     sender_id: Option<Uuid>,
     deleted: bool,
     file_key: Option<Uuid>,
+    mentions: Vec<Uuid>,
 }
 
 /// Applies `change` to message `id` of channel `channel_id` (named `channel`) for `actor`.
@@ -84,7 +87,7 @@ pub async fn apply(
     let target = sqlx::query_as!(
         Target,
         r#"SELECT m.created_at, m.seq, m.sender_id, m.deleted_at IS NOT NULL AS "deleted!",
-                  m.file_key
+                  m.file_key, m.mentions
            FROM messages m JOIN channels c ON c.id = m.channel_id
            WHERE m.channel_id = $1 AND m.id = $2 AND m.seq >= c.first_seq
            FOR UPDATE OF m"#,
@@ -98,12 +101,12 @@ pub async fn apply(
     };
     let own = target.sender_id == Some(actor.id);
     let changed = match change {
-        Change::Edit(_) | Change::React { .. } if target.deleted => {
+        Change::Edit { .. } | Change::React { .. } if target.deleted => {
             return Ok(Err(Refusal::Deleted));
         }
-        Change::Edit(_) if !own => return Ok(Err(Refusal::NotYours)),
+        Change::Edit { .. } if !own => return Ok(Err(Refusal::NotYours)),
         Change::Delete if !own && !actor.moderator => return Ok(Err(Refusal::NotYours)),
-        Change::Edit(_) => true,
+        Change::Edit { .. } => true,
         Change::Delete => !target.deleted,
         Change::React { emoji, add: true } => {
             let held = sqlx::query!(
@@ -154,28 +157,46 @@ pub async fn apply(
     };
     let mut number = None;
     let mut file_key = None;
+    let mut new_mentions = Vec::new();
     if changed {
         let n = next_change(&mut tx, channel_id).await?;
         number = Some(n);
         match change {
-            Change::Edit(text) => {
+            Change::Edit { text, mentions } => {
                 sqlx::query!(
-                    "UPDATE messages SET text = $3, edited_at = now(), change_seq = $4
+                    "UPDATE messages SET text = $3, edited_at = now(), change_seq = $4,
+                            mentions = $5
                      WHERE id = $1 AND created_at = $2",
                     id,
                     target.created_at,
                     text,
-                    n
+                    n,
+                    mentions
                 )
                 .execute(&mut *tx)
                 .await?;
+                forget_mentions(&mut tx, channel_id, target.seq).await?;
+                sqlx::query!(
+                    "INSERT INTO message_mentions (user_id, channel_id, seq)
+                     SELECT u, $2, $3 FROM unnest($1::uuid[]) AS u",
+                    mentions,
+                    channel_id,
+                    target.seq
+                )
+                .execute(&mut *tx)
+                .await?;
+                new_mentions = mentions
+                    .iter()
+                    .filter(|u| !target.mentions.contains(u))
+                    .copied()
+                    .collect();
             }
             Change::Delete => {
                 sqlx::query!(
                     "UPDATE messages SET text = '', file_url = NULL, file_name = NULL,
                             file_type = NULL, file_key = NULL, file_size = NULL,
                             file_width = NULL, file_height = NULL, deleted_at = now(),
-                            change_seq = $3
+                            change_seq = $3, mentions = '{}'
                      WHERE id = $1 AND created_at = $2",
                     id,
                     target.created_at,
@@ -190,6 +211,7 @@ pub async fn apply(
                 )
                 .execute(&mut *tx)
                 .await?;
+                forget_mentions(&mut tx, channel_id, target.seq).await?;
                 file_key = target.file_key;
                 if !own {
                     audit_delete(&mut tx, actor, channel_id, channel, id, &target).await?;
@@ -216,7 +238,24 @@ pub async fn apply(
         message,
         change: number,
         file_key,
+        new_mentions,
     }))
+}
+
+/// Removes the mentions of message `seq` of a channel.
+async fn forget_mentions(
+    tx: &mut PgConnection,
+    channel_id: Uuid,
+    seq: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM message_mentions WHERE channel_id = $1 AND seq = $2",
+        channel_id,
+        seq
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
 }
 
 /// Takes the channel's next change number (the row stays locked until the transaction ends).

@@ -36,6 +36,14 @@ pub struct ChannelView {
     pub retention_max_age_secs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_max_messages: Option<i64>,
+    /// In `GET /api/channels`, for a channel the user has a read position in: that position,
+    /// and the unread messages and unread mentions after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread_mentions: Option<i64>,
 }
 
 impl Channel {
@@ -52,6 +60,9 @@ impl Channel {
             first_seq: self.first_seq,
             retention_max_age_secs: self.retention_max_age_secs,
             retention_max_messages: self.retention_max_messages,
+            read_seq: None,
+            unread: None,
+            unread_mentions: None,
         }
     }
 }
@@ -191,6 +202,112 @@ pub async fn add_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<(), sq
         "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
         channel,
         user
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Most unread messages counted per channel (a client shows more as "1000+").
+pub const UNREAD_CAP: i64 = 1000;
+
+/// A user's read position in a channel, with what is unread after it.
+#[derive(Clone, Debug)]
+pub struct ReadState {
+    pub channel_id: Uuid,
+    pub read_seq: i64,
+    /// Kept messages after `read_seq`, not the user's own and not deleted, up to
+    /// [`UNREAD_CAP`].
+    pub unread: i64,
+    /// Of those, the ones that mention the user.
+    pub unread_mentions: i64,
+}
+
+/// Moves the user's read position in a channel forward to `seq` (at most the channel's newest
+/// seq). Returns the new position when it moved (or was first set), else `None`.
+pub async fn mark_read(
+    db: &PgPool,
+    user: Uuid,
+    channel: Uuid,
+    seq: i64,
+) -> Result<Option<i64>, sqlx::Error> {
+    // A plain update first: a position that does not move locks and writes nothing (an
+    // upsert would lock the row every time).
+    sqlx::query_scalar!(
+        r#"WITH target AS (SELECT LEAST($3, last_seq) AS seq FROM channels WHERE id = $2),
+           moved AS (
+               UPDATE channel_reads r SET read_seq = target.seq, updated_at = now()
+               FROM target
+               WHERE r.user_id = $1 AND r.channel_id = $2 AND r.read_seq < target.seq
+               RETURNING r.read_seq
+           ), started AS (
+               INSERT INTO channel_reads (user_id, channel_id, read_seq)
+               SELECT $1, $2, target.seq FROM target
+               WHERE NOT EXISTS (SELECT 1 FROM channel_reads
+                                 WHERE user_id = $1 AND channel_id = $2)
+               ON CONFLICT DO NOTHING
+               RETURNING read_seq
+           )
+           SELECT read_seq AS "read_seq!" FROM moved UNION ALL SELECT read_seq FROM started"#,
+        user,
+        channel,
+        seq
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The user's read position in a channel, if they have one.
+pub async fn read_seq(db: &PgPool, user: Uuid, channel: Uuid) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT read_seq FROM channel_reads WHERE user_id = $1 AND channel_id = $2",
+        user,
+        channel
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// The user's read state in each of `channels` where they have a read position.
+pub async fn read_states(
+    db: &PgPool,
+    user: Uuid,
+    channels: &[Uuid],
+) -> Result<Vec<ReadState>, sqlx::Error> {
+    sqlx::query_as!(
+        ReadState,
+        r#"SELECT r.channel_id, r.read_seq,
+                  CASE WHEN r.read_seq >= c.last_seq THEN 0 ELSE (
+                      SELECT count(*) FROM (
+                          SELECT 1 FROM messages m
+                          WHERE m.channel_id = r.channel_id
+                            AND m.seq > GREATEST(r.read_seq, c.first_seq - 1)
+                            AND m.sender_id IS DISTINCT FROM $1 AND m.deleted_at IS NULL
+                          LIMIT $3) AS u
+                  ) END AS "unread!",
+                  CASE WHEN r.read_seq >= c.last_seq THEN 0 ELSE (
+                      SELECT count(*) FROM message_mentions mm
+                      WHERE mm.user_id = $1 AND mm.channel_id = r.channel_id
+                        AND mm.seq > GREATEST(r.read_seq, c.first_seq - 1)
+                  ) END AS "unread_mentions!"
+           FROM channel_reads r JOIN channels c ON c.id = r.channel_id
+           WHERE r.user_id = $1 AND r.channel_id = ANY($2)"#,
+        user,
+        channels,
+        UNREAD_CAP
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Starts the user's read position in a channel at its newest message, unless they have one.
+pub async fn start_reading(db: &PgPool, user: Uuid, channel: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO channel_reads (user_id, channel_id, read_seq)
+         SELECT $1, c.id, c.last_seq FROM channels c WHERE c.id = $2
+         ON CONFLICT DO NOTHING",
+        user,
+        channel
     )
     .execute(db)
     .await?;

@@ -79,6 +79,9 @@ pub struct Message {
     /// Reactions, by emoji, in the order they were first given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub reactions: Vec<Reaction>,
+    /// The users the text mentions (`@username`, resolved when stored or edited).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<Uuid>,
 }
 
 /// The quoted message of a reply: its current sender and the start of its current text;
@@ -139,6 +142,7 @@ struct Row {
     change_seq: Option<i64>,
     reply_to: Option<Uuid>,
     reply_seq: Option<i64>,
+    mentions: Vec<Uuid>,
 }
 
 impl From<Row> for Message {
@@ -183,6 +187,7 @@ impl From<Row> for Message {
             change: r.change_seq,
             reply_to,
             reactions: Vec::new(),
+            mentions: r.mentions,
         }
     }
 }
@@ -199,6 +204,8 @@ pub struct NewMessage {
     pub file: Option<FileRef>,
     /// The message it answers (checked to be in the same channel), quoted.
     pub reply_to: Option<Quote>,
+    /// The users it mentions (who may read the channel).
+    pub mentions: Vec<Uuid>,
 }
 
 /// The outcome of an idempotent insert.
@@ -232,7 +239,7 @@ async fn find_by_client_ids(
         "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                 m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
                 m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
          FROM message_keys k
          JOIN messages m ON m.id = k.message_id AND m.created_at = k.created_at
          JOIN channels c ON c.id = m.channel_id
@@ -444,6 +451,12 @@ async fn insert_statement(
         .iter()
         .map(|m| m.reply_to.as_ref().map(|q| q.seq))
         .collect();
+    // Mentions flattened: (position of the message in `v`, 1-based; user).
+    let (mention_ords, mention_users): (Vec<i64>, Vec<Uuid>) = ms
+        .iter()
+        .enumerate()
+        .flat_map(|(i, m)| m.mentions.iter().map(move |u| (i as i64 + 1, *u)))
+        .unzip();
     // Borrowed strings are bound as text arrays without copying them (`as _`: the macro's
     // type check knows only owned arrays).
     let rows = sqlx::query!(
@@ -473,13 +486,18 @@ WITH v AS (
     -- A retried (sender, client_message_id) conflicts here and fails the whole statement.
     INSERT INTO message_keys (sender_id, client_message_id, channel_id, message_id, created_at)
     SELECT sender_id, client_message_id, channel_id, id, created_at FROM numbered
+), mm AS (
+    SELECT * FROM unnest($16::int8[], $17::uuid[]) AS mm(ord, user_id)
+), mentioned AS (
+    INSERT INTO message_mentions (user_id, channel_id, seq)
+    SELECT mm.user_id, numbered.channel_id, numbered.seq FROM mm JOIN numbered USING (ord)
 )
 INSERT INTO messages (id, channel_id, seq, sender_id, sender_name, text, client_message_id,
                       file_url, file_name, file_type, file_key, file_size, file_width,
-                      file_height, reply_to, reply_seq, created_at)
+                      file_height, reply_to, reply_seq, mentions, created_at)
 SELECT id, channel_id, seq, sender_id, sender_name, text, client_message_id, file_url,
        file_name, file_type, file_key, file_size, file_width, file_height, reply_to,
-       reply_seq, created_at
+       reply_seq, ARRAY(SELECT mm.user_id FROM mm WHERE mm.ord = numbered.ord), created_at
 FROM numbered
 RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
         &ids,
@@ -496,7 +514,9 @@ RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
         &file_widths as _,
         &file_heights as _,
         &reply_ids as _,
-        &reply_seqs as _
+        &reply_seqs as _,
+        &mention_ords,
+        &mention_users
     )
     .fetch_all(db)
     .await?;
@@ -533,6 +553,7 @@ RETURNING id AS "id!", seq AS "seq!", created_at AS "created_at!""#,
                         change: None,
                         reply_to: m.reply_to.clone(),
                         reactions: Vec::new(),
+                        mentions: m.mentions.clone(),
                     },
                     duplicate: false,
                 },
@@ -740,7 +761,7 @@ async fn read_page(
                 "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                         m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
                         m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
                  FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq >= c.first_seq AND m.created_at >= $3
                  ORDER BY m.seq DESC LIMIT $2",
@@ -757,7 +778,7 @@ async fn read_page(
                 "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                         m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
                         m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
                  FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq < $3 AND m.seq >= c.first_seq
                    AND m.created_at >= $4
@@ -776,7 +797,7 @@ async fn read_page(
                 "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                         m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
                         m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
                  FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq > $3 AND m.seq >= c.first_seq
                    AND m.created_at >= $4
@@ -800,7 +821,7 @@ pub async fn find(db: &PgPool, channel_id: Uuid, seq: i64) -> Result<Option<Mess
         "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                 m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
                 m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
          FROM messages m JOIN channels c ON c.id = m.channel_id
          WHERE m.channel_id = $1 AND m.seq = $2 AND m.seq >= c.first_seq",
         channel_id,
@@ -822,7 +843,7 @@ pub async fn find_by_id(
         "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                 m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
                 m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
          FROM messages m JOIN channels c ON c.id = m.channel_id
          WHERE m.channel_id = $1 AND m.id = $2 AND m.seq >= c.first_seq",
         channel_id,
@@ -847,7 +868,7 @@ pub async fn changed_since(
         "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
                 m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
                 m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq
+                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
          FROM messages m JOIN channels c ON c.id = m.channel_id
          WHERE m.channel_id = $1 AND m.change_seq > $2 AND m.change_seq <= $3
            AND m.seq >= c.first_seq AND m.seq <= $5

@@ -145,13 +145,15 @@ pub async fn drop_partition(db: &PgPool, partition: &Partition) -> Result<Droppe
         .execute(db)
         .await?;
     }
-    // Their reactions go with them (in every state: the table is still there).
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "DELETE FROM message_reactions r USING {name} m
-         WHERE r.channel_id = m.channel_id AND r.seq = m.seq"
-    )))
-    .execute(db)
-    .await?;
+    // Their reactions and mentions go with them (in every state: the table is still there).
+    for table in ["message_reactions", "message_mentions"] {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} r USING {name} m
+             WHERE r.channel_id = m.channel_id AND r.seq = m.seq"
+        )))
+        .execute(db)
+        .await?;
+    }
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP TABLE {name}")))
         .execute(db)
         .await?;

@@ -545,3 +545,143 @@ async fn changes_from_two_instances_arrive_in_change_order_without_gaps() {
     }
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mentions_reach_users_outside_the_channel_and_read_markers_clear_unread_on_every_tab() {
+    let cluster = Cluster::start(&[]).await;
+    let alice = cluster.guest("alice").await;
+    let bob = cluster.guest("bob").await;
+    let carol = cluster.guest("carol").await;
+    let a = Client::connect(cluster.a(), &alice).await;
+    let b1 = Client::connect(cluster.b(), &bob).await;
+    let b2 = Client::connect(cluster.a(), &bob).await;
+    let c = Client::connect(cluster.b(), &carol).await;
+    // Bob has been in general (his read position starts there), then moves on.
+    assert_eq!(b1.ack("channel.join", json!("general")).await["ok"], true);
+    assert_eq!(
+        cluster
+            .post(
+                cluster.b(),
+                "/api/channels",
+                &bob,
+                json!({"name": "elsewhere"})
+            )
+            .await
+            .0,
+        201
+    );
+    for client in [&b1, &b2] {
+        assert_eq!(
+            client.ack("channel.join", json!("elsewhere")).await["ok"],
+            true
+        );
+    }
+
+    let first = sent(&a, "general", "hey @Bob, and @nobody; mail bob@example.com").await;
+    assert_eq!(first["mentions"], json!([bob.id]));
+    for client in [&b1, &b2] {
+        let m = client.wait_for("mention", |_| true).await;
+        assert_eq!(m["channel"], "general");
+        assert_eq!(m["message"]["id"], first["id"]);
+    }
+    sent(&a, "general", "plain").await;
+    let third = sent(&a, "general", "and @carol").await;
+    c.wait_for("mention", |m| m["message"]["id"] == third["id"])
+        .await;
+    // An edit that adds a mention tells the newly mentioned only.
+    let ack = a
+        .ack(
+            "message.edit",
+            json!({"channel": "general", "id": third["id"], "text": "and @carol and @alice and @bob"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    b1.wait_for("mention", |m| m["message"]["id"] == third["id"])
+        .await;
+    settle().await;
+    assert_eq!(c.events("mention").len(), 1, "carol was mentioned already");
+    assert!(a.events("mention").is_empty(), "no mention of oneself");
+
+    // A private channel's messages mention its members only.
+    assert_eq!(
+        cluster
+            .post(
+                cluster.a(),
+                "/api/channels",
+                &alice,
+                json!({"name": "secret", "password": "password123"})
+            )
+            .await
+            .0,
+        201
+    );
+    assert_eq!(a.ack("channel.join", json!("secret")).await["ok"], true);
+    let hidden = sent(&a, "secret", "psst @carol").await;
+    assert!(hidden.get("mentions").is_none(), "{hidden}");
+    settle().await;
+    assert_eq!(c.events("mention").len(), 1);
+
+    let general = |list: &Value| {
+        list.as_array()
+            .and_then(|l| l.iter().find(|c| c["name"] == "general").cloned())
+            .expect("general listed")
+    };
+    let (status, list) = cluster.get(cluster.a(), "/api/channels", &bob).await;
+    assert_eq!(status, 200);
+    let g = general(&list);
+    assert_eq!(
+        (g["read_seq"].clone(), g["unread"].clone()),
+        (json!(0), json!(3))
+    );
+    assert_eq!(g["unread_mentions"], 2);
+    // Carol never opened general: no read position, no counts.
+    let (_, list) = cluster.get(cluster.a(), "/api/channels", &carol).await;
+    assert!(general(&list).get("unread").is_none());
+
+    // Reading on one tab clears the badge on the other.
+    let ack = b1
+        .ack("channel.read", json!({"channel": "general", "seq": 2}))
+        .await;
+    assert_eq!(ack["read_seq"], 2, "{ack}");
+    let told = b2.wait_for("channel.read", |_| true).await;
+    assert_eq!(told, json!({"channel": "general", "read_seq": 2}));
+    let (_, list) = cluster.get(cluster.b(), "/api/channels", &bob).await;
+    let g = general(&list);
+    assert_eq!(
+        (g["unread"].clone(), g["unread_mentions"].clone()),
+        (json!(1), json!(1))
+    );
+    // Never backwards; never past the newest message.
+    let ack = b2
+        .ack("channel.read", json!({"channel": "general", "seq": 1}))
+        .await;
+    assert_eq!(ack["read_seq"], 2);
+    let ack = b2
+        .ack("channel.read", json!({"channel": "general", "seq": 999}))
+        .await;
+    assert_eq!(ack["read_seq"], 3);
+    let (_, list) = cluster.get(cluster.b(), "/api/channels", &bob).await;
+    assert_eq!(general(&list)["unread"], 0);
+    settle().await;
+    // Two moves (to 2, to 3), told to both tabs; the step back was not.
+    for tab in [&b1, &b2] {
+        let told: Vec<Value> = tab
+            .events("channel.read")
+            .iter()
+            .map(|e| e["read_seq"].clone())
+            .collect();
+        assert_eq!(told, vec![json!(2), json!(3)]);
+    }
+    let ack = b2
+        .ack("channel.read", json!({"channel": "secret", "seq": 1}))
+        .await;
+    assert_eq!(code(&ack), "forbidden");
+    let ack = b2
+        .ack("channel.read", json!({"channel": "general", "seq": -1}))
+        .await;
+    assert_eq!(code(&ack), "invalid_payload");
+    for client in [a, b1, b2, c] {
+        client.disconnect().await;
+    }
+    cluster.finish().await;
+}
