@@ -161,9 +161,14 @@ pub struct Config {
     pub guest_messages_per_address: u64,
 
     /// Administrators: comma-separated usernames (registered users only; matched
-    /// case-insensitively). They may delete any message (recorded in the moderation log).
+    /// case-insensitively). They may delete any message and remove members of any channel, ban
+    /// users, and read the moderation log.
     #[arg(long, env = "ADMIN_USERS", value_delimiter = ',')]
     pub admin_users: Vec<String>,
+
+    /// Whether guests may take part in direct messages (open them, or be written to).
+    #[arg(long, env = "DM_GUESTS", default_value_t = true, action = ArgAction::Set, value_parser = BoolishValueParser::new())]
+    pub dm_guests: bool,
 
     /// Word filter list: one word or phrase a line.
     #[arg(long, env = "WORD_FILTER_FILE")]

@@ -44,6 +44,7 @@ pub mod server {
     pub const MESSAGE_REACTIONS: &str = "message.reactions";
     pub const MENTION: &str = "mention";
     pub const CHANNEL_READ: &str = "channel.read";
+    pub const CHANNEL_REMOVED: &str = "channel.removed";
     /// A failed event that asked for no ack.
     pub const ERROR: &str = "error";
     /// The events of changes to stored messages (delivered in change order).
@@ -403,6 +404,12 @@ pub struct ChannelRead {
     pub read_seq: i64,
 }
 
+/// `channel.removed`: the user was removed from the channel by a moderator; this socket left it.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct ChannelRemoved {
+    pub channel: String,
+}
+
 /// `mention`: a message mentions the receiving user (sent to all their sockets).
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Mention {
@@ -668,6 +675,7 @@ mod tests {
             ),
             (server::MENTION, fields::<Mention>()),
             (server::CHANNEL_READ, fields::<ChannelRead>()),
+            (server::CHANNEL_REMOVED, fields::<ChannelRemoved>()),
             (server::ERROR, ["code", "message"].map(String::from).into()),
         ];
         let rows = table("### Server → client");

@@ -18,6 +18,7 @@ pub const COOKIE_NAME: &str = "token";
 pub struct AuthUser {
     pub id: Uuid,
     pub username: String,
+    pub guest: bool,
     pub claims: super::Claims,
 }
 
@@ -39,7 +40,7 @@ pub fn session_cookie(headers: &HeaderMap) -> Option<String> {
 /// Also says whether the user is a guest.
 pub async fn signed_in(state: &AppState, token: &str) -> Result<(super::Claims, bool), AppError> {
     let claims = state.sessions.verify(token).await?;
-    match crate::store::users::is_guest(&state.db, claims.sub).await? {
+    match crate::store::users::is_guest(&state.db, claims.sub, claims.iat).await? {
         Some(guest) => Ok((claims, guest)),
         None => Err(AppError::unauthorized()),
     }
@@ -50,10 +51,11 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = session_cookie(&parts.headers).ok_or_else(AppError::unauthorized)?;
-        let (claims, _) = signed_in(state, &token).await?;
+        let (claims, guest) = signed_in(state, &token).await?;
         Ok(AuthUser {
             id: claims.sub,
             username: claims.username.clone(),
+            guest,
             claims,
         })
     }

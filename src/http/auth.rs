@@ -162,6 +162,11 @@ async fn login(
     if let Err(e) = state.limiter.login_succeeded(&account, &address).await {
         tracing::debug!(error = %e, "login attempts not forgiven");
     }
+    // Told only to whoever knows the password.
+    if user.banned {
+        tracing::info!(user_id = %user.id, "login of a banned user refused");
+        return Err(AppError::new(Code::Forbidden, "this account is banned"));
+    }
     tracing::info!(user_id = %user.id, since = %user.created_at, "user logged in");
     Ok(Json(sign_in(
         &state,

@@ -147,6 +147,15 @@ async fn create(
     ApiJson(body): ApiJson<CreateBody>,
 ) -> AppResult<(StatusCode, Json<ChannelView>)> {
     let name = validate::channel_name(body.name.as_deref().unwrap_or_default())?;
+    if name.starts_with(channels::DM_PREFIX) {
+        return Err(AppError::from(FieldError {
+            field: "name".into(),
+            message: format!(
+                "names starting with {} are kept for direct messages",
+                channels::DM_PREFIX
+            ),
+        }));
+    }
     let description = validate::description(body.description.as_deref().unwrap_or_default())?;
     let password = body.password.filter(|p| !p.is_empty());
     if let Some(p) = &password {

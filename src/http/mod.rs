@@ -4,6 +4,7 @@ mod auth;
 mod channels;
 mod health;
 mod metrics;
+mod people;
 mod presence;
 mod uploads;
 
@@ -28,6 +29,7 @@ pub fn router(state: AppState) -> Router {
         .merge(auth::router())
         .merge(channels::router())
         .merge(presence::router())
+        .merge(people::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // Uploads carry files: their own, larger body limit.
         .merge(uploads::api_router(state.config.upload_max_bytes))
@@ -72,7 +74,13 @@ pub fn outer_layers(router: Router, config: &Config) -> Router {
     let cors = CorsLayer::new()
         .allow_origin(AllowOrigin::list(origins))
         .allow_credentials(true)
-        .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH])
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ])
         .allow_headers([header::CONTENT_TYPE])
         // The cursors a page of channels or history carries, readable by a client on another
         // allowed origin too.
@@ -80,6 +88,7 @@ pub fn outer_layers(router: Router, config: &Config) -> Router {
             header::HeaderName::from_static("x-next-after"),
             header::HeaderName::from_static("x-first-seq"),
             header::HeaderName::from_static("x-last-change"),
+            header::HeaderName::from_static("x-next-before"),
         ]);
     router
         .layer(cors)

@@ -25,6 +25,7 @@ use socketioxide::extract::SocketRef;
 use socketioxide::operators::BroadcastOperators;
 use socketioxide::{BroadcastError, SocketError, SocketIo};
 use socketioxide_redis::drivers::Driver;
+use uuid::Uuid;
 
 use super::bus::Bus;
 use super::fanout::{RawBatch, Sequencer, SWEEP_PERIOD};
@@ -57,7 +58,21 @@ struct Inner {
     shutdown: Shutdown,
     /// Relay failures repeat per event; they are logged at a bounded rate.
     relay_warning: WarnLimit,
+    removal: std::sync::OnceLock<RemovalHandler>,
 }
+
+/// On the relay, not an event for clients: a user's sockets are to leave a channel.
+const REMOVAL: &str = "banter:removal";
+
+/// A removal from a channel, as relayed.
+#[derive(Serialize, serde::Deserialize)]
+struct Removal {
+    user: Uuid,
+    channel: String,
+}
+
+/// What an instance does with a removal (see [`Delivery::on_removal`]).
+type RemovalHandler = Box<dyn Fn(Uuid, String) + Send + Sync>;
 
 /// An event on its way to the other instances, which deliver it to their own sockets.
 #[derive(Serialize)]
@@ -97,6 +112,7 @@ impl Delivery {
             metrics,
             shutdown,
             relay_warning: WarnLimit::default(),
+            removal: std::sync::OnceLock::new(),
         }))
     }
 
@@ -169,7 +185,7 @@ impl Delivery {
 
     /// Tells each of `users`, on all their sockets on every instance (in the channel or not),
     /// that `message` mentions them.
-    pub async fn mention(&self, users: &[uuid::Uuid], message: &Message) {
+    pub async fn mention(&self, users: &[Uuid], message: &Message) {
         let rooms = users.iter().map(|u| user_room(*u)).collect();
         let body = Mention {
             channel: message.channel.clone(),
@@ -236,9 +252,15 @@ impl Delivery {
             }
             None => self.broadcast_local(rooms.clone(), event, payload).await,
         }
+        self.relay(&rooms, event, payload).await;
+    }
+
+    /// Hands `event` for `rooms` to the other instances (through the events channel of the
+    /// first room's bucket), which deliver it to their own sockets.
+    async fn relay<T: Serialize + ?Sized>(&self, rooms: &[String], event: &str, payload: &T) {
         let relay = Relay {
             origin: &self.0.instance,
-            rooms: &rooms,
+            rooms,
             event,
             data: payload,
         };
@@ -264,6 +286,28 @@ impl Delivery {
         }
     }
 
+    /// Sets what this instance does when a user is removed from a channel: the handler takes
+    /// the user and the channel, and makes that user's sockets on this instance leave it.
+    pub fn on_removal(&self, handler: impl Fn(Uuid, String) + Send + Sync + 'static) {
+        let _ = self.0.removal.set(Box::new(handler));
+    }
+
+    /// Makes `user`'s sockets leave `channel` on every instance (a removal from the channel).
+    pub async fn remove_from_channel(&self, user: Uuid, channel: &str) {
+        self.removed_here(user, channel.to_owned());
+        let body = Removal {
+            user,
+            channel: channel.to_owned(),
+        };
+        self.relay(&[user_room(user)], REMOVAL, &body).await;
+    }
+
+    fn removed_here(&self, user: Uuid, channel: String) {
+        if let Some(handler) = self.0.removal.get() {
+            handler(user, channel);
+        }
+    }
+
     /// Disconnects every socket in `room` on every instance (through the adapter), in the
     /// background. A Socket.IO client does not reconnect after a server-side disconnect.
     pub fn disconnect(&self, room: String) {
@@ -284,6 +328,14 @@ impl Delivery {
         };
         if let Err(e) = namespace.local().to(room).disconnect().await {
             tracing::debug!(error = %e, "sockets not disconnected");
+        }
+    }
+
+    /// This instance's sockets in `room`.
+    pub fn local_sockets(&self, room: String) -> Vec<SocketRef<Adapter>> {
+        match self.namespace() {
+            Some(namespace) => namespace.local().to(room).sockets(),
+            None => Vec::new(),
         }
     }
 
@@ -321,6 +373,13 @@ impl Delivery {
             return;
         };
         if relay.origin == self.0.instance {
+            return;
+        }
+        if relay.event == REMOVAL {
+            match serde_json::from_str::<Removal>(relay.data.get()) {
+                Ok(r) => self.removed_here(r.user, r.channel),
+                Err(_) => tracing::warn!("unreadable removal on the relay channel"),
+            }
             return;
         }
         self.broadcast_local(relay.rooms, &relay.event, &relay.data)

@@ -132,6 +132,10 @@ async fn join(
                     "this channel is private: a wrong or missing password",
                 )
             };
+            // A direct-message channel has its two members and nobody else.
+            if channel.is_dm() {
+                return Err(refused());
+            }
             let password = password.ok_or_else(refused)?;
             // Counted before the hash: guesses are capped per user and paced per channel.
             let user = conn.user_id.to_string();
@@ -294,7 +298,8 @@ async fn check_rate(state: &AppState, conn: &Conn) -> Result<(), Blocked> {
     }
 }
 
-/// The users `text` mentions who may read the channel (the author aside).
+/// The users `text` mentions who may read the channel (the author aside); in a direct-message
+/// channel, the other member too.
 async fn mentioned(
     state: &AppState,
     author: Uuid,
@@ -302,14 +307,23 @@ async fn mentioned(
     channel: &str,
     text: &str,
 ) -> AppResult<Vec<Uuid>> {
+    // In a direct-message channel (its name is reserved) every message is for the other.
+    let mut users = if channel.starts_with(channels::DM_PREFIX) {
+        channels::other_members(&state.db, channel_id, author).await?
+    } else {
+        Vec::new()
+    };
     let names = crate::mentions::names(text);
-    if names.is_empty() {
-        return Ok(Vec::new());
+    if !names.is_empty() {
+        let private = channels::find(&state.db, channel)
+            .await?
+            .is_none_or(|c| c.is_private());
+        for user in store::users::mentionable(&state.db, &names, channel_id, private).await? {
+            if !users.contains(&user) {
+                users.push(user);
+            }
+        }
     }
-    let private = channels::find(&state.db, channel)
-        .await?
-        .is_none_or(|c| c.is_private());
-    let mut users = store::users::mentionable(&state.db, &names, channel_id, private).await?;
     users.retain(|u| *u != author);
     Ok(users)
 }

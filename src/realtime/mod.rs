@@ -122,7 +122,37 @@ pub async fn start(
         &state.shutdown,
     );
     watch_removed_users(&state.db, &state.delivery, &state.shutdown).await;
+    // Removals from a channel, on this instance (held weakly: the state holds the delivery).
+    let weak = Arc::downgrade(&state.0);
+    state.delivery.on_removal(move |user, channel| {
+        let Some(shared) = weak.upgrade() else {
+            return;
+        };
+        let state = AppState(shared);
+        state
+            .shutdown
+            .clone()
+            .spawn(async move { leave_removed_channel(&state, user, &channel).await });
+    });
     Ok(())
+}
+
+/// Makes `user`'s sockets on this instance that are in `channel` leave it (they were removed
+/// from it), and tells them with `channel.removed`.
+async fn leave_removed_channel(state: &AppState, user: Uuid, channel: &str) {
+    for s in state.delivery.local_sockets(rooms::user_room(user)) {
+        let Some(conn) = s.extensions.get::<Arc<Conn>>() else {
+            continue;
+        };
+        if state.membership.leave_channel(&s, &conn, channel).await {
+            let body = crate::contract::ChannelRemoved {
+                channel: channel.to_owned(),
+            };
+            if let Err(e) = s.emit(crate::contract::server::CHANNEL_REMOVED, &body) {
+                tracing::debug!(sid = %s.id, error = %e, "channel.removed not delivered");
+            }
+        }
+    }
 }
 
 /// The public default channel, looked up once.
@@ -157,11 +187,22 @@ async fn disconnected(state: &AppState, s: SocketRef<Adapter>, reason: Disconnec
     let Some(conn) = s.extensions.get::<Arc<Conn>>() else {
         return;
     };
+    // Last seen first: whoever sees the user offline then sees when they were last here. A
+    // Postgres that does not answer at once does not hold presence up.
+    let touched = tokio::time::timeout(
+        std::time::Duration::from_millis(500),
+        crate::store::users::touch_last_seen(&state.db, conn.user_id),
+    )
+    .await;
+    if !matches!(touched, Ok(Ok(()))) {
+        tracing::debug!(user_id = %conn.user_id, "last seen not recorded");
+    }
     state.membership.release(&conn).await;
     tracing::info!(sid = %s.id, user_id = %conn.user_id, ?reason, "socket disconnected");
 }
 
-/// The notification channel on which Postgres announces a removed user (see the migrations).
+/// The notification channel on which Postgres announces a removed or banned user (see the
+/// migrations).
 const USER_REMOVED: &str = "banter_user_removed";
 
 /// A Postgres connection listening for removed users.

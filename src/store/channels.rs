@@ -19,6 +19,8 @@ pub struct Channel {
     /// The channel's own retention limits (stricter than the instance's, if it has any).
     pub retention_max_age_secs: Option<i64>,
     pub retention_max_messages: Option<i64>,
+    /// `channel`, or `dm` for a direct-message channel (private, two members).
+    pub kind: String,
 }
 
 /// A channel as the API shows it (never its password hash).
@@ -36,6 +38,9 @@ pub struct ChannelView {
     pub retention_max_age_secs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retention_max_messages: Option<i64>,
+    /// A direct-message channel (private, two members).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dm: bool,
     /// In `GET /api/channels`, for a channel the user has a read position in: that position,
     /// and the unread messages and unread mentions after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -47,8 +52,14 @@ pub struct ChannelView {
 }
 
 impl Channel {
+    /// Private channels are read by their members only: those with a password, and direct
+    /// messages.
     pub fn is_private(&self) -> bool {
-        self.password_hash.is_some()
+        self.password_hash.is_some() || self.is_dm()
+    }
+
+    pub fn is_dm(&self) -> bool {
+        self.kind == "dm"
     }
 
     pub fn view(&self) -> ChannelView {
@@ -60,6 +71,7 @@ impl Channel {
             first_seq: self.first_seq,
             retention_max_age_secs: self.retention_max_age_secs,
             retention_max_messages: self.retention_max_messages,
+            dm: self.is_dm(),
             read_seq: None,
             unread: None,
             unread_mentions: None,
@@ -71,7 +83,7 @@ pub async fn find(db: &PgPool, name: &str) -> Result<Option<Channel>, sqlx::Erro
     sqlx::query_as!(
         Channel,
         "SELECT id, name, description, password_hash, created_at, created_by, first_seq,
-                retention_max_age_secs, retention_max_messages
+                retention_max_age_secs, retention_max_messages, kind
          FROM channels WHERE name = $1",
         name
     )
@@ -88,8 +100,9 @@ pub async fn list(
     sqlx::query_as!(
         Channel,
         "SELECT id, name, description, password_hash, created_at, created_by, first_seq,
-                retention_max_age_secs, retention_max_messages
-         FROM channels WHERE $1::text IS NULL OR name > $1 ORDER BY name LIMIT $2",
+                retention_max_age_secs, retention_max_messages, kind
+         FROM channels WHERE kind = 'channel' AND ($1::text IS NULL OR name > $1)
+         ORDER BY name LIMIT $2",
         after,
         limit
     )
@@ -114,7 +127,7 @@ pub async fn create(
                                retention_max_age_secs, retention_max_messages)
          VALUES ($1, $2, $3, $4, $5, $6, $7)
          RETURNING id, name, description, password_hash, created_at, created_by, first_seq,
-                retention_max_age_secs, retention_max_messages",
+                retention_max_age_secs, retention_max_messages, kind",
         Uuid::now_v7(),
         name,
         description,
@@ -170,7 +183,7 @@ pub async fn set_retention(
         "UPDATE channels SET retention_max_age_secs = $2, retention_max_messages = $3
          WHERE id = $1
          RETURNING id, name, description, password_hash, created_at, created_by, first_seq,
-                retention_max_age_secs, retention_max_messages",
+                retention_max_age_secs, retention_max_messages, kind",
         channel,
         retention.max_age_secs,
         retention.max_messages
@@ -312,4 +325,125 @@ pub async fn start_reading(db: &PgPool, user: Uuid, channel: Uuid) -> Result<(),
     .execute(db)
     .await?;
     Ok(())
+}
+
+/// The start of every direct-message channel's name (reserved: no channel is created with it).
+pub const DM_PREFIX: &str = "dm-";
+
+/// The name of the direct-message channel of two users: `dm-` and 32 hex digits of a hash of
+/// the pair (the same whichever of them opens it).
+pub fn dm_name(a: Uuid, b: Uuid) -> String {
+    use sha2::{Digest, Sha256};
+    let (low, high) = if a < b { (a, b) } else { (b, a) };
+    let mut hash = Sha256::new();
+    hash.update(b"banter dm ");
+    hash.update(low.as_bytes());
+    hash.update(high.as_bytes());
+    let digest = hash.finalize();
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("{DM_PREFIX}{hex}")
+}
+
+/// Opens the direct-message channel of `me` and `other` (or returns it): both are its members,
+/// and on creation both start reading at its beginning (so its first messages are unread).
+pub async fn open_dm(db: &PgPool, me: Uuid, other: Uuid) -> Result<Channel, sqlx::Error> {
+    let name = dm_name(me, other);
+    let mut tx = db.begin().await?;
+    sqlx::query!(
+        "INSERT INTO channels (id, name, kind, created_by) VALUES ($1, $2, 'dm', $3)
+         ON CONFLICT (name) DO NOTHING",
+        Uuid::now_v7(),
+        name,
+        me
+    )
+    .execute(&mut *tx)
+    .await?;
+    let channel = sqlx::query_as!(
+        Channel,
+        "SELECT id, name, description, password_hash, created_at, created_by, first_seq,
+                retention_max_age_secs, retention_max_messages, kind
+         FROM channels WHERE name = $1",
+        name
+    )
+    .fetch_one(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2), ($1, $3)
+         ON CONFLICT DO NOTHING",
+        channel.id,
+        me,
+        other
+    )
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO channel_reads (user_id, channel_id, read_seq) VALUES ($2, $1, 0), ($3, $1, 0)
+         ON CONFLICT DO NOTHING",
+        channel.id,
+        me,
+        other
+    )
+    .execute(&mut *tx)
+    .await?;
+    tx.commit().await?;
+    Ok(channel)
+}
+
+/// One of a user's direct-message channels, with the other member.
+#[derive(Clone, Debug)]
+pub struct DirectChannel {
+    pub channel_id: Uuid,
+    pub name: String,
+    pub created_at: DateTime<Utc>,
+    pub last_seq: i64,
+    pub user_id: Uuid,
+    pub username: String,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// The user's direct-message channels, the most recently active first (at most `limit`).
+pub async fn direct_channels(
+    db: &PgPool,
+    user: Uuid,
+    limit: i64,
+) -> Result<Vec<DirectChannel>, sqlx::Error> {
+    sqlx::query_as!(
+        DirectChannel,
+        "SELECT c.id AS channel_id, c.name, c.created_at, c.last_seq, u.id AS user_id,
+                u.username, u.last_seen_at
+         FROM channel_members me
+         JOIN channels c ON c.id = me.channel_id AND c.kind = 'dm'
+         JOIN channel_members other ON other.channel_id = c.id AND other.user_id <> me.user_id
+         JOIN users u ON u.id = other.user_id
+         WHERE me.user_id = $1
+         ORDER BY c.last_seq DESC, c.created_at DESC LIMIT $2",
+        user,
+        limit
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// The other members of a direct-message channel (the one who is not `me`).
+pub async fn other_members(db: &PgPool, channel: Uuid, me: Uuid) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT user_id FROM channel_members WHERE channel_id = $1 AND user_id <> $2",
+        channel,
+        me
+    )
+    .fetch_all(db)
+    .await
+}
+
+/// Removes a user from a channel's members; whether they were one.
+pub async fn remove_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query!(
+        "DELETE FROM channel_members WHERE channel_id = $1 AND user_id = $2",
+        channel,
+        user
+    )
+    .execute(db)
+    .await?
+    .rows_affected()
+        > 0)
 }

@@ -23,6 +23,7 @@ pub struct UserCredentials {
     pub email: Option<String>,
     pub password_hash: Option<String>,
     pub created_at: DateTime<Utc>,
+    pub banned: bool,
 }
 
 impl UserCredentials {
@@ -66,8 +67,9 @@ pub async fn find_for_login(
     if by_email {
         sqlx::query_as!(
             UserCredentials,
-            "SELECT id, username, email, password_hash, created_at FROM users
-             WHERE lower(email) = lower($1)",
+            r#"SELECT id, username, email, password_hash, created_at,
+                      banned_at IS NOT NULL AS "banned!"
+               FROM users WHERE lower(email) = lower($1)"#,
             identifier
         )
         .fetch_optional(db)
@@ -75,8 +77,9 @@ pub async fn find_for_login(
     } else {
         sqlx::query_as!(
             UserCredentials,
-            "SELECT id, username, email, password_hash, created_at FROM users
-             WHERE lower(username) = lower($1)",
+            r#"SELECT id, username, email, password_hash, created_at,
+                      banned_at IS NOT NULL AS "banned!"
+               FROM users WHERE lower(username) = lower($1)"#,
             identifier
         )
         .fetch_optional(db)
@@ -94,12 +97,18 @@ pub async fn find(db: &PgPool, id: Uuid) -> Result<Option<PublicUser>, sqlx::Err
     .await
 }
 
-/// Whether the user is a guest; `None` when the user no longer exists (a valid session of a
-/// removed user is refused).
-pub async fn is_guest(db: &PgPool, id: Uuid) -> Result<Option<bool>, sqlx::Error> {
-    sqlx::query_scalar!("SELECT is_guest FROM users WHERE id = $1", id)
-        .fetch_optional(db)
-        .await
+/// Whether the user of a session issued at `issued_at` (unix seconds) is a guest; `None` when
+/// the user no longer exists, is banned, or was banned after the session was issued (a valid
+/// token of a removed or banned user is refused).
+pub async fn is_guest(db: &PgPool, id: Uuid, issued_at: u64) -> Result<Option<bool>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT is_guest FROM users
+         WHERE id = $1 AND banned_at IS NULL AND sessions_after <= $2",
+        id,
+        issued_at.min(i64::MAX as u64) as i64
+    )
+    .fetch_optional(db)
+    .await
 }
 
 /// Fills the confusable skeleton of users stored before it existed. A user whose skeleton an
@@ -145,4 +154,52 @@ pub async fn mentionable(
     )
     .fetch_all(db)
     .await
+}
+
+/// A user as others see them: for direct messages, profiles and moderation.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub id: Uuid,
+    pub username: String,
+    pub is_guest: bool,
+    pub banned: bool,
+    pub last_seen_at: Option<DateTime<Utc>>,
+}
+
+/// A user by username (case-insensitively).
+pub async fn profile(db: &PgPool, username: &str) -> Result<Option<Profile>, sqlx::Error> {
+    sqlx::query_as!(
+        Profile,
+        r#"SELECT id, username, is_guest, banned_at IS NOT NULL AS "banned!", last_seen_at
+           FROM users WHERE lower(username) = lower($1)"#,
+        username
+    )
+    .fetch_optional(db)
+    .await
+}
+
+/// Bans (`true`) or unbans a user; whether that changed anything. A ban ends every session
+/// issued until then (for good) and makes Postgres tell every instance to close the user's
+/// sockets (see the migrations).
+pub async fn set_banned(db: &PgPool, id: Uuid, banned: bool) -> Result<bool, sqlx::Error> {
+    Ok(sqlx::query!(
+        "UPDATE users SET banned_at = CASE WHEN $2 THEN now() END,
+                sessions_after = CASE WHEN $2 THEN ceil(extract(epoch FROM now()))::int8
+                                      ELSE sessions_after END
+         WHERE id = $1 AND (banned_at IS NOT NULL) <> $2",
+        id,
+        banned
+    )
+    .execute(db)
+    .await?
+    .rows_affected()
+        > 0)
+}
+
+/// Records when one of the user's sockets closed: when they were last seen.
+pub async fn touch_last_seen(db: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
+    sqlx::query!("UPDATE users SET last_seen_at = now() WHERE id = $1", id)
+        .execute(db)
+        .await?;
+    Ok(())
 }

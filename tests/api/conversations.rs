@@ -685,3 +685,296 @@ async fn mentions_reach_users_outside_the_channel_and_read_markers_clear_unread_
     }
     cluster.finish().await;
 }
+
+/// A REST call with a session cookie and any method; the status and the JSON body.
+async fn call(
+    cluster: &Cluster,
+    method: reqwest::Method,
+    on: &Instance,
+    path: &str,
+    user: &User,
+) -> (u16, Value) {
+    let resp = cluster
+        .http
+        .request(method, format!("{}{path}", on.url()))
+        .header("cookie", user.cookie())
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// Logs in with the password `Cluster::register` gives; the status.
+async fn login(cluster: &Cluster, name: &str) -> u16 {
+    cluster
+        .http
+        .post(format!("{}/api/auth/login", cluster.a().url()))
+        .json(&json!({"username": name, "password": "password123"}))
+        .send()
+        .await
+        .expect("login")
+        .status()
+        .as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_user_is_out_of_every_instance_at_once_and_cannot_sign_in() {
+    let cluster = Cluster::start(&["--admin-users", "ann"]).await;
+    let ann = cluster.register(cluster.a(), "ann").await;
+    let bob = cluster.register(cluster.a(), "bob").await;
+    let carol = cluster.guest("carol").await;
+    let on_a = Client::connect(cluster.a(), &bob).await;
+    let on_b = Client::connect(cluster.b(), &bob).await;
+    let ban = "/api/admin/users/bob/ban";
+
+    // Only administrators ban; administrators are not banned.
+    let (status, _) = call(&cluster, reqwest::Method::POST, cluster.a(), ban, &carol).await;
+    assert_eq!(status, 403);
+    let (status, _) = call(
+        &cluster,
+        reqwest::Method::POST,
+        cluster.b(),
+        "/api/admin/users/ann/ban",
+        &ann,
+    )
+    .await;
+    assert_eq!(status, 403);
+
+    let started = std::time::Instant::now();
+    let (status, body) = call(&cluster, reqwest::Method::POST, cluster.a(), ban, &ann).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["banned"], true);
+    on_a.wait_for_disconnect().await;
+    on_b.wait_for_disconnect().await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(1),
+        "out of both instances in {:?}",
+        started.elapsed()
+    );
+    // The session no longer works, anywhere; nor does signing in again.
+    let (status, _) = cluster.get(cluster.b(), "/api/auth/me", &bob).await;
+    assert_eq!(status, 401);
+    match Client::handshake(cluster.b(), Hello::cookie(&bob)).await {
+        Handshake::Refused(m) => assert_eq!(m, "unauthorized"),
+        Handshake::Connected(_) => panic!("a banned user connected"),
+    }
+    assert_eq!(login(&cluster, "bob").await, 403);
+
+    // Administrators read what was done.
+    let (status, log) = cluster
+        .get(cluster.b(), "/api/admin/moderation-log", &ann)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(log[0]["action"], "user.ban");
+    assert_eq!(log[0]["actor"], "ann");
+    assert_eq!(log[0]["target"], "bob");
+    let (status, _) = cluster
+        .get(cluster.b(), "/api/admin/moderation-log", &carol)
+        .await;
+    assert_eq!(status, 403);
+
+    let (status, _) = call(&cluster, reqwest::Method::DELETE, cluster.b(), ban, &ann).await;
+    assert_eq!(status, 200);
+    assert_eq!(login(&cluster, "bob").await, 200);
+    // The sessions the ban ended stay ended.
+    let (status, _) = cluster.get(cluster.a(), "/api/auth/me", &bob).await;
+    assert_eq!(status, 401);
+    let (_, log) = cluster
+        .get(cluster.b(), "/api/admin/moderation-log?limit=1", &ann)
+        .await;
+    assert_eq!(log[0]["action"], "user.unban");
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn direct_messages_are_private_to_the_pair_and_reach_the_other_outside_it() {
+    let cluster = Cluster::start(&[]).await;
+    let alice = cluster.guest("alice").await;
+    let bob = cluster.guest("bob").await;
+    let carol = cluster.guest("carol").await;
+    let (status, opened) = cluster
+        .post(cluster.a(), "/api/dms", &alice, json!({"username": "Bob"}))
+        .await;
+    assert_eq!(status, 200, "{opened}");
+    let name = opened["channel"]["name"].as_str().unwrap().to_owned();
+    assert!(name.starts_with("dm-"), "{name}");
+    assert_eq!(opened["channel"]["dm"], true);
+    assert_eq!(opened["channel"]["private"], true);
+    assert_eq!(opened["user"]["username"], "bob");
+    assert_eq!(opened["user"]["online"], false);
+    // One channel per pair, whoever opens it.
+    let (_, again) = cluster
+        .post(cluster.b(), "/api/dms", &bob, json!({"username": "alice"}))
+        .await;
+    assert_eq!(again["channel"]["name"], name.as_str());
+    for (body, status) in [
+        (json!({"username": "alice"}), 400),
+        (json!({"username": "nobody"}), 404),
+        (json!({}), 400),
+    ] {
+        let (got, _) = cluster.post(cluster.a(), "/api/dms", &alice, body).await;
+        assert_eq!(got, status);
+    }
+
+    let a = Client::connect(cluster.a(), &alice).await;
+    let b = Client::connect(cluster.b(), &bob).await;
+    let c = Client::connect(cluster.b(), &carol).await;
+    assert_eq!(a.ack("channel.join", json!(name)).await["ok"], true);
+    let ack = c.ack("channel.join", json!(name)).await;
+    assert_eq!(code(&ack), "forbidden");
+    let ack = c
+        .ack(
+            "channel.join",
+            json!({"channel": name, "password": "password123"}),
+        )
+        .await;
+    assert_eq!(code(&ack), "forbidden");
+    let (status, _) = cluster
+        .get(
+            cluster.b(),
+            &format!("/api/channels/{name}/messages"),
+            &carol,
+        )
+        .await;
+    assert_eq!(status, 403);
+    // Not listed among the channels; not a name anyone may take.
+    let (_, list) = cluster.get(cluster.a(), "/api/channels", &alice).await;
+    assert!(!list.to_string().contains(&name), "{list}");
+    let (status, _) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &carol,
+            json!({"name": "dm-mine"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // Bob is in general; the message reaches him as a mention, and counts as unread.
+    let m = sent(&a, &name, "psst").await;
+    let told = b.wait_for("mention", |_| true).await;
+    assert_eq!(told["message"]["id"], m["id"]);
+    assert_eq!(told["channel"], name.as_str());
+    let (status, dms) = cluster.get(cluster.b(), "/api/dms", &bob).await;
+    assert_eq!(status, 200);
+    assert_eq!(dms[0]["channel"]["name"], name.as_str());
+    assert_eq!(dms[0]["channel"]["unread"], 1);
+    assert_eq!(dms[0]["channel"]["unread_mentions"], 1);
+    assert_eq!(dms[0]["user"]["username"], "alice");
+    assert_eq!(dms[0]["user"]["online"], true);
+    settle().await;
+    assert!(c.events("mention").is_empty());
+
+    // Last seen: once alice is gone.
+    a.disconnect().await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, who) = cluster.get(cluster.b(), "/api/users/alice", &bob).await;
+        if who["online"] == false {
+            assert!(who["last_seen"].is_string(), "{who}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "alice still online: {who}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    b.disconnect().await;
+    c.disconnect().await;
+    cluster.finish().await;
+
+    // Guests may be kept out of direct messages.
+    let cluster = Cluster::start(&["--dm-guests", "false"]).await;
+    let guest = cluster.guest("gus").await;
+    let dora = cluster.register(cluster.a(), "dora").await;
+    let (status, _) = cluster
+        .post(cluster.a(), "/api/dms", &dora, json!({"username": "gus"}))
+        .await;
+    assert_eq!(status, 403);
+    let (status, _) = cluster
+        .post(cluster.a(), "/api/dms", &guest, json!({"username": "dora"}))
+        .await;
+    assert_eq!(status, 403);
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_member_leaves_the_channel_on_every_instance() {
+    let cluster = Cluster::start(&[]).await;
+    let owner = cluster.guest("owner").await;
+    let bob = cluster.guest("bob").await;
+    assert_eq!(
+        cluster
+            .post(
+                cluster.a(),
+                "/api/channels",
+                &owner,
+                json!({"name": "club", "password": "password123"})
+            )
+            .await
+            .0,
+        201
+    );
+    let o = Client::connect(cluster.a(), &owner).await;
+    let b1 = Client::connect(cluster.a(), &bob).await;
+    let b2 = Client::connect(cluster.b(), &bob).await;
+    assert_eq!(o.ack("channel.join", json!("club")).await["ok"], true);
+    for b in [&b1, &b2] {
+        let ack = b
+            .ack(
+                "channel.join",
+                json!({"channel": "club", "password": "password123"}),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+    }
+    // Only the owner (or an administrator).
+    let (status, _) = call(
+        &cluster,
+        reqwest::Method::DELETE,
+        cluster.b(),
+        "/api/channels/club/members/owner",
+        &bob,
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, body) = call(
+        &cluster,
+        reqwest::Method::DELETE,
+        cluster.b(),
+        "/api/channels/club/members/bob",
+        &owner,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["removed"], true);
+    for b in [&b1, &b2] {
+        let r = b.wait_for("channel.removed", |_| true).await;
+        assert_eq!(r["channel"], "club");
+    }
+    sent(&o, "club", "after bob").await;
+    let ack = b2
+        .ack(
+            "message.send",
+            json!({"channel": "club", "text": "still here?", "client_message_id": Uuid::new_v4()}),
+        )
+        .await;
+    assert_eq!(code(&ack), "not_in_channel", "out of the channel: {ack}");
+    settle().await;
+    for b in [&b1, &b2] {
+        assert!(
+            !b.events("message.new")
+                .iter()
+                .any(|m| m["text"] == "after bob"),
+            "a removed member still receives the channel"
+        );
+    }
+    let ack = b1.ack("channel.join", json!("club")).await;
+    assert_eq!(code(&ack), "forbidden");
+    for client in [o, b1, b2] {
+        client.disconnect().await;
+    }
+    cluster.finish().await;
+}

@@ -1,0 +1,388 @@
+//! People and moderation: direct messages (`/api/dms`), a user's profile with presence and last
+//! seen (`/api/users/:name`), removing a member from a channel, and the administrators' routes
+//! (bans and the moderation log).
+
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::ApiJson;
+use crate::access;
+use crate::auth::AuthUser;
+use crate::error::{AppError, AppResult, Code};
+use crate::store::channels::{self, ChannelView};
+use crate::store::users::{self, Profile};
+use crate::{validate, AppState};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/dms", get(list_dms).post(open_dm))
+        .route("/users/{name}", get(profile))
+        .route("/channels/{name}/members/{user}", delete(remove_member))
+        .route("/admin/users/{name}/ban", post(ban).delete(unban))
+        .route("/admin/moderation-log", get(moderation_log))
+}
+
+/// Most direct-message channels listed.
+const MAX_DMS: i64 = 200;
+
+/// A user as others see them: online now (anywhere in the cluster), or when last seen.
+#[derive(Debug, Serialize)]
+struct Person {
+    id: Uuid,
+    username: String,
+    online: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    last_seen: Option<DateTime<Utc>>,
+}
+
+impl Person {
+    /// Presence fails open to "not online" when Redis cannot be asked.
+    async fn of(
+        state: &AppState,
+        id: Uuid,
+        username: String,
+        last_seen: Option<DateTime<Utc>>,
+    ) -> Person {
+        let online = match state.presence.connections(id).await {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::debug!(error = %e, "presence unavailable for a profile");
+                false
+            }
+        };
+        Person {
+            id,
+            username,
+            online,
+            // Shown for users who are away.
+            last_seen: if online { None } else { last_seen },
+        }
+    }
+}
+
+/// A looked-up user, or `not_found`.
+async fn find_user(state: &AppState, raw: &str) -> AppResult<Profile> {
+    let name = validate::username(raw).map_err(AppError::from)?;
+    users::profile(&state.db, &name)
+        .await?
+        .ok_or_else(|| AppError::not_found("user"))
+}
+
+async fn profile(
+    State(state): State<AppState>,
+    _user: AuthUser,
+    Path(name): Path<String>,
+) -> AppResult<Json<Person>> {
+    let p = find_user(&state, &name).await?;
+    Ok(Json(
+        Person::of(&state, p.id, p.username, p.last_seen_at).await,
+    ))
+}
+
+#[derive(Deserialize)]
+struct OpenDm {
+    username: Option<String>,
+}
+
+/// A direct-message channel with the other member and the reader's unread counts.
+#[derive(Debug, Serialize)]
+struct Dm {
+    channel: ChannelView,
+    user: Person,
+}
+
+/// `POST /api/dms {username}`: opens the direct-message channel with that user, or returns
+/// it. Guests take part only when `DM_GUESTS` allows it.
+async fn open_dm(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(body): ApiJson<OpenDm>,
+) -> AppResult<Json<Dm>> {
+    let other = find_user(&state, body.username.as_deref().unwrap_or_default()).await?;
+    if other.id == user.id {
+        return Err(AppError::invalid("a direct message needs another user"));
+    }
+    if !state.config.dm_guests && (user.guest || other.is_guest) {
+        return Err(AppError::new(
+            Code::Forbidden,
+            "direct messages with guests are turned off",
+        ));
+    }
+    if other.banned {
+        return Err(AppError::not_found("user"));
+    }
+    let channel = channels::open_dm(&state.db, user.id, other.id).await?;
+    tracing::info!(channel = %channel.name, user_id = %user.id, "direct messages opened");
+    let mut view = channel.view();
+    fill_reads(&state, user.id, channel.id, &mut view).await?;
+    Ok(Json(Dm {
+        channel: view,
+        user: Person::of(&state, other.id, other.username, other.last_seen_at).await,
+    }))
+}
+
+/// The reader's read position and unread counts on a channel view.
+async fn fill_reads(
+    state: &AppState,
+    user: Uuid,
+    channel: Uuid,
+    view: &mut ChannelView,
+) -> AppResult<()> {
+    if let Some(r) = channels::read_states(&state.db, user, &[channel])
+        .await?
+        .pop()
+    {
+        view.read_seq = Some(r.read_seq);
+        view.unread = Some(r.unread);
+        view.unread_mentions = Some(r.unread_mentions);
+    }
+    Ok(())
+}
+
+/// `GET /api/dms`: the user's direct-message channels, the most recently active first.
+async fn list_dms(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<Vec<Dm>>> {
+    let dms = channels::direct_channels(&state.db, user.id, MAX_DMS).await?;
+    let ids: Vec<Uuid> = dms.iter().map(|d| d.channel_id).collect();
+    let reads: std::collections::HashMap<Uuid, channels::ReadState> =
+        channels::read_states(&state.db, user.id, &ids)
+            .await?
+            .into_iter()
+            .map(|r| (r.channel_id, r))
+            .collect();
+    let mut out = Vec::with_capacity(dms.len());
+    for d in dms {
+        let mut view = ChannelView {
+            name: d.name,
+            description: String::new(),
+            private: true,
+            created_at: d.created_at,
+            first_seq: 0,
+            retention_max_age_secs: None,
+            retention_max_messages: None,
+            dm: true,
+            read_seq: None,
+            unread: None,
+            unread_mentions: None,
+        };
+        if let Some(r) = reads.get(&d.channel_id) {
+            view.read_seq = Some(r.read_seq);
+            view.unread = Some(r.unread);
+            view.unread_mentions = Some(r.unread_mentions);
+        }
+        out.push(Dm {
+            channel: view,
+            user: Person::of(&state, d.user_id, d.username, d.last_seen_at).await,
+        });
+    }
+    Ok(Json(out))
+}
+
+/// Whether the user administers the instance.
+fn is_admin(state: &AppState, user: &AuthUser) -> bool {
+    state.config.is_admin(&user.username, user.guest)
+}
+
+fn admins_only() -> AppError {
+    AppError::new(Code::Forbidden, "only administrators may do this")
+}
+
+#[derive(Debug, Serialize)]
+struct Removed {
+    removed: bool,
+}
+
+/// `DELETE /api/channels/:name/members/:user`: the channel's owner or an administrator removes
+/// a user from it: no longer a member (a private channel then needs its password again), and
+/// out of it at once on every instance (`channel.removed` to their sockets there).
+async fn remove_member(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path((name, target)): Path<(String, String)>,
+) -> AppResult<Json<Removed>> {
+    let channel = access::readable_channel(&state, &name, user.id).await?;
+    if channel.is_dm() {
+        return Err(AppError::new(
+            Code::Forbidden,
+            "nobody is removed from direct messages",
+        ));
+    }
+    if channel.created_by != Some(user.id) && !is_admin(&state, &user) {
+        return Err(AppError::new(
+            Code::Forbidden,
+            "only the channel's owner or an administrator may remove members",
+        ));
+    }
+    let target = find_user(&state, &target).await?;
+    if target.id == user.id {
+        return Err(AppError::invalid("leave the channel instead"));
+    }
+    let was_member = channels::remove_member(&state.db, channel.id, target.id).await?;
+    audit(
+        &state,
+        &user,
+        "channel.remove_member",
+        Some((channel.id, &channel.name)),
+        &target,
+    )
+    .await?;
+    state
+        .delivery
+        .remove_from_channel(target.id, &channel.name)
+        .await;
+    tracing::info!(channel = %channel.name, user_id = %target.id, by = %user.id, "member removed");
+    Ok(Json(Removed {
+        removed: was_member,
+    }))
+}
+
+#[derive(Debug, Serialize)]
+struct BanState {
+    user: Uuid,
+    username: String,
+    banned: bool,
+}
+
+/// `POST /api/admin/users/:name/ban`: the user's sessions stop working, their sockets close on
+/// every instance, and their login is refused until `DELETE` lifts the ban.
+async fn ban(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(name): Path<String>,
+) -> AppResult<Json<BanState>> {
+    set_ban(state, user, name, true).await
+}
+
+async fn unban(
+    State(state): State<AppState>,
+    user: AuthUser,
+    Path(name): Path<String>,
+) -> AppResult<Json<BanState>> {
+    set_ban(state, user, name, false).await
+}
+
+async fn set_ban(
+    state: AppState,
+    user: AuthUser,
+    name: String,
+    banned: bool,
+) -> AppResult<Json<BanState>> {
+    if !is_admin(&state, &user) {
+        return Err(admins_only());
+    }
+    let target = find_user(&state, &name).await?;
+    if state.config.is_admin(&target.username, target.is_guest) {
+        return Err(AppError::new(
+            Code::Forbidden,
+            "administrators cannot be banned",
+        ));
+    }
+    if users::set_banned(&state.db, target.id, banned).await? {
+        let action = if banned { "user.ban" } else { "user.unban" };
+        audit(&state, &user, action, None, &target).await?;
+        tracing::info!(user_id = %target.id, by = %user.id, banned, "ban changed");
+    }
+    Ok(Json(BanState {
+        user: target.id,
+        username: target.username,
+        banned,
+    }))
+}
+
+/// Records a moderation action on a user.
+async fn audit(
+    state: &AppState,
+    actor: &AuthUser,
+    action: &str,
+    channel: Option<(Uuid, &str)>,
+    target: &Profile,
+) -> AppResult<()> {
+    sqlx::query!(
+        "INSERT INTO moderation_log (id, actor_id, actor_name, action, channel_id, channel_name,
+                                     target_user_id, target_username)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        Uuid::now_v7(),
+        actor.id,
+        actor.username,
+        action,
+        channel.map(|c| c.0),
+        channel.map(|c| c.1),
+        target.id,
+        target.username
+    )
+    .execute(&state.db)
+    .await?;
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    before: Option<String>,
+    limit: Option<String>,
+}
+
+/// One moderation action.
+#[derive(Debug, Serialize)]
+struct LogEntry {
+    id: Uuid,
+    at: DateTime<Utc>,
+    actor: String,
+    action: String,
+    channel: Option<String>,
+    target: Option<String>,
+    message_id: Option<Uuid>,
+    message_seq: Option<i64>,
+}
+
+/// Default and largest page of the moderation log.
+const DEFAULT_LOG: i64 = 50;
+const MAX_LOG: i64 = 200;
+
+/// `GET /api/admin/moderation-log?before=<id>&limit=N`: administrators only, newest first; a
+/// full page carries `X-Next-Before`.
+async fn moderation_log(
+    State(state): State<AppState>,
+    user: AuthUser,
+    query: Result<Query<LogQuery>, QueryRejection>,
+) -> AppResult<(axum::http::HeaderMap, Json<Vec<LogEntry>>)> {
+    if !is_admin(&state, &user) {
+        return Err(admins_only());
+    }
+    let Query(q) = query.map_err(|e| AppError::invalid(e.body_text()))?;
+    let limit = match q.limit.as_deref() {
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_LOG).contains(n))
+            .ok_or_else(|| AppError::invalid(format!("limit must be 1 to {MAX_LOG}")))?,
+        None => DEFAULT_LOG,
+    };
+    let before = match q.before.as_deref() {
+        Some(raw) => Some(
+            Uuid::parse_str(raw).map_err(|_| AppError::invalid("before must be an entry's id"))?,
+        ),
+        None => None,
+    };
+    let entries = sqlx::query_as!(
+        LogEntry,
+        r#"SELECT id, at, actor_name AS actor, action, channel_name AS channel,
+                  target_username AS target, message_id, message_seq
+           FROM moderation_log WHERE $1::uuid IS NULL OR id < $1
+           ORDER BY id DESC LIMIT $2"#,
+        before,
+        limit
+    )
+    .fetch_all(&state.db)
+    .await?;
+    let mut headers = axum::http::HeaderMap::new();
+    if entries.len() as i64 == limit {
+        if let Some(Ok(next)) = entries.last().map(|e| e.id.to_string().parse()) {
+            headers.insert("x-next-before", next);
+        }
+    }
+    Ok((headers, Json(entries)))
+}
