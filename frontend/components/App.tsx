@@ -7,7 +7,7 @@ import { AuthScreen } from "./AuthScreen";
 import { ChatScreen } from "./ChatScreen";
 import { Logo } from "./icons";
 
-type Session = { kind: "checking" } | { kind: "anonymous" } | { kind: "signed-in"; user: User } | { kind: "error"; message: string };
+type Session = { kind: "checking" } | { kind: "anonymous"; notice?: string } | { kind: "signed-in"; user: User } | { kind: "error"; message: string };
 
 /** Decides between the sign-in screen and the chat, from the session cookie. */
 export function App() {
@@ -61,13 +61,13 @@ export function App() {
     );
   }
   if (session.kind === "anonymous") {
-    return <AuthScreen onSignedIn={(user) => setSession({ kind: "signed-in", user })} />;
+    return <AuthScreen notice={session.notice} onSignedIn={(user) => setSession({ kind: "signed-in", user })} />;
   }
   return (
     <ChatScreen
       key={session.user.id}
       user={session.user}
-      onSignedOut={() => setSession({ kind: "anonymous" })}
+      onSignedOut={(notice) => setSession({ kind: "anonymous", notice })}
     />
   );
 }

@@ -14,7 +14,7 @@ const buttonPrimary =
   "inline-flex w-full items-center justify-center rounded-lg bg-brand-600 px-4 py-2.5 text-[15px] font-semibold text-white shadow-sm transition hover:bg-brand-700 focus-visible:outline-2 focus-visible:outline-offset-2 focus-visible:outline-brand-600 disabled:cursor-not-allowed disabled:opacity-60";
 
 /** Sign in, create an account, or enter as a guest. */
-export function AuthScreen({ onSignedIn }: { onSignedIn: (user: User) => void }) {
+export function AuthScreen({ onSignedIn, notice }: { onSignedIn: (user: User) => void; notice?: string | null }) {
   const [mode, setMode] = useState<Mode>("sign-in");
   const [busy, setBusy] = useState(false);
   const [errors, setErrors] = useState<Errors>({});
@@ -51,6 +51,7 @@ export function AuthScreen({ onSignedIn }: { onSignedIn: (user: User) => void })
         () => api.login(login, password),
         (err): Errors => {
           if (err.code === "invalid_credentials") return { password: "Wrong email, username or password." };
+          if (err.code === "forbidden") return { form: "This account is banned: it can no longer sign in." };
           if (err.code === "rate_limited") {
             const min = Math.max(1, Math.ceil((err.retryAfterMs ?? 60_000) / 60_000));
             return { form: `Too many failed attempts. Try again in ${min} minute${min === 1 ? "" : "s"}.` };
@@ -126,6 +127,12 @@ export function AuthScreen({ onSignedIn }: { onSignedIn: (user: User) => void })
           <p className="mt-1.5 text-sm text-slate-500">
             {mode === "sign-in" ? "Sign in to pick up where you left off." : "It takes less than a minute."}
           </p>
+
+          {notice ? (
+            <p role="alert" className="mt-5 rounded-lg bg-amber-50 px-3 py-2.5 text-sm text-amber-900 ring-1 ring-amber-200">
+              {notice}
+            </p>
+          ) : null}
 
           <div role="tablist" aria-label="Sign in or create an account" className="mt-6 grid grid-cols-2 rounded-lg bg-slate-100 p-1 text-sm font-medium">
             {(["sign-in", "register"] as const).map((m) => (

@@ -1,6 +1,21 @@
 import { formatCountdown, secondsLeft } from "@/lib/countdown";
 import type { ConnectionStatus } from "@/lib/chat";
-import { ClockIcon, WifiOffIcon } from "./icons";
+import { AlertIcon, ClockIcon, CloseIcon, WifiOffIcon } from "./icons";
+
+/** The user was removed from a channel by its owner or an administrator. */
+export function RemovedBanner({ channel, onDismiss }: { channel: string; onDismiss: () => void }) {
+  return (
+    <div role="alert" className="flex items-center gap-3 border-b border-amber-200 bg-amber-50 px-4 py-2 text-sm text-amber-900">
+      <AlertIcon className="h-4 w-4 shrink-0 text-amber-600" />
+      <p className="flex-1">
+        <span className="font-semibold">You were removed from #{channel}</span> by a moderator.
+      </p>
+      <button type="button" onClick={onDismiss} aria-label="Dismiss" className="shrink-0 rounded p-0.5 text-amber-700 hover:bg-amber-100">
+        <CloseIcon className="h-4 w-4" />
+      </button>
+    </div>
+  );
+}
 
 /** Shown while the server refuses sends; the countdown runs down to when sending resumes. */
 export function RateLimitBanner({ until, now }: { until: number; now: number }) {

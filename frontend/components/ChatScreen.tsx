@@ -1,19 +1,21 @@
 "use client";
 
-import { useCallback, useEffect, useRef, useState, useSyncExternalStore, type DragEvent } from "react";
+import { useCallback, useEffect, useMemo, useRef, useState, useSyncExternalStore, type DragEvent } from "react";
 import { io } from "socket.io-client";
 import { api } from "@/lib/api";
 import { ChatClient, type ChatState, type SocketLike } from "@/lib/chat";
 import { typingLabel } from "@/lib/typing";
-import type { User } from "@/lib/types";
+import type { Message, User } from "@/lib/types";
+import { lastSeenLabel } from "@/lib/unread";
 import type { UploadProgress } from "@/lib/uploads";
-import { ConnectionBanner, RateLimitBanner } from "./Banners";
+import { ConnectionBanner, RateLimitBanner, RemovedBanner } from "./Banners";
 import { CreateChannelDialog, PasswordDialog } from "./ChannelDialogs";
+import { ConfirmDialog, NewDmDialog, type Confirmation } from "./ConversationDialogs";
 import { Composer, type ComposerHandle } from "./Composer";
 import { ConnectionBadge } from "./ConnectionBadge";
 import { Drawer } from "./Drawer";
-import { CloseIcon, HashIcon, LockIcon, MenuIcon, UploadIcon, UsersIcon } from "./icons";
-import { MessagePane } from "./MessagePane";
+import { AtIcon, CloseIcon, HashIcon, LockIcon, MenuIcon, UploadIcon, UsersIcon } from "./icons";
+import { MessagePane, type MessageActions, type Permissions } from "./MessagePane";
 import { OnlinePanel } from "./OnlinePanel";
 import { Sidebar } from "./Sidebar";
 
@@ -60,7 +62,19 @@ const serverSnapshot = (): ChatState | null => null;
 /** Whether a drag carries files (rather than text or a link). */
 const draggingFiles = (e: DragEvent) => e.dataTransfer.types.includes("Files");
 
-export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () => void }) {
+/** Where a tab tells the others of this browser that it logged out (so theirs is no surprise). */
+const LOGOUT_KEY = "banter-logout";
+
+/** Whether this browser logged out in some tab within the last minute. */
+function loggedOutHere(): boolean {
+  try {
+    return Date.now() - Number(window.localStorage.getItem(LOGOUT_KEY) ?? 0) < 60_000;
+  } catch {
+    return false;
+  }
+}
+
+export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: (reason?: string) => void }) {
   const [client] = useState(() => createClient(user));
   const state = useSyncExternalStore(client.subscribe, client.getSnapshot, serverSnapshot) ?? client.getSnapshot();
   const [channelsOpen, setChannelsOpen] = useState(false);
@@ -68,6 +82,9 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
   const [onlinePinned, setOnlinePinned] = useState(true);
   const [creating, setCreating] = useState(false);
   const [dropping, setDropping] = useState(false);
+  const [newDm, setNewDm] = useState(false);
+  const [confirmation, setConfirmation] = useState<Confirmation | null>(null);
+  const [reply, setReply] = useState<{ channel: string; message: Message } | null>(null);
   const composer = useRef<ComposerHandle>(null);
   const now = Math.max(useNow(state.blockedUntil !== null), state.blockedAt ?? 0);
 
@@ -77,13 +94,15 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
   }, [client]);
 
   useEffect(() => {
-    if (state.signedOut) onSignedOut();
-  }, [state.signedOut, onSignedOut]);
+    if (state.signedOut) onSignedOut(state.endedReason && !loggedOutHere() ? state.endedReason : undefined);
+  }, [state.signedOut, state.endedReason, onSignedOut]);
 
   const current = state.current;
+  const dm = state.dms.find((d) => d.channel.name === current);
+  const title = dm ? dm.user.username : current ? `#${current}` : "";
   useEffect(() => {
-    document.title = current ? `#${current} · banter` : "banter";
-  }, [current]);
+    document.title = title ? `${title} · banter` : "banter";
+  }, [title]);
 
   useEffect(() => {
     const refresh = () => void client.refreshChannels();
@@ -109,6 +128,11 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
 
   const logout = useCallback(async () => {
     try {
+      window.localStorage.setItem(LOGOUT_KEY, String(Date.now()));
+    } catch {
+      // Storage may be off; other tabs then just find themselves signed out.
+    }
+    try {
       await api.logout();
     } catch {
       // The session may already be gone; the screen goes back to sign-in either way.
@@ -122,6 +146,54 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
   const retry = useCallback((id: string) => client.retry(id), [client]);
   const discard = useCallback((id: string) => client.discard(id), [client]);
   const retryLoad = useCallback(() => client.retryLoad(), [client]);
+  const openDm = useCallback(
+    async (username: string) => {
+      const result = await client.openDm(username);
+      if (!result.ok) return result;
+      setOnlineOpen(false);
+      return { ok: true as const };
+    },
+    [client],
+  );
+
+  const actions = useMemo<MessageActions>(
+    () => ({
+      reply: (message) => setReply({ channel: message.channel, message }),
+      edit: (message, text) => client.edit(message, text),
+      askDelete: (message) =>
+        setConfirmation({
+          title: "Delete this message?",
+          description:
+            message.sender_id === user.id
+              ? "It will be replaced by “This message was deleted” for everyone."
+              : `This message by ${message.sender} will be replaced by “This message was deleted” for everyone.`,
+          action: "Delete",
+          run: () => client.deleteMessage(message),
+        }),
+      react: (message, emoji) => void client.react(message, emoji),
+      askRemove: (username) => {
+        const channel = client.getSnapshot().current;
+        if (!channel) return;
+        setConfirmation({
+          title: `Remove ${username} from #${channel}?`,
+          description: `${username} leaves the channel at once; a private channel then needs its password again.`,
+          action: "Remove",
+          run: () => client.removeMember(channel, username),
+        });
+      },
+      askBan: (username) =>
+        setConfirmation({
+          title: `Ban ${username}?`,
+          description: `${username} is signed out everywhere at once and can no longer sign in.`,
+          action: "Ban",
+          run: () => client.ban(username),
+        }),
+    }),
+    [client, user.id],
+  );
+  const moderate = state.isAdmin || (current !== null && state.owned[current] === true);
+  const permissions = useMemo<Permissions>(() => ({ moderate, admin: state.isAdmin, dm: dm !== undefined }), [moderate, state.isAdmin, dm]);
+  const replyTo = reply && reply.channel === current ? reply.message : null;
 
   const channel = state.channels.find((c) => c.name === current);
   const channelState = current ? state.byChannel[current] : undefined;
@@ -138,8 +210,10 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
     <Sidebar
       user={user}
       channels={state.channels}
+      dms={state.dms}
       current={current}
       joining={state.joining}
+      now={new Date(now)}
       onSelect={(name) => {
         setChannelsOpen(false);
         client.selectChannel(name);
@@ -147,6 +221,10 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
       onCreate={() => {
         setChannelsOpen(false);
         setCreating(true);
+      }}
+      onNewDm={() => {
+        setChannelsOpen(false);
+        setNewDm(true);
       }}
       onLogout={logout}
     />
@@ -195,13 +273,23 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
             <MenuIcon className="h-5 w-5" />
           </button>
           <div className="flex min-w-0 flex-1 items-center gap-2">
-            {channel?.private ? (
+            {dm ? (
+              <AtIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
+            ) : channel?.private ? (
               <LockIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
             ) : (
               <HashIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
             )}
-            <h1 className="truncate text-base font-semibold text-slate-900">{current ?? "…"}</h1>
-            {channel?.description ? (
+            <h1 className="truncate text-base font-semibold text-slate-900">{dm ? dm.user.username : (current ?? "…")}</h1>
+            {dm ? (
+              <p className="flex min-w-0 items-center gap-1.5 truncate border-l border-slate-200 pl-3 text-sm text-slate-500">
+                <span
+                  className={`h-2 w-2 shrink-0 rounded-full ${dm.user.online ? "bg-emerald-500" : "ring-2 ring-inset ring-slate-400"}`}
+                  aria-hidden="true"
+                />
+                {dm.user.online ? "Online" : lastSeenLabel(dm.user.last_seen, new Date(now))}
+              </p>
+            ) : channel?.description ? (
               <p className="hidden min-w-0 truncate border-l border-slate-200 pl-3 text-sm text-slate-500 sm:block">
                 {channel.description}
               </p>
@@ -222,15 +310,19 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
         </header>
 
         <ConnectionBanner status={state.status} onRetry={() => client.reconnectNow()} />
+        {state.removedFrom ? <RemovedBanner channel={state.removedFrom} onDismiss={() => client.dismissRemoved()} /> : null}
 
         {current && channelState ? (
           <MessagePane
             key={`pane-${current}`}
             channel={current}
+            title={title}
             state={channelState}
             user={user}
             now={new Date(now)}
             blocked={blocked}
+            actions={actions}
+            permissions={permissions}
             onLoadOlder={loadOlder}
             onRetry={retry}
             onDiscard={discard}
@@ -260,9 +352,14 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
         <Composer
           ref={composer}
           key={`composer-${current ?? ""}`}
-          channel={current ?? ""}
+          channel={title}
           disabled={!current}
-          onSend={(text, file) => client.send(text, file)}
+          replyTo={replyTo}
+          onCancelReply={() => setReply(null)}
+          onSend={(text, file) => {
+            client.send(text, file, replyTo ?? undefined);
+            setReply(null);
+          }}
           onTyping={(hasText) => client.typing(hasText)}
           onUpload={upload}
         />
@@ -270,11 +367,11 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
 
       {onlinePinned ? (
         <aside className="hidden w-60 shrink-0 border-l border-slate-200 lg:block" aria-label="Online">
-          <OnlinePanel users={state.online} count={state.onlineCount} me={user.id} />
+          <OnlinePanel users={state.online} count={state.onlineCount} me={user.id} onMessage={(name) => void openDm(name)} />
         </aside>
       ) : null}
       <Drawer side="right" open={onlineOpen} onClose={() => setOnlineOpen(false)} label="Online users">
-        <OnlinePanel users={state.online} count={state.onlineCount} me={user.id} />
+        <OnlinePanel users={state.online} count={state.onlineCount} me={user.id} onMessage={(name) => void openDm(name)} />
       </Drawer>
 
       {state.notice ? (
@@ -289,6 +386,8 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: () 
         </div>
       ) : null}
 
+      <NewDmDialog open={newDm} onClose={() => setNewDm(false)} onOpen={openDm} />
+      <ConfirmDialog confirmation={confirmation} onClose={() => setConfirmation(null)} />
       <CreateChannelDialog open={creating} onClose={() => setCreating(false)} onCreate={(n, d, p) => client.createChannel(n, d, p)} />
       <PasswordDialog
         channel={state.passwordPrompt?.channel ?? null}

@@ -4,9 +4,9 @@ import { useEffect, useId, useImperativeHandle, useRef, useState, type Clipboard
 import { ApiError } from "@/lib/api";
 import { fileKind, formatBytes } from "@/lib/files";
 import { draftLength, MAX_MESSAGE_CHARS } from "@/lib/timeline";
-import type { FileRef } from "@/lib/types";
+import type { FileRef, Message } from "@/lib/types";
 import type { Upload, UploadProgress } from "@/lib/uploads";
-import { AlertIcon, CloseIcon, FileIcon, ImageIcon, PaperclipIcon, SendIcon } from "./icons";
+import { AlertIcon, CloseIcon, FileIcon, ImageIcon, PaperclipIcon, ReplyIcon, SendIcon } from "./icons";
 
 /** What the chat screen may do to the composer: attach a file dropped on the pane. */
 export interface ComposerHandle {
@@ -32,13 +32,19 @@ type Attachment = { id: number; name: string; size: number; type: string } & (
 export function Composer({
   channel,
   disabled,
+  replyTo,
+  onCancelReply,
   onSend,
   onTyping,
   onUpload,
   ref,
 }: {
+  /** How the conversation is named: `#name`, or `@person` for a direct message. */
   channel: string;
   disabled: boolean;
+  /** The message the next one answers, quoted above the box. */
+  replyTo?: Message | null;
+  onCancelReply?: () => void;
   onSend: (text: string, file?: FileRef) => void;
   onTyping: (hasText: boolean) => void;
   onUpload: (file: File, onProgress: (progress: UploadProgress) => void) => Upload;
@@ -107,6 +113,12 @@ export function Composer({
 
   useImperativeHandle(ref, () => ({ attach }));
 
+  // Answering a message puts the cursor in the box.
+  const replyId = replyTo?.id;
+  useEffect(() => {
+    if (replyId) area.current?.focus();
+  }, [replyId]);
+
   function removeAttachment() {
     ++nextId.current;
     if (uploading) uploading.upload.cancel();
@@ -132,6 +144,11 @@ export function Composer({
   }
 
   function onKeyDown(e: KeyboardEvent<HTMLTextAreaElement>) {
+    if (e.key === "Escape" && replyTo && onCancelReply) {
+      e.preventDefault();
+      onCancelReply();
+      return;
+    }
     if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
       e.preventDefault();
       send();
@@ -161,7 +178,7 @@ export function Composer({
       >
         <div className="flex items-center justify-between gap-3 px-3 pt-2">
           <label htmlFor={id} className="text-xs font-medium text-slate-500">
-            Message #{channel}
+            Message {channel}
           </label>
           {showCounter ? (
             <span
@@ -178,6 +195,28 @@ export function Composer({
             </span>
           )}
         </div>
+        {replyTo ? (
+          <div
+            role="group"
+            aria-label={`Replying to ${replyTo.sender}`}
+            className="mx-2 mt-2 flex items-start gap-2 rounded-lg border-l-2 border-brand-500 bg-brand-50/60 px-3 py-1.5"
+          >
+            <ReplyIcon className="mt-0.5 h-4 w-4 shrink-0 text-brand-600" />
+            <div className="min-w-0 flex-1 text-sm">
+              <p className="text-xs font-medium text-brand-700">Replying to {replyTo.sender}</p>
+              <p className="truncate text-slate-600">{replyTo.text}</p>
+            </div>
+            <button
+              type="button"
+              onClick={onCancelReply}
+              aria-label="Cancel reply"
+              title="Cancel reply"
+              className="-mr-1 shrink-0 rounded-md p-1 text-slate-400 hover:bg-slate-200 hover:text-slate-700 focus-visible:outline-2 focus-visible:outline-brand-600"
+            >
+              <CloseIcon className="h-4 w-4" />
+            </button>
+          </div>
+        ) : null}
         {attachment ? <AttachmentCard attachment={attachment} onRemove={removeAttachment} /> : null}
         <div className="flex items-end gap-2 p-2 pt-1">
           <input
@@ -216,7 +255,7 @@ export function Composer({
             onPaste={onPaste}
             aria-describedby={showCounter ? `${id}-count` : undefined}
             aria-invalid={over || undefined}
-            placeholder={attachment?.status === "ready" || uploading ? "Add a message (optional)" : `Write to #${channel}`}
+            placeholder={attachment?.status === "ready" || uploading ? "Add a message (optional)" : `Write to ${channel}`}
             className="field-sizing-content max-h-48 min-h-[2.5rem] flex-1 resize-none bg-transparent px-1.5 py-2 text-[15px] leading-6 text-slate-900 outline-none placeholder:text-slate-400"
           />
           <button

@@ -1,14 +1,52 @@
 "use client";
 
-import { memo, useEffect, useLayoutEffect, useMemo, useRef, useState } from "react";
+import { memo, useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState, type KeyboardEvent, type ReactNode } from "react";
+import { mentionsUser, splitMentions } from "@/lib/changes";
 import type { ChannelState } from "@/lib/chat";
 import { fileKind, fitWithin, formatBytes, showsAsImage } from "@/lib/files";
 import { isSafeFileUrl } from "@/lib/links";
 import { buildRows, timeLabel, type Row } from "@/lib/rows";
 import type { Outgoing } from "@/lib/timeline";
-import type { FileRef, User } from "@/lib/types";
+import type { FileRef, Message, Reaction, ReplyQuote, User } from "@/lib/types";
 import { Avatar } from "./Avatar";
-import { AlertIcon, ArrowDownIcon, ClockIcon, DownloadIcon, FileIcon, HashIcon, PaperclipIcon } from "./icons";
+import {
+  AlertIcon,
+  ArrowDownIcon,
+  AtIcon,
+  ClockIcon,
+  DownloadIcon,
+  FileIcon,
+  HashIcon,
+  MoreIcon,
+  PaperclipIcon,
+  PencilIcon,
+  ReplyIcon,
+  SmileIcon,
+  TrashIcon,
+} from "./icons";
+
+/** What can be done to a stored message from its row. */
+export interface MessageActions {
+  reply(message: Message): void;
+  edit(message: Message, text: string): Promise<boolean>;
+  askDelete(message: Message): void;
+  react(message: Message, emoji: string): void;
+  askRemove(username: string): void;
+  askBan(username: string): void;
+}
+
+/** What the reader may do beyond their own messages. */
+export interface Permissions {
+  /** Delete anyone's message and remove members (the channel's owner, an administrator). */
+  moderate: boolean;
+  /** Ban people (an administrator). */
+  admin: boolean;
+  /** A direct-message channel (nobody can be removed from it). */
+  dm: boolean;
+}
+
+/** The emoji offered by the reaction picker. */
+export const QUICK_REACTIONS = ["👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀"];
 
 /** Within this many pixels of the bottom, the view follows new messages. */
 const STICK_PX = 80;
@@ -22,20 +60,27 @@ const LOAD_OLDER_PX = 300;
  */
 export function MessagePane({
   channel,
+  title,
   state,
   user,
   now,
   blocked,
+  actions,
+  permissions,
   onLoadOlder,
   onRetry,
   onDiscard,
   onRetryLoad,
 }: {
   channel: string;
+  /** How the channel is named to the reader: `#name`, or `@person` for a direct message. */
+  title: string;
   state: ChannelState;
   user: User;
   now: Date;
   blocked: boolean;
+  actions: MessageActions;
+  permissions: Permissions;
   onLoadOlder: () => void;
   onRetry: (id: string) => void;
   onDiscard: (id: string) => void;
@@ -93,6 +138,19 @@ export function MessagePane({
     if (el.scrollTop < LOAD_OLDER_PX && state.hasOlder && !state.loadingOlder) onLoadOlder();
   }
 
+  /** Shows a quoted message when it is loaded, and makes it stand out for a moment. */
+  const jumpTo = useCallback(
+    (id: string) => {
+      const el = scroller.current?.querySelector<HTMLElement>(`[data-message-id="${CSS.escape(id)}"]`);
+      if (!el) return false;
+      el.scrollIntoView({ block: "center", behavior: "smooth" });
+      el.classList.add("message-flash");
+      window.setTimeout(() => el.classList.remove("message-flash"), 1600);
+      return true;
+    },
+    [],
+  );
+
   function jumpToLatest() {
     const el = scroller.current;
     if (el) el.scrollTo({ top: el.scrollHeight, behavior: "smooth" });
@@ -107,11 +165,11 @@ export function MessagePane({
         className="message-scroller h-full overflow-y-auto overscroll-contain"
         tabIndex={0}
         role="log"
-        aria-label={`Messages in #${channel}`}
+        aria-label={`Messages in ${title}`}
         aria-busy={!state.loaded}
       >
         <div className="flex min-h-full flex-col justify-end px-3 pb-3 pt-6 sm:px-5">
-          {state.loaded && !state.hasOlder ? <ChannelStart channel={channel} trimmed={state.firstSeq > 1} /> : null}
+          {state.loaded && !state.hasOlder ? <ChannelStart channel={channel} title={title} dm={permissions.dm} trimmed={state.firstSeq > 1} /> : null}
           {!state.loaded && !state.error ? <Loading label="Loading messages…" /> : null}
           {state.error ? (
             <div className="mx-auto my-6 flex flex-col items-center gap-2 text-sm text-slate-600" role="alert">
@@ -127,7 +185,18 @@ export function MessagePane({
           ) : null}
           <ol className="space-y-0.5">
             {rows.map((row) => (
-              <RowView key={row.key} row={row} user={user} blocked={blocked} onRetry={onRetry} onDiscard={onDiscard} />
+              <RowView
+                key={row.key}
+                row={row}
+                user={user}
+                blocked={blocked}
+                actions={actions}
+                permissions={permissions}
+                channel={channel}
+                onJump={jumpTo}
+                onRetry={onRetry}
+                onDiscard={onDiscard}
+              />
             ))}
           </ol>
         </div>
@@ -164,17 +233,19 @@ function Loading({ label }: { label: string }) {
 }
 
 /** The top of the history: the channel's beginning, or where the messages still kept begin. */
-function ChannelStart({ channel, trimmed }: { channel: string; trimmed: boolean }) {
+function ChannelStart({ channel, title, dm, trimmed }: { channel: string; title: string; dm: boolean; trimmed: boolean }) {
   return (
     <div className="mb-6 px-2">
       <span className="flex h-12 w-12 items-center justify-center rounded-xl bg-brand-50 text-brand-600" aria-hidden="true">
-        <HashIcon className="h-6 w-6" />
+        {dm ? <AtIcon className="h-6 w-6" /> : <HashIcon className="h-6 w-6" />}
       </span>
-      <p className="mt-3 text-xl font-semibold tracking-tight text-slate-900">Welcome to #{channel}</p>
+      <p className="mt-3 text-xl font-semibold tracking-tight text-slate-900">{dm ? `You and ${title}` : `Welcome to #${channel}`}</p>
       <p className="mt-1 text-sm text-slate-500">
         {trimmed
-          ? `Older messages in #${channel} are no longer kept; this is the oldest one still here.`
-          : `This is the very beginning of the #${channel} channel.`}
+          ? `Older messages here are no longer kept; this is the oldest one still here.`
+          : dm
+            ? `This is the very beginning of your direct messages with ${title}.`
+            : `This is the very beginning of the #${channel} channel.`}
       </p>
     </div>
   );
@@ -184,12 +255,20 @@ const RowView = memo(function RowView({
   row,
   user,
   blocked,
+  actions,
+  permissions,
+  channel,
+  onJump,
   onRetry,
   onDiscard,
 }: {
   row: Row;
   user: User;
   blocked: boolean;
+  actions: MessageActions;
+  permissions: Permissions;
+  channel: string;
+  onJump: (id: string) => boolean;
   onRetry: (id: string) => void;
   onDiscard: (id: string) => void;
 }) {
@@ -205,15 +284,307 @@ const RowView = memo(function RowView({
     );
   }
   if (row.kind === "message") {
-    const m = row.message;
     return (
-      <MessageShell sender={m.sender} createdAt={m.createdAt} showHeader={row.showHeader} mine={m.sender_id === user.id}>
-        <MessageBody text={m.text} file={m.file} />
-      </MessageShell>
+      <StoredMessage
+        message={row.message}
+        showHeader={row.showHeader}
+        user={user}
+        actions={actions}
+        permissions={permissions}
+        channel={channel}
+        onJump={onJump}
+      />
     );
   }
-  return <OutgoingView o={row.outgoing} user={user} showHeader={row.showHeader} blocked={blocked} onRetry={onRetry} onDiscard={onDiscard} />;
+  return (
+    <OutgoingView o={row.outgoing} user={user} showHeader={row.showHeader} blocked={blocked} onJump={onJump} onRetry={onRetry} onDiscard={onDiscard} />
+  );
 });
+
+/**
+ * A stored message: its quote when it answers one, its text (or the tombstone of a deleted
+ * one), "(edited)", its reactions, and the actions the reader may take on it.
+ */
+function StoredMessage({
+  message: m,
+  showHeader,
+  user,
+  actions,
+  permissions,
+  channel,
+  onJump,
+}: {
+  message: Message;
+  showHeader: boolean;
+  user: User;
+  actions: MessageActions;
+  permissions: Permissions;
+  channel: string;
+  onJump: (id: string) => boolean;
+}) {
+  const [editing, setEditing] = useState(false);
+  const mine = m.sender_id === user.id;
+  const mentioned = mentionsUser(m, user);
+  const toolbar = m.deleted || editing ? null : (
+    <MessageToolbar message={m} mine={mine} actions={actions} permissions={permissions} channel={channel} onEdit={() => setEditing(true)} />
+  );
+  return (
+    <MessageShell
+      sender={m.sender}
+      createdAt={m.createdAt}
+      showHeader={showHeader}
+      mine={mine}
+      messageId={m.id}
+      highlight={mentioned}
+      toolbar={toolbar}
+    >
+      {mentioned ? <span className="sr-only">Mentions you.</span> : null}
+      {m.reply_to ? <QuoteView quote={m.reply_to} onJump={onJump} /> : null}
+      {m.deleted ? (
+        <p className="text-[15px] italic leading-relaxed text-slate-400">This message was deleted</p>
+      ) : editing ? (
+        <EditBox
+          initial={m.text}
+          onCancel={() => setEditing(false)}
+          onSave={async (text) => {
+            if (text.trim() === m.text.trim()) return setEditing(false);
+            if (await actions.edit(m, text)) setEditing(false);
+          }}
+        />
+      ) : (
+        <MessageBody text={m.text} file={m.file} me={user.username} edited={m.edited_at} />
+      )}
+      {!m.deleted && m.reactions?.length ? <Reactions reactions={m.reactions} onToggle={(emoji) => actions.react(m, emoji)} /> : null}
+    </MessageShell>
+  );
+}
+
+/** The message a reply answers: who wrote it and how it began; a click shows it when it is loaded. */
+function QuoteView({ quote, onJump }: { quote: ReplyQuote; onJump: (id: string) => boolean }) {
+  const [missing, setMissing] = useState(false);
+  const words = quote.deleted ? "Original message was deleted" : quote.text === undefined ? "Original message is no longer kept" : quote.text;
+  return (
+    <button
+      type="button"
+      onClick={() => setMissing(!onJump(quote.id))}
+      aria-label={`Reply to ${quote.sender ?? "a message"}: ${words}`}
+      title={missing ? "That message is not loaded; scroll up to find it" : "Show the original message"}
+      className="mb-1 flex w-full max-w-xl items-baseline gap-1.5 truncate rounded-md border-l-2 border-slate-300 bg-slate-100/70 px-2 py-1 text-left text-[13px] text-slate-600 hover:border-brand-500 hover:bg-slate-100 focus-visible:outline-2 focus-visible:outline-brand-600"
+    >
+      <ReplyIcon className="h-3.5 w-3.5 shrink-0 self-center text-slate-400" />
+      {quote.sender ? <span className="shrink-0 font-semibold text-slate-700">{quote.sender}</span> : null}
+      <span className={`truncate ${quote.deleted || quote.text === undefined ? "italic text-slate-400" : ""}`}>{words}</span>
+    </button>
+  );
+}
+
+/** The reactions under a message: each emoji with its count; the reader's own are pressed. */
+function Reactions({ reactions, onToggle }: { reactions: Reaction[]; onToggle: (emoji: string) => void }) {
+  return (
+    <ul className="mt-1 flex flex-wrap gap-1" aria-label="Reactions">
+      {reactions.map((r) => (
+        <li key={r.emoji}>
+          <button
+            type="button"
+            onClick={() => onToggle(r.emoji)}
+            aria-pressed={r.me ? true : false}
+            aria-label={`${r.emoji} ${r.count} ${r.count === 1 ? "reaction" : "reactions"}${r.me ? ", including yours" : ""}`}
+            title={r.me ? "Take your reaction back" : `React with ${r.emoji}`}
+            className={`inline-flex items-center gap-1 rounded-full px-2 py-0.5 text-sm ring-1 transition focus-visible:outline-2 focus-visible:outline-brand-600 ${
+              r.me ? "bg-brand-50 text-brand-700 ring-brand-300" : "bg-white text-slate-600 ring-slate-200 hover:bg-slate-50"
+            }`}
+          >
+            <span aria-hidden="true">{r.emoji}</span>
+            <span className="text-xs font-medium tabular-nums" aria-hidden="true">
+              {r.count}
+            </span>
+          </button>
+        </li>
+      ))}
+    </ul>
+  );
+}
+
+/** Editing a message in place: Enter saves, Shift+Enter breaks the line, Escape cancels. */
+function EditBox({ initial, onSave, onCancel }: { initial: string; onSave: (text: string) => void; onCancel: () => void }) {
+  const [text, setText] = useState(initial);
+  const [busy, setBusy] = useState(false);
+  const empty = text.trim().length === 0;
+  const save = async () => {
+    if (empty || busy) return;
+    setBusy(true);
+    await onSave(text);
+    setBusy(false);
+  };
+  const onKeyDown = (e: KeyboardEvent<HTMLTextAreaElement>) => {
+    if (e.key === "Escape") {
+      e.preventDefault();
+      onCancel();
+    } else if (e.key === "Enter" && !e.shiftKey && !e.nativeEvent.isComposing) {
+      e.preventDefault();
+      void save();
+    }
+  };
+  return (
+    <div className="mt-0.5">
+      <textarea
+        aria-label="Edit message"
+        value={text}
+        autoFocus
+        onChange={(e) => setText(e.target.value)}
+        onKeyDown={onKeyDown}
+        onFocus={(e) => e.currentTarget.setSelectionRange(e.currentTarget.value.length, e.currentTarget.value.length)}
+        className="field-sizing-content block max-h-48 min-h-[2.5rem] w-full resize-none rounded-lg bg-white px-2.5 py-1.5 text-[15px] leading-6 text-slate-900 outline-none ring-1 ring-slate-300 focus:ring-2 focus:ring-brand-500"
+      />
+      <div className="mt-1 flex items-center gap-2 text-xs">
+        <button
+          type="button"
+          onClick={() => void save()}
+          disabled={empty || busy}
+          className="rounded-md bg-brand-600 px-2.5 py-1 font-semibold text-white hover:bg-brand-700 disabled:opacity-60"
+        >
+          Save
+        </button>
+        <button type="button" onClick={onCancel} className="rounded-md px-2.5 py-1 font-medium text-slate-600 ring-1 ring-slate-300 hover:bg-slate-50">
+          Cancel
+        </button>
+        <span className="text-slate-400">Escape to cancel · Enter to save</span>
+      </div>
+    </div>
+  );
+}
+
+const toolButton =
+  "inline-flex h-7 w-7 items-center justify-center rounded-md text-slate-500 hover:bg-slate-100 hover:text-slate-800 focus-visible:outline-2 focus-visible:outline-brand-600";
+
+/**
+ * The actions on a message, shown while it is hovered or focused: react, reply, and a menu
+ * with edit and delete (one's own) and the moderation items for those allowed.
+ */
+function MessageToolbar({
+  message: m,
+  mine,
+  actions,
+  permissions,
+  channel,
+  onEdit,
+}: {
+  message: Message;
+  mine: boolean;
+  actions: MessageActions;
+  permissions: Permissions;
+  channel: string;
+  onEdit: () => void;
+}) {
+  const [open, setOpen] = useState<"react" | "menu" | null>(null);
+  const box = useRef<HTMLDivElement>(null);
+
+  useEffect(() => {
+    if (!open) return;
+    const close = (e: MouseEvent) => {
+      if (!box.current?.contains(e.target as Node)) setOpen(null);
+    };
+    const escape = (e: globalThis.KeyboardEvent) => {
+      if (e.key === "Escape") setOpen(null);
+    };
+    document.addEventListener("mousedown", close);
+    document.addEventListener("keydown", escape);
+    return () => {
+      document.removeEventListener("mousedown", close);
+      document.removeEventListener("keydown", escape);
+    };
+  }, [open]);
+
+  const items: { label: string; run: () => void; danger?: boolean; icon: ReactNode }[] = [];
+  if (mine) items.push({ label: "Edit message", run: onEdit, icon: <PencilIcon className="h-4 w-4" /> });
+  if (mine || permissions.moderate) {
+    items.push({ label: "Delete message", run: () => actions.askDelete(m), danger: true, icon: <TrashIcon className="h-4 w-4" /> });
+  }
+  if (!mine && permissions.moderate && !permissions.dm) {
+    items.push({ label: `Remove ${m.sender} from #${channel}`, run: () => actions.askRemove(m.sender), danger: true, icon: <AlertIcon className="h-4 w-4" /> });
+  }
+  if (!mine && permissions.admin && m.sender_id) {
+    items.push({ label: `Ban ${m.sender}`, run: () => actions.askBan(m.sender), danger: true, icon: <AlertIcon className="h-4 w-4" /> });
+  }
+
+  return (
+    <div
+      ref={box}
+      role="toolbar"
+      aria-label="Message actions"
+      className={`absolute -top-3 right-2 z-10 flex items-center gap-0.5 rounded-lg bg-white p-0.5 shadow-sm ring-1 ring-slate-200 transition ${
+        open ? "opacity-100" : "opacity-0 group-hover:opacity-100 focus-within:opacity-100"
+      }`}
+    >
+      <button
+        type="button"
+        className={toolButton}
+        aria-label="Add reaction"
+        title="Add reaction"
+        aria-expanded={open === "react"}
+        onClick={() => setOpen(open === "react" ? null : "react")}
+      >
+        <SmileIcon className="h-4 w-4" />
+      </button>
+      <button type="button" className={toolButton} aria-label="Reply" title="Reply" onClick={() => actions.reply(m)}>
+        <ReplyIcon className="h-4 w-4" />
+      </button>
+      {items.length ? (
+        <button
+          type="button"
+          className={toolButton}
+          aria-label="More actions"
+          title="More actions"
+          aria-haspopup="menu"
+          aria-expanded={open === "menu"}
+          onClick={() => setOpen(open === "menu" ? null : "menu")}
+        >
+          <MoreIcon className="h-4 w-4" />
+        </button>
+      ) : null}
+      {open === "react" ? (
+        <div role="group" aria-label="Pick a reaction" className="absolute right-0 top-9 flex gap-0.5 rounded-lg bg-white p-1 shadow-lg ring-1 ring-slate-200">
+          {QUICK_REACTIONS.map((emoji) => (
+            <button
+              key={emoji}
+              type="button"
+              aria-label={`React with ${emoji}`}
+              onClick={() => {
+                setOpen(null);
+                actions.react(m, emoji);
+              }}
+              className="h-8 w-8 rounded-md text-lg hover:bg-slate-100 focus-visible:outline-2 focus-visible:outline-brand-600"
+            >
+              {emoji}
+            </button>
+          ))}
+        </div>
+      ) : null}
+      {open === "menu" ? (
+        <ul role="menu" aria-label="Message" className="absolute right-0 top-9 w-64 rounded-lg bg-white py-1 shadow-lg ring-1 ring-slate-200">
+          {items.map((item) => (
+            <li key={item.label} role="none">
+              <button
+                type="button"
+                role="menuitem"
+                onClick={() => {
+                  setOpen(null);
+                  item.run();
+                }}
+                className={`flex w-full items-center gap-2 px-3 py-1.5 text-left text-sm hover:bg-slate-50 focus-visible:bg-slate-50 focus-visible:outline-none ${
+                  item.danger ? "text-rose-700" : "text-slate-700"
+                }`}
+              >
+                {item.icon}
+                {item.label}
+              </button>
+            </li>
+          ))}
+        </ul>
+      ) : null}
+    </div>
+  );
+}
 
 function MessageShell({
   sender,
@@ -222,6 +593,9 @@ function MessageShell({
   mine,
   children,
   status,
+  messageId,
+  highlight,
+  toolbar,
 }: {
   sender: string;
   createdAt: string;
@@ -229,11 +603,19 @@ function MessageShell({
   mine: boolean;
   children: React.ReactNode;
   status?: React.ReactNode;
+  messageId?: string;
+  highlight?: boolean;
+  toolbar?: React.ReactNode;
 }) {
   const at = new Date(createdAt);
   const time = timeLabel(at);
   return (
-    <li className={`group flex gap-3 rounded-lg px-2 hover:bg-slate-50 ${showHeader ? "mt-3 pt-1 pb-0.5" : "py-0.5"}`}>
+    <li
+      data-message-id={messageId}
+      className={`group relative flex gap-3 rounded-lg px-2 ${
+        highlight ? "bg-amber-50 shadow-[inset_3px_0_0] shadow-amber-400 hover:bg-amber-100/70" : "hover:bg-slate-50"
+      } ${showHeader ? "mt-3 pt-1 pb-0.5" : "py-0.5"}`}
+    >
       <div className="w-9 shrink-0">
         {showHeader ? (
           <Avatar name={sender} />
@@ -260,6 +642,7 @@ function MessageShell({
         {children}
         {status}
       </div>
+      {toolbar}
     </li>
   );
 }
@@ -272,17 +655,45 @@ const PREVIEW_MAX_HEIGHT = 280;
  * Message text is rendered as text, never as HTML; line breaks are kept by CSS. A text that is
  * only the attached file's name (sent without words) is not repeated above the file.
  */
-function MessageBody({ text, file, muted }: { text: string; file?: FileRef; muted?: boolean }) {
+function MessageBody({ text, file, muted, me, edited }: { text: string; file?: FileRef; muted?: boolean; me?: string; edited?: string }) {
   const onlyName = file !== undefined && text.trim() === file.name.trim();
   return (
     <>
       {onlyName ? null : (
         <p className={`whitespace-pre-wrap break-words text-[15px] leading-relaxed ${muted ? "text-slate-500" : "text-slate-800"}`}>
-          {text}
+          <MessageText text={text} me={me} />
+          {edited ? (
+            <span className="ml-1.5 text-xs text-slate-400" title={`Edited ${new Date(edited).toLocaleString()}`}>
+              (edited)
+            </span>
+          ) : null}
         </p>
       )}
       {file ? <FileAttachment file={file} /> : null}
     </>
+  );
+}
+
+/** Text with `@name` mentions set apart, and the reader's own name most of all. */
+function MessageText({ text, me }: { text: string; me?: string }) {
+  const parts = useMemo(() => splitMentions(text), [text]);
+  if (parts.length === 1 && !parts[0]!.mention) return <span>{text}</span>;
+  const mine = me?.toLowerCase();
+  return (
+    <span>
+      {parts.map((p, i) =>
+        p.mention ? (
+          <span
+            key={i}
+            className={`rounded px-0.5 font-medium ${p.mention.toLowerCase() === mine ? "bg-amber-200 text-amber-900" : "bg-brand-50 text-brand-700"}`}
+          >
+            {p.text}
+          </span>
+        ) : (
+          p.text
+        ),
+      )}
+    </span>
   );
 }
 
@@ -364,6 +775,7 @@ function OutgoingView({
   user,
   showHeader,
   blocked,
+  onJump,
   onRetry,
   onDiscard,
 }: {
@@ -371,6 +783,7 @@ function OutgoingView({
   user: User;
   showHeader: boolean;
   blocked: boolean;
+  onJump: (id: string) => boolean;
   onRetry: (id: string) => void;
   onDiscard: (id: string) => void;
 }) {
@@ -396,6 +809,7 @@ function OutgoingView({
   );
   return (
     <MessageShell sender={user.username} createdAt={o.createdAt} showHeader={showHeader} mine status={status}>
+      {o.reply_to ? <QuoteView quote={o.reply_to} onJump={onJump} /> : null}
       <div aria-label={failed ? "Message not sent" : "Message pending"}>
         <MessageBody text={o.text} file={o.file} muted />
       </div>

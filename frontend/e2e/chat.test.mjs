@@ -52,7 +52,8 @@ before(async () => {
     if (!bin) throw new Error("no banter binary in target/: build banter first, or set BANTER_BIN or BANTER_URL");
     process.env.BANTER_BIN = bin;
     const { startCluster } = await import(path.join(repoRoot, "tests/e2e/cluster.mjs"));
-    cluster = await startCluster({ frontend: true });
+    // One administrator, for the moderation scenario.
+    cluster = await startCluster({ frontend: true, env: { ADMIN_USERS: `boss_${tag}` } });
     baseUrl = cluster.url;
   }
   browser = await launch();
@@ -70,12 +71,16 @@ async function app(options) {
   return session;
 }
 
-const composer = (page) => page.getByLabel(/^Message #/);
+const composer = (page) => page.getByRole("textbox", { name: /^Message / });
 const messages = (page) => page.getByRole("log");
 const connection = (page) => page.getByRole("status", { name: /^Connection:/ });
 
+/** A channel's entry in the sidebar; its name is followed by its unread counts, if any. */
+const channelEntry = (page, name) =>
+  page.getByRole("navigation", { name: "Channels" }).getByRole("button", { name: new RegExp(`^${name}(,| \\(|$)`) });
+
 async function openChannel(page, name) {
-  await page.getByRole("navigation", { name: "Channels" }).getByRole("button", { name, exact: true }).click();
+  await channelEntry(page, name).click();
   await page.getByRole("heading", { level: 1, name }).waitFor();
 }
 

@@ -2,7 +2,7 @@
  * The REST side of banter, same origin (nginx sends /api/ to the cluster). The session is the
  * httpOnly `token` cookie: every call sends credentials and never sees the token.
  */
-import type { ApiErrorBody, Channel, Message, OnlineUser, User } from "./types";
+import type { ApiErrorBody, Channel, DirectMessage, Message, OnlineUser, User, UserInfo } from "./types";
 
 /** A refused or failed request, with the server's code, words and field errors. */
 export class ApiError extends Error {
@@ -61,7 +61,9 @@ export function parseJson(text: string): unknown {
   }
 }
 
-async function send(method: "GET" | "POST", path: string, body?: unknown): Promise<{ data: unknown; headers: Headers }> {
+type Method = "GET" | "POST" | "PATCH" | "DELETE";
+
+async function send(method: Method, path: string, body?: unknown): Promise<{ data: unknown; headers: Headers }> {
   let res: Response;
   try {
     res = await fetch(path, {
@@ -79,7 +81,7 @@ async function send(method: "GET" | "POST", path: string, body?: unknown): Promi
   return { data, headers: res.headers };
 }
 
-async function request<T>(method: "GET" | "POST", path: string, body?: unknown): Promise<T> {
+async function request<T>(method: Method, path: string, body?: unknown): Promise<T> {
   return (await send(method, path, body)).data as T;
 }
 
@@ -95,7 +97,17 @@ const CHANNEL_PAGE = 200;
 export interface HistoryPage {
   messages: Message[];
   firstSeq: number | null;
+  /** The channel's change cursor as of before the page was read (`X-Last-Change`), or null. */
+  lastChange: number | null;
 }
+
+/** A whole number (0 included) from a header, or null. */
+function countHeader(value: string | null): number | null {
+  const n = Number(value);
+  return value !== null && value !== "" && Number.isSafeInteger(n) && n >= 0 ? n : null;
+}
+
+const segment = encodeURIComponent;
 
 interface AuthAnswer {
   message: string;
@@ -144,8 +156,43 @@ export const api = {
     const q = new URLSearchParams({ limit: String(opts.limit) });
     if (opts.before !== undefined) q.set("before", String(opts.before));
     const { data, headers } = await send("GET", `/api/channels/${encodeURIComponent(channel)}/messages?${q}`);
-    return { messages: data as Message[], firstSeq: seqHeader(headers.get("X-First-Seq")) };
+    return {
+      messages: data as Message[],
+      firstSeq: seqHeader(headers.get("X-First-Seq")),
+      lastChange: countHeader(headers.get("X-Last-Change")),
+    };
   },
   online: (channel: string) =>
     request<OnlineUser[]>("GET", `/api/presence/online?channel=${encodeURIComponent(channel)}`),
+  /** The user's direct-message channels, the most recently active first. */
+  dms: () => request<DirectMessage[]>("GET", "/api/dms"),
+  /** Opens (or finds) the direct-message channel with a user. */
+  openDm: (username: string) => request<DirectMessage>("POST", "/api/dms", { username: username.trim() }),
+  user: (username: string) => request<UserInfo>("GET", `/api/users/${segment(username)}`),
+  /**
+   * Whether this user owns a channel: an empty settings change, which only the creator may
+   * make (and which changes nothing).
+   */
+  ownsChannel: async (channel: string) => {
+    try {
+      await request<Channel>("PATCH", `/api/channels/${segment(channel)}`, {});
+      return true;
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 403 || e.status === 404)) return false;
+      throw e;
+    }
+  },
+  /** Whether this user is an administrator: the moderation log answers them only. */
+  isAdmin: async () => {
+    try {
+      await request<unknown>("GET", "/api/admin/moderation-log?limit=1");
+      return true;
+    } catch (e) {
+      if (e instanceof ApiError && (e.status === 403 || e.status === 404)) return false;
+      throw e;
+    }
+  },
+  removeMember: (channel: string, username: string) =>
+    request<{ removed: boolean }>("DELETE", `/api/channels/${segment(channel)}/members/${segment(username)}`),
+  ban: (username: string) => request<{ banned: boolean }>("POST", `/api/admin/users/${segment(username)}/ban`),
 };

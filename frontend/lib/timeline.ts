@@ -3,12 +3,15 @@
  * this tab is still sending. Everything here is pure so that the merge and state rules can be
  * tested without a server.
  */
-import type { Ack, ApiErrorBody, FileRef, Message } from "./types";
+import type { Ack, ApiErrorBody, FileRef, Message, ReplyQuote } from "./types";
 
 /** Longest message text the server accepts, in Unicode scalar values (after trimming). */
 export const MAX_MESSAGE_CHARS = 4000;
 
-/** Merges `incoming` into `existing`: sorted by seq, one message per seq and per id. */
+/**
+ * Merges `incoming` into `existing`: sorted by seq, one message per seq and per id. A message
+ * already held is replaced only by a newer state of it (a higher change number).
+ */
 export function mergeMessages(existing: readonly Message[], incoming: readonly Message[]): Message[] {
   if (incoming.length === 0) return existing as Message[];
   const last = existing[existing.length - 1];
@@ -21,7 +24,10 @@ export function mergeMessages(existing: readonly Message[], incoming: readonly M
   const ids = new Set(existing.map((m) => m.id));
   for (const m of incoming) {
     const held = bySeq.get(m.seq);
-    if (held && held.id === m.id) continue;
+    if (held && held.id === m.id) {
+      if ((m.change ?? 0) > (held.change ?? 0)) bySeq.set(m.seq, m);
+      continue;
+    }
     if (!held && ids.has(m.id)) continue;
     bySeq.set(m.seq, m);
     ids.add(m.id);
@@ -102,6 +108,8 @@ export interface Outgoing {
   error?: string;
   /** An uploaded file it carries (as the upload answered, so it shows before it is stored). */
   file?: FileRef;
+  /** The message it answers, quoted. */
+  reply_to?: ReplyQuote;
 }
 
 export function newOutgoing(
@@ -111,6 +119,7 @@ export function newOutgoing(
   now: Date,
   canSendNow: boolean,
   file?: FileRef,
+  replyTo?: ReplyQuote,
 ): Outgoing {
   return {
     client_message_id: clientMessageId,
@@ -119,6 +128,7 @@ export function newOutgoing(
     createdAt: now.toISOString(),
     status: canSendNow ? "sending" : "queued",
     ...(file ? { file } : {}),
+    ...(replyTo ? { reply_to: replyTo } : {}),
   };
 }
 
@@ -196,6 +206,11 @@ function errorOutcome(error: ApiErrorBody): SendOutcome {
       return { kind: "failed", error: "You have no access to this channel." };
     case "not_found":
       return { kind: "failed", error: "This channel no longer exists." };
+    case "invalid_payload":
+      if (error.errors?.some((e) => e.field === "reply_to")) {
+        return { kind: "failed", error: "The message you replied to is no longer there." };
+      }
+      return { kind: "failed", error: error.message || "Not sent." };
     default:
       return { kind: "failed", error: error.message || "Not sent." };
   }

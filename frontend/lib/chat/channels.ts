@@ -5,8 +5,11 @@
  */
 import { ApiError, fieldSentence } from "../api";
 import type { Channel } from "../types";
+import { mergeFetched } from "../unread";
+import type { Actions } from "./actions";
 import type { Outbox } from "./outbox";
 import type { Presence } from "./presence";
+import type { Reading } from "./reading";
 import type { Session } from "./session";
 import type { Sync } from "./sync";
 import type { TypingIndicators } from "./typing";
@@ -23,6 +26,8 @@ export interface ChannelsParts {
   outbox: Outbox;
   presence: Presence;
   typing: TypingIndicators;
+  reading: Reading;
+  actions: Actions;
   /** Called when the open channel changes (to keep it in the address bar). */
   onChannelChange?: (name: string) => void;
 }
@@ -40,7 +45,7 @@ export class Channels {
 
   async refresh(): Promise<void> {
     try {
-      const channels = await this.session.api.channels();
+      const channels = mergeFetched(await this.session.api.channels(), this.session.store.state.channels);
       this.session.store.set({ channels });
       for (const c of channels) {
         if (c.first_seq !== undefined && this.session.store.state.byChannel[c.name]) {
@@ -54,7 +59,10 @@ export class Channels {
 
   /** Opens a channel (a private one may ask for its password). */
   select(name: string): void {
-    if (name === this.session.store.state.current && this.session.joined === name) return;
+    if (name === this.session.store.state.current && this.session.joined === name) {
+      if (name.startsWith("dm-")) void this.parts.reading.refreshPartner(name);
+      return;
+    }
     void this.join(name, undefined, "switch");
   }
 
@@ -71,7 +79,7 @@ export class Channels {
   async join(name: string, password: string | undefined, why: JoinReason): Promise<void> {
     const { session } = this;
     const { store } = session;
-    const { sync, outbox, presence, typing, onChannelChange } = this.parts;
+    const { sync, outbox, presence, typing, reading, actions, onChannelChange } = this.parts;
     const seq = ++this.joinSeq;
     if (why === "switch" && store.state.current && store.state.current !== name) typing.stop();
     store.set({ joining: name });
@@ -121,7 +129,14 @@ export class Channels {
       online: switched ? [] : store.state.online,
     });
     if (switched) onChannelChange?.(name);
-    if (!store.state.channels.some((c) => c.name === name)) void this.refresh();
+    const dm = store.state.dms.some((d) => d.channel.name === name) || ack.channel?.dm === true || name.startsWith("dm-");
+    if (dm) {
+      if (!store.state.dms.some((d) => d.channel.name === name)) void reading.refreshDms();
+      void reading.refreshPartner(name);
+    } else {
+      if (!store.state.channels.some((c) => c.name === name)) void this.refresh();
+      void actions.probeOwner(name);
+    }
     void presence.fetchOnline(name);
     sync.learnFirstSeq(name, ack.channel?.first_seq);
 
@@ -132,11 +147,12 @@ export class Channels {
       const complete = await sync.sync(name, why === "reconnect" ? 50 : SWITCH_SYNC_PAGES);
       if (!complete && session.socket.connected) {
         // Away too long to catch up page by page: start again from the newest page.
-        store.updateChannel(name, (c) => ({ ...c, messages: [], loaded: false, hasOlder: false }));
+        store.updateChannel(name, (c) => ({ ...c, messages: [], loaded: false, hasOlder: false, lastChange: null, pendingChanges: [] }));
         await sync.loadLatest(name);
       }
     }
     void outbox.pump();
+    reading.viewed();
   }
 
   async create(name: string, description: string, password: string): Promise<CreateChannelResult> {

@@ -4,12 +4,14 @@
  * depends on, and forwards the UI's calls; the behaviour lives in the parts.
  */
 import { api as defaultApi } from "../api";
-import type { FileRef, User } from "../types";
+import type { FileRef, Message, User } from "../types";
 import { startUpload, type Upload, type UploadProgress, type UploadSource } from "../uploads";
+import { Actions } from "./actions";
 import { Channels, type CreateChannelResult } from "./channels";
 import { Connection } from "./connection";
 import { Outbox } from "./outbox";
 import { Presence } from "./presence";
+import { Reading, type OpenDmResult } from "./reading";
 import { Session, type Api, type SocketLike } from "./session";
 import type { ChatStore } from "./store";
 import { Sync } from "./sync";
@@ -35,28 +37,43 @@ export class ChatClient {
   private readonly sync: Sync;
   private readonly outbox: Outbox;
   private readonly indicators: TypingIndicators;
+  private readonly reading: Reading;
+  private readonly actions: Actions;
 
   constructor(user: User, options: ChatOptions) {
     const session = new Session(user, options.socket, options.api ?? defaultApi);
     const typing = new TypingIndicators(session);
     const presence = new Presence(session);
-    const sync = new Sync(session, (message) => typing.messageArrived(message));
+    const reading = new Reading(session);
+    const sync = new Sync(session, (message) => {
+      typing.messageArrived(message);
+      if (message.channel === session.store.state.current) reading.viewed();
+    });
+    const actions = new Actions(session, sync);
     const outbox = new Outbox(session, sync, typing, options.uuid ?? (() => crypto.randomUUID()));
     const channels = new Channels(session, {
       sync,
       outbox,
       presence,
       typing,
+      reading,
+      actions,
       onChannelChange: options.onChannelChange,
     });
+    reading.openChannel = (name) => channels.select(name);
+    reading.refreshChannels = () => channels.refresh();
     this.connection = new Connection(session, {
       channels,
       sync,
       outbox,
       presence,
       typing,
+      reading,
+      actions,
       initialChannel: options.initialChannel || "general",
     });
+    this.reading = reading;
+    this.actions = actions;
     this.session = session;
     this.channels = channels;
     this.sync = sync;
@@ -83,8 +100,9 @@ export class ChatClient {
     this.session.dismissNotice();
   }
 
+  /** Fetches the channel and direct-message lists (and their unread counts) again. */
   refreshChannels(): Promise<void> {
-    return this.channels.refresh();
+    return this.reading.refreshAll();
   }
 
   /** Opens a channel (a private one may ask for its password). */
@@ -114,8 +132,45 @@ export class ChatClient {
   }
 
   /** Queues a message for the open channel, with an uploaded file if given; it shows at once as pending. */
-  send(text: string, file?: FileRef): void {
-    this.outbox.send(text, file);
+  send(text: string, file?: FileRef, replyTo?: Message): void {
+    this.outbox.send(text, file, replyTo);
+  }
+
+  /** Replaces the text of one of the user's messages. */
+  edit(message: Message, text: string): Promise<boolean> {
+    return this.actions.edit(message, text);
+  }
+
+  /** Deletes a message (the user's own, or any as a moderator): it becomes a tombstone. */
+  deleteMessage(message: Message): Promise<boolean> {
+    return this.actions.delete(message);
+  }
+
+  /** Adds the user's reaction with this emoji, or takes it back. */
+  react(message: Message, emoji: string): Promise<boolean> {
+    return this.actions.react(message, emoji);
+  }
+
+  removeMember(channel: string, username: string): Promise<boolean> {
+    return this.actions.removeMember(channel, username);
+  }
+
+  ban(username: string): Promise<boolean> {
+    return this.actions.ban(username);
+  }
+
+  /** Opens the direct-message channel with a user, starting it when new. */
+  openDm(username: string): Promise<OpenDmResult> {
+    return this.reading.openDm(username);
+  }
+
+  /** The open channel is on screen again (the read position may move). */
+  viewed(): void {
+    this.reading.viewed();
+  }
+
+  dismissRemoved(): void {
+    this.reading.dismissRemoved();
   }
 
   /**

@@ -5,9 +5,12 @@
  * open channel on every connect.
  */
 import { reconnectDelay } from "../backoff";
+import { readChange } from "../changes";
+import type { Actions } from "./actions";
 import type { Channels } from "./channels";
 import type { Outbox } from "./outbox";
 import type { Presence } from "./presence";
+import type { Reading } from "./reading";
 import type { Session } from "./session";
 import type { Sync } from "./sync";
 import type { TypingIndicators } from "./typing";
@@ -22,6 +25,8 @@ export interface ConnectionParts {
   outbox: Outbox;
   presence: Presence;
   typing: TypingIndicators;
+  reading: Reading;
+  actions: Actions;
   /** The channel to open first. */
   initialChannel: string;
 }
@@ -32,6 +37,8 @@ export class Connection {
   private hadConnection = false;
   private manualAttempts = 0;
   private channelPoll: ReturnType<typeof setInterval> | null = null;
+  /** The server closed the connection itself (a ban, a removed account, a logout elsewhere). */
+  private closedByServer = false;
 
   constructor(session: Session, parts: ConnectionParts) {
     this.session = session;
@@ -42,7 +49,7 @@ export class Connection {
     const { session } = this;
     if (!session.stopped) return;
     session.stopped = false;
-    const { channels, sync, outbox, presence, typing } = this.parts;
+    const { sync, outbox, presence, typing, reading } = this.parts;
     const s = session.socket;
     s.on("connect", this.onConnect);
     s.on("disconnect", this.onDisconnect as never);
@@ -52,14 +59,22 @@ export class Connection {
     s.on("user.typing", typing.onUserTyping as never);
     s.on("channel.presence", presence.onChannelPresence as never);
     s.on("rate_limited", outbox.onRateLimited as never);
+    s.on("message.updated", ((e: unknown) => sync.onChange(readChange("updated", e))) as never);
+    s.on("message.deleted", ((e: unknown) => sync.onChange(readChange("deleted", e))) as never);
+    s.on("message.reactions", ((e: unknown) => sync.onChange(readChange("reactions", e))) as never);
+    s.on("mention", reading.onMention as never);
+    s.on("channel.read", reading.onChannelRead as never);
+    s.on("channel.removed", reading.onChannelRemoved as never);
     s.io.on("reconnect_attempt", this.onReconnectAttempt as never);
     if (typeof window !== "undefined") {
       window.addEventListener("online", this.onBrowserOnline);
       window.addEventListener("offline", this.onBrowserOffline);
     }
-    void channels.refresh();
-    // Channels made by others have no event: look again now and then.
-    this.channelPoll = setInterval(() => void channels.refresh(), CHANNEL_POLL_MS);
+    if (typeof document !== "undefined") document.addEventListener("visibilitychange", this.onVisibility);
+    void reading.refreshAll();
+    // Channels made by others, and messages in channels this socket is not in, have no event:
+    // look again now and then (the lists carry the unread counts).
+    this.channelPoll = setInterval(() => void reading.refreshAll(), CHANNEL_POLL_MS);
     if (s.connected) this.onConnect();
     else s.connect();
   }
@@ -78,6 +93,7 @@ export class Connection {
       window.removeEventListener("online", this.onBrowserOnline);
       window.removeEventListener("offline", this.onBrowserOffline);
     }
+    if (typeof document !== "undefined") document.removeEventListener("visibilitychange", this.onVisibility);
     session.socket.off();
     session.socket.io.off("reconnect_attempt");
     session.socket.disconnect();
@@ -100,8 +116,10 @@ export class Connection {
     session.cancel("reconnect");
     const reconnected = this.hadConnection;
     this.hadConnection = true;
+    this.closedByServer = false;
     session.joined = null;
     store.set({ status: "connected" });
+    void this.parts.actions.probeAdmin();
     // The server put the socket in the default channel; go (back) to the open one. On a
     // reconnect the join is followed by a sync of what was missed.
     const target = store.state.current ?? store.state.joining ?? this.parts.initialChannel;
@@ -116,13 +134,22 @@ export class Connection {
     this.parts.typing.connectionLost();
     // socket.io-client does not come back by itself when the server closed the connection
     // (a restarting instance does that); come back with the same jittered backoff.
-    if (reason === "io server disconnect") this.scheduleManualReconnect();
+    if (reason === "io server disconnect") {
+      this.closedByServer = true;
+      this.scheduleManualReconnect();
+    }
   };
 
   private onConnectError = (err: Error): void => {
     const { session } = this;
     // A refused handshake may mean the session ended (logged out elsewhere, expired).
-    if (err.message === "unauthorized") session.api.me().catch((e) => session.handleApiError(e));
+    if (err.message === "unauthorized") {
+      // Refused right after the server closed the connection: the server ended the session.
+      if (this.closedByServer) {
+        session.store.set({ endedReason: "The server ended your session. Your account may have been banned or removed." });
+      }
+      session.api.me().catch((e) => session.handleApiError(e));
+    }
     // Refused by the server rather than a network failure: socket.io-client will not retry.
     if (!session.socket.active) this.scheduleManualReconnect();
     if (session.store.state.status === "connecting" || session.store.state.status === "connected") {
@@ -150,6 +177,13 @@ export class Connection {
     if (!socket.connected) {
       store.set({ status: "reconnecting" });
       if (!socket.active) socket.connect();
+    }
+  };
+
+  private onVisibility = (): void => {
+    if (document.visibilityState === "visible") {
+      this.parts.reading.viewed();
+      void this.parts.reading.refreshAll();
     }
   };
 

@@ -5,6 +5,7 @@
  */
 import { blockEnd } from "../countdown";
 import { newOutgoing, sendOutcome, setStatus, textWithFile, type Outgoing } from "../timeline";
+import { quoteOf } from "../changes";
 import type { FileRef, Message, RateLimitedEvent } from "../types";
 import type { Session } from "./session";
 import type { Sync } from "./sync";
@@ -26,14 +27,14 @@ export class Outbox {
 
   /**
    * Queues a message for the open channel, with an uploaded file if given; it shows at once
-   * as pending.
+   * as pending. `replyTo` is the message it answers.
    */
-  send(text: string, file?: FileRef): void {
+  send(text: string, file?: FileRef, replyTo?: Message): void {
     const channel = this.session.store.state.current;
     const trimmed = textWithFile(text, file);
     if (!channel || !trimmed) return;
     this.typing.stop();
-    const o = newOutgoing(channel, trimmed, this.uuid(), new Date(), false, file);
+    const o = newOutgoing(channel, trimmed, this.uuid(), new Date(), false, file, replyTo ? quoteOf(replyTo) : undefined);
     this.session.store.updateChannel(channel, (c) => ({ ...c, outgoing: [...c.outgoing, o] }));
     void this.pump();
   }
@@ -100,6 +101,7 @@ export class Outbox {
       client_message_id: id,
       // The stored message gets the file's size, image size and thumbnail from the upload.
       ...(o.file ? { file: { url: o.file.url, name: o.file.name, type: o.file.type } } : {}),
+      ...(o.reply_to ? { reply_to: o.reply_to.id } : {}),
     });
     const outcome = sendOutcome(ack, this.session.socket.connected);
     switch (outcome.kind) {

@@ -5,7 +5,7 @@
  * of the session can write to it without depending on one another.
  */
 import type { Outgoing } from "../timeline";
-import type { Channel, Message, OnlineUser } from "../types";
+import type { Channel, DirectMessage, Message, MessageChange, OnlineUser } from "../types";
 
 export type ConnectionStatus = "connecting" | "connected" | "reconnecting" | "offline";
 
@@ -21,6 +21,10 @@ export interface ChannelState {
   error: string | null;
   /** The oldest seq the channel still keeps (1 until the server says otherwise). */
   firstSeq: number;
+  /** The highest change number applied with none missing before it (null: not known yet). */
+  lastChange: number | null;
+  /** Changes to messages that have not arrived yet (a change may overtake its message). */
+  pendingChanges: MessageChange[];
 }
 
 export interface Typist {
@@ -47,6 +51,16 @@ export interface ChatState {
   passwordPrompt: { channel: string; error: string | null } | null;
   notice: { id: number; text: string } | null;
   signedOut: boolean;
+  /** The user's direct-message channels, the most recently active first. */
+  dms: DirectMessage[];
+  /** The user is an administrator (the moderation log answered them). */
+  isAdmin: boolean;
+  /** The channels the user was found to own (may delete any message, remove members). */
+  owned: Record<string, boolean>;
+  /** A channel the user was removed from, until the notice is dismissed. */
+  removedFrom: string | null;
+  /** Why the server ended the session (a ban, a removed account), shown on the sign-in screen. */
+  endedReason: string | null;
 }
 
 const emptyChannel = (): ChannelState => ({
@@ -57,6 +71,8 @@ const emptyChannel = (): ChannelState => ({
   loadingOlder: false,
   error: null,
   firstSeq: 1,
+  lastChange: null,
+  pendingChanges: [],
 });
 
 export class ChatStore {
@@ -74,6 +90,11 @@ export class ChatStore {
     passwordPrompt: null,
     notice: null,
     signedOut: false,
+    dms: [],
+    isAdmin: false,
+    owned: {},
+    removedFrom: null,
+    endedReason: null,
   };
   private readonly listeners = new Set<() => void>();
 
