@@ -64,6 +64,7 @@ const draggingFiles = (e: DragEvent) => e.dataTransfer.types.includes("Files");
 
 /** Where a tab tells the others of this browser that it logged out (so theirs is no surprise). */
 const LOGOUT_KEY = "banter-logout";
+const SESSION_ENDED = "You were signed out: the session expired, or your account was banned or removed.";
 
 /** Whether this browser logged out in some tab within the last minute. */
 function loggedOutHere(): boolean {
@@ -94,7 +95,8 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: (re
   }, [client]);
 
   useEffect(() => {
-    if (state.signedOut) onSignedOut(state.endedReason && !loggedOutHere() ? state.endedReason : undefined);
+    // Signed out by the server rather than by this browser: say so on the sign-in screen.
+    if (state.signedOut) onSignedOut(loggedOutHere() ? undefined : (state.endedReason ?? SESSION_ENDED));
   }, [state.signedOut, state.endedReason, onSignedOut]);
 
   const current = state.current;

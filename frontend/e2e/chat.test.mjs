@@ -514,3 +514,202 @@ test("the chat works on a phone-sized screen", { timeout: TEST_TIMEOUT }, async 
   await messages(hal.page).getByText("Hello from a phone", { exact: true }).waitFor();
   await screenshot(hal.page, "e2e-phone");
 });
+
+// ---------------------------------------------------------------------------------------------
+// Conversations: edits, deletes, reactions, replies, mentions, unread badges, direct messages
+// and moderation.
+
+/** The row of the message whose text (or a quote of it) is exactly `text`; the message itself is the first. */
+const messageRow = (page, text) =>
+  messages(page)
+    .getByRole("listitem")
+    .filter({ has: page.getByText(text, { exact: true }) })
+    .first();
+
+/** Opens a message's "More actions" menu and picks an item. */
+async function messageMenu(page, text, item) {
+  const row = messageRow(page, text);
+  await row.hover();
+  await row.getByRole("button", { name: "More actions" }).click();
+  await page.getByRole("menuitem", { name: item }).click();
+}
+
+/** A direct-message entry in the sidebar: the person's name, unread counts, then presence. */
+const dmEntry = (page, username) =>
+  page.getByRole("navigation", { name: "Direct messages" }).getByRole("button", { name: new RegExp(`^${username}(,| \\()`) });
+
+test("messages are edited, deleted, reacted to and answered; the channel's owner deletes others' messages", { timeout: TEST_TIMEOUT }, async () => {
+  const room = `talk-${tag}`;
+  const ann = await app();
+  await registerThroughUi(ann.page, `amy-${tag}`);
+  await createChannel(ann.page, room);
+  const ben = await app();
+  await registerThroughUi(ben.page, `bob-${tag}`);
+  await openChannel(ben.page, room);
+
+  // An edit: in place, then "(edited)" for both.
+  await send(ben.page, "Original from Bob");
+  await messages(ann.page).getByText("Original from Bob", { exact: true }).waitFor();
+  await messageMenu(ben.page, "Original from Bob", "Edit message");
+  const editBox = ben.page.getByRole("textbox", { name: "Edit message" });
+  await editBox.fill("Edited by Bob");
+  await editBox.press("Enter");
+  for (const page of [ann.page, ben.page]) {
+    const row = messageRow(page, "Edited by Bob");
+    await row.getByText("(edited)").waitFor();
+    assert.equal(await messages(page).getByText("Original from Bob", { exact: true }).count(), 0);
+  }
+
+  // Reactions: picked from the picker, counted for both, the reader's own pressed, toggled.
+  const annRow = messageRow(ann.page, "Edited by Bob");
+  await annRow.hover();
+  await annRow.getByRole("button", { name: "Add reaction" }).click();
+  await ann.page.getByRole("button", { name: "React with 👍" }).click();
+  const benChip = messageRow(ben.page, "Edited by Bob").getByRole("button", { name: /^👍 1 reaction/ });
+  await benChip.waitFor();
+  assert.equal(await benChip.getAttribute("aria-pressed"), "false");
+  await benChip.click();
+  await messageRow(ann.page, "Edited by Bob").getByRole("button", { name: "👍 2 reactions, including yours" }).waitFor();
+  const benPressed = messageRow(ben.page, "Edited by Bob").getByRole("button", { name: "👍 2 reactions, including yours" });
+  await benPressed.waitFor();
+  assert.equal(await benPressed.getAttribute("aria-pressed"), "true");
+  await benPressed.click();
+  await messageRow(ann.page, "Edited by Bob").getByRole("button", { name: "👍 1 reaction, including yours" }).waitFor();
+
+  // A reply: the quote in the composer, then above the answer; a click on it finds the original.
+  await annRow.hover();
+  await annRow.getByRole("button", { name: "Reply" }).click();
+  await ann.page.getByRole("group", { name: `Replying to bob-${tag}` }).getByText("Edited by Bob").waitFor();
+  await send(ann.page, "Answer from Amy");
+  await ann.page.getByRole("group", { name: /^Replying to/ }).waitFor({ state: "hidden" });
+  const quote = messageRow(ben.page, "Answer from Amy").getByRole("button", { name: `Reply to bob-${tag}: Edited by Bob` });
+  await quote.waitFor();
+  await quote.click();
+  await screenshot(ben.page, "e2e-edit-react-reply");
+
+  // Someone who is not a moderator has no menu on others' messages; one's own can be deleted.
+  const answerRow = messageRow(ben.page, "Answer from Amy");
+  await answerRow.hover();
+  assert.equal(await answerRow.getByRole("button", { name: "More actions" }).count(), 0);
+  await send(ben.page, "Second from Bob");
+  await messages(ann.page).getByText("Second from Bob", { exact: true }).waitFor();
+  await messageMenu(ben.page, "Second from Bob", "Delete message");
+  await ben.page.getByRole("dialog", { name: "Delete this message?" }).getByRole("button", { name: "Delete" }).click();
+  await eventually(async () => (await messages(ann.page).getByText("Second from Bob", { exact: true }).count()) === 0, 10_000, "the delete to reach Amy");
+  await messages(ann.page).getByText("This message was deleted").waitFor();
+
+  // The channel's owner deletes another person's message; the reply's quote says so.
+  await messageMenu(ann.page, "Edited by Bob", "Delete message");
+  await ann.page.getByRole("dialog", { name: "Delete this message?" }).getByRole("button", { name: "Delete" }).click();
+  for (const page of [ann.page, ben.page]) {
+    await eventually(async () => (await messages(page).getByText("This message was deleted").count()) === 2, 10_000, "two tombstones");
+    await messageRow(page, "Answer from Amy").getByRole("button", { name: /Original message was deleted/ }).waitFor();
+    assert.equal(await messages(page).getByText("Edited by Bob", { exact: true }).count(), 0);
+  }
+  await screenshot(ann.page, "e2e-deleted");
+});
+
+test("mentions show as badges, and reading in one tab clears the badge in the other", { timeout: TEST_TIMEOUT }, async () => {
+  const news = `news-${tag}`;
+  const dov = await app();
+  await registerThroughUi(dov.page, `dov-${tag}`);
+  await createChannel(dov.page, news);
+
+  const cat = await app();
+  await registerThroughUi(cat.page, `cat-${tag}`);
+  await openChannel(cat.page, news); // gives cat a read position there
+  await openChannel(cat.page, "general");
+  const second = await cat.context.newPage();
+  await second.goto("/#general");
+  await connection(second).filter({ hasText: "Connected" }).waitFor();
+
+  await send(dov.page, "plain news");
+  await send(dov.page, `look at this @cat-${tag}`);
+  for (const page of [cat.page, second]) {
+    await channelEntry(page, news).and(page.getByRole("button", { name: new RegExp(`^${news}, 2 unread, 1 mention$`) })).waitFor();
+  }
+  await screenshot(cat.page, "e2e-unread-badges");
+
+  // Read in the first tab: the message that mentions cat stands out, and both badges clear.
+  await openChannel(cat.page, news);
+  const mention = messageRow(cat.page, `look at this @cat-${tag}`);
+  await mention.getByText("Mentions you.").waitFor();
+  assert.equal(await messageRow(cat.page, "plain news").getByText("Mentions you.").count(), 0);
+  await second.getByRole("navigation", { name: "Channels" }).getByRole("button", { name: news, exact: true }).waitFor();
+  assert.equal(await second.getByRole("navigation", { name: "Channels" }).getByRole("button", { name: news, exact: true }).count(), 1);
+});
+
+test("direct messages: started from the online list, an unread mention for the other, last seen once they leave", { timeout: TEST_TIMEOUT }, async () => {
+  const eli = await app();
+  await registerThroughUi(eli.page, `eli-${tag}`);
+  const fox = await app();
+  await registerThroughUi(fox.page, `fox-${tag}`);
+
+  // A name that is no one's is refused in words.
+  await eli.page.getByRole("button", { name: "New direct message" }).click();
+  const dialog = eli.page.getByRole("dialog", { name: "New direct message" });
+  await dialog.getByLabel("Username").fill(`nobody-${tag}`);
+  await dialog.getByRole("button", { name: "Start conversation" }).click();
+  await dialog.getByText(`There is no user named nobody-${tag}.`).waitFor();
+  await dialog.getByRole("button", { name: "Cancel" }).click();
+
+  // From the online list of the channel both are in.
+  await eli.page.getByRole("list", { name: "Online users" }).getByRole("button", { name: `Message fox-${tag}` }).click();
+  await eli.page.getByRole("heading", { level: 1, name: `fox-${tag}` }).waitFor();
+  await eli.page.getByText("Online", { exact: true }).waitFor();
+  await send(eli.page, "psst, fox");
+  await messages(eli.page).getByText("psst, fox", { exact: true }).waitFor();
+
+  // Fox, elsewhere, gets the conversation in the sidebar with an unread mention.
+  const entry = dmEntry(fox.page, `eli-${tag}`);
+  await entry.and(fox.page.getByRole("button", { name: /, 1 unread, 1 mention \(online\)$/ })).waitFor();
+  await screenshot(fox.page, "e2e-dm-unread");
+  await entry.click();
+  await fox.page.getByRole("heading", { level: 1, name: `eli-${tag}` }).waitFor();
+  await messages(fox.page).getByText("psst, fox", { exact: true }).waitFor();
+  await dmEntry(fox.page, `eli-${tag}`).and(fox.page.getByRole("button", { name: `eli-${tag} (online)` })).waitFor();
+  await send(fox.page, "hi eli");
+  await messages(eli.page).getByText("hi eli", { exact: true }).waitFor();
+
+  // Fox leaves: Eli sees when fox was last seen.
+  await fox.context.close();
+  await eventually(
+    async () => {
+      await dmEntry(eli.page, `fox-${tag}`).click();
+      return (await eli.page.locator("main header").getByText(/last seen/).count()) === 1;
+    },
+    30_000,
+    "last seen",
+  );
+  await dmEntry(eli.page, `fox-${tag}`).and(eli.page.getByRole("button", { name: /\(last seen (just now|1 minute ago)\)$/ })).waitFor();
+  await screenshot(eli.page, "e2e-dm-last-seen");
+});
+
+test("moderation: the owner removes a member, who is told; an administrator bans them, and they are signed out", { timeout: TEST_TIMEOUT }, async () => {
+  const room = `mod-${tag}`;
+  const boss = await app();
+  await registerThroughUi(boss.page, `boss_${tag}`);
+  await createChannel(boss.page, room);
+  const gil = await app();
+  await registerThroughUi(gil.page, `gil-${tag}`);
+  await openChannel(gil.page, room);
+  await send(gil.page, "spam from gil");
+  await messages(boss.page).getByText("spam from gil", { exact: true }).waitFor();
+
+  // Removed from the channel: a notice, and back in general.
+  await messageMenu(boss.page, "spam from gil", `Remove gil-${tag} from #${room}`);
+  await boss.page.getByRole("dialog", { name: `Remove gil-${tag} from #${room}?` }).getByRole("button", { name: "Remove" }).click();
+  await gil.page.getByRole("alert").filter({ hasText: `You were removed from #${room}` }).waitFor();
+  await gil.page.getByRole("heading", { level: 1, name: "general" }).waitFor();
+  await screenshot(gil.page, "e2e-removed");
+
+  // Banned: signed out at once with a notice, and signing in again is refused.
+  await messageMenu(boss.page, "spam from gil", `Ban gil-${tag}`);
+  await boss.page.getByRole("dialog", { name: `Ban gil-${tag}?` }).getByRole("button", { name: "Ban" }).click();
+  await gil.page.getByRole("alert").filter({ hasText: /banned/ }).waitFor({ timeout: 20_000 });
+  await gil.page.getByLabel("Email or username").fill(`gil-${tag}`);
+  await gil.page.getByLabel("Password").fill("correct-horse-1");
+  await gil.page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await gil.page.getByText("This account is banned: it can no longer sign in.").waitFor();
+  await screenshot(gil.page, "e2e-banned");
+});

@@ -144,9 +144,12 @@ export class Connection {
     const { session } = this;
     // A refused handshake may mean the session ended (logged out elsewhere, expired).
     if (err.message === "unauthorized") {
-      // Refused right after the server closed the connection: the server ended the session.
-      if (this.closedByServer) {
-        session.store.set({ endedReason: "The server ended your session. Your account may have been banned or removed." });
+      // Refused after this session was in: the server ended it (a ban, a removed account, an
+      // expiry; a logout in another tab is told apart by the screen).
+      if (this.closedByServer || this.hadConnection) {
+        session.store.set({
+          endedReason: "The server ended your session. Your account may have been banned or removed, or the session expired.",
+        });
       }
       session.api.me().catch((e) => session.handleApiError(e));
     }
