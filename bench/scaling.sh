@@ -21,6 +21,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 
 results=bench/results
 mkdir -p "$results"
@@ -49,30 +50,6 @@ log "building banter and banter-load (release)"
 cargo build --release --locked -p banter -p banter-load
 secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
 
-# CPU seconds (user + system) of every process whose command is postgres.
-postgres_cpu() {
-  python3 - <<'PY'
-import os
-hz = os.sysconf("SC_CLK_TCK")
-total = 0
-for pid in os.listdir("/proc"):
-    if not pid.isdigit():
-        continue
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            stat = f.read()
-    except OSError:
-        continue
-    name = stat[stat.index("(") + 1:stat.rindex(")")]
-    if name.startswith("postgres"):
-        fields = stat[stat.rindex(")") + 2:].split()
-        total += int(fields[11]) + int(fields[12])
-print(total / hz)
-PY
-}
-node_cpu() { # node_cpu <redis url>: CPU seconds of one Redis server
-  redis-cli -u "$1" INFO cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.4f\n", s}'
-}
 # Redis CPU seconds: of the one server, or of every cluster node (then also each master's, as
 # "total master1 master2 ...").
 redis_cpu() {

@@ -32,7 +32,7 @@ use spec::{Counters, Scenario, WorkerMsg, WorkerResult, WorkerSpec};
 #[derive(Parser, Debug, Clone)]
 #[command(name = "banter-load", version)]
 pub struct Args {
-    /// idle, fanout, flood or storm.
+    /// idle, fanout, flood, storm or mixed.
     #[arg(value_enum, required_unless_present = "worker")]
     scenario: Option<Scenario>,
     /// Instances to drive, `host:port`, comma-separated; users are spread over them.
@@ -44,7 +44,7 @@ pub struct Args {
     /// Channels the users are spread over (idle always uses one).
     #[arg(long, default_value_t = 10)]
     channels: usize,
-    /// fanout: messages per user per second.
+    /// fanout: messages per user per second; mixed: operations per user per second.
     #[arg(long, default_value_t = 1.0)]
     rate: f64,
     /// flood: sends in flight per user.
@@ -287,7 +287,7 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
     // Go.
     let expected_connections = args.users as u64;
     let phase = match scenario {
-        Scenario::Fanout | Scenario::Flood => args.duration + args.drain,
+        Scenario::Fanout | Scenario::Flood | Scenario::Mixed => args.duration + args.drain,
         Scenario::Idle => args.duration,
         Scenario::Storm => args.duration * (args.rounds + 1) as f64,
     };
@@ -340,7 +340,11 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
     let server_stats = sampler.finish();
 
     let results: Vec<WorkerResult> = results.into_iter().flatten().collect();
-    let persisted = if matches!(scenario, Scenario::Fanout | Scenario::Flood) && !args.relay_only {
+    let persisted = if matches!(
+        scenario,
+        Scenario::Fanout | Scenario::Flood | Scenario::Mixed
+    ) && !args.relay_only
+    {
         let mut total = 0;
         for c in &channels {
             total += http::last_seq(&client, &admin_target, &admin, c).await?;

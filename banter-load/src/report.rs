@@ -101,10 +101,21 @@ pub struct Report {
     pub rss_per_connection_kib: Option<f64>,
     pub generator: Generator,
     pub events: BTreeMap<String, u64>,
+    /// mixed: the operations other than sends, by kind.
+    pub ops: BTreeMap<String, OpRow>,
     pub timeline: Vec<SecondRow>,
     /// (percentile, ms) points of the end-to-end latency distribution.
     pub cdf: Vec<(f64, f64)>,
     pub errors: Vec<String>,
+}
+
+/// One kind of operation of the mixed scenario, over all workers.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct OpRow {
+    pub sent: u64,
+    pub acked: u64,
+    pub errors: u64,
+    pub ack: Latency,
 }
 
 /// Samples the servers' CPU and memory during a run.
@@ -156,7 +167,7 @@ impl Sampling {
             *peak = (*peak).max(*now);
         }
         match scenario {
-            Scenario::Fanout | Scenario::Flood => {
+            Scenario::Fanout | Scenario::Flood | Scenario::Mixed => {
                 if elapsed >= duration && self.cpu_end.is_none() {
                     self.cpu_end = Some((cpu_of(&self.pids), self.t0.elapsed().as_secs_f64()));
                 }
@@ -212,6 +223,7 @@ pub fn build(
     let mut acked_per_channel = vec![0u64; channels.len()];
     let mut members = vec![0u64; channels.len()];
     let mut events = BTreeMap::new();
+    let mut ops: BTreeMap<String, (u64, u64, u64, hdrhistogram::Histogram<u64>)> = BTreeMap::new();
     let mut errors = Vec::new();
     let mut seconds: Vec<(u64, u64, u64, hdrhistogram::Histogram<u64>)> = Vec::new();
     let mut rounds: Vec<Round> = Vec::new();
@@ -229,6 +241,15 @@ pub fn build(
         }
         for (k, v) in &r.events {
             *events.entry(k.clone()).or_insert(0) += v;
+        }
+        for (k, o) in &r.ops {
+            let total = ops
+                .entry(k.clone())
+                .or_insert_with(|| (0, 0, 0, hist::new(3)));
+            total.0 += o.sent;
+            total.1 += o.acked;
+            total.2 += o.errors;
+            hist::merge(&mut total.3, &o.ack);
         }
         errors.extend(r.errors.iter().take(5).cloned());
         for (i, s) in r.timeline.iter().enumerate() {
@@ -251,7 +272,10 @@ pub fn build(
         connect_phase = connect_phase.max(r.connect_phase_s);
     }
 
-    let messaging = matches!(scenario, Scenario::Fanout | Scenario::Flood);
+    let messaging = matches!(
+        scenario,
+        Scenario::Fanout | Scenario::Flood | Scenario::Mixed
+    );
     let (expected, lost) = if messaging {
         // Every acked message reaches every connected member of its channel (sender included).
         let expected: u64 = acked_per_channel
@@ -364,6 +388,20 @@ pub fn build(
             saturated,
         },
         events,
+        ops: ops
+            .into_iter()
+            .map(|(k, (sent, acked, errors, ack))| {
+                (
+                    k,
+                    OpRow {
+                        sent,
+                        acked,
+                        errors,
+                        ack: Latency::of(&ack),
+                    },
+                )
+            })
+            .collect(),
         timeline,
         cdf,
         errors,
@@ -455,6 +493,16 @@ impl Report {
                 format!(
                     "p50 {:.2} ms, p99 {:.2}, max {:.2}",
                     a.p50_ms, a.p99_ms, a.max_ms
+                ),
+            );
+        }
+        for (name, o) in &self.ops {
+            row(
+                &mut t,
+                &format!("{name} sent / acked / errors"),
+                format!(
+                    "{} / {} / {}; ack p50 {:.2} ms, p99 {:.2}",
+                    o.sent, o.acked, o.errors, o.ack.p50_ms, o.ack.p99_ms
                 ),
             );
         }

@@ -16,6 +16,10 @@ pub enum Scenario {
     Flood,
     /// Connect everyone, then drop and reconnect everyone, several rounds.
     Storm,
+    /// Like fanout (`rate` operations per user per second), each operation one of: a send
+    /// (50%), an edit of one of the user's messages (15%), a reaction added or taken back
+    /// (25%), a read marker (10%).
+    Mixed,
 }
 
 /// One worker's share of a run.
@@ -79,6 +83,16 @@ impl Counters {
     }
 }
 
+/// One kind of operation of the mixed scenario, seen by one worker.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct OpResult {
+    pub sent: u64,
+    pub acked: u64,
+    pub errors: u64,
+    /// Ack latency, HDR V2, base64, µs.
+    pub ack: String,
+}
+
 /// One second of the measured phase, seen by one worker.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Second {
@@ -114,6 +128,9 @@ pub struct WorkerResult {
     pub rounds: Vec<Round>,
     /// Server events other than message.new and acks, by name.
     pub events: std::collections::BTreeMap<String, u64>,
+    /// mixed: each kind of operation (send, edit, react, unreact, read).
+    #[serde(default)]
+    pub ops: std::collections::BTreeMap<String, OpResult>,
     /// CPU seconds this worker used in the measured phase, and that phase's wall time.
     pub cpu_s: f64,
     pub wall_s: f64,

@@ -17,7 +17,9 @@ use crate::eio::{self, Packet, Ws};
 use crate::hist;
 use crate::http;
 use crate::procfs;
-use crate::spec::{Counters, Round, Scenario, Second, WorkerMsg, WorkerResult, WorkerSpec};
+use crate::spec::{
+    Counters, OpResult, Round, Scenario, Second, WorkerMsg, WorkerResult, WorkerSpec,
+};
 
 /// Guest sessions created at once per worker.
 const HTTP_CONCURRENCY: usize = 32;
@@ -55,9 +57,28 @@ struct Stats {
     acked_per_channel: Vec<u64>,
     events: BTreeMap<String, u64>,
     errors: Vec<String>,
+    /// mixed: per kind of operation other than sends (sends are counted as in fanout).
+    ops: BTreeMap<&'static str, OpStats>,
+}
+
+/// Counts and ack latencies of one kind of operation (mixed scenario).
+struct OpStats {
+    sent: u64,
+    acked: u64,
+    errors: u64,
+    ack: Histogram<u64>,
 }
 
 impl Stats {
+    fn op(&mut self, op: Op) -> &mut OpStats {
+        self.ops.entry(op.name()).or_insert_with(|| OpStats {
+            sent: 0,
+            acked: 0,
+            errors: 0,
+            ack: hist::new(3),
+        })
+    }
+
     fn second(&mut self, t0: Instant) -> &mut SecStats {
         let i = t0.elapsed().as_secs() as usize;
         while self.secs.len() <= i {
@@ -150,6 +171,7 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<WorkerResult> {
             acked_per_channel: vec![0; channels],
             events: BTreeMap::new(),
             errors: Vec::new(),
+            ops: BTreeMap::new(),
         }),
         spec,
         t0: Cell::new(Instant::now()),
@@ -173,7 +195,7 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<WorkerResult> {
     let measured_wall;
     let cpu0;
     match scenario {
-        Scenario::Fanout | Scenario::Flood => {
+        Scenario::Fanout | Scenario::Flood | Scenario::Mixed => {
             let (conns, _) = connect_all(&shared, &tokens).await;
             result.members_per_channel = vec![0; channels];
             for (u, _) in &conns {
@@ -241,6 +263,21 @@ async fn run(spec: WorkerSpec) -> anyhow::Result<WorkerResult> {
         })
         .collect();
     result.events = stats.events.clone();
+    result.ops = stats
+        .ops
+        .iter()
+        .map(|(name, o)| {
+            (
+                (*name).to_owned(),
+                OpResult {
+                    sent: o.sent,
+                    acked: o.acked,
+                    errors: o.errors,
+                    ack: hist::encode(&o.ack),
+                },
+            )
+        })
+        .collect();
     result.errors = stats.errors.clone();
     result.cpu_s = cpu_s;
     result.wall_s = measured_wall.as_secs_f64();
@@ -360,11 +397,69 @@ fn holders(shared: &Rc<Shared>, conns: Vec<(usize, Ws)>) -> Vec<tokio::task::Joi
         .collect()
 }
 
-/// The sends of one connection that await their ack.
+/// The sends (and, mixed, other operations) of one connection that await their ack.
 struct Pending {
-    /// Sends awaiting their ack: ack id and when it was sent.
-    acks: Vec<(u64, Instant)>,
+    /// Operations awaiting their ack: ack id, when it was sent, what it was.
+    acks: Vec<(u64, Instant, Op)>,
     channel: usize,
+    /// mixed: what the connection knows to act on.
+    mixed: Option<Known>,
+}
+
+/// One operation of a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Op {
+    Send,
+    Edit,
+    React,
+    Unreact,
+    Read,
+}
+
+impl Op {
+    fn name(self) -> &'static str {
+        match self {
+            Op::Send => "send",
+            Op::Edit => "edit",
+            Op::React => "react",
+            Op::Unreact => "unreact",
+            Op::Read => "read",
+        }
+    }
+}
+
+/// Emoji the mixed scenario reacts with.
+const EMOJI: [&str; 4] = ["👍", "🎉", "👀", "✅"];
+/// How many message ids a connection remembers of each kind.
+const REMEMBERED: usize = 32;
+
+/// What a connection of the mixed scenario remembers: its own messages (to edit), the
+/// channel's messages it received (to react to and mark read), its reactions (to take back).
+#[derive(Default)]
+struct Known {
+    mine: Vec<String>,
+    seen: Vec<(String, i64)>,
+    reacted: Vec<(String, &'static str)>,
+}
+
+fn remember<T>(list: &mut Vec<T>, item: T) {
+    if list.len() == REMEMBERED {
+        list.remove(0);
+    }
+    list.push(item);
+}
+
+/// The 36-character id that follows `key` in a JSON frame.
+fn id_after(frame: &str, key: &str) -> Option<String> {
+    let at = frame.find(key)? + key.len();
+    frame.get(at..at + 36).map(str::to_owned)
+}
+
+/// The integer that follows `key` in a JSON frame.
+fn int_after(frame: &str, key: &str) -> Option<i64> {
+    let at = frame.find(key)? + key.len();
+    let digits = frame[at..].bytes().take_while(u8::is_ascii_digit).count();
+    frame[at..at + digits].parse().ok()
 }
 
 /// Handles one incoming frame; false when the connection is gone.
@@ -390,6 +485,13 @@ async fn on_frame(
             }
         }
         Packet::MessageNew(Some(sent_us)) => {
+            if let Some(known) = pending.and_then(|p| p.mixed.as_mut()) {
+                if let (Some(id), Some(seq)) =
+                    (id_after(&text, "\"id\":\""), int_after(&text, "\"seq\":"))
+                {
+                    remember(&mut known.seen, (id, seq));
+                }
+            }
             let latency = now_us().saturating_sub(sent_us);
             let t0 = shared.t0.get();
             let mut stats = shared.stats.borrow_mut();
@@ -404,12 +506,32 @@ async fn on_frame(
             let Some(p) = pending else {
                 return true;
             };
-            let Some(at) = p.acks.iter().position(|(i, _)| *i == id) else {
+            let Some(at) = p.acks.iter().position(|(i, _, _)| *i == id) else {
                 return true;
             };
-            let (_, sent) = p.acks.swap_remove(at);
+            let (_, sent, op) = p.acks.swap_remove(at);
             let t0 = shared.t0.get();
             let mut stats = shared.stats.borrow_mut();
+            if op != Op::Send {
+                let o = stats.op(op);
+                hist::record(&mut o.ack, sent.elapsed().as_micros() as u64);
+                if ok {
+                    o.acked += 1;
+                } else {
+                    o.errors += 1;
+                    stats.error(format!("{} refused: {text}", op.name()));
+                }
+                return true;
+            }
+            if ok {
+                if let Some(known) = p.mixed.as_mut() {
+                    // The ack's object may come with its keys in any order.
+                    let message = text.find("\"message\":{").map(|at| &text[at..]);
+                    if let Some(mid) = message.and_then(|m| id_after(m, "\"id\":\"")) {
+                        remember(&mut known.mine, mid);
+                    }
+                }
+            }
             hist::record(&mut stats.ack, sent.elapsed().as_micros() as u64);
             if ok {
                 stats.c.acked += 1;
@@ -456,9 +578,11 @@ async fn traffic(shared: Rc<Shared>, u: usize, mut ws: Ws) {
         t0 + interval.mul_f64(fastrand::f64())
     };
     let mut next_id = 1u64;
+    let mixed = spec.scenario == Scenario::Mixed;
     let mut pending = Pending {
         acks: Vec::new(),
         channel,
+        mixed: mixed.then(Known::default),
     };
     // The text after the 16-digit timestamp and a space, made once per connection.
     let pad = "x".repeat(spec.text_bytes.saturating_sub(17));
@@ -489,7 +613,11 @@ async fn traffic(shared: Rc<Shared>, u: usize, mut ws: Ws) {
                 }
             }
             _ = tokio::time::sleep_until(next_send.into()), if next_send < send_until => {
-                alive = send(&shared, &mut ws, &mut pending, &mut next_id, channel_name, &pad).await;
+                alive = if mixed {
+                    operate(&shared, &mut ws, &mut pending, &mut next_id, channel_name, &pad).await
+                } else {
+                    send(&shared, &mut ws, &mut pending, &mut next_id, channel_name, &pad).await
+                };
                 next_send += interval;
             }
             _ = tokio::time::sleep_until(end.into()) => break,
@@ -510,13 +638,75 @@ async fn send(
     *next_id += 1;
     let text = format!("{} {pad}", now_us());
     let frame = eio::send_frame(id, channel, &text, &uuid::Uuid::new_v4());
-    pending.acks.push((id, Instant::now()));
+    pending.acks.push((id, Instant::now(), Op::Send));
     {
         let t0 = shared.t0.get();
         let mut stats = shared.stats.borrow_mut();
         stats.c.sent += 1;
         stats.second(t0).sent += 1;
     }
+    if ws.send(Message::text(frame)).await.is_err() {
+        shared.stats.borrow_mut().c.disconnected += 1;
+        return false;
+    }
+    true
+}
+
+/// One operation of the mixed scenario: a send (50%), an edit of one of the connection's
+/// messages (15%), a reaction added or taken back (25%), a read marker (10%). Without a
+/// message to act on yet, a send.
+async fn operate(
+    shared: &Shared,
+    ws: &mut Ws,
+    pending: &mut Pending,
+    next_id: &mut u64,
+    channel: &str,
+    pad: &str,
+) -> bool {
+    let roll = fastrand::u32(0..100);
+    let Some(known) = pending.mixed.as_mut() else {
+        return send(shared, ws, pending, next_id, channel, pad).await;
+    };
+    let id = *next_id;
+    let (op, frame) = if (50..65).contains(&roll) && !known.mine.is_empty() {
+        let target = &known.mine[fastrand::usize(..known.mine.len())];
+        let text = format!("{} edited {pad}", now_us());
+        (
+            Op::Edit,
+            format!(
+                "42{id}[\"message.edit\",{{\"channel\":\"{channel}\",\"id\":\"{target}\",\"text\":\"{text}\"}}]"
+            ),
+        )
+    } else if (65..90).contains(&roll) && !known.seen.is_empty() {
+        if roll >= 80 && !known.reacted.is_empty() {
+            let (target, emoji) = known.reacted.remove(fastrand::usize(..known.reacted.len()));
+            (
+                Op::Unreact,
+                format!(
+                    "42{id}[\"reaction.remove\",{{\"channel\":\"{channel}\",\"id\":\"{target}\",\"emoji\":\"{emoji}\"}}]"
+                ),
+            )
+        } else {
+            let target = known.seen[fastrand::usize(..known.seen.len())].0.clone();
+            let emoji = EMOJI[fastrand::usize(..EMOJI.len())];
+            let frame = format!(
+                "42{id}[\"reaction.add\",{{\"channel\":\"{channel}\",\"id\":\"{target}\",\"emoji\":\"{emoji}\"}}]"
+            );
+            remember(&mut known.reacted, (target, emoji));
+            (Op::React, frame)
+        }
+    } else if roll >= 90 && !known.seen.is_empty() {
+        let seq = known.seen.iter().map(|(_, s)| *s).max().unwrap_or(0);
+        (
+            Op::Read,
+            format!("42{id}[\"channel.read\",{{\"channel\":\"{channel}\",\"seq\":{seq}}}]"),
+        )
+    } else {
+        return send(shared, ws, pending, next_id, channel, pad).await;
+    };
+    *next_id += 1;
+    pending.acks.push((id, Instant::now(), op));
+    shared.stats.borrow_mut().op(op).sent += 1;
     if ws.send(Message::text(frame)).await.is_err() {
         shared.stats.borrow_mut().c.disconnected += 1;
         return false;

@@ -4,7 +4,7 @@
 
 use banter::contract::{
     self, AddReaction, ClientEvent, DeleteMessage, EditMessage, JoinChannel, LeaveChannel,
-    RemoveReaction, SendMessage, SetTyping, SyncMessages,
+    ReadChannel, RemoveReaction, SendMessage, SetTyping, SyncMessages,
 };
 use banter::validate;
 use libfuzzer_sys::fuzz_target;
@@ -55,6 +55,10 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(remove) = RemoveReaction::parse(value.clone()) {
         check_emoji(&remove.emoji);
+    }
+    if let Ok(read) = ReadChannel::parse(value.clone()) {
+        assert!(read.seq >= 0);
+        check_channel(&read.channel);
     }
     if let Ok(sync) = SyncMessages::parse(value) {
         assert!(sync.after_seq >= 0);

@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# What conversations cost: the same users, channels and operation rate on two banter instances,
+# once with sends only (banter-load fanout) and once mixed (banter-load mixed: 50% sends, 15%
+# edits of one's own messages, 25% reactions added or taken back, 10% read markers), each on a
+# fresh database. Measured over the operating window: banter's CPU (both instances), Postgres's
+# CPU (all its processes) and Redis's CPU, per operation; each operation's ack latency; events
+# delivered.
+#
+# USERS (default 500) in channels of 25, RATE operations per user per second (default 1), for
+# SECONDS (default 20). Writes bench/results/mixed-{sends,mixed}.json (banter-load's reports)
+# and bench/results/mixed.md. Loopback only; every process it starts is stopped at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+. bench/lib.sh
+
+results=bench/results
+mkdir -p "$results"
+users=${USERS:-500}
+rate=${RATE:-1}
+seconds=${SECONDS_PER_RUN:-20}
+channels=$((users / 25))
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+trap cleanup EXIT INT TERM
+
+ensure_postgres
+ensure_redis
+admin_url=$DATABASE_URL
+ulimit -n "$(ulimit -Hn)"
+log "building banter and banter-load (release)"
+cargo build --release --locked -p banter -p banter-load
+secret=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+rm -f "$results/mixed.tsv"
+for run in sends mixed; do
+  psql "$admin_url" -qc "DROP DATABASE IF EXISTS bench_mixed WITH (FORCE)" -c "CREATE DATABASE bench_mixed"
+  redis-cli -u "$REDIS_URL" --scan --pattern '*mixbench*' | xargs -r redis-cli -u "$REDIS_URL" DEL >/dev/null
+  targets=()
+  for i in 0 1; do
+    port=$((4700 + i))
+    DATABASE_URL=$(database_url "$admin_url" bench_mixed) REDIS_URL=$REDIS_URL \
+      REDIS_CLUSTER_NODES= REDIS_PREFIX=mixbench \
+      JWT_SECRET=$secret BANTER_ADDR=127.0.0.1:$port INSTANCE_ID=mix-$i RUST_LOG=warn \
+      RATE_LIMIT_MESSAGES=100000000 RATE_LIMIT_WINDOW_SECS=1 \
+      GUESTS_PER_ADDRESS_PER_HOUR=100000000 GUEST_MESSAGES_PER_ADDRESS=100000000000 \
+      MAX_PENDING_SESSIONS_PER_ADDRESS=100000000 CHANNELS_PER_USER_PER_HOUR=100000000 \
+      MAX_SOCKETS_PER_USER=100000 STORAGE_URL=target/mixed-uploads \
+      target/release/banter > "$results/mixed-banter-$i.log" 2>&1 &
+    pids+=($!)
+    targets+=("127.0.0.1:$port")
+  done
+  for t in "${targets[@]}"; do wait_for "banter on $t" curl -fs "http://$t/ready"; done
+  scenario=fanout
+  [ "$run" = mixed ] && scenario=mixed
+  log "$run: $users users in $channels channels of 25, $rate operations/s each, $seconds s"
+  pg0=$(postgres_cpu) redis0=$(node_cpu "$REDIS_URL")
+  target/release/banter-load "$scenario" --targets "$(IFS=,; echo "${targets[*]}")" \
+    --users "$users" --channels "$channels" --rate "$rate" --duration "$seconds" --drain 2 \
+    --server-pids "$(IFS=,; echo "${pids[*]}")" --label "banter $run" \
+    --out "$results/mixed-$run.json" || [ $? -eq 3 ]
+  pg1=$(postgres_cpu) redis1=$(node_cpu "$REDIS_URL")
+  printf '%s\t%s\t%s\n' "$run" "$(python3 -c "print($pg1 - $pg0)")" \
+    "$(python3 -c "print($redis1 - $redis0)")" >> "$results/mixed.tsv"
+  cleanup
+done
+rm -rf target/mixed-uploads
+
+python3 - "$results" "$users" "$rate" "$seconds" <<'PY'
+import json, sys
+results, users, rate, seconds = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+rows = {}
+for line in open(f"{results}/mixed.tsv"):
+    run, pg, redis = line.split()
+    d = json.load(open(f"{results}/mixed-{run}.json"))
+    ops = {"send": (d["counters"]["sent"], d["counters"]["acked"], d["counters"]["send_errors"], d["ack"])}
+    for name, o in d.get("ops", {}).items():
+        ops[name] = (o["sent"], o["acked"], o["errors"], o["ack"])
+    total = sum(v[1] for v in ops.values())
+    banter_cpu_s = sum(s["cpu_pct"] for s in d["servers"]) / 100 * d["duration_s"]
+    rows[run] = dict(d=d, ops=ops, total=total, pg=float(pg), redis=float(redis), banter=banter_cpu_s)
+out = [
+    "# Conversations under load (bench/mixed.sh)",
+    "",
+    f"Two banter instances, one Postgres, one Redis, the load generator, all on this 2-core machine. "
+    f"{users} users in channels of 25, {rate:g} operation/s each, {seconds} s; "
+    "`sends`: every operation a `message.send`; `mixed`: 50% sends, 15% edits of one's own "
+    "messages, 25% reactions added or taken back, 10% read markers (`channel.read`).",
+    "",
+    "| run | operations acked | /s | banter CPU-s | Postgres CPU-s | Redis CPU-s | banter µs/op | Postgres µs/op | Redis µs/op | message.new delivered | change events delivered | errors |",
+    "|---|---|---|---|---|---|---|---|---|---|---|---|",
+]
+for run, r in rows.items():
+    d = r["d"]
+    changes = sum(v for k, v in d["events"].items() if k in ("message.updated", "message.reactions", "message.deleted"))
+    errors = sum(v[2] for v in r["ops"].values())
+    n = max(r["total"], 1)
+    out.append(
+        f"| {run} | {r['total']} | {r['total'] / d['duration_s']:.0f} | {r['banter']:.2f} | {r['pg']:.2f} | {r['redis']:.2f} "
+        f"| {r['banter'] / n * 1e6:.0f} | {r['pg'] / n * 1e6:.0f} | {r['redis'] / n * 1e6:.0f} "
+        f"| {d['counters']['delivered']} | {changes} | {errors} |"
+    )
+out += ["", "Ack latency by operation (ms):", "", "| run | operation | acked | p50 | p99 |", "|---|---|---|---|---|"]
+for run, r in rows.items():
+    for name, (sent, acked, errors, ack) in r["ops"].items():
+        out.append(f"| {run} | {name} | {acked} | {ack['p50_ms']:.2f} | {ack['p99_ms']:.2f} |")
+out.append("")
+open(f"{results}/mixed.md", "w").write("\n".join(out))
+print("\n".join(out))
+PY
