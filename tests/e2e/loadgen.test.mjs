@@ -94,3 +94,45 @@ test('a fanout run agrees with an official socket.io-client in the same channel'
   assert.match(seen[0].sender, new RegExp(`^lg${run}\\d+$`));
   socket.close();
 });
+
+test('a mixed run edits, reacts and reads, and an official client sees the same changes', async () => {
+  const run = `m${Date.now().toString(36)}`;
+  const watched = `lg-${run}-0`;
+  const observer = await guest(cluster, `mwatch${run}`.slice(0, 32));
+  const res = await fetch(`${cluster.url}/api/channels`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', origin: cluster.origin, cookie: observer.cookie },
+    body: JSON.stringify({ name: watched }),
+  });
+  assert.equal(res.status, 201);
+  const socket = await connected(connect(cluster, { cookie: observer.cookie }));
+  assert.equal((await socket.timeout(5000).emitWithAck('channel.join', { channel: watched })).ok, true);
+
+  const out = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'banter-load-')), 'report.json');
+  const [a, b] = cluster.instances;
+  const table = await runLoad([
+    'mixed', '--targets', `${a.addr},${b.addr}`, '--users', '10', '--channels', '1',
+    '--rate', '10', '--duration', '3', '--drain', '2', '--procs', '1', '--sources', '2',
+    '--run-id', run, '--label', 'mixed', '--out', out,
+  ]);
+  const report = JSON.parse(fs.readFileSync(out, 'utf8'));
+  const check = (ok, what) => assert.ok(ok, `${what}\n${table}`);
+  check(report.ok, 'the run is ok');
+  check(report.counters.acked === report.counters.sent, 'every send acked');
+  check(report.persisted === report.counters.acked, 'every acked message stored');
+  for (const op of ['edit', 'react', 'read']) {
+    const o = report.ops[op];
+    check(o && o.acked > 0 && o.errors === 0 && o.acked === o.sent, `${op}: sent and acked without errors`);
+  }
+  // The observer received every change of its channel, in change order, once each.
+  const seenChanges = () => socket.received
+    .filter((r) => r.event === 'message.updated' || r.event === 'message.reactions')
+    .map((r) => r.args[0].change);
+  const synced = await socket.timeout(5000).emitWithAck('messages.sync', { channel: watched, after_seq: 0, after_change: 0 });
+  const last = synced.last_change;
+  const acked = report.ops.edit.acked + report.ops.react.acked + (report.ops.unreact?.acked ?? 0);
+  check(last > 0 && last <= acked, `changes made: ${last}, operations acked: ${acked}`);
+  await eventually(() => seenChanges().length >= last, 'every change delivered');
+  assert.deepEqual(seenChanges(), Array.from({ length: last }, (_, i) => i + 1));
+  socket.close();
+});
