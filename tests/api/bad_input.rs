@@ -186,6 +186,11 @@ async fn every_event_refuses_bad_payloads_and_the_socket_survives() {
         "message.send",
         "user.typing",
         "messages.sync",
+        "message.edit",
+        "message.delete",
+        "reaction.add",
+        "reaction.remove",
+        "channel.read",
     ] {
         assert_eq!(
             code(&client.ack_empty(event).await),
@@ -275,7 +280,12 @@ impl Arbitrary {
                     "password",
                     "isTyping",
                     "after_seq",
+                    "after_change",
                     "limit",
+                    "id",
+                    "emoji",
+                    "seq",
+                    "reply_to",
                     "file",
                     "url",
                     "name",
@@ -307,6 +317,7 @@ async fn arbitrary_payloads_get_a_known_answer_on_every_event() {
         "not_in_channel",
         "rate_limited",
         "unavailable",
+        "conflict",
     ];
     let events = [
         "channel.join",
@@ -314,10 +325,15 @@ async fn arbitrary_payloads_get_a_known_answer_on_every_event() {
         "message.send",
         "user.typing",
         "messages.sync",
+        "message.edit",
+        "message.delete",
+        "reaction.add",
+        "reaction.remove",
+        "channel.read",
     ];
     let mut gen = Arbitrary(0x5eed_ba17_e400_0001);
     let mut answers = std::collections::BTreeMap::<String, usize>::new();
-    for case in 0..400 {
+    for case in 0..600 {
         let event = events[case % events.len()];
         let payload = gen.value(3);
         let ack = client.ack(event, payload.clone()).await;
