@@ -116,6 +116,19 @@ async fn open_dm(
     if other.banned {
         return Err(AppError::not_found("user"));
     }
+    // A new one counts toward the user's hourly channel cap (one may not make a channel with
+    // every user in a burst).
+    let name = channels::dm_name(user.id, other.id);
+    if channels::find(&state.db, &name).await?.is_none() {
+        let cap = state.config.channels_per_user_per_hour;
+        if let Some(wait) = state
+            .limiter
+            .channel_created(&user.id.to_string(), cap)
+            .await?
+        {
+            return Err(AppError::rate_limited(wait));
+        }
+    }
     let channel = channels::open_dm(&state.db, user.id, other.id).await?;
     tracing::info!(channel = %channel.name, user_id = %user.id, "direct messages opened");
     let mut view = channel.view();

@@ -978,3 +978,22 @@ async fn a_removed_member_leaves_the_channel_on_every_instance() {
     }
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn opening_new_direct_messages_is_capped_per_hour_and_reopening_is_not() {
+    let cluster = Cluster::start(&["--channels-per-user-per-hour", "2"]).await;
+    let alice = cluster.guest("alice").await;
+    for name in ["bob", "carol", "dave"] {
+        cluster.guest(name).await;
+    }
+    let open =
+        |name: &str| cluster.post(cluster.a(), "/api/dms", &alice, json!({ "username": name }));
+    assert_eq!(open("bob").await.0, 200);
+    assert_eq!(open("carol").await.0, 200);
+    let (status, body) = open("dave").await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body["retry_after_ms"].as_u64().is_some_and(|ms| ms > 0));
+    // The ones already open are returned as they are.
+    assert_eq!(open("bob").await.0, 200);
+    cluster.finish().await;
+}
