@@ -324,7 +324,8 @@ function StoredMessage({
 }) {
   const [editing, setEditing] = useState(false);
   const mine = m.sender_id === user.id;
-  const mentioned = mentionsUser(m, user);
+  // In a direct message everything is for the reader: only channels single mentions out.
+  const mentioned = !permissions.dm && mentionsUser(m, user);
   const toolbar = m.deleted || editing ? null : (
     <MessageToolbar message={m} mine={mine} actions={actions} permissions={permissions} channel={channel} onEdit={() => setEditing(true)} />
   );

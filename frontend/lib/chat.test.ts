@@ -19,6 +19,8 @@ class FakeBanter {
   /** Per channel, the oldest seq still kept (retention removed the ones below). */
   firstSeq = new Map<string, number>();
   sent: { event: string; payload: Record<string, unknown> }[] = [];
+  /** Per channel, the change number of the last change. */
+  lastChange = new Map<string, number>();
   /** Overrides for the next `message.send` answers (first in, first used). */
   sendAnswers: ((payload: Record<string, unknown>) => Answer)[] = [];
   socket = new FakeSocket(this);
@@ -39,6 +41,15 @@ class FakeBanter {
     list.push(m);
     this.messages.set(channel, list);
     return m;
+  }
+
+  /** Edits a stored message: the channel's next change number; returns the broadcast. */
+  edit(channel: string, seq: number, text: string) {
+    const change = (this.lastChange.get(channel) ?? 0) + 1;
+    this.lastChange.set(channel, change);
+    const m = this.messages.get(channel)!.find((x) => x.seq === seq)!;
+    Object.assign(m, { text, change, edited_at: "2025-01-01T13:00:00Z" });
+    return { channel, id: m.id, seq, change, text, edited_at: m.edited_at };
   }
 
   /** Retention: the messages below `seq` are removed. */
@@ -62,7 +73,17 @@ class FakeBanter {
         const after = Number(payload.after_seq);
         const limit = Number(payload.limit ?? 100);
         const page = list.filter((m) => m.seq > after);
-        return { ok: true, messages: page.slice(0, limit), has_more: page.length > limit, first_seq: this.firstSeq.get(channel) ?? 1 };
+        const since = typeof payload.after_change === "number" ? payload.after_change : null;
+        const changes = since === null ? [] : list.filter((m) => m.seq <= after && (m.change ?? 0) > since).map((m) => ({ ...m }));
+        return {
+          ok: true,
+          messages: page.slice(0, limit).map((m) => ({ ...m })),
+          has_more: page.length > limit,
+          first_seq: this.firstSeq.get(channel) ?? 1,
+          changes,
+          changes_has_more: false,
+          last_change: this.lastChange.get(channel) ?? 0,
+        };
       }
       case "message.send": {
         const override = this.sendAnswers.shift();
@@ -96,7 +117,11 @@ class FakeBanter {
       ],
       history: async (channel: string, opts: { before?: number; limit: number }) => {
         const list = (this.messages.get(channel) ?? []).filter((m) => opts.before === undefined || m.seq < opts.before);
-        return { messages: list.slice(-opts.limit), firstSeq: this.firstSeq.get(channel) ?? 1 };
+        return {
+          messages: list.slice(-opts.limit).map((m) => ({ ...m })),
+          firstSeq: this.firstSeq.get(channel) ?? 1,
+          lastChange: this.lastChange.get(channel) ?? 0,
+        };
       },
     } as unknown as Api;
   }
@@ -219,7 +244,7 @@ describe("the chat session", () => {
     server.sent = [];
     server.socket.push("message.new", server.store("general", "five"));
     await settle();
-    expect(server.sent).toEqual([{ event: "messages.sync", payload: { channel: "general", after_seq: 2, limit: 200 } }]);
+    expect(server.sent).toEqual([{ event: "messages.sync", payload: { channel: "general", after_seq: 2, after_change: 0, limit: 200 } }]);
     expect(seqs()).toEqual([1, 2, 3, 4, 5]);
   });
 
@@ -395,5 +420,83 @@ describe("the chat session", () => {
     expect(chat.getSnapshot().typing.map((t) => t.username)).toEqual(["other"]);
     await settle(7000);
     expect(chat.getSnapshot().typing).toEqual([]);
+  });
+
+  it("applies live edits in change order, and fetches the changes it missed from its cursor", async () => {
+    server.socket.push("message.updated", server.edit("general", 1, "one, edited"));
+    await settle();
+    expect(texts()).toEqual(["one, edited", "two"]);
+    expect(chat.getSnapshot().byChannel.general?.lastChange).toBe(1);
+    // Change 2 is lost on the way; change 3 shows the gap.
+    server.edit("general", 2, "two, edited");
+    server.sent = [];
+    server.socket.push("message.updated", server.edit("general", 1, "one, again"));
+    await settle();
+    expect(server.sent).toEqual([{ event: "messages.sync", payload: { channel: "general", after_seq: 2, after_change: 1, limit: 200 } }]);
+    expect(texts()).toEqual(["one, again", "two, edited"]);
+    expect(chat.getSnapshot().byChannel.general?.lastChange).toBe(3);
+    // A late copy of an older change does not undo the newer state.
+    server.socket.push("message.updated", { channel: "general", id: "id-general-1", seq: 1, change: 1, text: "one, edited", edited_at: "x" });
+    await settle();
+    expect(texts()[0]).toBe("one, again");
+  });
+
+  it("a change that overtakes its message is kept until the message arrives", async () => {
+    const m = server.store("general", "three");
+    const edit = server.edit("general", 3, "three, edited");
+    server.socket.push("message.updated", edit);
+    await settle();
+    server.socket.push("message.new", { ...m, text: "three", change: undefined, edited_at: undefined });
+    await settle();
+    expect(texts()).toEqual(["one", "two", "three, edited"]);
+  });
+
+  it("after a reconnect, catches up on changes from its cursor", async () => {
+    server.socket.drop();
+    server.edit("general", 2, "changed while away");
+    server.sent = [];
+    server.socket.connect();
+    await settle();
+    const sync = server.sent.find((s) => s.event === "messages.sync")!;
+    expect(sync.payload).toMatchObject({ after_seq: 2, after_change: 0 });
+    expect(texts()).toEqual(["one", "changed while away"]);
+  });
+
+  it("reactions keep the reader's own mark, and a delete leaves a tombstone", async () => {
+    server.socket.push("message.reactions", {
+      channel: "general", id: "id-general-2", seq: 2, change: 1, reactions: [{ emoji: "👍", count: 1 }], user_id: ME.id, emoji: "👍", added: true,
+    });
+    server.socket.push("message.reactions", {
+      channel: "general", id: "id-general-2", seq: 2, change: 2, reactions: [{ emoji: "👍", count: 2 }], user_id: OTHER.id, emoji: "👍", added: true,
+    });
+    await settle();
+    const two = () => chat.getSnapshot().byChannel.general!.messages[1]!;
+    expect(two().reactions).toEqual([{ emoji: "👍", count: 2, me: true }]);
+    server.socket.push("message.deleted", { channel: "general", id: "id-general-2", seq: 2, change: 3 });
+    await settle();
+    expect(two()).toMatchObject({ seq: 2, deleted: true, text: "" });
+    expect(two().reactions).toBeUndefined();
+  });
+
+  it("marks the open channel read after a pause, and a read in another tab clears a badge", async () => {
+    server.socket.push("message.new", server.store("general", "three"));
+    await settle();
+    server.sent = [];
+    await settle(500);
+    expect(server.sent.filter((s) => s.event === "channel.read").map((s) => s.payload)).toEqual([{ channel: "general", seq: 3 }]);
+  });
+
+  it("counts a mention in another channel at once", async () => {
+    chat.selectChannel("other-room");
+    await settle();
+    // The list the server gave: general, read up to 2.
+    server.socket.push("channel.read", { channel: "general", read_seq: 2 });
+    await settle();
+    server.socket.push("mention", { channel: "general", message: server.store("general", "hey @me") });
+    await settle();
+    expect(chat.getSnapshot().channels.find((c) => c.name === "general")).toMatchObject({ unread: 1, unread_mentions: 1 });
+    server.socket.push("channel.read", { channel: "general", read_seq: 3 });
+    await settle();
+    expect(chat.getSnapshot().channels.find((c) => c.name === "general")).toMatchObject({ read_seq: 3, unread: 0, unread_mentions: 0 });
   });
 });

@@ -118,8 +118,9 @@ export class Channels {
     }
 
     const previous = store.state.current;
-    session.joined = name;
     const switched = previous !== name;
+    if (switched && previous) reading.leaving(previous);
+    session.joined = name;
     store.set({
       current: name,
       joining: null,

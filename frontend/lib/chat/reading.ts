@@ -46,9 +46,18 @@ export class Reading {
     this.session.later("read", READ_DEBOUNCE_MS, () => void this.sendRead());
   }
 
-  private async sendRead(): Promise<void> {
+  /**
+   * The user leaves the open channel for another: what they saw of it counts as read now,
+   * rather than after the pause (which would find the next channel open).
+   */
+  leaving(name: string): void {
+    this.session.cancel("read");
+    void this.sendRead(name);
+  }
+
+  private async sendRead(channel?: string): Promise<void> {
     const { store, socket } = this.session;
-    const name = store.state.current;
+    const name = channel ?? store.state.current;
     if (!name || !socket.connected || !this.visible()) return;
     const c = store.channel(name);
     const newest = c.messages[c.messages.length - 1]?.seq;
