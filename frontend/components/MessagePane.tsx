@@ -514,7 +514,10 @@ function MessageToolbar({
       role="toolbar"
       aria-label="Message actions"
       className={`absolute -top-3 right-2 z-10 flex items-center gap-0.5 rounded-lg bg-white p-0.5 shadow-sm ring-1 ring-slate-200 transition ${
-        open ? "opacity-100" : "opacity-0 group-hover:opacity-100 focus-within:opacity-100"
+        // Hidden and out of the way (of taps too) until the message is hovered or focused.
+        open
+          ? "opacity-100"
+          : "pointer-events-none opacity-0 group-hover:pointer-events-auto group-hover:opacity-100 focus-within:pointer-events-auto focus-within:opacity-100"
       }`}
     >
       <button
