@@ -257,9 +257,19 @@ async fn logout(State(state): State<AppState>, cookies: Cookies) -> AppResult<Js
     Ok(Json(json!({ "message": "logged out" })))
 }
 
-async fn me(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<PublicUser>> {
+/// The signed-in user, and whether they administer this deployment (`ADMIN_USERS`).
+#[derive(serde::Serialize)]
+struct Me {
+    #[serde(flatten)]
+    user: PublicUser,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    admin: bool,
+}
+
+async fn me(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<Me>> {
+    let admin = state.config.is_admin(&user.username, user.guest);
     users::find(&state.db, user.id)
         .await?
-        .map(Json)
+        .map(|user| Json(Me { user, admin }))
         .ok_or_else(AppError::unauthorized)
 }

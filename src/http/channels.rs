@@ -211,7 +211,7 @@ async fn update(
     ApiJson(body): ApiJson<UpdateBody>,
 ) -> AppResult<Json<ChannelView>> {
     let channel = access::readable_channel(&state, &name, user.id).await?;
-    if channel.created_by != Some(user.id) {
+    if channel.owner() != Some(user.id) {
         return Err(AppError::new(
             Code::Forbidden,
             "only the channel's creator may change its settings",

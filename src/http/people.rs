@@ -174,10 +174,11 @@ async fn list_dms(State(state): State<AppState>, user: AuthUser) -> AppResult<Js
             description: String::new(),
             private: true,
             created_at: d.created_at,
-            first_seq: 0,
+            first_seq: d.first_seq,
             retention_max_age_secs: None,
             retention_max_messages: None,
             dm: true,
+            created_by: None,
             read_seq: None,
             unread: None,
             unread_mentions: None,
@@ -224,7 +225,7 @@ async fn remove_member(
             "nobody is removed from direct messages",
         ));
     }
-    if channel.created_by != Some(user.id) && !is_admin(&state, &user) {
+    if channel.owner() != Some(user.id) && !is_admin(&state, &user) {
         return Err(AppError::new(
             Code::Forbidden,
             "only the channel's owner or an administrator may remove members",

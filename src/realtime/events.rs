@@ -690,14 +690,14 @@ async fn change_message(
 }
 
 /// Whether the user may delete others' messages in `channel`: an administrator, or the
-/// channel's owner (its creator).
+/// channel's owner (its creator; a direct-message channel has none).
 async fn may_moderate(state: &AppState, conn: &Conn, channel: &str) -> AppResult<bool> {
     if state.config.is_admin(&conn.username, conn.guest) {
         return Ok(true);
     }
     let owner = channels::find(&state.db, channel)
         .await?
-        .and_then(|c| c.created_by);
+        .and_then(|c| c.owner());
     Ok(owner == Some(conn.user_id))
 }
 

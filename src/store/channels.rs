@@ -41,6 +41,11 @@ pub struct ChannelView {
     /// A direct-message channel (private, two members).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub dm: bool,
+    /// The id of the user who created the channel: its owner, who may delete any of its
+    /// messages and remove members (absent for seeded channels, direct messages, and when that
+    /// account was removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Uuid>,
     /// In `GET /api/channels`, for a channel the user has a read position in: that position,
     /// and the unread messages and unread mentions after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -62,6 +67,16 @@ impl Channel {
         self.kind == "dm"
     }
 
+    /// The channel's owner (its creator), who moderates it; a direct-message channel has none
+    /// (whoever opened it has no more rights in it than the other).
+    pub fn owner(&self) -> Option<Uuid> {
+        if self.is_dm() {
+            None
+        } else {
+            self.created_by
+        }
+    }
+
     pub fn view(&self) -> ChannelView {
         ChannelView {
             name: self.name.clone(),
@@ -72,6 +87,7 @@ impl Channel {
             retention_max_age_secs: self.retention_max_age_secs,
             retention_max_messages: self.retention_max_messages,
             dm: self.is_dm(),
+            created_by: self.owner(),
             read_seq: None,
             unread: None,
             unread_mentions: None,
@@ -395,6 +411,7 @@ pub struct DirectChannel {
     pub channel_id: Uuid,
     pub name: String,
     pub created_at: DateTime<Utc>,
+    pub first_seq: i64,
     pub last_seq: i64,
     pub user_id: Uuid,
     pub username: String,
@@ -409,7 +426,7 @@ pub async fn direct_channels(
 ) -> Result<Vec<DirectChannel>, sqlx::Error> {
     sqlx::query_as!(
         DirectChannel,
-        "SELECT c.id AS channel_id, c.name, c.created_at, c.last_seq, u.id AS user_id,
+        "SELECT c.id AS channel_id, c.name, c.created_at, c.first_seq, c.last_seq, u.id AS user_id,
                 u.username, u.last_seen_at
          FROM channel_members me
          JOIN channels c ON c.id = me.channel_id AND c.kind = 'dm'

@@ -450,6 +450,14 @@ async fn owners_and_administrators_delete_others_messages_and_the_log_records_it
     for client in [&o, &b, &c, &admin] {
         assert_eq!(client.ack("channel.join", json!("club")).await["ok"], true);
     }
+    // The channel names its owner.
+    let (_, list) = cluster.get(cluster.b(), "/api/channels", &carol).await;
+    let club = list
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == "club"))
+        .cloned()
+        .expect("club listed");
+    assert_eq!(club["created_by"], owner.id.as_str());
     let first = sent(&b, "club", "spam").await;
     let second = sent(&b, "club", "more spam").await;
     // Another member may not.
@@ -742,6 +750,11 @@ async fn a_banned_user_is_out_of_every_instance_at_once_and_cannot_sign_in() {
     assert_eq!(status, 403);
 
     let started = std::time::Instant::now();
+    // The web app learns who administers from /api/auth/me.
+    let (_, me) = cluster.get(cluster.a(), "/api/auth/me", &ann).await;
+    assert_eq!(me["admin"], true);
+    let (_, me) = cluster.get(cluster.a(), "/api/auth/me", &carol).await;
+    assert!(me.get("admin").is_none(), "{me}");
     let (status, body) = call(&cluster, reqwest::Method::POST, cluster.a(), ban, &ann).await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["banned"], true);
@@ -853,6 +866,15 @@ async fn direct_messages_are_private_to_the_pair_and_reach_the_other_outside_it(
 
     // Bob is in general; the message reaches him as a mention, and counts as unread.
     let m = sent(&a, &name, "psst").await;
+    // Whoever opened it has no say over the other's messages.
+    assert_eq!(b.ack("channel.join", json!(name)).await["ok"], true);
+    let bobs = sent(&b, &name, "mine").await;
+    let ack = a
+        .ack("message.delete", json!({"channel": name, "id": bobs["id"]}))
+        .await;
+    assert_eq!(code(&ack), "forbidden");
+    assert!(opened["channel"].get("created_by").is_none(), "{opened}");
+    assert_eq!(b.ack("channel.join", json!("general")).await["ok"], true);
     let told = b.wait_for("mention", |_| true).await;
     assert_eq!(told["message"]["id"], m["id"]);
     assert_eq!(told["channel"], name.as_str());
