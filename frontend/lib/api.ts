@@ -169,29 +169,8 @@ export const api = {
   /** Opens (or finds) the direct-message channel with a user. */
   openDm: (username: string) => request<DirectMessage>("POST", "/api/dms", { username: username.trim() }),
   user: (username: string) => request<UserInfo>("GET", `/api/users/${segment(username)}`),
-  /**
-   * Whether this user owns a channel: an empty settings change, which only the creator may
-   * make (and which changes nothing).
-   */
-  ownsChannel: async (channel: string) => {
-    try {
-      await request<Channel>("PATCH", `/api/channels/${segment(channel)}`, {});
-      return true;
-    } catch (e) {
-      if (e instanceof ApiError && (e.status === 403 || e.status === 404)) return false;
-      throw e;
-    }
-  },
-  /** Whether this user is an administrator: the moderation log answers them only. */
-  isAdmin: async () => {
-    try {
-      await request<unknown>("GET", "/api/admin/moderation-log?limit=1");
-      return true;
-    } catch (e) {
-      if (e instanceof ApiError && (e.status === 403 || e.status === 404)) return false;
-      throw e;
-    }
-  },
+  /** Whether this user is an administrator (`GET /api/auth/me` says so). */
+  isAdmin: async () => (await request<User>("GET", "/api/auth/me")).admin === true,
   removeMember: (channel: string, username: string) =>
     request<{ removed: boolean }>("DELETE", `/api/channels/${segment(channel)}/members/${segment(username)}`),
   ban: (username: string) => request<{ banned: boolean }>("POST", `/api/admin/users/${segment(username)}/ban`),

@@ -4,6 +4,8 @@ export interface User {
   id: string;
   username: string;
   email: string | null;
+  /** An administrator of this deployment (`GET /api/auth/me` says so). */
+  admin?: boolean;
 }
 
 export interface Channel {
@@ -15,6 +17,8 @@ export interface Channel {
   first_seq?: number;
   /** A direct-message channel (listed by `GET /api/dms`, not with the channels). */
   dm?: boolean;
+  /** The id of the channel's owner (its creator), who may moderate it. */
+  created_by?: string;
   /** The user's read position, for channels they have one in. */
   read_seq?: number;
   /** Messages after the read position that are neither the user's own nor deleted. */

@@ -1,8 +1,8 @@
 /**
  * What a person does to stored messages and people: edit and delete messages, react, and, for
- * those allowed, moderate (delete others' messages, remove a member, ban). Who may moderate is
- * learnt by asking: the moderation log answers administrators only, and an empty settings
- * change answers a channel's owner only.
+ * those allowed, moderate (delete others' messages, remove a member, ban). Who may moderate:
+ * administrators (`GET /api/auth/me` says so) and a channel's owner (the channel names it in
+ * `created_by`).
  */
 import { ApiError } from "../api";
 import type { Message } from "../types";
@@ -73,19 +73,6 @@ export class Actions {
       if (await this.session.api.isAdmin()) this.session.store.set({ isAdmin: true });
     } catch {
       this.probing.delete("admin"); // asked again on the next connect
-    }
-  }
-
-  /** Asks once per channel whether this user owns it. */
-  async probeOwner(channel: string): Promise<void> {
-    const key = `owner:${channel}`;
-    if (this.probing.has(key) || channel in this.session.store.state.owned) return;
-    this.probing.add(key);
-    try {
-      const owns = await this.session.api.ownsChannel(channel);
-      this.session.store.set({ owned: { ...this.session.store.state.owned, [channel]: owns } });
-    } catch {
-      this.probing.delete(key);
     }
   }
 

@@ -136,7 +136,8 @@ export class Channels {
       void reading.refreshPartner(name);
     } else {
       if (!store.state.channels.some((c) => c.name === name)) void this.refresh();
-      void actions.probeOwner(name);
+      const owns = ack.channel?.created_by !== undefined && ack.channel.created_by === session.user.id;
+      store.set({ owned: { ...store.state.owned, [name]: owns } });
     }
     void presence.fetchOnline(name);
     sync.learnFirstSeq(name, ack.channel?.first_seq);
