@@ -1,7 +1,8 @@
 // Conversations through the balancer with the official client, on two instances: edits,
 // deletes, reactions and replies reach everyone in change order; a client that was away syncs
 // what changed; mentions and direct messages reach a user outside the channel; reading on one
-// tab clears the other's badge; a ban puts a user out of every instance.
+// tab clears the other's badge; a channel's owner deletes others' messages and removes members;
+// last seen; a ban puts a user out of every instance.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -180,4 +181,47 @@ test('a banned user is out of every instance within a second', async () => {
   const log = await api(boss, 'GET', '/api/admin/moderation-log');
   assert.equal(log.body[0].action, 'user.ban');
   assert.equal(log.body[0].target, troll.username);
+});
+
+test("a channel's owner deletes others' messages and removes members on every instance; last seen", async () => {
+  const owner = await guest(cluster, 'own_owner');
+  const member = await guest(cluster, 'own_member');
+  const created = await api(owner, 'POST', '/api/channels', { name: 'own-club', password: 'password123' });
+  assert.equal(created.status, 201);
+  assert.equal(created.body.created_by, owner.id);
+  const o = await socketOn(owner, addrA);
+  const m1 = await socketOn(member, addrA);
+  const m2 = await socketOn(member, addrB);
+  assert.equal((await ack(o, 'channel.join', 'own-club')).ok, true);
+  for (const s of [m1, m2]) {
+    assert.equal((await ack(s, 'channel.join', { channel: 'own-club', password: 'password123' })).ok, true);
+  }
+  const spam = (await send(m2, 'own-club', 'spam')).message;
+  const deleted = await ack(o, 'message.delete', { channel: 'own-club', id: spam.id });
+  assert.equal(deleted.ok, true, JSON.stringify(deleted));
+  for (const s of [m1, m2]) await waitForEvent(s, 'message.deleted', (d) => d.id === spam.id);
+
+  const removed = await api(owner, 'DELETE', '/api/channels/own-club/members/own_member');
+  assert.equal(removed.status, 200, JSON.stringify(removed.body));
+  for (const s of [m1, m2]) await waitForEvent(s, 'channel.removed', (r) => r.channel === 'own-club');
+  await send(o, 'own-club', 'members only');
+  assert.equal((await ack(m1, 'channel.join', 'own-club')).error.code, 'forbidden');
+  const log = await api(owner, 'GET', '/api/admin/moderation-log');
+  assert.equal(log.status, 403, 'the log is for administrators');
+
+  // Last seen, once the member's sockets are gone.
+  m1.close();
+  m2.close();
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    const who = await api(owner, 'GET', '/api/users/own_member');
+    if (who.body.online === false) {
+      assert.ok(Date.parse(who.body.last_seen) > Date.now() - 60_000, JSON.stringify(who.body));
+      break;
+    }
+    assert.ok(Date.now() < deadline, 'still online');
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  assert.ok(!events(m1, 'message.new').some((x) => x.text === 'members only'));
+  o.close();
 });
