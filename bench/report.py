@@ -404,6 +404,14 @@ def write(path, results, rates):
                 add(f"![{label} {name}]({png})")
                 add("")
 
+    # The conversations benchmark (bench/mixed.sh), when it has been run.
+    mixed = os.path.join(results, "mixed.md")
+    if os.path.exists(mixed):
+        with open(mixed) as f:
+            text = f.read().rstrip()
+        add(text.replace("# ", "## ", 1) if text.startswith("# ") else text)
+        add("")
+
     notes = os.path.join(os.path.dirname(__file__), "analysis.md")
     if os.path.exists(notes):
         with open(notes) as f:
