@@ -84,9 +84,7 @@ async fn list(
         .map(|c| {
             let mut view = c.view();
             if let Some(r) = reads.get(&c.id) {
-                view.read_seq = Some(r.read_seq);
-                view.unread = Some(r.unread);
-                view.unread_mentions = Some(r.unread_mentions);
+                r.show(&mut view);
             }
             view
         })

@@ -15,6 +15,7 @@ use crate::access;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, Code};
 use crate::store::channels::{self, ChannelView};
+use crate::store::moderation;
 use crate::store::users::{self, Profile};
 use crate::{validate, AppState};
 
@@ -150,9 +151,7 @@ async fn fill_reads(
         .await?
         .pop()
     {
-        view.read_seq = Some(r.read_seq);
-        view.unread = Some(r.unread);
-        view.unread_mentions = Some(r.unread_mentions);
+        r.show(view);
     }
     Ok(())
 }
@@ -184,9 +183,7 @@ async fn list_dms(State(state): State<AppState>, user: AuthUser) -> AppResult<Js
             unread_mentions: None,
         };
         if let Some(r) = reads.get(&d.channel_id) {
-            view.read_seq = Some(r.read_seq);
-            view.unread = Some(r.unread);
-            view.unread_mentions = Some(r.unread_mentions);
+            r.show(&mut view);
         }
         out.push(Dm {
             channel: view,
@@ -315,21 +312,15 @@ async fn audit(
     channel: Option<(Uuid, &str)>,
     target: &Profile,
 ) -> AppResult<()> {
-    sqlx::query!(
-        "INSERT INTO moderation_log (id, actor_id, actor_name, action, channel_id, channel_name,
-                                     target_user_id, target_username)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        Uuid::now_v7(),
-        actor.id,
-        actor.username,
+    let action = moderation::Action {
+        actor_id: actor.id,
+        actor_name: &actor.username,
         action,
-        channel.map(|c| c.0),
-        channel.map(|c| c.1),
-        target.id,
-        target.username
-    )
-    .execute(&state.db)
-    .await?;
+        channel,
+        target: Some(target.id),
+        message: None,
+    };
+    moderation::record(&state.db, &action).await?;
     Ok(())
 }
 
@@ -337,19 +328,6 @@ async fn audit(
 struct LogQuery {
     before: Option<String>,
     limit: Option<String>,
-}
-
-/// One moderation action.
-#[derive(Debug, Serialize)]
-struct LogEntry {
-    id: Uuid,
-    at: DateTime<Utc>,
-    actor: String,
-    action: String,
-    channel: Option<String>,
-    target: Option<String>,
-    message_id: Option<Uuid>,
-    message_seq: Option<i64>,
 }
 
 /// Default and largest page of the moderation log.
@@ -362,7 +340,7 @@ async fn moderation_log(
     State(state): State<AppState>,
     user: AuthUser,
     query: Result<Query<LogQuery>, QueryRejection>,
-) -> AppResult<(axum::http::HeaderMap, Json<Vec<LogEntry>>)> {
+) -> AppResult<(axum::http::HeaderMap, Json<Vec<moderation::Entry>>)> {
     if !is_admin(&state, &user) {
         return Err(admins_only());
     }
@@ -381,17 +359,7 @@ async fn moderation_log(
         ),
         None => None,
     };
-    let entries = sqlx::query_as!(
-        LogEntry,
-        r#"SELECT id, at, actor_name AS actor, action, channel_name AS channel,
-                  target_username AS target, message_id, message_seq
-           FROM moderation_log WHERE $1::uuid IS NULL OR id < $1
-           ORDER BY id DESC LIMIT $2"#,
-        before,
-        limit
-    )
-    .fetch_all(&state.db)
-    .await?;
+    let entries = moderation::page(&state.db, before, limit).await?;
     let mut headers = axum::http::HeaderMap::new();
     if entries.len() as i64 == limit {
         if let Some(Ok(next)) = entries.last().map(|e| e.id.to_string().parse()) {

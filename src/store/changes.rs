@@ -13,6 +13,7 @@ use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
 use super::messages::{self, Message};
+use super::moderation;
 
 /// Most distinct emoji on one message.
 pub const MAX_REACTIONS: i64 = 20;
@@ -214,7 +215,15 @@ pub async fn apply(
                 forget_mentions(&mut tx, channel_id, target.seq).await?;
                 file_key = target.file_key;
                 if !own {
-                    audit_delete(&mut tx, actor, channel_id, channel, id, &target).await?;
+                    let action = moderation::Action {
+                        actor_id: actor.id,
+                        actor_name: &actor.name,
+                        action: "message.delete",
+                        channel: Some((channel_id, channel)),
+                        target: target.sender_id,
+                        message: Some((id, target.seq)),
+                    };
+                    moderation::record(&mut *tx, &action).await?;
                 }
             }
             Change::React { .. } => {
@@ -266,34 +275,6 @@ async fn next_change(tx: &mut PgConnection, channel_id: Uuid) -> Result<i64, sql
     )
     .fetch_one(tx)
     .await
-}
-
-/// Records a moderator's delete of someone else's message.
-async fn audit_delete(
-    tx: &mut PgConnection,
-    actor: &Actor,
-    channel_id: Uuid,
-    channel: &str,
-    id: Uuid,
-    target: &Target,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO moderation_log (id, actor_id, actor_name, action, channel_id, channel_name,
-                                     target_user_id, target_username, message_id, message_seq)
-         VALUES ($1, $2, $3, 'message.delete', $4, $5, $6,
-                 (SELECT username FROM users WHERE id = $6), $7, $8)",
-        Uuid::now_v7(),
-        actor.id,
-        actor.name,
-        channel_id,
-        channel,
-        target.sender_id,
-        id,
-        target.seq
-    )
-    .execute(tx)
-    .await?;
-    Ok(())
 }
 
 /// The channel's changes in `(after, upto]` to messages up to seq `max_seq` (at most `limit`,

@@ -252,6 +252,15 @@ pub struct ReadState {
     pub unread_mentions: i64,
 }
 
+impl ReadState {
+    /// Shows the position and counts on the channel's view.
+    pub fn show(&self, view: &mut ChannelView) {
+        view.read_seq = Some(self.read_seq);
+        view.unread = Some(self.unread);
+        view.unread_mentions = Some(self.unread_mentions);
+    }
+}
+
 /// Moves the user's read position in a channel forward to `seq` (at most the channel's newest
 /// seq). Returns the new position when it moved (or was first set), else `None`.
 pub async fn mark_read(

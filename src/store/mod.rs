@@ -3,6 +3,7 @@
 pub mod changes;
 pub mod channels;
 pub mod messages;
+pub mod moderation;
 pub mod partitions;
 pub mod reads;
 pub mod uploads;
