@@ -1019,3 +1019,45 @@ async fn opening_new_direct_messages_is_capped_per_hour_and_reopening_is_not() {
     assert_eq!(open("bob").await.0, 200);
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_count_toward_the_send_limit_and_edits_pass_the_word_filter() {
+    let words = std::env::temp_dir().join(format!("banter-words-{}", Uuid::new_v4()));
+    std::fs::write(&words, "darn\n").expect("word list");
+    let words = words.display().to_string();
+    let cluster =
+        Cluster::start(&["--rate-limit-messages", "3", "--word-filter-file", &words]).await;
+    let alice = cluster.guest("alice").await;
+    let a = Client::connect(cluster.a(), &alice).await;
+    let m = sent(&a, "general", "fine").await;
+    let ack = a
+        .ack(
+            "message.edit",
+            json!({"channel": "general", "id": m["id"], "text": "darn it"}),
+        )
+        .await;
+    assert_eq!(ack["message"]["text"], "**** it", "{ack}");
+    let ack = a
+        .ack(
+            "reaction.add",
+            json!({"channel": "general", "id": m["id"], "emoji": "👍"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    // The fourth action in the window, whatever it is, is over the limit.
+    let ack = a
+        .ack(
+            "reaction.remove",
+            json!({"channel": "general", "id": m["id"], "emoji": "👍"}),
+        )
+        .await;
+    assert_eq!(code(&ack), "rate_limited");
+    assert!(ack["error"]["retry_after_ms"]
+        .as_u64()
+        .is_some_and(|ms| ms > 0));
+    a.wait_for("rate_limited", |_| true).await;
+    assert_eq!(code(&send(&a, "general", "blocked").await), "rate_limited");
+    a.disconnect().await;
+    cluster.finish().await;
+    let _ = std::fs::remove_file(&words);
+}

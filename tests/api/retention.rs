@@ -552,3 +552,104 @@ async fn a_key_whose_message_is_gone_does_not_block_its_id() {
     client.disconnect().await;
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_message_takes_its_file_unless_another_kept_message_carries_it() {
+    let cluster = Cluster::start(&[]).await;
+    let ann = cluster.register(cluster.a(), "ann").await;
+    let url = upload_text(&cluster, &ann, "kept twice").await;
+    let client = Client::connect(cluster.a(), &ann).await;
+    let mut ids = Vec::new();
+    for text in ["first", "second"] {
+        let ack = client
+            .ack(
+                "message.send",
+                json!({"channel": "general", "text": text, "client_message_id": Uuid::new_v4(),
+                       "file": {"url": url, "name": "note.txt", "type": "text/plain"}}),
+            )
+            .await;
+        assert_eq!(ack["ok"], true, "{ack}");
+        ids.push(ack["message"]["id"].clone());
+    }
+    let stored = || std::fs::read_dir(cluster.storage.join("uploads")).map_or(0, |d| d.count());
+    assert_eq!(stored(), 1);
+    let delete = |id: &Value| client.ack("message.delete", json!({"channel": "general", "id": id}));
+    // The other message still carries it.
+    let ack = delete(&ids[0]).await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert!(ack["message"].get("file").is_none(), "{ack}");
+    let (status, _, body) = crate::uploads::fetch(&cluster, cluster.b(), &url, Some(&ann)).await;
+    assert_eq!((status, body.as_slice()), (200, b"kept twice".as_slice()));
+    // The last one takes it with it.
+    assert_eq!(delete(&ids[1]).await["ok"], true);
+    let (status, _, _) = crate::uploads::fetch(&cluster, cluster.b(), &url, Some(&ann)).await;
+    assert_eq!(status, 404);
+    assert_eq!(stored(), 0, "the stored object is removed");
+    client.disconnect().await;
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_removes_reactions_and_mentions_with_their_messages() {
+    let cluster = Cluster::start(&["--retention-interval-secs", "1"]).await;
+    let ann = cluster.guest("ann").await;
+    cluster.guest("bob").await;
+    let (status, body) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &ann,
+            json!({"name": "brief", "retention_max_messages": 1}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let client = Client::connect(cluster.a(), &ann).await;
+    assert_eq!(client.ack("channel.join", json!("brief")).await["ok"], true);
+    let count = |table: &'static str| {
+        let db = cluster.db.clone();
+        async move {
+            // `table` is one of two names written below.
+            sqlx::query_scalar::<_, i64>(sqlx::AssertSqlSafe(format!(
+                "SELECT count(*) FROM {table} t JOIN channels c ON c.id = t.channel_id
+                 WHERE c.name = 'brief' AND t.seq = 1"
+            )))
+            .fetch_one(&db)
+            .await
+            .expect("count")
+        }
+    };
+    let first = send(&client, "brief", "hi @bob").await;
+    assert_eq!(first["ok"], true, "{first}");
+    let ack = client
+        .ack(
+            "reaction.add",
+            json!({"channel": "brief", "id": first["message"]["id"], "emoji": "👍"}),
+        )
+        .await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    assert_eq!(
+        (
+            count("message_reactions").await,
+            count("message_mentions").await
+        ),
+        (1, 1)
+    );
+    // A second message puts the first past the channel's limit.
+    assert_eq!(send(&client, "brief", "two").await["ok"], true);
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while count("message_reactions").await + count("message_mentions").await > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "reactions and mentions of a removed message are still stored"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (_, list) = cluster.get(cluster.a(), "/api/channels", &ann).await;
+    let brief = list
+        .as_array()
+        .and_then(|l| l.iter().find(|c| c["name"] == "brief").cloned())
+        .expect("listed");
+    assert_eq!(brief["first_seq"], 2);
+    client.disconnect().await;
+    cluster.finish().await;
+}
