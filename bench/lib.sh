@@ -24,3 +24,16 @@ PY
 node_cpu() { # node_cpu <redis url>: CPU seconds of one Redis server
   redis-cli -u "$1" INFO cpu | awk -F: '/^used_cpu_(sys|user):/ {s += $2} END {printf "%.4f\n", s}'
 }
+
+# start_bench_banter <database url> <redis prefix> <port> <instance id> <log> [cluster nodes]:
+# starts target/release/banter in the background (its pid is then in $!) with every rate limit
+# and cap lifted, so that the load generator measures the server, not its limits.
+start_bench_banter() {
+  DATABASE_URL=$1 REDIS_URL=$REDIS_URL REDIS_CLUSTER_NODES=${6:-} REDIS_PREFIX=$2 \
+    JWT_SECRET=$secret BANTER_ADDR=127.0.0.1:$3 INSTANCE_ID=$4 RUST_LOG=warn \
+    RATE_LIMIT_MESSAGES=100000000 RATE_LIMIT_WINDOW_SECS=1 \
+    GUESTS_PER_ADDRESS_PER_HOUR=100000000 GUEST_MESSAGES_PER_ADDRESS=100000000000 \
+    MAX_PENDING_SESSIONS_PER_ADDRESS=100000000 CHANNELS_PER_USER_PER_HOUR=100000000 \
+    MAX_SOCKETS_PER_USER=100000 STORAGE_URL=target/bench-uploads \
+    target/release/banter > "$5" 2>&1 &
+}

@@ -43,14 +43,8 @@ for run in sends mixed; do
   targets=()
   for i in 0 1; do
     port=$((4700 + i))
-    DATABASE_URL=$(database_url "$admin_url" bench_mixed) REDIS_URL=$REDIS_URL \
-      REDIS_CLUSTER_NODES= REDIS_PREFIX=mixbench \
-      JWT_SECRET=$secret BANTER_ADDR=127.0.0.1:$port INSTANCE_ID=mix-$i RUST_LOG=warn \
-      RATE_LIMIT_MESSAGES=100000000 RATE_LIMIT_WINDOW_SECS=1 \
-      GUESTS_PER_ADDRESS_PER_HOUR=100000000 GUEST_MESSAGES_PER_ADDRESS=100000000000 \
-      MAX_PENDING_SESSIONS_PER_ADDRESS=100000000 CHANNELS_PER_USER_PER_HOUR=100000000 \
-      MAX_SOCKETS_PER_USER=100000 STORAGE_URL=target/mixed-uploads \
-      target/release/banter > "$results/mixed-banter-$i.log" 2>&1 &
+    start_bench_banter "$(database_url "$admin_url" bench_mixed)" mixbench "$port" "mix-$i" \
+      "$results/mixed-banter-$i.log"
     pids+=($!)
     targets+=("127.0.0.1:$port")
   done
@@ -68,6 +62,6 @@ for run in sends mixed; do
     "$(python3 -c "print($redis1 - $redis0)")" >> "$results/mixed.tsv"
   cleanup
 done
-rm -rf target/mixed-uploads
+rm -rf target/bench-uploads
 
 python3 bench/mixed.py "$results" "$users" "$rate" "$seconds"

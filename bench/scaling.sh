@@ -79,14 +79,8 @@ for n in "${sizes[@]}"; do
   targets=()
   for ((i = 0; i < n; i++)); do
     port=$((4600 + i))
-    DATABASE_URL=$(database_url "$admin_url" bench_scaling) REDIS_URL=$REDIS_URL \
-      REDIS_CLUSTER_NODES=$nodes REDIS_PREFIX=scale \
-      JWT_SECRET=$secret BANTER_ADDR=127.0.0.1:$port INSTANCE_ID=scale-$i RUST_LOG=warn \
-      RATE_LIMIT_MESSAGES=100000000 RATE_LIMIT_WINDOW_SECS=1 \
-      GUESTS_PER_ADDRESS_PER_HOUR=100000000 GUEST_MESSAGES_PER_ADDRESS=100000000000 \
-      MAX_PENDING_SESSIONS_PER_ADDRESS=100000000 CHANNELS_PER_USER_PER_HOUR=100000000 \
-      MAX_SOCKETS_PER_USER=100000 STORAGE_URL=target/scaling-uploads \
-      target/release/banter > "$results/scaling-banter-$i.log" 2>&1 &
+    start_bench_banter "$(database_url "$admin_url" bench_scaling)" scale "$port" "scale-$i" \
+      "$results/scaling-banter-$i.log" "$nodes"
     pids+=($!)
     targets+=("127.0.0.1:$port")
   done
@@ -105,7 +99,7 @@ for n in "${sizes[@]}"; do
     "$redis0" "$redis1" >> "$results/$name.tsv"
   cleanup
 done
-rm -rf target/scaling-uploads
+rm -rf target/bench-uploads
 
 python3 - "$results" "$seconds" "$name" <<'PY'
 import json, sys
