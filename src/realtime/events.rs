@@ -520,26 +520,20 @@ async fn read(
     ReadChannel { channel, seq }: ReadChannel,
 ) -> AppResult<ReadAck> {
     let channel = access::readable_channel(&state, &channel, conn.user_id).await?;
-    // Only a move forward is written (and told to the user's other sockets); a repeat costs
-    // one index lookup.
-    match channels::mark_read(&state.db, conn.user_id, channel.id, seq).await? {
-        Some(read_seq) => {
-            let body = ChannelRead {
-                channel: channel.name,
-                read_seq,
-            };
-            state
-                .delivery
-                .broadcast(vec![user_room(conn.user_id)], server::CHANNEL_READ, &body)
-                .await;
-            Ok(ReadAck { read_seq })
-        }
-        None => Ok(ReadAck {
-            read_seq: channels::read_seq(&state.db, conn.user_id, channel.id)
-                .await?
-                .unwrap_or(0),
-        }),
+    // Only a move forward is written (and told to the user's sockets); a repeat costs one
+    // index lookup.
+    let (read_seq, moved) = channels::mark_read(&state.db, conn.user_id, channel.id, seq).await?;
+    if moved {
+        let body = ChannelRead {
+            channel: channel.name,
+            read_seq,
+        };
+        state
+            .delivery
+            .broadcast(vec![user_room(conn.user_id)], server::CHANNEL_READ, &body)
+            .await;
     }
+    Ok(ReadAck { read_seq })
 }
 
 async fn edit(

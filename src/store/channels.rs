@@ -262,16 +262,17 @@ impl ReadState {
 }
 
 /// Moves the user's read position in a channel forward to `seq` (at most the channel's newest
-/// seq). Returns the new position when it moved (or was first set), else `None`.
+/// seq). Returns the position now, and whether this call moved (or first set) it.
 pub async fn mark_read(
     db: &PgPool,
     user: Uuid,
     channel: Uuid,
     seq: i64,
-) -> Result<Option<i64>, sqlx::Error> {
+) -> Result<(i64, bool), sqlx::Error> {
     // A plain update first: a position that does not move locks and writes nothing (an
-    // upsert would lock the row every time).
-    sqlx::query_scalar!(
+    // upsert would lock the row every time). The statement's snapshot shows the position as
+    // it was when neither moved it.
+    let row = sqlx::query!(
         r#"WITH target AS (SELECT LEAST($3, last_seq) AS seq FROM channels WHERE id = $2),
            moved AS (
                UPDATE channel_reads r SET read_seq = target.seq, updated_at = now()
@@ -286,24 +287,18 @@ pub async fn mark_read(
                ON CONFLICT DO NOTHING
                RETURNING read_seq
            )
-           SELECT read_seq AS "read_seq!" FROM moved UNION ALL SELECT read_seq FROM started"#,
+           SELECT read_seq AS "read_seq!", true AS "moved!" FROM moved
+           UNION ALL SELECT read_seq, true FROM started
+           UNION ALL SELECT read_seq, false FROM channel_reads
+               WHERE user_id = $1 AND channel_id = $2
+                 AND NOT EXISTS (SELECT 1 FROM moved) AND NOT EXISTS (SELECT 1 FROM started)"#,
         user,
         channel,
         seq
     )
     .fetch_optional(db)
-    .await
-}
-
-/// The user's read position in a channel, if they have one.
-pub async fn read_seq(db: &PgPool, user: Uuid, channel: Uuid) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar!(
-        "SELECT read_seq FROM channel_reads WHERE user_id = $1 AND channel_id = $2",
-        user,
-        channel
-    )
-    .fetch_optional(db)
-    .await
+    .await?;
+    Ok(row.map_or((0, false), |r| (r.read_seq, r.moved)))
 }
 
 /// The user's read state in each of `channels` where they have a read position.
