@@ -694,25 +694,6 @@ async fn mentions_reach_users_outside_the_channel_and_read_markers_clear_unread_
     cluster.finish().await;
 }
 
-/// A REST call with a session cookie and any method; the status and the JSON body.
-async fn call(
-    cluster: &Cluster,
-    method: reqwest::Method,
-    on: &Instance,
-    path: &str,
-    user: &User,
-) -> (u16, Value) {
-    let resp = cluster
-        .http
-        .request(method, format!("{}{path}", on.url()))
-        .header("cookie", user.cookie())
-        .send()
-        .await
-        .expect("request");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// Logs in with the password `Cluster::register` gives; the status.
 async fn login(cluster: &Cluster, name: &str) -> u16 {
     cluster
@@ -737,16 +718,19 @@ async fn a_banned_user_is_out_of_every_instance_at_once_and_cannot_sign_in() {
     let ban = "/api/admin/users/bob/ban";
 
     // Only administrators ban; administrators are not banned.
-    let (status, _) = call(&cluster, reqwest::Method::POST, cluster.a(), ban, &carol).await;
+    let (status, _) = cluster
+        .call(reqwest::Method::POST, cluster.a(), ban, &carol, None)
+        .await;
     assert_eq!(status, 403);
-    let (status, _) = call(
-        &cluster,
-        reqwest::Method::POST,
-        cluster.b(),
-        "/api/admin/users/ann/ban",
-        &ann,
-    )
-    .await;
+    let (status, _) = cluster
+        .call(
+            reqwest::Method::POST,
+            cluster.b(),
+            "/api/admin/users/ann/ban",
+            &ann,
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
 
     let started = std::time::Instant::now();
@@ -755,7 +739,9 @@ async fn a_banned_user_is_out_of_every_instance_at_once_and_cannot_sign_in() {
     assert_eq!(me["admin"], true);
     let (_, me) = cluster.get(cluster.a(), "/api/auth/me", &carol).await;
     assert!(me.get("admin").is_none(), "{me}");
-    let (status, body) = call(&cluster, reqwest::Method::POST, cluster.a(), ban, &ann).await;
+    let (status, body) = cluster
+        .call(reqwest::Method::POST, cluster.a(), ban, &ann, None)
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["banned"], true);
     on_a.wait_for_disconnect().await;
@@ -787,7 +773,9 @@ async fn a_banned_user_is_out_of_every_instance_at_once_and_cannot_sign_in() {
         .await;
     assert_eq!(status, 403);
 
-    let (status, _) = call(&cluster, reqwest::Method::DELETE, cluster.b(), ban, &ann).await;
+    let (status, _) = cluster
+        .call(reqwest::Method::DELETE, cluster.b(), ban, &ann, None)
+        .await;
     assert_eq!(status, 200);
     assert_eq!(login(&cluster, "bob").await, 200);
     // The sessions the ban ended stay ended.
@@ -953,23 +941,25 @@ async fn a_removed_member_leaves_the_channel_on_every_instance() {
         assert_eq!(ack["ok"], true, "{ack}");
     }
     // Only the owner (or an administrator).
-    let (status, _) = call(
-        &cluster,
-        reqwest::Method::DELETE,
-        cluster.b(),
-        "/api/channels/club/members/owner",
-        &bob,
-    )
-    .await;
+    let (status, _) = cluster
+        .call(
+            reqwest::Method::DELETE,
+            cluster.b(),
+            "/api/channels/club/members/owner",
+            &bob,
+            None,
+        )
+        .await;
     assert_eq!(status, 403);
-    let (status, body) = call(
-        &cluster,
-        reqwest::Method::DELETE,
-        cluster.b(),
-        "/api/channels/club/members/bob",
-        &owner,
-    )
-    .await;
+    let (status, body) = cluster
+        .call(
+            reqwest::Method::DELETE,
+            cluster.b(),
+            "/api/channels/club/members/bob",
+            &owner,
+            None,
+        )
+        .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["removed"], true);
     for b in [&b1, &b2] {

@@ -653,31 +653,36 @@ impl Cluster {
             .unwrap_or(0)
     }
 
-    /// GET with a session cookie.
-    pub async fn get(&self, on: &Instance, path: &str, user: &User) -> (u16, Value) {
-        let resp = self
+    /// A request with a session cookie (and a JSON body, if any): the status and JSON body.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        on: &Instance,
+        path: &str,
+        user: &User,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let mut req = self
             .http
-            .get(format!("{}{path}", on.url()))
-            .header("cookie", user.cookie())
-            .send()
-            .await
-            .expect("get");
+            .request(method, format!("{}{path}", on.url()))
+            .header("cookie", user.cookie());
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("request");
         let status = resp.status().as_u16();
         (status, resp.json().await.unwrap_or(Value::Null))
     }
 
+    /// GET with a session cookie.
+    pub async fn get(&self, on: &Instance, path: &str, user: &User) -> (u16, Value) {
+        self.call(reqwest::Method::GET, on, path, user, None).await
+    }
+
     /// POST JSON with a session cookie.
     pub async fn post(&self, on: &Instance, path: &str, user: &User, body: Value) -> (u16, Value) {
-        let resp = self
-            .http
-            .post(format!("{}{path}", on.url()))
-            .header("cookie", user.cookie())
-            .json(&body)
-            .send()
+        self.call(reqwest::Method::POST, on, path, user, Some(body))
             .await
-            .expect("post");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
     }
 }
 
