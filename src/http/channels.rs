@@ -72,23 +72,7 @@ async fn list(
     }
     // The user's read positions and unread counts, from the primary (a position set a moment
     // ago shows at once).
-    let ids: Vec<uuid::Uuid> = page.iter().map(|c| c.id).collect();
-    let reads: std::collections::HashMap<uuid::Uuid, channels::ReadState> =
-        channels::read_states(&state.db, user.id, &ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.channel_id, r))
-            .collect();
-    let views = page
-        .iter()
-        .map(|c| {
-            let mut view = c.view();
-            if let Some(r) = reads.get(&c.id) {
-                r.show(&mut view);
-            }
-            view
-        })
-        .collect();
+    let views = channels::views_for(&state.db, user.id, &page.iter().collect::<Vec<_>>()).await?;
     Ok((headers, Json(views)))
 }
 

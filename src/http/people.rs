@@ -132,59 +132,27 @@ async fn open_dm(
     }
     let channel = channels::open_dm(&state.db, user.id, other.id).await?;
     tracing::info!(channel = %channel.name, user_id = %user.id, "direct messages opened");
-    let mut view = channel.view();
-    fill_reads(&state, user.id, channel.id, &mut view).await?;
+    let view = channels::views_for(&state.db, user.id, &[&channel])
+        .await?
+        .pop()
+        .ok_or(sqlx::Error::RowNotFound)?;
     Ok(Json(Dm {
         channel: view,
         user: Person::of(&state, other.id, other.username, other.last_seen_at).await,
     }))
 }
 
-/// The reader's read position and unread counts on a channel view.
-async fn fill_reads(
-    state: &AppState,
-    user: Uuid,
-    channel: Uuid,
-    view: &mut ChannelView,
-) -> AppResult<()> {
-    if let Some(r) = channels::read_states(&state.db, user, &[channel])
-        .await?
-        .pop()
-    {
-        r.show(view);
-    }
-    Ok(())
-}
-
 /// `GET /api/dms`: the user's direct-message channels, the most recently active first.
 async fn list_dms(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<Vec<Dm>>> {
     let dms = channels::direct_channels(&state.db, user.id, MAX_DMS).await?;
-    let ids: Vec<Uuid> = dms.iter().map(|d| d.channel_id).collect();
-    let reads: std::collections::HashMap<Uuid, channels::ReadState> =
-        channels::read_states(&state.db, user.id, &ids)
-            .await?
-            .into_iter()
-            .map(|r| (r.channel_id, r))
-            .collect();
+    let views = channels::views_for(
+        &state.db,
+        user.id,
+        &dms.iter().map(|d| &d.channel).collect::<Vec<_>>(),
+    )
+    .await?;
     let mut out = Vec::with_capacity(dms.len());
-    for d in dms {
-        let mut view = ChannelView {
-            name: d.name,
-            description: String::new(),
-            private: true,
-            created_at: d.created_at,
-            first_seq: d.first_seq,
-            retention_max_age_secs: None,
-            retention_max_messages: None,
-            dm: true,
-            created_by: None,
-            read_seq: None,
-            unread: None,
-            unread_mentions: None,
-        };
-        if let Some(r) = reads.get(&d.channel_id) {
-            r.show(&mut view);
-        }
+    for (d, view) in dms.into_iter().zip(views) {
         out.push(Dm {
             channel: view,
             user: Person::of(&state, d.user_id, d.username, d.last_seen_at).await,

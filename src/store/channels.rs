@@ -252,13 +252,31 @@ pub struct ReadState {
     pub unread_mentions: i64,
 }
 
-impl ReadState {
-    /// Shows the position and counts on the channel's view.
-    pub fn show(&self, view: &mut ChannelView) {
-        view.read_seq = Some(self.read_seq);
-        view.unread = Some(self.unread);
-        view.unread_mentions = Some(self.unread_mentions);
-    }
+/// The views of `channels` as `user` sees them: with their read position and unread counts
+/// where they have one (one query for them all).
+pub async fn views_for(
+    db: &PgPool,
+    user: Uuid,
+    channels: &[&Channel],
+) -> Result<Vec<ChannelView>, sqlx::Error> {
+    let ids: Vec<Uuid> = channels.iter().map(|c| c.id).collect();
+    let reads: std::collections::HashMap<Uuid, ReadState> = read_states(db, user, &ids)
+        .await?
+        .into_iter()
+        .map(|r| (r.channel_id, r))
+        .collect();
+    Ok(channels
+        .iter()
+        .map(|c| {
+            let mut view = c.view();
+            if let Some(r) = reads.get(&c.id) {
+                view.read_seq = Some(r.read_seq);
+                view.unread = Some(r.unread);
+                view.unread_mentions = Some(r.unread_mentions);
+            }
+            view
+        })
+        .collect())
 }
 
 /// Moves the user's read position in a channel forward to `seq` (at most the channel's newest
@@ -412,11 +430,7 @@ pub async fn open_dm(db: &PgPool, me: Uuid, other: Uuid) -> Result<Channel, sqlx
 /// One of a user's direct-message channels, with the other member.
 #[derive(Clone, Debug)]
 pub struct DirectChannel {
-    pub channel_id: Uuid,
-    pub name: String,
-    pub created_at: DateTime<Utc>,
-    pub first_seq: i64,
-    pub last_seq: i64,
+    pub channel: Channel,
     pub user_id: Uuid,
     pub username: String,
     pub last_seen_at: Option<DateTime<Utc>>,
@@ -428,10 +442,10 @@ pub async fn direct_channels(
     user: Uuid,
     limit: i64,
 ) -> Result<Vec<DirectChannel>, sqlx::Error> {
-    sqlx::query_as!(
-        DirectChannel,
-        "SELECT c.id AS channel_id, c.name, c.created_at, c.first_seq, c.last_seq, u.id AS user_id,
-                u.username, u.last_seen_at
+    let rows = sqlx::query!(
+        "SELECT c.id, c.name, c.description, c.password_hash, c.created_at, c.created_by,
+                c.first_seq, c.retention_max_age_secs, c.retention_max_messages, c.kind,
+                u.id AS user_id, u.username, u.last_seen_at
          FROM channel_members me
          JOIN channels c ON c.id = me.channel_id AND c.kind = 'dm'
          JOIN channel_members other ON other.channel_id = c.id AND other.user_id <> me.user_id
@@ -442,7 +456,27 @@ pub async fn direct_channels(
         limit
     )
     .fetch_all(db)
-    .await
+    .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| DirectChannel {
+            channel: Channel {
+                id: r.id,
+                name: r.name,
+                description: r.description,
+                password_hash: r.password_hash,
+                created_at: r.created_at,
+                created_by: r.created_by,
+                first_seq: r.first_seq,
+                retention_max_age_secs: r.retention_max_age_secs,
+                retention_max_messages: r.retention_max_messages,
+                kind: r.kind,
+            },
+            user_id: r.user_id,
+            username: r.username,
+            last_seen_at: r.last_seen_at,
+        })
+        .collect())
 }
 
 /// The other members of a direct-message channel (the one who is not `me`).
