@@ -123,9 +123,8 @@ async fn join(
     JoinChannel { channel, password }: JoinChannel,
 ) -> AppResult<Joined> {
     {
-        let channel = access::channel(&state, &channel).await?;
-        if channel.is_private() && !channels::is_member(&state.db, channel.id, conn.user_id).await?
-        {
+        let (channel, readable) = access::channel_for(&state, &channel, conn.user_id).await?;
+        if !readable {
             let refused = || {
                 AppError::new(
                     Code::Forbidden,
@@ -315,10 +314,7 @@ async fn mentioned(
     };
     let names = crate::mentions::names(text);
     if !names.is_empty() {
-        let private = channels::find(&state.db, channel)
-            .await?
-            .is_none_or(|c| c.is_private());
-        for user in store::users::mentionable(&state.db, &names, channel_id, private).await? {
+        for user in store::users::mentionable(&state.db, &names, channel_id).await? {
             if !users.contains(&user) {
                 users.push(user);
             }
@@ -544,14 +540,12 @@ async fn edit(
 ) -> AppResult<ChangeAck> {
     let text = validate::message_text(&text)?;
     let text = state.filter.apply(&text);
-    // The mentions are resolved in the channel the socket has joined (checked again below).
-    let mentions = match conn.channel() {
-        Some((name, channel_id)) => {
-            mentioned(&state, conn.user_id, channel_id, &name, &text).await?
-        }
-        None => Vec::new(),
+    // Its mentions are resolved by `change_message`, in the channel the change applies to.
+    let change = Change::Edit {
+        text,
+        mentions: Vec::new(),
     };
-    change_message(&state, &conn, &channel, id, Change::Edit { text, mentions }).await
+    change_message(&state, &conn, &channel, id, change).await
 }
 
 async fn delete(
@@ -591,7 +585,7 @@ async fn change_message(
     conn: &Conn,
     raw_channel: &str,
     id: Uuid,
-    change: Change,
+    mut change: Change,
 ) -> AppResult<ChangeAck> {
     let (channel, channel_id) = joined_channel(state, conn, raw_channel).await?;
     if let Err(blocked) = check_rate(state, conn).await {
@@ -599,6 +593,11 @@ async fn change_message(
             notify_blocked(state, conn.user_id, blocked.retry_after_ms).await;
         }
         return Err(AppError::rate_limited(blocked.retry_after_ms));
+    }
+    // An edit's mentions: users who may read this channel, the one whose message it changes
+    // (never the channel the socket happens to be in meanwhile).
+    if let Change::Edit { text, mentions } = &mut change {
+        *mentions = mentioned(state, conn.user_id, channel_id, &channel, text).await?;
     }
     let moderator = matches!(change, Change::Delete) && may_moderate(state, conn, &channel).await?;
     let actor = Actor {

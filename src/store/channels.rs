@@ -107,6 +107,39 @@ pub async fn find(db: &PgPool, name: &str) -> Result<Option<Channel>, sqlx::Erro
     .await
 }
 
+/// A channel by name, with whether `reader` may read it (`may_read`, the one answer).
+pub async fn find_for(
+    db: &PgPool,
+    name: &str,
+    reader: Uuid,
+) -> Result<Option<(Channel, bool)>, sqlx::Error> {
+    let row = sqlx::query!(
+        r#"SELECT id, name, description, password_hash, created_at, created_by, first_seq,
+                  retention_max_age_secs, retention_max_messages, kind,
+                  may_read(id, $2) AS "readable!"
+           FROM channels WHERE name = $1"#,
+        name,
+        reader
+    )
+    .fetch_optional(db)
+    .await?;
+    Ok(row.map(|r| {
+        let channel = Channel {
+            id: r.id,
+            name: r.name,
+            description: r.description,
+            password_hash: r.password_hash,
+            created_at: r.created_at,
+            created_by: r.created_by,
+            first_seq: r.first_seq,
+            retention_max_age_secs: r.retention_max_age_secs,
+            retention_max_messages: r.retention_max_messages,
+            kind: r.kind,
+        };
+        (channel, r.readable)
+    }))
+}
+
 /// One page of channels by name: the first `limit` after `after` (from the start if none).
 pub async fn list(
     db: &PgPool,
@@ -319,7 +352,8 @@ pub async fn mark_read(
     Ok(row.map_or((0, false), |r| (r.read_seq, r.moved)))
 }
 
-/// The user's read state in each of `channels` where they have a read position.
+/// The user's read state in each of `channels` where they have a read position and may still
+/// read it (a removed member keeps the row, not the view).
 pub async fn read_states(
     db: &PgPool,
     user: Uuid,
@@ -342,7 +376,7 @@ pub async fn read_states(
                         AND mm.seq > GREATEST(r.read_seq, c.first_seq - 1)
                   ) END AS "unread_mentions!"
            FROM channel_reads r JOIN channels c ON c.id = r.channel_id
-           WHERE r.user_id = $1 AND r.channel_id = ANY($2)"#,
+           WHERE r.user_id = $1 AND r.channel_id = ANY($2) AND may_read(r.channel_id, $1)"#,
         user,
         channels,
         UNREAD_CAP

@@ -62,6 +62,21 @@ pub async fn find(db: &PgPool, key: Uuid) -> Result<Option<Upload>, sqlx::Error>
     .await
 }
 
+/// An upload whose bytes may still be sent: its owner is not banned (a ban revokes the signed
+/// URLs already handed out).
+pub async fn awaiting_bytes(db: &PgPool, key: Uuid) -> Result<Option<Upload>, sqlx::Error> {
+    sqlx::query_as!(
+        Upload,
+        r#"SELECT u.key, u.owner_id, u.name, u.declared_type, u.type AS kind, u.size, u.width,
+                  u.height, u.ready, u.created_at
+           FROM uploads u JOIN users o ON o.id = u.owner_id
+           WHERE u.key = $1 AND o.banned_at IS NULL"#,
+        key
+    )
+    .fetch_optional(db)
+    .await
+}
+
 /// Records what the checked bytes are.
 pub async fn mark_ready(
     db: &PgPool,
@@ -85,8 +100,8 @@ pub async fn mark_ready(
     Ok(())
 }
 
-/// The upload, if it is ready and `user` may read it: its owner, or a reader of a channel
-/// where a kept message carries it (any user for a public channel, members for a private one).
+/// The upload, if it is ready and `user` may read it: its owner, or a reader (`may_read`) of a
+/// channel where a kept message carries it.
 pub async fn readable(db: &PgPool, key: Uuid, user: Uuid) -> Result<Option<Upload>, sqlx::Error> {
     sqlx::query_as!(
         Upload,
@@ -97,9 +112,7 @@ pub async fn readable(db: &PgPool, key: Uuid, user: Uuid) -> Result<Option<Uploa
              AND (u.owner_id = $2 OR EXISTS (
                    SELECT 1 FROM messages m JOIN channels c ON c.id = m.channel_id
                    WHERE m.file_key = u.key AND m.seq >= c.first_seq
-                     AND (c.password_hash IS NULL OR EXISTS (
-                           SELECT 1 FROM channel_members cm
-                           WHERE cm.channel_id = c.id AND cm.user_id = $2))))"#,
+                     AND may_read(c.id, $2)))"#,
         key,
         user
     )

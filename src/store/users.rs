@@ -132,25 +132,21 @@ pub async fn backfill_username_keys(db: &PgPool) -> Result<(), sqlx::Error> {
     Ok(())
 }
 
-/// The users named in `names` (lowercased usernames) who may read channel `channel`: anyone
-/// for a public channel, its members for a private one. Others are not mentioned.
+/// The users named in `names` (lowercased usernames) who may read channel `channel` (the one
+/// answer, `may_read`). Others are not mentioned.
 pub async fn mentionable(
     db: &PgPool,
     names: &[String],
     channel: Uuid,
-    private: bool,
 ) -> Result<Vec<Uuid>, sqlx::Error> {
     if names.is_empty() {
         return Ok(Vec::new());
     }
     sqlx::query_scalar!(
-        "SELECT u.id FROM users u
-         WHERE lower(u.username) = ANY($1)
-           AND (NOT $3 OR EXISTS (SELECT 1 FROM channel_members m
-                                  WHERE m.channel_id = $2 AND m.user_id = u.id))",
+        r#"SELECT u.id FROM users u
+           WHERE lower(u.username) = ANY($1) AND may_read($2, u.id)"#,
         names,
-        channel,
-        private
+        channel
     )
     .fetch_all(db)
     .await

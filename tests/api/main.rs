@@ -3,6 +3,7 @@
 
 mod helpers;
 
+mod authz;
 mod bad_input;
 mod conversations;
 mod faults;
@@ -16,4 +17,5 @@ mod ratelimit;
 mod raw;
 mod replica;
 mod retention;
+mod upload_abuse;
 mod uploads;
