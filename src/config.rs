@@ -195,6 +195,12 @@ pub struct Config {
     #[arg(long, env = "UPLOADS_PER_USER_PER_HOUR", default_value_t = 60)]
     pub uploads_per_user_per_hour: u64,
 
+    /// Largest image, in pixels, that is decoded for its thumbnail; a larger one is refused
+    /// (`too_large`) before it is decoded. Decodes together hold at most this many pixels'
+    /// worth of memory (10 bytes a pixel) at once.
+    #[arg(long, env = "IMAGE_MAX_PIXELS", default_value_t = 25_000_000, value_parser = clap::value_parser!(u64).range(1..=144_000_000))]
+    pub image_max_pixels: u64,
+
     /// Bytes one user may keep stored in uploads.
     #[arg(long, env = "UPLOAD_QUOTA_BYTES", default_value_t = 500 * 1024 * 1024)]
     pub upload_quota_bytes: u64,

@@ -216,6 +216,7 @@ impl App {
             &secret,
             config.upload_max_bytes,
             config.upload_quota_bytes,
+            config.image_max_pixels,
             metrics.clone(),
         );
         let (committer, commit_queue) = Committer::new();

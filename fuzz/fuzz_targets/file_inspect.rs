@@ -1,19 +1,23 @@
-//! What an uploaded file is, on arbitrary bytes: the sniffing, the allowlist and the image
-//! decoding (with its limits) behind every upload. No panic, no runaway allocation; what is
-//! accepted is an allowed kind, and an image has a size within the limits and a thumbnail that
-//! is a JPEG of at most 320 pixels a side.
+//! What an uploaded file is, on arbitrary bytes: the sniffing, the allowlist, the header that
+//! gives an image's size and the image decoding (with its limits) behind every upload. No
+//! panic, no runaway allocation; what is accepted is an allowed kind, and an image has a size
+//! within the pixel cap (the size its header gave) and a thumbnail that is a JPEG.
 #![no_main]
 
 use banter::uploads::inspect;
 use libfuzzer_sys::fuzz_target;
 
+/// The default `IMAGE_MAX_PIXELS`.
+const MAX_PIXELS: u64 = 25_000_000;
+
 fuzz_target!(|data: &[u8]| {
-    let Ok(found) = inspect::inspect(data) else {
+    let Ok(found) = inspect::inspect(data, MAX_PIXELS) else {
         return;
     };
     if found.is_image() {
         let (w, h) = (found.width.unwrap_or(0), found.height.unwrap_or(0));
         assert!((1..=12_000).contains(&w) && (1..=12_000).contains(&h));
+        assert!(u64::from(w) * u64::from(h) <= MAX_PIXELS);
         let thumb = found
             .thumbnail
             .as_deref()

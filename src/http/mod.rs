@@ -30,9 +30,10 @@ pub fn router(state: AppState) -> Router {
         .merge(channels::router())
         .merge(presence::router())
         .merge(people::router())
+        .merge(uploads::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
-        // Uploads carry files: their own, larger body limit.
-        .merge(uploads::api_router(state.config.upload_max_bytes))
+        // The bytes of files: their own, larger body limit.
+        .merge(uploads::bytes_router(state.config.upload_max_bytes))
         .layer(middleware::from_fn_with_state(
             state.clone(),
             refuse_foreign_origin,

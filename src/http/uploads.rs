@@ -17,12 +17,17 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use bytes::{Bytes, BytesMut};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use std::future::Future;
+use std::time::Duration;
+use tokio::time::Instant;
 use uuid::Uuid;
 
 use super::ApiJson;
 use crate::auth::AuthUser;
+use crate::clientip::ClientAddr;
 use crate::error::{AppError, AppResult, Code};
 use crate::store::messages::FileRef;
 use crate::store::uploads;
@@ -32,23 +37,57 @@ use crate::AppState;
 /// Room for a multipart request's boundaries and headers beside the file.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;
 
-/// How long a file's bytes may take to arrive.
-const BODY_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+/// How long a file's bytes may take to arrive, at the most.
+const BODY_DEADLINE: Duration = Duration::from_secs(120);
+/// How fast a file's bytes must keep arriving: after [`BODY_GRACE`], at least this many bytes a
+/// second on average, so that a client trickling bytes gives its turn back.
+pub const MIN_BYTES_PER_SEC: u64 = 16 * 1024;
+/// The start of a body, when no pace is asked for.
+const BODY_GRACE: Duration = Duration::from_secs(10);
 
 fn too_slow() -> AppError {
     AppError::invalid(format!(
-        "the file did not arrive within {} s; try again",
+        "the file arrived too slowly (at least {} KiB/s after the first {} s, all of it within {} s); try again",
+        MIN_BYTES_PER_SEC / 1024,
+        BODY_GRACE.as_secs(),
         BODY_DEADLINE.as_secs()
     ))
 }
 
-/// The `/api` routes (their own body limit: the upload size).
-pub fn api_router(max_bytes: u64) -> Router<AppState> {
+/// The pace a body's bytes must keep.
+struct Pace {
+    start: Instant,
+}
+
+impl Pace {
+    fn new() -> Pace {
+        Pace {
+            start: Instant::now(),
+        }
+    }
+
+    /// Waits for `next` (the next part of a body, `received` bytes in): `too_slow` once the
+    /// body falls behind the pace or the deadline.
+    async fn next<T>(&self, received: usize, next: impl Future<Output = T>) -> AppResult<T> {
+        let earned = Duration::from_secs_f64(received as f64 / MIN_BYTES_PER_SEC as f64);
+        let due = (self.start + BODY_GRACE + earned).min(self.start + BODY_DEADLINE);
+        tokio::time::timeout_at(due, next)
+            .await
+            .map_err(|_| too_slow())
+    }
+}
+
+/// `POST /api/uploads` (announcing an upload: a small JSON body, under the REST limit).
+pub fn router() -> Router<AppState> {
+    Router::new().route("/uploads", post(announce))
+}
+
+/// The routes that carry a file's bytes (their own body limit: the upload size).
+pub fn bytes_router(max_bytes: u64) -> Router<AppState> {
     let limit = usize::try_from(max_bytes)
         .unwrap_or(usize::MAX)
         .saturating_add(MULTIPART_OVERHEAD);
     Router::new()
-        .route("/uploads", post(announce))
         .route("/uploads/{key}", put(receive))
         .route("/upload/upload", post(multipart))
         .layer(axum::extract::DefaultBodyLimit::max(limit))
@@ -114,6 +153,7 @@ struct Stored {
 
 async fn receive(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     Path(key): Path<String>,
     query: Result<Query<SignedQuery>, QueryRejection>,
     headers: HeaderMap,
@@ -133,30 +173,47 @@ async fn receive(
     if !state.uploads.check_signature(key, expires, &sig) {
         return Err(refused());
     }
-    let upload = uploads::find(&state.db, key)
+    // Gone, or its owner banned since the URL was signed.
+    let upload = uploads::awaiting_bytes(&state.db, key)
         .await?
-        .ok_or_else(|| AppError::not_found("upload"))?;
+        .ok_or_else(refused)?;
     if upload.ready {
         return Err(AppError::new(
             Code::Conflict,
             "this file was already uploaded",
         ));
     }
-    let max = state.uploads.max_bytes;
+    // At most the announced size: the quota counted that.
+    let announced = upload.size.max(0) as u64;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max) {
-        return Err(AppError::too_large("the file", max));
+    if declared.is_some_and(|n| n > announced) {
+        return Err(AppError::too_large(
+            "the file (its announced size)",
+            announced,
+        ));
     }
-    let _permit = state.uploads.permit().await?;
-    let limit = usize::try_from(max).unwrap_or(usize::MAX);
-    let bytes = tokio::time::timeout(BODY_DEADLINE, axum::body::to_bytes(body, limit))
-        .await
-        .map_err(|_| too_slow())?
-        .map_err(|_| AppError::too_large("the file", max))?;
-    let upload = state.uploads.accept(&state.db, &upload, bytes).await?;
+    let owner = upload.owner_id.unwrap_or_default();
+    let _turn = state.uploads.turn(owner, Some(address)).await?;
+    let pace = Pace::new();
+    let mut stream = body.into_data_stream();
+    let mut bytes = BytesMut::new();
+    while let Some(chunk) = pace.next(bytes.len(), stream.next()).await? {
+        let chunk = chunk.map_err(|_| AppError::invalid("the file's bytes could not be read"))?;
+        if (bytes.len() + chunk.len()) as u64 > announced {
+            return Err(AppError::too_large(
+                "the file (its announced size)",
+                announced,
+            ));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    let upload = state
+        .uploads
+        .accept(&state.db, &upload, bytes.freeze())
+        .await?;
     tracing::info!(%key, kind = ?upload.kind, size = upload.size, "upload stored");
     Ok(Json(Stored {
         file: file_ref(&upload),
@@ -178,43 +235,47 @@ fn multipart_error(e: MultipartError, max: u64) -> AppError {
 async fn multipart(
     State(state): State<AppState>,
     user: AuthUser,
+    ClientAddr(address): ClientAddr,
     mut form: Multipart,
 ) -> AppResult<Json<serde_json::Value>> {
     let max = state.uploads.max_bytes;
     // The turn is taken before the body is read: it bounds the memory of bodies being read.
-    let _permit = state.uploads.permit().await?;
-    let read = async {
-        while let Some(mut field) = form
-            .next_field()
-            .await
+    let _turn = state.uploads.turn(user.id, Some(address)).await?;
+    // Counted when it starts, whether or not its body ever arrives.
+    count_upload(&state, user.id).await?;
+    let pace = Pace::new();
+    let mut found = None;
+    while let Some(mut field) = pace
+        .next(0, form.next_field())
+        .await?
+        .map_err(|e| multipart_error(e, max))?
+    {
+        if field.name() != Some("file") {
+            continue;
+        }
+        let name = field
+            .file_name()
+            .map(str::to_owned)
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| "file".to_owned());
+        let declared = field
+            .content_type()
+            .map(str::to_owned)
+            .unwrap_or_else(|| "application/octet-stream".to_owned());
+        let mut bytes = BytesMut::new();
+        while let Some(chunk) = pace
+            .next(bytes.len(), field.chunk())
+            .await?
             .map_err(|e| multipart_error(e, max))?
         {
-            if field.name() != Some("file") {
-                continue;
+            if (bytes.len() + chunk.len()) as u64 > max {
+                return Err(AppError::too_large("the file", max));
             }
-            let name = field
-                .file_name()
-                .map(str::to_owned)
-                .filter(|n| !n.trim().is_empty())
-                .unwrap_or_else(|| "file".to_owned());
-            let declared = field
-                .content_type()
-                .map(str::to_owned)
-                .unwrap_or_else(|| "application/octet-stream".to_owned());
-            let mut bytes = BytesMut::new();
-            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(e, max))? {
-                if (bytes.len() + chunk.len()) as u64 > max {
-                    return Err(AppError::too_large("the file", max));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            return Ok(Some((name, declared, bytes.freeze())));
+            bytes.extend_from_slice(&chunk);
         }
-        Ok(None)
-    };
-    let found = tokio::time::timeout(BODY_DEADLINE, read)
-        .await
-        .map_err(|_| too_slow())??;
+        found = Some((name, declared, bytes.freeze()));
+        break;
+    }
     let Some((name, declared, bytes)) = found else {
         return Err(AppError::fields(vec![crate::error::FieldError {
             field: "file".into(),
@@ -224,7 +285,6 @@ async fn multipart(
     if bytes.is_empty() {
         return Err(AppError::invalid("the file is empty"));
     }
-    count_upload(&state, user.id).await?;
     let upload = store_now(&state, user.id, &name, &declared, bytes).await?;
     let file = file_ref(&upload);
     tracing::info!(user_id = %user.id, key = %upload.key, kind = ?upload.kind, size = upload.size, "file uploaded");

@@ -1,6 +1,12 @@
 //! What an upload is, from its bytes: the type (sniffed, never the client's word) checked
 //! against the allowlist, and for an image its size and a small JPEG thumbnail. Pure and
 //! blocking (image decoding), so callers run it off the async workers.
+//!
+//! An image's size is read from its header before anything is decoded ([`probe`]): one of more
+//! than `IMAGE_MAX_PIXELS` pixels is refused (`too_large`) undecoded, and a decode is given
+//! [`decode_cost`] bytes, which the caller accounts across concurrent decodes. The cost is an
+//! upper bound of what the decoders hold per pixel, whatever they do with `image`'s own
+//! allocation limit (zune-jpeg's progressive buffers and the GIF canvas are outside it).
 
 use std::io::Cursor;
 
@@ -9,9 +15,11 @@ use crate::error::{AppError, AppResult, Code};
 /// Longest side of a thumbnail, in pixels.
 pub const THUMBNAIL_SIDE: u32 = 320;
 /// Largest image (either side) that is decoded for a thumbnail.
-const MAX_IMAGE_SIDE: u32 = 12_000;
-/// Most memory one image decode may take.
-const MAX_DECODE_BYTES: u64 = 256 * 1024 * 1024;
+pub const MAX_IMAGE_SIDE: u32 = 12_000;
+/// Memory a decode may hold per pixel, at the most: a progressive JPEG's coefficients (2
+/// bytes per component) beside its RGB output, an RGBA canvas beside a GIF's frame, 16-bit
+/// RGBA PNG rows.
+pub const DECODE_BYTES_PER_PIXEL: u64 = 10;
 
 /// The plain-text type every textual upload is served as (HTML, SVG and scripts included:
 /// they are shown, never run).
@@ -90,9 +98,17 @@ fn unsupported(message: &str) -> AppError {
     AppError::new(Code::UnsupportedType, message)
 }
 
-/// Sniffs `bytes` and checks them against the allowlist; images are decoded (within limits)
-/// for their size and a thumbnail.
-pub fn inspect(bytes: &[u8]) -> AppResult<Inspected> {
+/// What the bytes are before any decode: the type, and an image's size from its header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Probe {
+    pub kind: String,
+    /// An image's width and height, as its header says.
+    pub size: Option<(u32, u32)>,
+}
+
+/// Sniffs `bytes` and checks them against the allowlist; an image's header gives its size
+/// (nothing is decoded).
+pub fn probe(bytes: &[u8]) -> AppResult<Probe> {
     if bytes.is_empty() {
         return Err(AppError::invalid("the file is empty"));
     }
@@ -112,17 +128,73 @@ pub fn inspect(bytes: &[u8]) -> AppResult<Inspected> {
         )),
     };
     if !IMAGES.contains(&kind.as_str()) {
+        return Ok(Probe { kind, size: None });
+    }
+    let unreadable = |e: image::ImageError| unsupported(&format!("the image cannot be read: {e}"));
+    let (width, height) = image::ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| unreadable(e.into()))?
+        .into_dimensions()
+        .map_err(unreadable)?;
+    // A GIF may declare a screen of no pixels at all: nothing to show.
+    if width == 0 || height == 0 {
+        return Err(unsupported("the image cannot be read: it has no pixels"));
+    }
+    Ok(Probe {
+        kind,
+        size: Some((width, height)),
+    })
+}
+
+/// The memory a decode of an image of `width` × `height` pixels is given.
+pub fn decode_cost(width: u32, height: u32) -> u64 {
+    decode_cost_of(u64::from(width) * u64::from(height))
+}
+
+/// The memory decodes of `pixels` pixels in all are given.
+pub fn decode_cost_of(pixels: u64) -> u64 {
+    pixels.saturating_mul(DECODE_BYTES_PER_PIXEL)
+}
+
+/// Refuses an image of more than `max_pixels` pixels (or a side over [`MAX_IMAGE_SIDE`]),
+/// before it is decoded.
+pub fn check_pixels(width: u32, height: u32, max_pixels: u64) -> AppResult<()> {
+    let pixels = u64::from(width) * u64::from(height);
+    if pixels > max_pixels || width > MAX_IMAGE_SIDE || height > MAX_IMAGE_SIDE {
+        return Err(AppError::new(
+            Code::TooLarge,
+            format!(
+                "the image is {width}×{height} pixels: images of at most {max_pixels} pixels and {MAX_IMAGE_SIDE} a side can be shared"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The JPEG thumbnail (at most [`THUMBNAIL_SIDE`] a side) of an image whose header says it is
+/// `size`, decoding within its [`decode_cost`]; an image that decodes to another size is
+/// refused (its cost was counted for the header's).
+pub fn thumbnail(bytes: &[u8], size: (u32, u32)) -> AppResult<Vec<u8>> {
+    picture(bytes, size).map_err(|e| unsupported(&format!("the image cannot be read: {e}")))
+}
+
+/// Sniffs `bytes` and checks them against the allowlist; an image of at most `max_pixels`
+/// pixels is decoded (within [`decode_cost`]) for its size and a thumbnail. In one call, with
+/// no accounting across calls (uploads account decodes with [`probe`] and [`thumbnail`]).
+pub fn inspect(bytes: &[u8], max_pixels: u64) -> AppResult<Inspected> {
+    let probed = probe(bytes)?;
+    let Some((width, height)) = probed.size else {
         return Ok(Inspected {
-            kind,
+            kind: probed.kind,
             width: None,
             height: None,
             thumbnail: None,
         });
-    }
-    let (width, height, thumbnail) =
-        picture(bytes).map_err(|e| unsupported(&format!("the image cannot be read: {e}")))?;
+    };
+    check_pixels(width, height, max_pixels)?;
+    let thumbnail = thumbnail(bytes, (width, height))?;
     Ok(Inspected {
-        kind,
+        kind: probed.kind,
         width: Some(width),
         height: Some(height),
         thumbnail: Some(thumbnail),
@@ -134,18 +206,17 @@ fn is_text(bytes: &[u8]) -> bool {
     !bytes.contains(&0) && std::str::from_utf8(bytes).is_ok()
 }
 
-/// An image's size and its JPEG thumbnail.
-fn picture(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), image::ImageError> {
+/// An image's JPEG thumbnail.
+fn picture(bytes: &[u8], size: (u32, u32)) -> Result<Vec<u8>, image::ImageError> {
     let mut limits = image::Limits::default();
     limits.max_image_width = Some(MAX_IMAGE_SIDE);
     limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    limits.max_alloc = Some(decode_cost(size.0, size.1));
     let mut reader = image::ImageReader::new(Cursor::new(bytes)).with_guessed_format()?;
     reader.limits(limits);
     let decoded = reader.decode()?;
     let (width, height) = (decoded.width(), decoded.height());
-    // A GIF may declare a screen of no pixels at all: nothing to show.
-    if width == 0 || height == 0 {
+    if width == 0 || height == 0 || (width, height) != size {
         return Err(image::ImageError::Limits(
             image::error::LimitError::from_kind(image::error::LimitErrorKind::DimensionError),
         ));
@@ -158,12 +229,14 @@ fn picture(bytes: &[u8]) -> Result<(u32, u32, Vec<u8>), image::ImageError> {
     let mut out = Vec::new();
     let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 80);
     small.to_rgb8().write_with_encoder(encoder)?;
-    Ok((width, height, out))
+    Ok(out)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const PIXELS: u64 = 25_000_000;
 
     fn png(width: u32, height: u32) -> Vec<u8> {
         let img = image::RgbImage::from_fn(width, height, |x, y| {
@@ -177,13 +250,13 @@ mod tests {
 
     #[test]
     fn images_get_size_and_thumbnail() {
-        let found = inspect(&png(1000, 500)).unwrap();
+        let found = inspect(&png(1000, 500), PIXELS).unwrap();
         assert_eq!(found.kind, "image/png");
         assert_eq!((found.width, found.height), (Some(1000), Some(500)));
         let thumb = image::load_from_memory(found.thumbnail.as_deref().unwrap()).unwrap();
         assert_eq!((thumb.width(), thumb.height()), (320, 160));
         // Small images keep their size.
-        let small = inspect(&png(64, 48)).unwrap();
+        let small = inspect(&png(64, 48), PIXELS).unwrap();
         let thumb = image::load_from_memory(small.thumbnail.as_deref().unwrap()).unwrap();
         assert_eq!((thumb.width(), thumb.height()), (64, 48));
     }
@@ -196,7 +269,7 @@ mod tests {
             b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>",
             b"#!/bin/sh\nrm -rf /\n",
         ] {
-            assert_eq!(inspect(body).unwrap().kind, TEXT);
+            assert_eq!(inspect(body, PIXELS).unwrap().kind, TEXT);
         }
     }
 
@@ -204,21 +277,28 @@ mod tests {
     fn refusals() {
         // A Windows executable, an ELF binary, random bytes, a PNG that is not one.
         assert_eq!(
-            inspect(b"MZ\x90\x00\x03\x00\x00\x00").unwrap_err().code,
+            inspect(b"MZ\x90\x00\x03\x00\x00\x00", PIXELS)
+                .unwrap_err()
+                .code,
             Code::UnsupportedType
         );
         assert_eq!(
-            inspect(b"\x7fELF\x02\x01\x01\x00").unwrap_err().code,
+            inspect(b"\x7fELF\x02\x01\x01\x00", PIXELS)
+                .unwrap_err()
+                .code,
             Code::UnsupportedType
         );
         assert_eq!(
-            inspect(&[0xff, 0x00, 0xfe, 0x01]).unwrap_err().code,
+            inspect(&[0xff, 0x00, 0xfe, 0x01], PIXELS).unwrap_err().code,
             Code::UnsupportedType
         );
         let mut broken = png(10, 10);
         broken.truncate(40);
-        assert_eq!(inspect(&broken).unwrap_err().code, Code::UnsupportedType);
-        assert_eq!(inspect(b"").unwrap_err().code, Code::InvalidPayload);
+        assert_eq!(
+            inspect(&broken, PIXELS).unwrap_err().code,
+            Code::UnsupportedType
+        );
+        assert_eq!(inspect(b"", PIXELS).unwrap_err().code, Code::InvalidPayload);
     }
 
     #[test]
@@ -260,15 +340,16 @@ mod tests {
             &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
         ));
         bomb.extend(chunk(b"IEND", b""));
-        let refused = inspect(&bomb).unwrap_err();
-        assert_eq!(refused.code, Code::UnsupportedType, "{refused}");
+        let refused = inspect(&bomb, PIXELS).unwrap_err();
+        assert_eq!(refused.code, Code::TooLarge, "{refused}");
+        assert!(refused.message.contains("100000×100000"), "{refused}");
     }
 
     #[test]
     fn an_image_without_pixels_is_refused() {
         // Found by the file_inspect fuzz target: a GIF whose screen is 4099 × 0 pixels.
         let gif = b"GIF89a\x03\x10\x00\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\x21\xfe\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x40\x01\x00\x3b";
-        let refused = inspect(gif).unwrap_err();
+        let refused = inspect(gif, PIXELS).unwrap_err();
         assert_eq!(refused.code, Code::UnsupportedType, "{refused}");
     }
 
@@ -280,5 +361,26 @@ mod tests {
         assert!(!declared_type_allowed("application/x-msdownload"));
         assert!(!declared_type_allowed("image/svg+xml"));
         assert!(!declared_type_allowed("text/"));
+    }
+
+    /// A GIF of 35 bytes whose screen is 8000 × 8000 pixels: its size comes from the header,
+    /// and it is refused before any canvas is allocated.
+    const SCREEN_BOMB: &[u8] = b"GIF89a\x40\x1f\x40\x1f\x80\x00\x00\xff\xff\xff\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b";
+
+    #[test]
+    fn sizes_come_from_the_header_and_large_images_are_refused_undecoded() {
+        let probed = probe(SCREEN_BOMB).unwrap();
+        assert_eq!(probed.kind, "image/gif");
+        assert_eq!(probed.size, Some((8000, 8000)));
+        let refused = inspect(SCREEN_BOMB, PIXELS).unwrap_err();
+        assert_eq!(refused.code, Code::TooLarge, "{refused}");
+        assert_eq!(probe(&png(640, 480)).unwrap().size, Some((640, 480)));
+        assert_eq!(decode_cost(640, 480), 640 * 480 * DECODE_BYTES_PER_PIXEL);
+        // At the cap, decoded; one pixel over, refused.
+        assert!(inspect(&png(100, 100), 10_000).is_ok());
+        assert_eq!(
+            inspect(&png(101, 100), 10_000).unwrap_err().code,
+            Code::TooLarge
+        );
     }
 }

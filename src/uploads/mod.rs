@@ -10,6 +10,9 @@
 pub mod inspect;
 pub mod storage;
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -18,7 +21,7 @@ use hmac::{Hmac, Mac};
 use serde::Serialize;
 use sha2::Sha256;
 use sqlx::PgPool;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult, Code, FieldError};
@@ -33,6 +36,10 @@ pub const UPLOAD_URL_TTL: Duration = Duration::from_secs(15 * 60);
 const CONCURRENT_UPLOADS: usize = 8;
 /// How long an upload waits for its turn before it is refused (`rate_limited`).
 const PERMIT_WAIT: Duration = Duration::from_secs(5);
+/// Uploads one user may have under way on an instance at once: one user cannot take every turn.
+pub const IN_FLIGHT_PER_USER: usize = 2;
+/// Uploads one client address may have under way on an instance at once (its users together).
+pub const IN_FLIGHT_PER_ADDRESS: usize = 4;
 /// The path prefix of stored files on the wire.
 pub const URL_PREFIX: &str = "/uploads/";
 
@@ -44,9 +51,16 @@ pub struct Uploads {
     /// Signs the upload URLs of local storage (derived from the JWT secret).
     url_key: Vec<u8>,
     /// Bounds the memory taken by uploads being received or checked.
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
+    /// Uploads under way per user and per client address (see [`Uploads::turn`]).
+    in_flight: Arc<Mutex<HashMap<Holder, usize>>>,
     pub max_bytes: u64,
     pub quota_bytes: u64,
+    /// Largest image decoded for a thumbnail, in pixels.
+    max_pixels: u64,
+    /// The memory image decodes may hold together, in KiB: each takes its
+    /// [`inspect::decode_cost`] before it starts.
+    decode_budget: Arc<Semaphore>,
     metrics: std::sync::Arc<crate::metrics::Metrics>,
 }
 
@@ -97,6 +111,7 @@ impl Uploads {
         jwt_secret: &str,
         max_bytes: u64,
         quota_bytes: u64,
+        max_pixels: u64,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Self {
         let mut mac = HmacSha256::new_from_slice(jwt_secret.as_bytes())
@@ -105,17 +120,62 @@ impl Uploads {
         Uploads {
             storage,
             url_key: mac.finalize().into_bytes().to_vec(),
-            permits: Semaphore::new(CONCURRENT_UPLOADS),
+            permits: Arc::new(Semaphore::new(CONCURRENT_UPLOADS)),
+            in_flight: Arc::default(),
             max_bytes,
             quota_bytes,
+            max_pixels,
+            decode_budget: Arc::new(Semaphore::new(
+                decode_kib(inspect::decode_cost_of(max_pixels)) as usize,
+            )),
             metrics,
         }
     }
 
-    /// Waits (a bounded time) for a turn to hold an upload's bytes in memory; the permit is
-    /// held until the upload is stored.
-    pub async fn permit(&self) -> AppResult<tokio::sync::SemaphorePermit<'_>> {
-        match tokio::time::timeout(PERMIT_WAIT, self.permits.acquire()).await {
+    /// Takes a turn to hold an upload's bytes in memory, held until the upload is stored: at
+    /// once `rate_limited` when the user (or the client address) already has its share under
+    /// way, else after a bounded wait for one of the instance's turns.
+    pub async fn turn(&self, user: Uuid, address: Option<IpAddr>) -> AppResult<Turn> {
+        let mut holders = vec![(Holder::User(user), IN_FLIGHT_PER_USER)];
+        if let Some(address) = address {
+            holders.push((Holder::Address(address), IN_FLIGHT_PER_ADDRESS));
+        }
+        let counted = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .map_err(|_| AppError::new(Code::Internal, "upload turns unavailable"))?;
+            let full = holders
+                .iter()
+                .any(|(h, cap)| in_flight.get(h).copied().unwrap_or(0) >= *cap);
+            if !full {
+                for (h, _) in &holders {
+                    *in_flight.entry(*h).or_insert(0) += 1;
+                }
+            }
+            !full
+        };
+        if !counted {
+            return Err(AppError {
+                message: format!(
+                    "at most {IN_FLIGHT_PER_USER} uploads at once per user ({IN_FLIGHT_PER_ADDRESS} per address): wait for one to finish"
+                ),
+                ..AppError::rate_limited(PERMIT_WAIT.as_millis() as u64)
+            });
+        }
+        // Counted from here: the turn gives the counts back when dropped, also on failure.
+        let mut turn = Turn {
+            _permit: None,
+            in_flight: self.in_flight.clone(),
+            holders: holders.into_iter().map(|(h, _)| h).collect(),
+        };
+        turn._permit = Some(self.permit().await?);
+        Ok(turn)
+    }
+
+    /// Waits (a bounded time) for one of the instance's turns.
+    async fn permit(&self) -> AppResult<OwnedSemaphorePermit> {
+        match tokio::time::timeout(PERMIT_WAIT, self.permits.clone().acquire_owned()).await {
             Ok(Ok(permit)) => Ok(permit),
             Ok(Err(_)) => Err(AppError::new(
                 Code::Unavailable,
@@ -270,10 +330,7 @@ impl Uploads {
     /// Checks an upload's bytes and stores them (with an image's thumbnail); the upload is
     /// then ready to be sent. Refused bytes leave nothing behind.
     pub async fn accept(&self, db: &PgPool, upload: &Upload, bytes: Bytes) -> AppResult<Upload> {
-        if bytes.len() as u64 > self.max_bytes {
-            self.discard(db, upload.key).await?;
-            return Err(AppError::too_large("the file", self.max_bytes));
-        }
+        self.check_size(db, upload, bytes.len() as u64).await?;
         let inspected = self.inspect_or_discard(db, upload, &bytes).await?;
         async {
             self.storage
@@ -297,11 +354,8 @@ impl Uploads {
             .await
             .map_err(|e| AppError::unavailable("storage", &e))?
             .ok_or_else(not_finished)?;
-        if size > self.max_bytes {
-            self.discard(db, upload.key).await?;
-            return Err(AppError::too_large("the file", self.max_bytes));
-        }
-        let _permit = self.permit().await?;
+        self.check_size(db, upload, size).await?;
+        let _turn = self.turn(upload.owner_id.unwrap_or_default(), None).await?;
         let bytes = async { self.storage.get(&object).await?.bytes().await }
             .await
             .map_err(|e| AppError::unavailable("storage", &e))?;
@@ -313,6 +367,20 @@ impl Uploads {
             .await
     }
 
+    /// Refuses (and forgets) an upload whose bytes are more than it announced, which its
+    /// owner's quota counted, or more than the size limit.
+    async fn check_size(&self, db: &PgPool, upload: &Upload, size: u64) -> AppResult<()> {
+        let announced = (upload.size.max(0) as u64).min(self.max_bytes);
+        if size > announced {
+            self.discard(db, upload.key).await?;
+            return Err(AppError::too_large(
+                "the file (its announced size)",
+                announced,
+            ));
+        }
+        Ok(())
+    }
+
     /// What the bytes are (checked off the async workers); refused bytes take their upload
     /// (row and object) with them.
     async fn inspect_or_discard(
@@ -321,16 +389,67 @@ impl Uploads {
         upload: &Upload,
         bytes: &Bytes,
     ) -> AppResult<inspect::Inspected> {
-        let checked = {
-            let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || inspect::inspect(&bytes))
-                .await
-                .map_err(|_| AppError::new(Code::Internal, "the file could not be checked"))?
-        };
-        if checked.is_err() {
+        let checked = self.inspect(bytes).await;
+        if checked
+            .as_ref()
+            .is_err_and(|e| e.code != Code::RateLimited && e.code != Code::Internal)
+        {
             self.discard(db, upload.key).await?;
         }
         checked
+    }
+
+    /// What the bytes are: the type and an image's size from its header, then, for an image
+    /// within the pixel cap, a decode for its thumbnail once its cost fits in the instance's
+    /// decode budget (a bounded wait, else `rate_limited`).
+    async fn inspect(&self, bytes: &Bytes) -> AppResult<inspect::Inspected> {
+        let failed = || AppError::new(Code::Internal, "the file could not be checked");
+        let probed = {
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || inspect::probe(&bytes))
+                .await
+                .map_err(|_| failed())??
+        };
+        let Some((width, height)) = probed.size else {
+            return Ok(inspect::Inspected {
+                kind: probed.kind,
+                width: None,
+                height: None,
+                thumbnail: None,
+            });
+        };
+        inspect::check_pixels(width, height, self.max_pixels)?;
+        let cost = inspect::decode_cost(width, height);
+        let budget = self
+            .decode_budget
+            .clone()
+            .acquire_many_owned(decode_kib(cost));
+        let held = match tokio::time::timeout(PERMIT_WAIT, budget).await {
+            Ok(Ok(held)) => held,
+            Ok(Err(_)) => return Err(failed()),
+            Err(_) => {
+                return Err(AppError {
+                    message: "other images are being checked: try again in a few seconds".into(),
+                    ..AppError::rate_limited(PERMIT_WAIT.as_millis() as u64)
+                })
+            }
+        };
+        let thumbnail = {
+            let bytes = bytes.clone();
+            tokio::task::spawn_blocking(move || {
+                let thumbnail = inspect::thumbnail(&bytes, (width, height));
+                drop(held);
+                thumbnail
+            })
+            .await
+            .map_err(|_| failed())??
+        };
+        Ok(inspect::Inspected {
+            kind: probed.kind,
+            width: Some(width),
+            height: Some(height),
+            thumbnail: Some(thumbnail),
+        })
     }
 
     /// Forgets an upload that no message carries, and its object.
@@ -418,6 +537,41 @@ impl Uploads {
     }
 }
 
+/// Who an upload under way is counted against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Holder {
+    User(Uuid),
+    Address(IpAddr),
+}
+
+/// An upload's turn: one of the instance's turns, counted against its user and address until
+/// it is dropped.
+pub struct Turn {
+    _permit: Option<OwnedSemaphorePermit>,
+    in_flight: Arc<Mutex<HashMap<Holder, usize>>>,
+    holders: Vec<Holder>,
+}
+
+impl Drop for Turn {
+    fn drop(&mut self) {
+        if let Ok(mut in_flight) = self.in_flight.lock() {
+            for h in &self.holders {
+                if let Some(n) = in_flight.get_mut(h) {
+                    *n -= 1;
+                    if *n == 0 {
+                        in_flight.remove(h);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A decode cost in KiB, as semaphore permits.
+fn decode_kib(bytes: u64) -> u32 {
+    u32::try_from(bytes.div_ceil(1024)).unwrap_or(u32::MAX)
+}
+
 /// `file.url` names an upload whose bytes have not arrived.
 fn not_finished() -> AppError {
     FieldError {
@@ -461,7 +615,7 @@ mod tests {
         )
         .unwrap();
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        let uploads = Uploads::new(storage, "secret", 10, 10, metrics);
+        let uploads = Uploads::new(storage, "secret", 10, 10, 1000, metrics);
         let key = Uuid::now_v7();
         let later = Utc::now().timestamp() + 60;
         let sig = uploads.signature(key, later);
