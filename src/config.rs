@@ -130,6 +130,19 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_BLOCK_SECS", default_value_t = 30)]
     pub rate_limit_block_secs: u64,
 
+    /// What one user's requests may cost an instance at once, in cost units (every client
+    /// event and history read has its cost, PROTOCOL.md "Budgets"); 0 turns the budget off.
+    #[arg(long, env = "EVENT_BUDGET", default_value_t = 300)]
+    pub event_budget: u32,
+
+    /// Cost units a second that refill a user's budget.
+    #[arg(long, env = "EVENT_BUDGET_PER_SEC", default_value_t = 50, value_parser = clap::value_parser!(u32).range(1..))]
+    pub event_budget_per_sec: u32,
+
+    /// Client events of one socket handled at once; more are refused `rate_limited` at once.
+    #[arg(long, env = "EVENTS_IN_FLIGHT_PER_SOCKET", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub events_in_flight_per_socket: u32,
+
     /// Comma-separated CIDRs of proxies whose X-Forwarded-For / X-Real-IP give the client
     /// address (empty: none, the peer address is the client's).
     #[arg(long, env = "TRUSTED_PROXIES", default_value = "", value_parser = crate::clientip::TrustedProxies::parse)]

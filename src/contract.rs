@@ -61,6 +61,11 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 pub trait ClientEvent: DeserializeOwned {
     const NAME: &'static str;
 
+    /// What handling one costs, charged to the user's budget before it runs (`crate::budget`;
+    /// PROTOCOL.md "Budgets"): about one unit per database or Redis round trip, five for a
+    /// page of messages. Sends cost nothing here: the cluster-wide send limit counts them.
+    const COST: u32;
+
     /// The payload as serde reads it (events that also take a bare channel name turn it into
     /// `{channel}` here).
     fn shape(value: Value) -> Value {
@@ -128,6 +133,7 @@ pub struct JoinChannel {
 
 impl ClientEvent for JoinChannel {
     const NAME: &'static str = client::CHANNEL_JOIN;
+    const COST: u32 = 5;
 
     fn shape(value: Value) -> Value {
         channel_shorthand(value)
@@ -152,6 +158,7 @@ pub struct LeaveChannel {
 
 impl ClientEvent for LeaveChannel {
     const NAME: &'static str = client::CHANNEL_LEAVE;
+    const COST: u32 = 1;
 
     fn shape(value: Value) -> Value {
         channel_shorthand(value)
@@ -193,6 +200,7 @@ impl SendMessage {
 
 impl ClientEvent for SendMessage {
     const NAME: &'static str = client::MESSAGE_SEND;
+    const COST: u32 = 0;
 
     fn check(mut self) -> AppResult<Self> {
         if let Some(file) = self.file.take() {
@@ -224,6 +232,7 @@ pub struct SetTyping {
 
 impl ClientEvent for SetTyping {
     const NAME: &'static str = client::USER_TYPING;
+    const COST: u32 = 1;
 }
 
 /// `messages.sync`: `{channel, after_seq, after_change?, limit?}`.
@@ -240,6 +249,7 @@ pub struct SyncMessages {
 
 impl ClientEvent for SyncMessages {
     const NAME: &'static str = client::MESSAGES_SYNC;
+    const COST: u32 = 5;
 
     fn check(self) -> AppResult<Self> {
         if self.after_seq < 0 {
@@ -319,6 +329,7 @@ pub struct EditMessage {
 
 impl ClientEvent for EditMessage {
     const NAME: &'static str = client::MESSAGE_EDIT;
+    const COST: u32 = 1;
 }
 
 /// `message.delete`: `{channel, id}`.
@@ -330,6 +341,7 @@ pub struct DeleteMessage {
 
 impl ClientEvent for DeleteMessage {
     const NAME: &'static str = client::MESSAGE_DELETE;
+    const COST: u32 = 1;
 }
 
 /// `reaction.add`: `{channel, id, emoji}`.
@@ -342,6 +354,7 @@ pub struct AddReaction {
 
 impl ClientEvent for AddReaction {
     const NAME: &'static str = client::REACTION_ADD;
+    const COST: u32 = 1;
 
     fn check(mut self) -> AppResult<Self> {
         self.emoji = validate::emoji(&self.emoji)?;
@@ -359,6 +372,7 @@ pub struct RemoveReaction {
 
 impl ClientEvent for RemoveReaction {
     const NAME: &'static str = client::REACTION_REMOVE;
+    const COST: u32 = 1;
 
     fn check(mut self) -> AppResult<Self> {
         self.emoji = validate::emoji(&self.emoji)?;
@@ -382,6 +396,7 @@ pub struct ReadChannel {
 
 impl ClientEvent for ReadChannel {
     const NAME: &'static str = client::CHANNEL_READ;
+    const COST: u32 = 1;
 
     fn check(self) -> AppResult<Self> {
         if self.seq < 0 {
@@ -656,6 +671,36 @@ mod tests {
             // The ack column may also show the channel object's fields.
             assert!(ack.is_subset(&columns[2]), "{event} ack fields: {ack:?}");
         }
+    }
+
+    #[test]
+    fn protocol_md_gives_every_client_events_cost() {
+        let doc = include_str!("../docs/PROTOCOL.md");
+        let start = doc.find("### Budgets").expect("budgets in PROTOCOL.md");
+        let documented: Vec<(String, u32)> = doc[start..]
+            .lines()
+            .skip_while(|l| !l.starts_with("| event | cost |"))
+            .skip(2)
+            .take_while(|l| l.starts_with('|'))
+            .map(|row| {
+                let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+                let cost = cells[2].parse().expect("a cost");
+                (cells[1].trim_matches('`').to_owned(), cost)
+            })
+            .collect();
+        let typed = vec![
+            (JoinChannel::NAME.to_owned(), JoinChannel::COST),
+            (LeaveChannel::NAME.to_owned(), LeaveChannel::COST),
+            (SendMessage::NAME.to_owned(), SendMessage::COST),
+            (SetTyping::NAME.to_owned(), SetTyping::COST),
+            (SyncMessages::NAME.to_owned(), SyncMessages::COST),
+            (EditMessage::NAME.to_owned(), EditMessage::COST),
+            (DeleteMessage::NAME.to_owned(), DeleteMessage::COST),
+            (AddReaction::NAME.to_owned(), AddReaction::COST),
+            (RemoveReaction::NAME.to_owned(), RemoveReaction::COST),
+            (ReadChannel::NAME.to_owned(), ReadChannel::COST),
+        ];
+        assert_eq!(documented, typed, "event costs in PROTOCOL.md");
     }
 
     #[test]

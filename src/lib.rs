@@ -6,6 +6,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod budget;
 pub mod clientip;
 pub mod config;
 pub mod contract;
@@ -86,6 +87,8 @@ pub struct Shared {
     pub membership: Arc<Membership>,
     /// The instance's background tasks, and the signal that stops them.
     pub shutdown: Shutdown,
+    /// What each user's requests may cost this instance.
+    pub budget: budget::Budget,
     /// Attachments: their storage, checks and limits.
     pub uploads: uploads::Uploads,
     /// The default channel, looked up once (channels are never renamed or removed).
@@ -245,6 +248,7 @@ impl App {
             db,
             reads,
             redis,
+            budget: budget::Budget::new(config.event_budget, config.event_budget_per_sec),
             config,
             uploads,
             default_channel: tokio::sync::OnceCell::new(),

@@ -8,11 +8,11 @@ use axum::{Json, Router};
 use serde::Deserialize;
 
 use super::ApiJson;
-use crate::access;
 use crate::auth::{hash_password, AuthUser};
 use crate::error::{AppError, AppResult, Code, FieldError, ResultExt};
 use crate::store::channels::{self, ChannelView, Retention};
 use crate::store::messages::{self, Message, Page};
+use crate::{access, budget};
 use crate::{validate, AppState};
 
 /// Default and largest page of history.
@@ -44,6 +44,7 @@ async fn list(
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> AppResult<(axum::http::HeaderMap, Json<Vec<ChannelView>>)> {
     let Query(q) = query.map_err(|e| AppError::invalid(e.body_text()))?;
+    state.budget.charge(user.id, budget::PAGE_COST)?;
     let limit = int_param("limit", q.limit.as_deref())?.unwrap_or(DEFAULT_CHANNELS);
     if !(1..=MAX_CHANNELS).contains(&limit) {
         return Err(AppError::invalid(format!(
@@ -248,9 +249,17 @@ async fn history(
         (None, Some(a)) => Page::After(a),
         (Some(_), Some(_)) => return Err(AppError::invalid("give before or after, not both")),
     };
+    state.budget.charge(user.id, budget::PAGE_COST)?;
     let channel = access::readable_channel(&state, &name, user.id).await?;
     let db = state.reads.messages(channel.id).await?;
-    let paged = messages::page(db, channel.id, page, limit, Some(user.id)).await?;
+    let mut paged = messages::page(db, channel.id, page, limit, Some(user.id)).await?;
+    // Cut by bytes too, keeping the end the reader goes on from: `first_seq` tells whether
+    // there is more before, `after` reads on until a page comes back empty.
+    let keep = match page {
+        Page::After(_) => messages::Keep::First,
+        Page::Latest | Page::Before(_) => messages::Keep::Last,
+    };
+    messages::fit_page(&mut paged.messages, keep);
     // Where history begins, read after the page: a page never holds older messages.
     let first_seq = channels::first_seq(db, channel.id).await?;
     let mut headers = axum::http::HeaderMap::new();

@@ -11,12 +11,12 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::ApiJson;
-use crate::access;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, Code};
 use crate::store::channels::{self, ChannelView};
 use crate::store::moderation;
 use crate::store::users::{self, Profile};
+use crate::{access, budget};
 use crate::{validate, AppState};
 
 pub fn router() -> Router<AppState> {
@@ -144,6 +144,7 @@ async fn open_dm(
 
 /// `GET /api/dms`: the user's direct-message channels, the most recently active first.
 async fn list_dms(State(state): State<AppState>, user: AuthUser) -> AppResult<Json<Vec<Dm>>> {
+    state.budget.charge(user.id, budget::PAGE_COST)?;
     let dms = channels::direct_channels(&state.db, user.id, MAX_DMS).await?;
     let views = channels::views_for(
         &state.db,

@@ -53,8 +53,10 @@ pub fn register(s: &SocketRef<Adapter>, state: &AppState) {
 
 /// Registers `handler` for the event of its payload type `E`: it gets the instance, the
 /// socket, its state and the payload read and checked; its result is counted and answered (see
-/// [`Reply`]). A payload that is not JSON, or not of the contract, is `invalid_payload` before
-/// the handler runs.
+/// [`Reply`]). Before anything else, the event takes a place among its socket's events in
+/// flight (`EVENTS_IN_FLIGHT_PER_SOCKET`) and is charged its cost (`E::COST`) to the user's
+/// budget: either refused is `rate_limited` at once. A payload that is not JSON, or not of the
+/// contract, is `invalid_payload` before the handler runs.
 fn on<E, R, F, Fut>(s: &SocketRef<Adapter>, state: &AppState, handler: F)
 where
     E: ClientEvent + Send + 'static,
@@ -72,6 +74,15 @@ where
             let (state, handler) = (state.clone(), handler.clone());
             async move {
                 let result = async {
+                    let max = state.config.events_in_flight_per_socket;
+                    let counted = conn.clone();
+                    let _in_flight = counted.start_event(max).ok_or_else(|| AppError {
+                        message: format!(
+                            "at most {max} events of one connection are handled at once: wait for their acks"
+                        ),
+                        ..AppError::rate_limited(100)
+                    })?;
+                    state.budget.charge(conn.user_id, E::COST)?;
                     let value =
                         data.map_err(|_| AppError::invalid("the event needs a JSON payload"))?;
                     let body = handler(state.clone(), s, conn, E::parse(value)?).await?;
@@ -478,8 +489,9 @@ async fn sync(
     )
     .await?;
     let mut page = paged.messages;
-    let has_more = page.len() as i64 > limit;
+    let mut has_more = page.len() as i64 > limit;
     page.truncate(limit as usize);
+    has_more |= messages::fit_page(&mut page, messages::Keep::First);
     // Changes to the messages the client already has (up to `after_seq`); the page holds the
     // newer ones as they are now, every change up to `paged.last_change` included.
     let (changes, changes_has_more, last_change) = match request.after_change {
@@ -487,8 +499,9 @@ async fn sync(
             let range = (after_change, paged.last_change);
             let mut changed =
                 changes::since(db, channel.id, range, after, limit + 1, conn.user_id).await?;
-            let more = changed.len() as i64 > limit;
+            let mut more = changed.len() as i64 > limit;
             changed.truncate(limit as usize);
+            more |= messages::fit_page(&mut changed, messages::Keep::First);
             let cursor = match changed.last().and_then(|m| m.change) {
                 Some(last) if more => last,
                 _ => paged.last_change,

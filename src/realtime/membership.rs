@@ -8,7 +8,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -60,6 +60,17 @@ pub struct Conn {
     closed: tokio::sync::Mutex<bool>,
     /// This socket's typing state as relayed, and as last asked for (typing is throttled).
     pub typing: Mutex<Typing>,
+    /// Client events of this socket being handled now (bounded: see [`Conn::start_event`]).
+    in_flight: AtomicU32,
+}
+
+/// A client event being handled: counted in its socket's events in flight until dropped.
+pub struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// A socket's typing state: what the channel was last told, and when.
@@ -96,7 +107,18 @@ impl Conn {
             counted: Mutex::new(Counted::default()),
             closed: tokio::sync::Mutex::new(false),
             typing: Mutex::new(Typing::default()),
+            in_flight: AtomicU32::new(0),
         }
+    }
+
+    /// Counts a client event in flight, unless `max` are already: then `None`.
+    pub fn start_event(&self, max: u32) -> Option<InFlight<'_>> {
+        self.in_flight
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < max).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| InFlight(&self.in_flight))
     }
 
     /// The socket's active channel (name and id).

@@ -573,6 +573,63 @@ pub enum Page {
     After(i64),
 }
 
+/// Most bytes of messages (as JSON on the wire) one page carries, whatever its `limit`: a page
+/// is cut to fit, keeping at least one message, and says it has more.
+pub const MAX_PAGE_BYTES: usize = 512 * 1024;
+
+/// Which end of a page a cut keeps: the one its reader continues from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Keep {
+    /// The first messages (a page read forward: `after_seq`, changes by number).
+    First,
+    /// The last messages (the newest page, or one read backward: `before`).
+    Last,
+}
+
+/// Cuts `messages` to at most [`MAX_PAGE_BYTES`] of JSON (at least one message is kept),
+/// keeping the end `keep` names; whether any were cut.
+pub fn fit_page(messages: &mut Vec<Message>, keep: Keep) -> bool {
+    let mut total = 0;
+    let mut fits = 0;
+    let order: Box<dyn Iterator<Item = &Message>> = match keep {
+        Keep::First => Box::new(messages.iter()),
+        Keep::Last => Box::new(messages.iter().rev()),
+    };
+    for message in order {
+        total += json_len(message);
+        if total > MAX_PAGE_BYTES && fits > 0 {
+            break;
+        }
+        fits += 1;
+    }
+    let cut = fits < messages.len();
+    match keep {
+        Keep::First => messages.truncate(fits),
+        Keep::Last => {
+            messages.drain(..messages.len() - fits);
+        }
+    }
+    cut
+}
+
+/// The length of a value's JSON, counted without building it.
+fn json_len<T: Serialize>(value: &T) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    // Writing to a counter cannot fail; a value that cannot be written counts as nothing.
+    let _ = serde_json::to_writer(&mut count, value);
+    count.0
+}
+
 /// How far back history is read first: the newest monthly partitions only.
 const RECENT_DAYS: i64 = 31;
 

@@ -5,6 +5,7 @@ mod helpers;
 
 mod authz;
 mod bad_input;
+mod budgets;
 mod conversations;
 mod faults;
 mod handshake;
