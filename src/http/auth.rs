@@ -247,7 +247,8 @@ async fn logout(State(state): State<AppState>, cookies: Cookies) -> AppResult<Js
             // The session's open sockets end too, on every instance.
             state
                 .delivery
-                .disconnect(crate::realtime::rooms::session_room(claims.jti));
+                .disconnect(crate::realtime::rooms::session_room(claims.jti))
+                .await;
             tracing::info!(user_id = %claims.sub, "user logged out");
         }
     }

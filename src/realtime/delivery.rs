@@ -71,6 +71,13 @@ struct Removal {
     channel: String,
 }
 
+/// On the relay, not an event for clients: the sockets of a room are to be disconnected.
+const DISCONNECT: &str = "banter:disconnect";
+
+/// How long a disconnected socket's connection has to take its disconnect packet before it is
+/// closed from the server's side (a client that stopped reading never takes it).
+const DISCONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// What an instance does with a removal (see [`Delivery::on_removal`]).
 type RemovalHandler = Box<dyn Fn(Uuid, String) + Send + Sync>;
 
@@ -308,27 +315,41 @@ impl Delivery {
         }
     }
 
-    /// Disconnects every socket in `room` on every instance (through the adapter), in the
-    /// background. A Socket.IO client does not reconnect after a server-side disconnect.
-    pub fn disconnect(&self, room: String) {
-        let Some(namespace) = self.namespace() else {
-            return;
-        };
-        self.0.shutdown.spawn(async move {
-            if let Err(e) = namespace.to(room.clone()).disconnect().await {
-                tracing::warn!(%room, error = %e, "sockets could not be disconnected everywhere");
-            }
-        });
+    /// Disconnects every socket in `room` on every instance (here, and through the relay on
+    /// the others). A Socket.IO client does not reconnect after a server-side disconnect.
+    pub async fn disconnect(&self, room: String) {
+        self.disconnect_local(room.clone()).await;
+        self.relay(std::slice::from_ref(&room), DISCONNECT, &())
+            .await;
     }
 
-    /// Disconnects this instance's sockets in `room`.
+    /// Disconnects this instance's sockets in `room`: each is sent its disconnect packet, and
+    /// its connection is closed [`DISCONNECT_GRACE`] later from the server's side, whatever
+    /// state its transport is in (a socket whose outbound queue is full takes no packet, and
+    /// one whose client stopped reading never sends it; both are ended all the same).
     pub async fn disconnect_local(&self, room: String) {
-        let Some(namespace) = self.namespace() else {
+        let sockets = self.local_sockets(room);
+        if sockets.is_empty() {
             return;
-        };
-        if let Err(e) = namespace.local().to(room).disconnect().await {
-            tracing::debug!(error = %e, "sockets not disconnected");
         }
+        let mut connections = Vec::with_capacity(sockets.len());
+        for s in sockets {
+            connections.extend(
+                s.req_parts()
+                    .extensions
+                    .get::<engineioxide::socket::SessionCloser>()
+                    .cloned(),
+            );
+            if let Err(e) = s.disconnect() {
+                tracing::debug!(error = %e, "disconnect packet not queued");
+            }
+        }
+        self.0.shutdown.spawn(async move {
+            tokio::time::sleep(DISCONNECT_GRACE).await;
+            for connection in connections {
+                connection.close(engineioxide::DisconnectReason::ClosingServer);
+            }
+        });
     }
 
     /// This instance's sockets in `room`.
@@ -373,6 +394,12 @@ impl Delivery {
             return;
         };
         if relay.origin == self.0.instance {
+            return;
+        }
+        if relay.event == DISCONNECT {
+            for room in relay.rooms {
+                self.disconnect_local(room).await;
+            }
             return;
         }
         if relay.event == REMOVAL {

@@ -20,6 +20,15 @@ pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
 /// An origin in the test allowlist.
 pub const GOOD_ORIGIN: &str = "http://localhost:3000";
 
+/// Where a process instance's output goes: nowhere, unless `BANTER_TEST_LOGS` is set.
+fn test_logs() -> std::process::Stdio {
+    if std::env::var_os("BANTER_TEST_LOGS").is_some() {
+        std::process::Stdio::inherit()
+    } else {
+        std::process::Stdio::null()
+    }
+}
+
 /// How long a test waits for something that should happen.
 pub const WAIT: Duration = Duration::from_secs(10);
 
@@ -251,8 +260,9 @@ impl Instance {
         let child = std::process::Command::new(env!("CARGO_BIN_EXE_banter"))
             .env("BANTER_ADDR", addr.to_string())
             .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            // BANTER_TEST_LOGS=1 shows the process's logs (with its RUST_LOG, if given).
+            .stdout(test_logs())
+            .stderr(test_logs())
             .spawn()
             .expect("spawn banter");
         let instance = Instance {
@@ -330,6 +340,17 @@ impl Instance {
                 .await
                 .expect("join")
                 .expect("instance thread");
+        }
+    }
+}
+
+/// A process instance never outlives its test, also one that failed before stopping it: it
+/// would keep its database connections, and the tests after it would find none.
+impl Drop for Instance {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.process.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }
@@ -1073,8 +1094,9 @@ impl PrivateRedis {
             ])
             .arg("--dir")
             .arg(&self.dir)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            // BANTER_TEST_LOGS=1 shows the process's logs (with its RUST_LOG, if given).
+            .stdout(test_logs())
+            .stderr(test_logs())
             .spawn()
             .expect("redis-server");
         self.child = Some(child);

@@ -280,3 +280,153 @@ async fn a_client_that_stops_reading_catches_up_by_seq() {
     }
     cluster.finish().await;
 }
+
+/// A process instance whose `general` holds 300 messages of 4,000 characters (a page of them
+/// is half a megabyte), with `ann` its administrator.
+async fn instance_with_large_history(
+    cluster: &Cluster,
+    extra: &[(&'static str, &str)],
+) -> (Instance, User) {
+    let mut env = cluster.process_env();
+    env.extend(extra.iter().map(|(k, v)| (*k, v.to_string())));
+    env.push(("RATE_LIMIT_MESSAGES", "100000".to_owned()));
+    env.push(("ADMIN_USERS", "ann".to_owned()));
+    let server = Instance::spawn_process(&env).await;
+    let ann = cluster.register(&server, "ann").await;
+    let writer = Client::connect(&server, &ann).await;
+    let text = "é".repeat(4000);
+    for _ in 0..300 {
+        assert_eq!(send(&writer, "general", &text).await["ok"], true);
+    }
+    writer.disconnect().await;
+    (server, ann)
+}
+
+/// Opens a socket with a tiny receive buffer and asks for `syncs` large pages without reading.
+async fn stalled(server: &Instance, user: &User, syncs: u32) -> Raw {
+    let mut raw = Raw::open(server.addr, Some(&user.cookie()), Some(4096)).await;
+    raw.connect_namespace().await;
+    for id in 0..syncs {
+        let sync = json!(["messages.sync", {"channel": "general", "after_seq": 0, "limit": 500}]);
+        raw.send(&format!("42{id}{sync}")).await;
+    }
+    raw
+}
+
+/// Waits until the instance counts `sockets` sockets; false if it does not within `secs`.
+async fn sockets_become(cluster: &Cluster, server: &Instance, sockets: f64, secs: u64) -> bool {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while tokio::time::Instant::now() < deadline {
+        let now = cluster.metric(server, "banter_sockets").await;
+        if now == sockets {
+            return true;
+        }
+        println!("banter_sockets {now}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    false
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_stop_reading_are_closed_when_what_waits_for_them_passes_its_bound() {
+    let cluster = Cluster::start(&[]).await;
+    // The user's budget and the socket's events in flight would refuse most of these syncs;
+    // the bound on the bytes waiting for a socket is what this tests, so they are lifted.
+    let lifted = [
+        ("EVENT_BUDGET", "0"),
+        ("EVENTS_IN_FLIGHT_PER_SOCKET", "1024"),
+    ];
+    let (server, _) = instance_with_large_history(&cluster, &lifted).await;
+    let mal = cluster.guest("mal").await;
+    let (start_kib, _) = server.memory_kib();
+    // Four sockets ask for 80 pages each (about 40 MB apiece) and never read them.
+    let mut raws = Vec::new();
+    for _ in 0..4 {
+        raws.push(stalled(&server, &mal, 80).await);
+    }
+    // The bytes waiting for each are bounded: past the bound, the socket is closed (its
+    // writer gives the connection up even though a write never completes).
+    let closed = sockets_become(&cluster, &server, 0.0, 30).await;
+    let (end_kib, peak_kib) = server.memory_kib();
+    println!("RSS {start_kib} KiB before, peak {peak_kib} KiB, {end_kib} KiB after");
+    assert!(closed, "stalled sockets still counted");
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while raws.iter().any(held_open) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stalled connections still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    // Most of the peak is the 320 pages being built at once (the budgets that would refuse
+    // them are lifted here): about 310 MiB over the start on this machine, where pages of
+    // megabytes and queues without a byte bound took 1.6 GB.
+    assert!(
+        peak_kib < start_kib + 384 * 1024,
+        "peak {peak_kib} KiB from {start_kib} KiB"
+    );
+    drop(raws);
+    server.stop().await;
+    cluster.finish().await;
+}
+
+/// Whether the server still holds the connection of `raw` open: its end stays `ESTABLISHED`
+/// until the server closes it (then `FIN-WAIT-1`, the kernel's to finish: the client takes
+/// none of what is in flight), as `ss` tells.
+fn held_open(raw: &Raw) -> bool {
+    let local = raw.ws.get_ref().local_addr().expect("local address");
+    let server = raw.ws.get_ref().peer_addr().expect("server address");
+    let out = std::process::Command::new("ss")
+        .args([
+            "-Htn",
+            "state",
+            "established",
+            &format!(
+                "( sport = :{} and dport = :{} )",
+                server.port(),
+                local.port()
+            ),
+        ])
+        .output()
+        .expect("ss (iproute2)");
+    !String::from_utf8_lossy(&out.stdout).trim().is_empty()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ban_closes_a_socket_whose_writes_are_stuck() {
+    let cluster = Cluster::start(&[]).await;
+    let (server, ann) = instance_with_large_history(&cluster, &[]).await;
+    let mal = cluster.register(&server, "mal").await;
+    // Enough to fill the kernel's buffers (8 MB) and leave a write pending, not to pass the
+    // bound on what waits for the socket.
+    let raw = stalled(&server, &mal, 16).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(cluster.metric(&server, "banter_sockets").await, 1.0);
+    assert!(held_open(&raw));
+    let (status, _) = cluster
+        .call(
+            reqwest::Method::POST,
+            &server,
+            "/api/admin/users/mal/ban",
+            &ann,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert!(
+        sockets_become(&cluster, &server, 0.0, 10).await,
+        "the banned user's stalled socket is still counted"
+    );
+    // Its connection too: the stuck write is given up, and its memory with it.
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while held_open(&raw) {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the banned user's stalled connection is still open"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    drop(raw);
+    server.stop().await;
+    cluster.finish().await;
+}

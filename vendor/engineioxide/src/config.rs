@@ -84,6 +84,13 @@ pub struct EngineIoConfig {
     /// to prevent memory eating by a malicious user.
     pub ws_max_frame_size: usize,
 
+    /// The most bytes of messages that may wait to be sent to one client; a session whose
+    /// queue passes it (a client that stopped reading) is closed. The internal buffer's
+    /// `max_buffer_size` counts packets, and one packet may be large.
+    ///
+    /// `None` (the default): 8 times `ws_max_message_size`.
+    pub max_buffer_bytes: Option<usize>,
+
     /// Allowed transports on this server
     /// It is represented as a bitfield to allow to combine any number of transports easily
     pub transports: u8,
@@ -101,12 +108,19 @@ impl Default for EngineIoConfig {
             ws_read_buffer_size: 4096,
             ws_max_message_size: 64 << 20,
             ws_max_frame_size: 16 << 20,
+            max_buffer_bytes: None,
             transports: TransportType::Polling as u8 | TransportType::Websocket as u8,
         }
     }
 }
 
 impl EngineIoConfig {
+    /// The bound of the bytes waiting for one client (see [`EngineIoConfig::max_buffer_bytes`]).
+    pub fn max_buffer_bytes(&self) -> usize {
+        self.max_buffer_bytes
+            .unwrap_or(self.ws_max_message_size.saturating_mul(8))
+    }
+
     /// Create a new builder with a default config
     pub fn builder() -> EngineIoConfigBuilder {
         EngineIoConfigBuilder::new()
@@ -236,6 +250,13 @@ impl EngineIoConfigBuilder {
     /// to prevent memory eating by a malicious user.
     pub fn ws_max_frame_size(mut self, ws_max_frame_size: usize) -> Self {
         self.config.ws_max_frame_size = ws_max_frame_size;
+        self
+    }
+
+    /// The most bytes of messages that may wait to be sent to one client before its session is
+    /// closed. Defaults to 8 times `ws_max_message_size`.
+    pub fn max_buffer_bytes(mut self, max_buffer_bytes: usize) -> Self {
+        self.config.max_buffer_bytes = Some(max_buffer_bytes);
         self
     }
 

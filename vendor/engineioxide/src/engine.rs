@@ -9,7 +9,7 @@ use http::request::Parts;
 use crate::{
     config::EngineIoConfig,
     handler::EngineIoHandler,
-    socket::{DisconnectReason, Socket},
+    socket::{DisconnectReason, SessionCloser, Socket},
 };
 
 type SocketMap<T> = RwLock<HashMap<Sid, Arc<T>>>;
@@ -43,13 +43,23 @@ impl<H: EngineIoHandler> EngineIo<H> {
         self: &Arc<Self>,
         protocol: ProtocolVersion,
         transport: TransportType,
-        req: Parts,
+        mut req: Parts,
         supports_binary: bool,
     ) -> Arc<Socket<H::Data>> {
         let engine = self.clone();
         let close_fn = Box::new(move |sid, reason| engine.close_session(sid, reason));
+        // A handle that closes this session from outside its transports, kept in the session's
+        // request extensions.
+        let sid = Sid::new();
+        let weak = Arc::downgrade(self);
+        req.extensions.insert(SessionCloser::new(move |reason| {
+            if let Some(engine) = weak.upgrade() {
+                engine.close_session(sid, reason);
+            }
+        }));
 
         let socket = Socket::new(
+            sid,
             protocol,
             transport,
             &self.config,

@@ -59,7 +59,7 @@ use std::{
     fmt::Debug,
     sync::{
         Arc,
-        atomic::{AtomicBool, AtomicU8, Ordering},
+        atomic::{AtomicBool, AtomicU8, AtomicUsize, Ordering},
     },
     time::Duration,
 };
@@ -118,21 +118,105 @@ impl From<&Error> for Option<DisconnectReason> {
 /// each slot the block is 256 bytes, and the packets themselves take memory only while queued.
 pub(crate) type QueuedPackets = Box<PacketBuf>;
 
+/// Closes an Engine.IO session from outside its transports: the session's writer gives up a
+/// write that does not complete, its handler is told. Every session keeps one in its request
+/// extensions ([`Socket::req_parts`]), so that a server can end a connection whatever state its
+/// transport is in (a client that stopped reading never takes a disconnect packet).
+#[derive(Clone)]
+pub struct SessionCloser(Arc<dyn Fn(DisconnectReason) + Send + Sync>);
+
+impl SessionCloser {
+    pub(crate) fn new(close: impl Fn(DisconnectReason) + Send + Sync + 'static) -> Self {
+        Self(Arc::new(close))
+    }
+
+    /// Closes the session (nothing when it is already closed).
+    pub fn close(&self, reason: DisconnectReason) {
+        (self.0)(reason)
+    }
+}
+
+impl Debug for SessionCloser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SessionCloser")
+    }
+}
+
+/// The bytes of the messages waiting in a socket's internal channel, bounded by
+/// [`EngineIoConfig::max_buffer_bytes`]: the channel's bound counts packets, and one packet may
+/// be megabytes. A client that lets more pile up (it stopped reading) has its session closed.
+#[derive(Debug)]
+pub(crate) struct Outbox {
+    queued: AtomicUsize,
+    max: usize,
+    overflowed: AtomicBool,
+}
+
+impl Outbox {
+    pub(crate) fn new(max: usize) -> Self {
+        Self {
+            queued: AtomicUsize::new(0),
+            max,
+            overflowed: AtomicBool::new(false),
+        }
+    }
+
+    /// Counts packets put in the channel; true the first time the bound is passed.
+    pub(crate) fn put(&self, packets: &[Packet]) -> bool {
+        let bytes = queued_len(packets);
+        let now = self.queued.fetch_add(bytes, Ordering::AcqRel) + bytes;
+        now > self.max && !self.overflowed.swap(true, Ordering::AcqRel)
+    }
+
+    /// Counts packets taken out of the channel by a transport.
+    pub(crate) fn take(&self, packets: &[Packet]) {
+        let bytes = queued_len(packets);
+        self.queued
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                Some(n.saturating_sub(bytes))
+            })
+            .ok();
+    }
+}
+
+/// The bytes of messages in `packets` (control packets count nothing).
+fn queued_len(packets: &[Packet]) -> usize {
+    packets
+        .iter()
+        .map(|p| match p {
+            Packet::Message(msg) => msg.len(),
+            Packet::Binary(data) | Packet::BinaryV3(data) => data.len(),
+            _ => 0,
+        })
+        .sum()
+}
+
 /// A permit to emit a message to the client.
 /// A permit holds a place in the internal channel to send one packet to the client.
 pub struct Permit<'a> {
     inner: mpsc::Permit<'a, QueuedPackets>,
+    outbox: &'a Outbox,
+    close: &'a (dyn Fn(Sid, DisconnectReason) + Send + Sync),
+    sid: Sid,
 }
 impl Permit<'_> {
+    /// Queues `packets`; a queue that thereby passes its byte bound closes the session.
+    fn send(self, packets: PacketBuf) {
+        let over = self.outbox.put(&packets);
+        self.inner.send(Box::new(packets));
+        if over {
+            (self.close)(self.sid, DisconnectReason::TransportError);
+        }
+    }
     /// Consume the permit and emit a message to the client.
     #[inline]
     pub fn emit(self, msg: Str) {
-        self.inner.send(Box::new(smallvec![Packet::Message(msg)]));
+        self.send(smallvec![Packet::Message(msg)]);
     }
     /// Consume the permit and emit a binary message to the client.
     #[inline]
     pub fn emit_binary(self, data: Bytes) {
-        self.inner.send(Box::new(smallvec![Packet::Binary(data)]));
+        self.send(smallvec![Packet::Binary(data)]);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -144,7 +228,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(Box::new(packets));
+        self.send(packets);
     }
 
     /// Consume the permit and emit a message with multiple binary data to the client.
@@ -156,7 +240,7 @@ impl Permit<'_> {
         for d in data {
             packets.push(Packet::Binary(d));
         }
-        self.inner.send(Box::new(packets));
+        self.send(packets);
     }
 }
 
@@ -222,6 +306,9 @@ where
     /// Channel to send [PacketBuf] to the internal connection
     pub(crate) internal_tx: mpsc::Sender<QueuedPackets>,
 
+    /// The bytes of messages waiting in the internal channel, bounded.
+    pub(crate) outbox: Outbox,
+
     /// Channel to send volatile [PacketBuf]s that bypass the internal buffer.
     /// Uses a [`watch`](tokio::sync::watch) channel so only the latest volatile
     /// message is retained; subsequent volatile sends overwrite the previous one.
@@ -254,6 +341,7 @@ where
     D: Default + Send + Sync + 'static,
 {
     pub(crate) fn new(
+        id: Sid,
         protocol: ProtocolVersion,
         transport: TransportType,
         config: &EngineIoConfig,
@@ -266,13 +354,14 @@ where
         let (volatile_tx, volatile_rx) = watch::channel(None);
 
         Self {
-            id: Sid::new(),
+            id,
             protocol,
             transport: AtomicU8::new(transport as u8),
             upgrading: AtomicBool::new(false),
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
+            outbox: Outbox::new(config.max_buffer_bytes()),
 
             volatile_tx,
 
@@ -294,12 +383,21 @@ where
         #[cfg(feature = "tracing")]
         tracing::debug!(?packet, "sending packet");
 
-        self.internal_tx
-            .try_send(Box::new(smallvec![packet]))
-            .map_err(|p| match p {
+        let packets: PacketBuf = smallvec![packet];
+        // Counted before it is queued, so that a transport taking it out at once never
+        // uncounts it first; given back when it is not queued.
+        let over = self.outbox.put(&packets);
+        if let Err(e) = self.internal_tx.try_send(Box::new(packets)) {
+            let (TrySendError::Full(p) | TrySendError::Closed(p)) = &e;
+            self.outbox.take(p);
+            return Err(match e {
                 TrySendError::Full(mut p) => TrySendError::Full(p.pop().unwrap()),
                 TrySendError::Closed(mut p) => TrySendError::Closed(p.pop().unwrap()),
-            })?;
+            });
+        }
+        if over {
+            (self.close_fn)(self.id, DisconnectReason::TransportError);
+        }
         Ok(())
     }
     pub(crate) fn is_upgrading(&self) -> bool {
@@ -455,7 +553,12 @@ where
     #[inline]
     pub fn reserve(&self) -> Result<Permit<'_>, TrySendError<()>> {
         let permit = self.internal_tx.try_reserve()?;
-        Ok(Permit { inner: permit })
+        Ok(Permit {
+            inner: permit,
+            outbox: &self.outbox,
+            close: &*self.close_fn,
+            sid: self.id,
+        })
     }
 
     /// Emits a message to the client.
@@ -630,6 +733,7 @@ where
 
             internal_rx: Mutex::new(InternalRx::new(internal_rx, volatile_rx)),
             internal_tx,
+            outbox: Outbox::new(usize::MAX),
 
             volatile_tx,
 
@@ -657,5 +761,63 @@ where
         });
 
         (sock, rx)
+    }
+}
+
+#[cfg(test)]
+mod outbox_tests {
+    use super::*;
+
+    /// A socket whose closes are recorded, with room for `max` bytes of messages.
+    fn socket(max: usize) -> (Socket<()>, Arc<std::sync::Mutex<Vec<DisconnectReason>>>) {
+        let closes = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let config = EngineIoConfig {
+            max_buffer_bytes: Some(max),
+            ..EngineIoConfig::default()
+        };
+        let socket = Socket::new(
+            Sid::new(),
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &config,
+            http::Request::<()>::default().into_parts().0,
+            Box::new({
+                let closes = closes.clone();
+                move |_, reason| closes.lock().unwrap().push(reason)
+            }),
+            false,
+        );
+        (socket, closes)
+    }
+
+    #[test]
+    fn the_bytes_waiting_for_a_client_are_bounded() {
+        let (socket, closes) = socket(100);
+        socket.emit("a".repeat(60)).unwrap();
+        assert!(closes.lock().unwrap().is_empty());
+        // Past the bound (by a permit, as socketioxide sends): the session is closed, once.
+        socket.reserve().unwrap().emit(Str::from("b".repeat(60)));
+        socket.emit("c").unwrap();
+        assert_eq!(
+            *closes.lock().unwrap(),
+            vec![DisconnectReason::TransportError]
+        );
+    }
+
+    #[tokio::test]
+    async fn what_a_transport_takes_out_is_uncounted() {
+        let (socket, closes) = socket(100);
+        for _ in 0..10 {
+            socket.emit("a".repeat(60)).unwrap();
+            let mut rx = socket.internal_rx.lock().await;
+            let packets = rx.buffered_rx.recv().await.unwrap();
+            socket.outbox.take(&packets);
+        }
+        assert!(closes.lock().unwrap().is_empty());
+        // A packet that is not queued (the channel is closed) is not counted either.
+        socket.internal_rx.lock().await.buffered_rx.close();
+        assert!(socket.emit("a".repeat(200)).is_err());
+        socket.emit_binary(vec![0u8; 60]).unwrap_err();
+        assert!(closes.lock().unwrap().is_empty());
     }
 }

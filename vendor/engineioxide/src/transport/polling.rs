@@ -125,8 +125,15 @@ where
 
         // Prepend the packet peeked during the previous
         // polling request so it is encoded first, ahead of the newly received packets.
-        let rx_stream = stream::iter(peeked_packet.take())
-            .chain(rx_stream::EncoderStream::new(buffered_rx, volatile_rx));
+        let peeked = peeked_packet.take();
+        if let Some(packets) = &peeked {
+            socket.outbox.take(packets);
+        }
+        let rx_stream = stream::iter(peeked).chain(rx_stream::EncoderStream::new(
+            buffered_rx,
+            volatile_rx,
+            &socket.outbox,
+        ));
 
         // Stop waiting for the next packet as soon as the session is closed. The combinator is biased
         // towards the encoder completion, so any buffered close packet is still flushed to the client.
@@ -147,7 +154,10 @@ where
     };
 
     // set back the peeked packet so it can be read again
-    // on the next polling request
+    // on the next polling request (still waiting: counted again)
+    if let Some(packets) = &peeked {
+        socket.outbox.put(packets);
+    }
     rx.peeked_packet = peeked;
 
     #[cfg(feature = "tracing")]
@@ -231,6 +241,9 @@ mod rx_stream {
     use tokio::sync::{mpsc, watch};
     use tokio_util::sync::ReusableBoxFuture;
 
+    use crate::socket::Outbox;
+    use engineioxide_core::Packet;
+
     /// [`ReceiverStream`] is a stream that wraps a [`mpsc::Receiver`] of boxed items by
     /// reference, and yields the items unboxed.
     /// Allowing to use it as a stream even if it is behind a mutex.
@@ -309,6 +322,7 @@ mod rx_stream {
             watch: WatchStream<'a, Option<T>>,
             #[pin]
             rx: ReceiverStream<'a, T>,
+            outbox: &'a Outbox,
         }
     }
 
@@ -316,15 +330,17 @@ mod rx_stream {
         pub fn new(
             rx: &'a mut mpsc::Receiver<Box<T>>,
             watch: &'a mut watch::Receiver<Option<T>>,
+            outbox: &'a Outbox,
         ) -> Self {
             Self {
                 rx: ReceiverStream::new(rx),
                 watch: WatchStream::new(watch),
+                outbox,
             }
         }
     }
 
-    impl<'a, T: Clone + Send + Sync + 'static> Stream for EncoderStream<'a, T> {
+    impl<'a, T: AsRef<[Packet]> + Clone + Send + Sync + 'static> Stream for EncoderStream<'a, T> {
         type Item = T;
 
         fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
@@ -332,7 +348,12 @@ mod rx_stream {
             // low priority: poll the watch stream first, then the rx stream.
             // same than with ws transport
             match this.rx.poll_next(cx) {
-                Poll::Ready(v) => Poll::Ready(v),
+                Poll::Ready(v) => {
+                    if let Some(packets) = &v {
+                        this.outbox.take(packets.as_ref());
+                    }
+                    Poll::Ready(v)
+                }
                 Poll::Pending => match this.watch.poll_next(cx) {
                     Poll::Ready(Some(v)) => Poll::Ready(v),
                     Poll::Ready(None) | Poll::Pending => Poll::Pending,

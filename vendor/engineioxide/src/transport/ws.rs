@@ -5,6 +5,7 @@
 //! and to handle upgrade from polling to ws
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures_util::{FutureExt as _, TryFutureExt as _, future::OptionFuture};
 use futures_util::{
@@ -146,10 +147,21 @@ async fn open<H: EngineIoHandler, S>(
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let ws_config = WebSocketConfig::default()
+    // The write buffer grows past `write_buffer_size` only while the peer does not take what is
+    // written; bounded, a write to a stalled peer fails (and closes the session) instead of
+    // growing without end. Room for what the internal channel may hold beside it (the writer
+    // moves a batch of it at a time).
+    let defaults = WebSocketConfig::default();
+    let ws_config = defaults
         .read_buffer_size(engine.config.ws_read_buffer_size)
         .max_message_size(Some(engine.config.ws_max_message_size))
-        .max_frame_size(Some(engine.config.ws_max_frame_size));
+        .max_frame_size(Some(engine.config.ws_max_frame_size))
+        .max_write_buffer_size(
+            defaults
+                .write_buffer_size
+                .saturating_add(engine.config.max_buffer_bytes())
+                .saturating_add(engine.config.ws_max_message_size),
+        );
 
     let ws_init = move || WebSocketStream::from_raw_socket(conn, Role::Server, Some(ws_config));
     if let Some(sid) = sid {
@@ -250,7 +262,8 @@ where
             }
         };
         // Pipe between websocket and internal socket channel.
-        let writer = forward_to_socket::<H, S>(&socket, tx);
+        let write_deadline = engine.config.ping_interval + engine.config.ping_timeout;
+        let writer = forward_to_socket::<H, S>(&socket, tx, write_deadline);
         let heartbeat = async {
             if heartbeat {
                 let config = &engine.config;
@@ -341,10 +354,16 @@ fn ws_message(protocol: ProtocolVersion, packet: Packet) -> Option<Message> {
 
 /// Forwards all packets waiting to be sent to the websocket
 ///
-/// The websocket stream is flushed only when the internal channel is drained
+/// The websocket stream is flushed only when the internal channel is drained. Every write
+/// races the session's cancellation: a peer that stopped reading leaves a write pending
+/// forever, and the writer must still let the session close (closing waits for it to give back
+/// the internal channel). A write that fails (the bounded write buffer is full) closes the
+/// session, and so does one that does not complete within `write_deadline` (the peer has not
+/// taken a byte for as long as a heartbeat may take).
 async fn forward_to_socket<H: EngineIoHandler, S>(
     socket: &Arc<Socket<H::Data>>,
     mut tx: SplitSink<WebSocketStream<S>, Message>,
+    write_deadline: Duration,
 ) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -365,15 +384,18 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
     } = &mut *internal_rx;
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
-    loop {
+    let cancelled = loop {
         // The packets to write now: buffered ones first, then the latest volatile ones.
         let packets = tokio::select! {
             biased;
             items = buffered_rx.recv() => match items {
-                Some(packets) => *packets,
-                None => break,
+                Some(packets) => {
+                    socket.outbox.take(&packets);
+                    *packets
+                }
+                None => break false,
             },
-            _ = socket.cancellation_token.cancelled() => break,
+            _ = socket.cancellation_token.cancelled() => break true,
             Ok(()) = volatile_rx.changed() => {
                 let val = volatile_rx.borrow_and_update().clone();
                 match val {
@@ -386,32 +408,65 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                 }
             },
         };
-        let mut next = Some(packets);
-        while let Some(packets) = next.take() {
-            for message in packets
-                .into_iter()
-                .filter_map(|p| ws_message(socket.protocol, p))
-            {
-                if let Err(_e) = tx.feed(message).await {
-                    #[cfg(feature = "tracing")]
-                    tracing::debug!("[sid={}] error sending packet: {}", socket.id, _e);
+        let written = async {
+            let mut next = Some(packets);
+            while let Some(packets) = next.take() {
+                for message in packets
+                    .into_iter()
+                    .filter_map(|p| ws_message(socket.protocol, p))
+                {
+                    tx.feed(message).await?;
                 }
+                // Drain what else is buffered before flushing.
+                next = buffered_rx.try_recv().ok().map(|packets| {
+                    socket.outbox.take(&packets);
+                    *packets
+                });
             }
-            // Drain what else is buffered before flushing.
-            next = buffered_rx.try_recv().ok().map(|packets| *packets);
+            #[cfg(feature = "tracing")]
+            tracing::trace!(sid = %socket.id, "ws flush");
+            tx.flush().await
+        };
+        let written = tokio::time::timeout(write_deadline, written);
+        match written
+            .with_cancellation_token(&socket.cancellation_token)
+            .await
+        {
+            Some(Ok(Ok(()))) => {}
+            Some(Ok(Err(_e))) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "ws write failed, closing session: {_e}");
+                socket.close(DisconnectReason::TransportError);
+                break true;
+            }
+            Some(Err(_)) => {
+                #[cfg(feature = "tracing")]
+                tracing::debug!(sid = %socket.id, "ws write stuck, closing session");
+                socket.close(DisconnectReason::TransportError);
+                break true;
+            }
+            None => break true,
         }
-
-        #[cfg(feature = "tracing")]
-        tracing::trace!(sid = %socket.id, "ws flush");
-        tx.flush().await.ok();
-    }
+    };
 
     #[cfg(feature = "tracing")]
     tracing::trace!(sid = %socket.id, "ws closing flush");
 
-    tx.flush().await.ok();
-    tx.close().await.ok();
+    // A close frame for a peer that still reads; a peer that does not gets a short while.
+    let closing = async {
+        tx.flush().await.ok();
+        tx.close().await.ok();
+    };
+    if tokio::time::timeout(CLOSING_GRACE, closing).await.is_err() {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(sid = %socket.id, cancelled, "ws peer did not take its close frame");
+    }
 }
+
+/// How long a cancelled session's writer waits for the peer to take its last bytes and close
+/// frame before it lets go of the connection.
+const CLOSING_GRACE: Duration = Duration::from_secs(1);
+
 /// Send a Engine.IO [`OpenPacket`] to initiate a websocket connection
 async fn init_handshake<S>(
     sid: Sid,
@@ -551,6 +606,7 @@ mod tests {
 
     fn socket() -> Arc<Socket<()>> {
         Arc::new(Socket::new(
+            Sid::new(),
             ProtocolVersion::V4,
             TransportType::Websocket,
             &EngineIoConfig::default(),
@@ -605,7 +661,7 @@ mod tests {
         let polling = socket.internal_rx.lock().await;
         let writer = tokio::spawn({
             let socket = socket.clone();
-            async move { forward_to_socket::<StubHandler, _>(&socket, tx).await }
+            async move { forward_to_socket::<StubHandler, _>(&socket, tx, DEADLINE).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(!writer.is_finished(), "the writer should wait for the lock");
@@ -629,7 +685,7 @@ mod tests {
         let _polling = socket.internal_rx.lock().await;
         let writer = tokio::spawn({
             let socket = socket.clone();
-            async move { forward_to_socket::<StubHandler, _>(&socket, tx).await }
+            async move { forward_to_socket::<StubHandler, _>(&socket, tx, DEADLINE).await }
         });
         tokio::time::sleep(Duration::from_millis(20)).await;
 
@@ -638,5 +694,65 @@ mod tests {
             .await
             .expect("the writer should stop")
             .unwrap();
+    }
+
+    const DEADLINE: Duration = Duration::from_secs(60);
+
+    /// A peer that stops reading leaves the writer's flush pending for ever: closing the session
+    /// still stops the writer (after its short closing grace), so the session's memory goes.
+    #[tokio::test]
+    async fn a_writer_stuck_on_a_peer_that_does_not_read_stops_with_the_session() {
+        let socket = socket();
+        let (server, _client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        let writer = tokio::spawn({
+            let socket = socket.clone();
+            async move { forward_to_socket::<StubHandler, _>(&socket, tx, DEADLINE).await }
+        });
+        // Far more than the 1 KiB pipe holds; the client never reads.
+        socket.emit(Str::from("x".repeat(64 * 1024))).unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!writer.is_finished(), "the write should be pending");
+
+        socket.cancellation_token.cancel();
+        tokio::time::timeout(CLOSING_GRACE + TIMEOUT, writer)
+            .await
+            .expect("the writer should stop")
+            .unwrap();
+    }
+
+    /// A write that does not complete within the deadline closes the session.
+    #[tokio::test]
+    async fn a_write_past_its_deadline_closes_the_session() {
+        let closed = Arc::new(std::sync::Mutex::new(None));
+        let socket = Arc::new(Socket::<()>::new(
+            Sid::new(),
+            ProtocolVersion::V4,
+            TransportType::Websocket,
+            &EngineIoConfig::default(),
+            Request::<()>::default().into_parts().0,
+            Box::new({
+                let closed = closed.clone();
+                move |_, reason| *closed.lock().unwrap() = Some(reason)
+            }),
+            false,
+        ));
+        let (server, _client) = ws_pair().await;
+        let (tx, _rx) = server.split();
+        let writer = tokio::spawn({
+            let socket = socket.clone();
+            async move {
+                forward_to_socket::<StubHandler, _>(&socket, tx, Duration::from_millis(100)).await
+            }
+        });
+        socket.emit(Str::from("x".repeat(64 * 1024))).unwrap();
+        tokio::time::timeout(CLOSING_GRACE + TIMEOUT, writer)
+            .await
+            .expect("the writer should stop")
+            .unwrap();
+        assert_eq!(
+            *closed.lock().unwrap(),
+            Some(DisconnectReason::TransportError)
+        );
     }
 }
