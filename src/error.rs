@@ -63,6 +63,23 @@ impl Code {
         }
     }
 
+    /// The code of an error answer that has only a status (a rejection that is not banter's).
+    pub fn of_status(status: StatusCode) -> Code {
+        match status {
+            StatusCode::NOT_FOUND => Code::NotFound,
+            StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+            StatusCode::PAYLOAD_TOO_LARGE => Code::TooLarge,
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Code::UnsupportedType,
+            StatusCode::TOO_MANY_REQUESTS => Code::RateLimited,
+            StatusCode::UNAUTHORIZED => Code::Unauthorized,
+            StatusCode::FORBIDDEN => Code::Forbidden,
+            StatusCode::CONFLICT => Code::Conflict,
+            StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => Code::Unavailable,
+            s if s.is_server_error() => Code::Internal,
+            _ => Code::InvalidPayload,
+        }
+    }
+
     fn status(self) -> StatusCode {
         match self {
             Code::InvalidPayload | Code::TooLong => StatusCode::BAD_REQUEST,

@@ -163,7 +163,9 @@ pub fn message_text(raw: &str) -> Result<String, AppError> {
 /// Longest reaction emoji, in bytes (room for the longest emoji ZWJ sequences).
 pub const MAX_EMOJI_BYTES: usize = 32;
 
-/// A reaction's emoji: trimmed, 1..=32 bytes, no whitespace or control characters inside.
+/// A reaction's emoji: trimmed, 1..=32 bytes, and one emoji of Unicode's emoji list (with its
+/// skin tones and sequences, from the `emojis` crate): no letters, no mention, no invisible or
+/// bidi characters.
 pub fn emoji(raw: &str) -> Result<String, AppError> {
     let field = |message: &str| {
         AppError::from(FieldError {
@@ -181,10 +183,10 @@ pub fn emoji(raw: &str) -> Result<String, AppError> {
             format!("emoji is longer than {MAX_EMOJI_BYTES} bytes"),
         ));
     }
-    if emoji.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(field("emoji must not contain spaces or control characters"));
+    match emojis::get(emoji) {
+        Some(found) => Ok(found.as_str().to_owned()),
+        None => Err(field("emoji must be one emoji")),
     }
-    Ok(emoji.to_owned())
 }
 
 /// Channel descriptions: trimmed, at most 280 Unicode scalar values, no control characters.
@@ -218,11 +220,19 @@ impl Limit {
     }
 }
 
+/// The characters that change the direction of the text around them (Unicode's bidi embeddings,
+/// overrides and isolates, and the directional marks): in a file name they make
+/// `invoice\u{202E}fdp.exe` show as `invoiceexe.pdf`.
+pub fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}' | '\u{200E}' | '\u{200F}' | '\u{061C}')
+}
+
 /// A file's name (`Limit::Chars`) or MIME type (`Limit::Bytes`): trimmed, not empty, within
-/// its limit, no control characters.
+/// its limit, no control characters; bidi controls are taken out (the name shows as it is).
 pub fn file_label(name: &'static str, raw: &str, limit: Limit) -> Result<String, AppError> {
     no_controls(name, raw, false)?;
-    let label = raw.trim();
+    let neutral: String = raw.chars().filter(|c| !is_bidi_control(*c)).collect();
+    let label = neutral.trim();
     if label.is_empty() {
         return Err(field(name, "must not be empty").into());
     }
@@ -380,5 +390,37 @@ mod tests {
         assert!(email("nope").is_err());
         assert!(email("a@").is_err());
         assert!(email("a b@c").is_err());
+    }
+
+    #[test]
+    fn reactions_are_emoji() {
+        for good in ["👍", "❤️", "👍🏽", "👨‍👩‍👧", "🇫🇷", " 🎉 "] {
+            assert_eq!(emoji(good).unwrap(), good.trim(), "{good}");
+        }
+        for bad in [
+            "a",
+            "@everyone",
+            "\u{200B}",
+            "\u{202E}",
+            "\u{FEFF}",
+            "👍\u{202E}",
+            "\u{202E}👍",
+            "👍👍",
+            "",
+        ] {
+            assert!(emoji(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn bidi_controls_are_taken_out_of_file_names() {
+        let name = file_label(
+            "name",
+            "invoice\u{202E}fdp.exe",
+            Limit::Chars(MAX_FILE_NAME),
+        )
+        .unwrap();
+        assert_eq!(name, "invoicefdp.exe");
+        assert!(file_label("name", "\u{2066}\u{202E}", Limit::Chars(10)).is_err());
     }
 }

@@ -64,8 +64,49 @@ async fn count_failures(State(state): State<AppState>, req: Request, next: Next)
     response
 }
 
-/// Layers around everything, Socket.IO included: CORS for the allowed origins (with
-/// credentials) and security headers.
+/// Every error answer is JSON of the contract (`{code, message}`), also the ones that do not
+/// come from banter's handlers: an extractor's rejection (a path that is not UTF-8), a body
+/// over a limit, an Engine.IO refusal. A non-JSON error body (plain text, or none) is replaced
+/// by the error of its status, with its text as the message.
+async fn json_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|t| t.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    // Rejections are a line of text; anything longer is not shown.
+    let text = axum::body::to_bytes(body, 1024)
+        .await
+        .ok()
+        .and_then(|b| String::from_utf8(b.to_vec()).ok())
+        .map(|t| t.trim().to_owned())
+        .filter(|t| !t.is_empty());
+    let code = Code::of_status(status);
+    let message = text.unwrap_or_else(|| {
+        status
+            .canonical_reason()
+            .unwrap_or("the request failed")
+            .to_lowercase()
+    });
+    let mut answer = AppError::new(code, message).into_response();
+    *answer.status_mut() = status;
+    for (name, value) in parts.headers.iter() {
+        // The rejection's own headers (Allow, Retry-After, ...), but not its body's.
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            answer.headers_mut().insert(name.clone(), value.clone());
+        }
+    }
+    answer
+}
+
+/// Layers around everything, Socket.IO included: JSON error answers, CORS for the allowed
+/// origins (with credentials) and security headers.
 pub fn outer_layers(router: Router, config: &Config) -> Router {
     let origins: Vec<HeaderValue> = config
         .allowed_origins
@@ -92,6 +133,7 @@ pub fn outer_layers(router: Router, config: &Config) -> Router {
             header::HeaderName::from_static("x-next-before"),
         ]);
     router
+        .layer(middleware::from_fn(json_errors))
         .layer(cors)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,

@@ -3,8 +3,9 @@
 //! read began.
 //!
 //! A channel's messages are read from the replica only when the replica's copy of the channel
-//! row has the primary's `last_seq` and `last_change` (one primary-key lookup on each side): a
-//! replica that is behind, or away, sends the read to the primary. The page and its `first_seq` then come from
+//! row has the primary's `last_seq`, `last_change` and `first_seq` (one primary-key lookup on
+//! each side): a replica that is behind (a message, a change, or a retention pass that removed
+//! messages), or away, sends the read to the primary. The page and its `first_seq` then come from
 //! one server, so they agree.
 
 use sqlx::PgPool;
@@ -35,7 +36,11 @@ impl Reads {
         };
         let on_primary = last_seq(&self.primary, channel).await?;
         match last_seq(replica, channel).await {
-            Ok(on_replica) if on_replica.0 >= on_primary.0 && on_replica.1 >= on_primary.1 => {
+            Ok(on_replica)
+                if on_replica.0 >= on_primary.0
+                    && on_replica.1 >= on_primary.1
+                    && on_replica.2 >= on_primary.2 =>
+            {
                 Ok(replica)
             }
             Ok(_) => Ok(&self.primary),
@@ -52,16 +57,17 @@ impl Reads {
     }
 }
 
-/// A channel's newest seq and change number: a replica with both at least the primary's holds
-/// every message and change the primary had.
-async fn last_seq(db: &PgPool, channel: Uuid) -> Result<(i64, i64), sqlx::Error> {
+/// A channel's newest seq, change number and oldest kept seq: a replica with all three at least
+/// the primary's holds every message and change the primary had, and none that retention
+/// removed from it.
+async fn last_seq(db: &PgPool, channel: Uuid) -> Result<(i64, i64, i64), sqlx::Error> {
     Ok(sqlx::query!(
-        "SELECT last_seq, last_change FROM channels WHERE id = $1",
+        "SELECT last_seq, last_change, first_seq FROM channels WHERE id = $1",
         channel
     )
     .fetch_optional(db)
     .await?
-    .map(|r| (r.last_seq, r.last_change))
+    .map(|r| (r.last_seq, r.last_change, r.first_seq))
     // A channel the replica does not have yet: behind.
-    .unwrap_or((-1, -1)))
+    .unwrap_or((-1, -1, -1)))
 }

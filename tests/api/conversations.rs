@@ -7,6 +7,12 @@ use uuid::Uuid;
 use crate::helpers::*;
 
 /// Sends a message and returns the stored message.
+/// Twenty-four different emoji.
+const EMOJI: [&str; 24] = [
+    "👍", "❤️", "😂", "🎉", "😮", "😢", "🙏", "👀", "✅", "🔥", "💯", "🚀", "👏", "🤔", "😎", "🙌",
+    "🍕", "🌈", "⭐", "🎈", "🐱", "🐶", "🍀", "👍🏽",
+];
+
 async fn sent(client: &Client, channel: &str, text: &str) -> Value {
     let ack = send(client, channel, text).await;
     assert_eq!(ack["ok"], true, "{ack}");
@@ -311,16 +317,30 @@ async fn reactions_are_one_per_user_and_emoji_and_bounded_per_message() {
         .await;
 
     // At most 20 distinct emoji on one message; one already there can still be given.
-    for i in 0..19 {
-        let (e, p) = react("reaction.add", &format!("e{i}"));
+    // (👍 is on it already: nineteen more.)
+    for e in &EMOJI[5..24] {
+        let (e, p) = react("reaction.add", e);
         assert_eq!(a.ack(e, p).await["ok"], true);
     }
     let (e, p) = react("reaction.add", "🆕");
     assert_eq!(code(&b.ack(e, p).await), "conflict");
-    let (e, p) = react("reaction.add", "e3");
+    let (e, p) = react("reaction.add", EMOJI[6]);
     assert_eq!(b.ack(e, p).await["ok"], true);
 
-    for bad in [json!(""), json!("a b"), json!("x".repeat(33)), json!(7)] {
+    // Only emoji: no letters or mentions, nothing invisible or that turns text around.
+    for bad in [
+        json!(""),
+        json!("a b"),
+        json!("x".repeat(33)),
+        json!(7),
+        json!("a"),
+        json!("@everyone"),
+        json!("\u{200B}"),
+        json!("\u{202E}"),
+        json!("\u{FEFF}"),
+        json!("👍\u{202E}"),
+        json!("👍👍"),
+    ] {
         let ack = a
             .ack(
                 "reaction.add",
@@ -529,18 +549,21 @@ async fn changes_from_two_instances_arrive_in_change_order_without_gaps() {
     let b = Client::connect(cluster.b(), &bob).await;
     let watcher = Client::connect(cluster.b(), &carol).await;
     let m = sent(&a, "general", "count on me").await;
-    async fn react_ten(client: &Client, id: &Value, who: &str) {
-        for i in 0..10 {
+    async fn react_ten(client: &Client, id: &Value, emoji: &[&str]) {
+        for e in emoji {
             let ack = client
                 .ack(
                     "reaction.add",
-                    json!({"channel": "general", "id": id, "emoji": format!("{who}{i}")}),
+                    json!({"channel": "general", "id": id, "emoji": e}),
                 )
                 .await;
             assert_eq!(ack["ok"], true, "{ack}");
         }
     }
-    tokio::join!(react_ten(&a, &m["id"], "a"), react_ten(&b, &m["id"], "b"));
+    tokio::join!(
+        react_ten(&a, &m["id"], &EMOJI[..10]),
+        react_ten(&b, &m["id"], &EMOJI[10..20])
+    );
     let got = watcher.wait_for_count("message.reactions", 20).await;
     let changes: Vec<i64> = got.iter().filter_map(|r| r["change"].as_i64()).collect();
     assert_eq!(changes, (1..=20).collect::<Vec<_>>());

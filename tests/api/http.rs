@@ -375,3 +375,67 @@ async fn health_ready_headers_and_csrf() {
     );
     cluster.finish().await;
 }
+
+/// Every error answer is JSON of the contract, also a rejection that is not banter's own: a
+/// path that is not UTF-8, an Engine.IO polling body over the payload limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_error_answer_is_json_of_the_contract() {
+    let cluster = Cluster::start(&[]).await;
+    let ann = cluster.guest("ann").await;
+    let json_answer = |resp: reqwest::Response| async move {
+        let status = resp.status().as_u16();
+        let kind = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        let body: Value = resp.json().await.unwrap_or(Value::Null);
+        (status, kind, body)
+    };
+    let resp = cluster
+        .http
+        .get(format!(
+            "{}/api/channels/%ff%fe/messages",
+            cluster.a().url()
+        ))
+        .header("cookie", ann.cookie())
+        .send()
+        .await
+        .expect("get");
+    let (status, kind, body) = json_answer(resp).await;
+    assert_eq!(status, 400);
+    assert!(kind.starts_with("application/json"), "{kind}");
+    assert_eq!(body["code"], "invalid_payload", "{body}");
+    assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
+
+    let open = cluster
+        .http
+        .get(format!(
+            "{}/socket.io/?EIO=4&transport=polling",
+            cluster.a().url()
+        ))
+        .send()
+        .await
+        .expect("open")
+        .text()
+        .await
+        .expect("open packet");
+    let open: Value = serde_json::from_str(open.trim_start_matches('0')).expect("open json");
+    let sid = open["sid"].as_str().expect("sid");
+    let resp = cluster
+        .http
+        .post(format!(
+            "{}/socket.io/?EIO=4&transport=polling&sid={sid}",
+            cluster.a().url()
+        ))
+        .body(vec![b'4'; 3 * 1024 * 1024])
+        .send()
+        .await
+        .expect("post");
+    let (status, kind, body) = json_answer(resp).await;
+    assert_eq!(status, 413);
+    assert!(kind.starts_with("application/json"), "{kind}");
+    assert_eq!(body["code"], "too_large", "{body}");
+    cluster.finish().await;
+}

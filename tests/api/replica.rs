@@ -162,3 +162,77 @@ async fn reads_fall_back_to_the_primary_when_the_replica_is_away() {
     client.disconnect().await;
     cluster.finish().await;
 }
+
+/// Retention removed old messages on the primary while the replica's replay is behind: reads
+/// go to the primary, so no removed message shows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_behind_a_retention_pass_shows_no_removed_message() {
+    let (primary, replica) = pair();
+    let cluster = Cluster::start_with_replica(&primary, &replica, &[]).await;
+    let db = cluster
+        .db
+        .connect_options()
+        .get_database()
+        .unwrap()
+        .to_owned();
+    let mut standby = PgConnection::connect(&on_database(&replica, &db))
+        .await
+        .expect("the replica has the test database");
+    let user = cluster.register(cluster.a(), "reader").await;
+    let client = Client::connect(cluster.a(), &user).await;
+    for i in 1..=5 {
+        assert_eq!(send(&client, "general", &format!("m{i}")).await["ok"], true);
+    }
+    for _ in 0..100 {
+        if replica_count(&mut standby).await == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(replica_count(&mut standby).await, 5);
+
+    // What a retention pass does to a channel (first_seq raised, older rows gone), on the
+    // primary alone: the replica's replay is paused.
+    sqlx::query("SELECT pg_wal_replay_pause()")
+        .execute(&mut standby)
+        .await
+        .expect("pause replay");
+    let mut tx = cluster.db.begin().await.unwrap();
+    sqlx::query("UPDATE channels SET first_seq = 4 WHERE name = 'general'")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    sqlx::query("DELETE FROM messages WHERE seq < 4")
+        .execute(&mut *tx)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    let served: Vec<i64> = texts(&cluster, &user)
+        .await
+        .into_iter()
+        .map(|(seq, _)| seq)
+        .collect();
+    assert_eq!(served, vec![4, 5], "history showed removed messages");
+    let synced = client
+        .ack(
+            "messages.sync",
+            json!({"channel": "general", "after_seq": 0}),
+        )
+        .await;
+    assert_eq!(synced["first_seq"], 4, "{synced}");
+    assert_eq!(synced["messages"][0]["seq"], 4, "{synced}");
+    assert_eq!(
+        replica_count(&mut standby).await,
+        5,
+        "the replica was behind"
+    );
+
+    sqlx::query("SELECT pg_wal_replay_resume()")
+        .execute(&mut standby)
+        .await
+        .expect("resume replay");
+    standby.close().await.ok();
+    client.disconnect().await;
+    cluster.finish().await;
+}
