@@ -65,8 +65,20 @@ fn sign_in(
     Ok(json!({ "message": message, "user": user }))
 }
 
+/// How long after a ban new guests from the banned user's last address are refused.
+pub const BANNED_ADDRESS_SECS: i64 = 24 * 3600;
+
+/// Records where a user signed in from (what a ban of theirs keeps guests out of); a failure
+/// only logs: signing in does not depend on it.
+async fn signed_in_from(state: &AppState, user: uuid::Uuid, address: std::net::IpAddr) {
+    if let Err(e) = users::signed_in_from(&state.db, user, &address.to_string()).await {
+        tracing::warn!(error = %e, "sign-in address not recorded");
+    }
+}
+
 async fn register(
     State(state): State<AppState>,
+    ClientAddr(address): ClientAddr,
     cookies: Cookies,
     ApiJson(body): ApiJson<RegisterBody>,
 ) -> AppResult<(StatusCode, Json<Value>)> {
@@ -99,6 +111,7 @@ async fn register(
             "that username or email is already taken (or the name looks like a taken one)",
         )?;
     tracing::info!(user_id = %user.id, "user registered");
+    signed_in_from(&state, user.id, address).await;
     let body = sign_in(&state, &cookies, &user, "registered")?;
     Ok((StatusCode::CREATED, Json(body)))
 }
@@ -140,6 +153,7 @@ async fn login(
         Some(u) => u.id.to_string(),
         None => identifier.to_lowercase(),
     };
+    let client = address;
     let address = address.to_string();
     // Counted before the hash, in one step: concurrent attempts cannot all pass.
     if let Some(wait) = state.limiter.login_attempt(&account, &address).await? {
@@ -168,6 +182,7 @@ async fn login(
         return Err(AppError::new(Code::Forbidden, "this account is banned"));
     }
     tracing::info!(user_id = %user.id, since = %user.created_at, "user logged in");
+    signed_in_from(&state, user.id, client).await;
     Ok(Json(sign_in(
         &state,
         &cookies,
@@ -201,6 +216,13 @@ async fn guest(
         .as_deref()
         .map(validate::username)
         .transpose()?;
+    // A user banned a moment ago is not back at once as a guest from the same address.
+    if users::address_banned(&state.db, &address.to_string(), BANNED_ADDRESS_SECS).await? {
+        return Err(AppError::new(
+            Code::Forbidden,
+            "guests cannot sign in from this address for now: an account banned here used it",
+        ));
+    }
     let cap = state.config.guests_per_address_per_hour;
     if let Some(wait) = state
         .limiter
@@ -216,6 +238,7 @@ async fn guest(
         None => insert_random_guest(&state).await?,
     };
     tracing::info!(user_id = %user.id, "guest signed in");
+    signed_in_from(&state, user.id, address).await;
     let body = sign_in(&state, &cookies, &user, "signed in as a guest")?;
     Ok((StatusCode::CREATED, Json(body)))
 }

@@ -192,6 +192,37 @@ pub async fn set_banned(db: &PgPool, id: Uuid, banned: bool) -> Result<bool, sql
         > 0)
 }
 
+/// Records the client address a user signed in from.
+pub async fn signed_in_from(db: &PgPool, id: Uuid, address: &str) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE users SET last_address = $2 WHERE id = $1 AND last_address IS DISTINCT FROM $2",
+        id,
+        address
+    )
+    .execute(db)
+    .await?;
+    Ok(())
+}
+
+/// Whether a user banned less than `within_secs` ago last signed in from `address`.
+pub async fn address_banned(
+    db: &PgPool,
+    address: &str,
+    within_secs: i64,
+) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (
+               SELECT 1 FROM users
+               WHERE last_address = $1 AND banned_at IS NOT NULL
+                 AND banned_at > now() - make_interval(secs => $2)
+           ) AS "banned!""#,
+        address,
+        within_secs as f64
+    )
+    .fetch_one(db)
+    .await
+}
+
 /// Records when one of the user's sockets closed: when they were last seen.
 pub async fn touch_last_seen(db: &PgPool, id: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!("UPDATE users SET last_seen_at = now() WHERE id = $1", id)

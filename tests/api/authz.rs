@@ -201,3 +201,60 @@ async fn an_edit_racing_a_join_never_mentions_an_outsider() {
     watcher.disconnect().await;
     cluster.finish().await;
 }
+
+/// Signs in a guest from client address `from` (through the trusted proxy); the status.
+async fn guest_from(cluster: &Cluster, name: &str, from: &str) -> (u16, Option<User>) {
+    let resp = cluster
+        .http
+        .post(format!("{}/api/auth/guest", cluster.a().url()))
+        .header("x-forwarded-for", from)
+        .json(&json!({ "username": name }))
+        .send()
+        .await
+        .expect("guest");
+    let status = resp.status().as_u16();
+    if status == 201 {
+        (status, Some(User::from_response(resp).await))
+    } else {
+        (status, None)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_banned_user_is_not_back_at_once_as_a_guest_from_the_same_address() {
+    let cluster =
+        Cluster::start(&["--admin-users", "ann", "--trusted-proxies", "127.0.0.1/32"]).await;
+    let ann = cluster.register(cluster.a(), "ann").await;
+    let (status, troll) = guest_from(&cluster, "troll", "203.0.113.7").await;
+    assert_eq!(status, 201);
+    assert!(troll.is_some());
+    let (status, _) = cluster
+        .call(
+            reqwest::Method::POST,
+            cluster.a(),
+            "/api/admin/users/troll/ban",
+            &ann,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, _) = guest_from(&cluster, "troll2", "203.0.113.7").await;
+    assert_eq!(status, 403, "a guest from the banned user's address");
+    // Other addresses are not affected; a lifted ban lifts it.
+    assert_eq!(
+        guest_from(&cluster, "bystander", "198.51.100.9").await.0,
+        201
+    );
+    let (status, _) = cluster
+        .call(
+            reqwest::Method::DELETE,
+            cluster.a(),
+            "/api/admin/users/troll/ban",
+            &ann,
+            None,
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(guest_from(&cluster, "troll3", "203.0.113.7").await.0, 201);
+    cluster.finish().await;
+}

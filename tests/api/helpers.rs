@@ -715,7 +715,7 @@ pub struct User {
 }
 
 impl User {
-    async fn from_response(resp: reqwest::Response) -> User {
+    pub async fn from_response(resp: reqwest::Response) -> User {
         let token = session_cookie(&resp).expect("session cookie");
         let body: Value = resp.json().await.expect("json");
         User {
