@@ -260,8 +260,10 @@ async fn history(
         Page::Latest | Page::Before(_) => messages::Keep::Last,
     };
     messages::fit_page(&mut paged.messages, keep);
-    // Where history begins, read after the page: a page never holds older messages.
+    // Where history begins, read after the page; what a retention pass removed meanwhile
+    // leaves the page too, so that it holds nothing older.
     let first_seq = channels::first_seq(db, channel.id).await?;
+    paged.messages.retain(|m| m.seq >= first_seq);
     let mut headers = axum::http::HeaderMap::new();
     headers.insert("x-first-seq", first_seq.into());
     // The change cursor as of before the page: every change up to it shows in the page.

@@ -184,14 +184,23 @@ async fn remove_member(
     user: AuthUser,
     Path((name, target)): Path<(String, String)>,
 ) -> AppResult<Json<Removed>> {
-    let channel = access::readable_channel(&state, &name, user.id).await?;
+    // Owners and administrators, whether or not they read the channel: an administrator
+    // moderates a private channel without being in it.
+    let (channel, readable) = access::channel_for(&state, &name, user.id).await?;
+    let admin = is_admin(&state, &user);
+    if !readable && !admin {
+        return Err(AppError::new(
+            Code::Forbidden,
+            "this channel is private: join it with its password first",
+        ));
+    }
     if channel.is_dm() {
         return Err(AppError::new(
             Code::Forbidden,
             "nobody is removed from direct messages",
         ));
     }
-    if channel.owner() != Some(user.id) && !is_admin(&state, &user) {
+    if channel.owner() != Some(user.id) && !admin {
         return Err(AppError::new(
             Code::Forbidden,
             "only the channel's owner or an administrator may remove members",

@@ -510,8 +510,12 @@ async fn sync(
         }
         _ => (Vec::new(), false, paged.last_change),
     };
-    // Read after the page, so the page holds nothing older.
+    // Read after the page; what a retention pass removed meanwhile leaves the answer too, so
+    // that it holds nothing older than its `first_seq`.
     let first_seq = channels::first_seq(db, channel.id).await?;
+    page.retain(|m| m.seq >= first_seq);
+    let mut changes = changes;
+    changes.retain(|m| m.seq >= first_seq);
     Ok(Synced {
         messages: page,
         has_more,

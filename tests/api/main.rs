@@ -11,6 +11,7 @@ mod faults;
 mod handshake;
 mod hostile;
 mod http;
+mod matrix;
 mod messages;
 mod presence;
 mod process;

@@ -339,10 +339,11 @@ async fn clients_that_stop_reading_are_closed_when_what_waits_for_them_passes_it
     let (server, _) = instance_with_large_history(&cluster, &lifted).await;
     let mal = cluster.guest("mal").await;
     let (start_kib, _) = server.memory_kib();
-    // Four sockets ask for 80 pages each (about 40 MB apiece) and never read them.
+    // Four sockets ask for 40 pages each (about 20 MB apiece, past the 16 MiB bound) and
+    // never read them.
     let mut raws = Vec::new();
     for _ in 0..4 {
-        raws.push(stalled(&server, &mal, 80).await);
+        raws.push(stalled(&server, &mal, 40).await);
     }
     // The bytes waiting for each are bounded: past the bound, the socket is closed (its
     // writer gives the connection up even though a write never completes).
@@ -350,7 +351,9 @@ async fn clients_that_stop_reading_are_closed_when_what_waits_for_them_passes_it
     let (end_kib, peak_kib) = server.memory_kib();
     println!("RSS {start_kib} KiB before, peak {peak_kib} KiB, {end_kib} KiB after");
     assert!(closed, "stalled sockets still counted");
-    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    // (Pages still being built when their socket closed finish first: on a loaded machine
+    // that takes a while.)
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
     while raws.iter().any(held_open) {
         assert!(
             tokio::time::Instant::now() < deadline,

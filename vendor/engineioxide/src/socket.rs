@@ -142,9 +142,11 @@ impl Debug for SessionCloser {
     }
 }
 
-/// The bytes of the messages waiting in a socket's internal channel, bounded by
-/// [`EngineIoConfig::max_buffer_bytes`]: the channel's bound counts packets, and one packet may
-/// be megabytes. A client that lets more pile up (it stopped reading) has its session closed.
+/// The bytes of the messages waiting for a client, bounded by
+/// [`EngineIoConfig::max_buffer_bytes`]: in the internal channel, and (websocket) in the
+/// websocket's write buffer until a flush hands them to the connection. The channel's bound
+/// counts packets, and one packet may be megabytes. A client that lets more pile up (it stopped
+/// reading) has its session closed.
 #[derive(Debug)]
 pub(crate) struct Outbox {
     queued: AtomicUsize,
@@ -170,7 +172,11 @@ impl Outbox {
 
     /// Counts packets taken out of the channel by a transport.
     pub(crate) fn take(&self, packets: &[Packet]) {
-        let bytes = queued_len(packets);
+        self.sent(queued_len(packets));
+    }
+
+    /// Counts `bytes` of messages as gone to the peer.
+    pub(crate) fn sent(&self, bytes: usize) {
         self.queued
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 Some(n.saturating_sub(bytes))
@@ -180,7 +186,7 @@ impl Outbox {
 }
 
 /// The bytes of messages in `packets` (control packets count nothing).
-fn queued_len(packets: &[Packet]) -> usize {
+pub(crate) fn queued_len(packets: &[Packet]) -> usize {
     packets
         .iter()
         .map(|p| match p {

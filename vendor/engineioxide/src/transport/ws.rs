@@ -28,8 +28,14 @@ use tokio_util::future::FutureExt as _;
 use engineioxide_core::{Packet, ProtocolVersion, Sid, Str, TransportType};
 
 use crate::{
-    DisconnectReason, Socket, body::ResponseBody, config::EngineIoConfig, engine::EngineIo,
-    errors::Error, handler::EngineIoHandler, socket::InternalRx, transport::make_open_packet,
+    DisconnectReason, Socket,
+    body::ResponseBody,
+    config::EngineIoConfig,
+    engine::EngineIo,
+    errors::Error,
+    handler::EngineIoHandler,
+    socket::{InternalRx, queued_len},
+    transport::make_open_packet,
 };
 
 /// Create a response for websocket upgrade
@@ -385,13 +391,14 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
 
     // Forward buffered packets until the channel is closed or the session is cancelled.
     let cancelled = loop {
-        // The packets to write now: buffered ones first, then the latest volatile ones.
-        let packets = tokio::select! {
+        // The packets to write now: buffered ones first, then the latest volatile ones. The
+        // bytes of buffered ones stay counted in the outbox until the flush that sends them.
+        let (packets, mut counted) = tokio::select! {
             biased;
             items = buffered_rx.recv() => match items {
                 Some(packets) => {
-                    socket.outbox.take(&packets);
-                    *packets
+                    let bytes = queued_len(&packets);
+                    (*packets, bytes)
                 }
                 None => break false,
             },
@@ -402,7 +409,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                     Some(packets) => {
                         #[cfg(feature = "tracing")]
                         tracing::debug!(sid = ?socket.id, "ws volatile flush: {} packets", packets.len());
-                        packets
+                        (packets, 0)
                     }
                     None => continue,
                 }
@@ -419,7 +426,7 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
                 }
                 // Drain what else is buffered before flushing.
                 next = buffered_rx.try_recv().ok().map(|packets| {
-                    socket.outbox.take(&packets);
+                    counted += queued_len(&packets);
                     *packets
                 });
             }
@@ -427,12 +434,11 @@ async fn forward_to_socket<H: EngineIoHandler, S>(
             tracing::trace!(sid = %socket.id, "ws flush");
             tx.flush().await
         };
-        let written = tokio::time::timeout(write_deadline, written);
-        match written
+        let written = tokio::time::timeout(write_deadline, written)
             .with_cancellation_token(&socket.cancellation_token)
-            .await
-        {
-            Some(Ok(Ok(()))) => {}
+            .await;
+        match written {
+            Some(Ok(Ok(()))) => socket.outbox.sent(counted),
             Some(Ok(Err(_e))) => {
                 #[cfg(feature = "tracing")]
                 tracing::debug!(sid = %socket.id, "ws write failed, closing session: {_e}");
