@@ -100,6 +100,11 @@ log "end-to-end: the same suite through HAProxy (stickiness by cookie)"
 log "end-to-end: the same suite through nginx, on a Redis Cluster"
 (cd tests/e2e && REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES npm test)
 
+# Normal users chat while hostile clients attack and faults are injected; every promise is
+# checked at the end (tests/e2e/soak.mjs; bench/soak.sh runs it for longer on a release build).
+log "adversarial soak (${SOAK_SECONDS:=180} s)"
+(cd tests/e2e && node soak.mjs --seconds "$SOAK_SECONDS" --report ../../target/soak-report.json)
+
 log "frontend: unit tests and production build"
 (cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build)
 

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startCluster, waitFor200 } from './cluster.mjs';
 import { ack, connect, connected, eventually, guest, sleep } from './client.mjs';
+import { chatClient, checkHeld, keepSending, totals } from './chat.mjs';
 
 const PER_INSTANCE = 4;
 let cluster;
@@ -16,63 +17,6 @@ before(async () => {
   cluster = await startCluster({ ownRedis: true, postgresBehindProxy: true, env: { RATE_LIMIT_MESSAGES: '100000' } });
 });
 after(() => cluster?.stop());
-
-/** A chat client: holds the channel's messages by seq, syncs after reconnecting and on gaps. */
-function chatClient(socket, user) {
-  const c = { socket, user, held: new Map(), liveIds: [], acked: [], sent: 0, refused: 0, reconnects: 0, syncing: null };
-  // Sync from the end of the gap-free prefix: it fills holes as well as the tail.
-  const contiguous = () => {
-    let k = 0;
-    while (c.held.has(k + 1)) k++;
-    return k;
-  };
-  const sync = async () => {
-    for (;;) {
-      const after = contiguous();
-      const res = await ack(socket, 'messages.sync', { channel: 'general', after_seq: after, limit: 500 });
-      if (!res.ok) throw new Error(JSON.stringify(res));
-      for (const m of res.messages) c.held.set(m.seq, m);
-      if (!res.has_more) return;
-    }
-  };
-  c.sync = () => {
-    c.syncing ??= sync().finally(() => (c.syncing = null));
-    return c.syncing;
-  };
-  socket.on('message.new', (m) => {
-    c.liveIds.push(m.id);
-    c.held.set(m.seq, m);
-    if (m.seq > contiguous() + 1) c.sync().catch(() => {});
-  });
-  socket.io.on('reconnect', () => {
-    c.reconnects++;
-    c.sync().catch(() => {});
-  });
-  return c;
-}
-
-/** Sends until stopped; every send has its ack, or counts as refused. */
-function keepSending(c, state) {
-  return (async () => {
-    while (state.running) {
-      c.sent++;
-      try {
-        const res = await ack(c.socket, 'message.send', { channel: 'general', text: `${c.user.username} ${c.sent}`, client_message_id: randomUUID() });
-        if (res.ok) c.acked.push(res.message.id);
-        else c.refused++;
-      } catch {
-        c.refused++; // no ack in time (disconnected)
-      }
-      await sleep(100 + Math.random() * 100);
-    }
-  })();
-}
-
-const totals = (clients) => ({
-  sent: clients.reduce((n, c) => n + c.sent, 0),
-  acked: clients.reduce((n, c) => n + c.acked.length, 0),
-  refused: clients.reduce((n, c) => n + c.refused, 0),
-});
 
 /** Time until a message sent on one instance is seen on the other. */
 async function crossInstanceRecovery(from, to, ms = 20_000) {
@@ -174,24 +118,10 @@ test('nothing acked is lost through Redis, Postgres and instance failures', asyn
   await sleep(500);
   await Promise.all(clients.map((c) => c.sync()));
 
-  const stored = cluster.messages();
-  const storedIds = new Set(cluster.messageIds());
-  const acked = clients.flatMap((c) => c.acked);
   const t = totals(clients);
-  console.log(JSON.stringify({ total: t, stored: stored.length }));
   assert.ok(t.acked > 50, `enough traffic: ${t.acked} acked`);
-  assert.deepEqual(stored, Array.from({ length: stored.length }, (_, k) => k + 1), 'no gap in stored seqs');
-  for (const id of acked) assert.ok(storedIds.has(id), `acked message ${id} is in Postgres`);
-  assert.equal(new Set(acked).size, acked.length, 'no message acked twice');
-  for (const c of clients) {
-    const held = [...c.held.keys()].sort((x, y) => x - y);
-    const missing = stored.filter((seq) => !c.held.has(seq));
-    const extra = held.filter((seq) => !stored.includes(seq));
-    assert.deepEqual({ missing, extra }, { missing: [], extra: [] }, `${c.user.username} holds exactly the stored messages`);
-    const ids = [...c.held.values()].map((m) => m.id);
-    assert.ok(ids.every((id) => storedIds.has(id)), `${c.user.username} holds nothing that is not stored`);
-    assert.equal(new Set(c.liveIds).size, c.liveIds.length, `${c.user.username} got no message twice`);
-  }
+  const stored = checkHeld(cluster, clients);
+  console.log(JSON.stringify({ total: t, stored: stored.length }));
 
   // Presence agrees with the live connections.
   const viewer = clients[0].user;
