@@ -9,21 +9,10 @@ use crate::helpers::*;
 
 /// `POST /api/upload/upload` of a small text file; its `/uploads/<key>` URL.
 async fn upload_text(cluster: &Cluster, on: &Instance, user: &User, body: &[u8]) -> String {
-    let part = reqwest::multipart::Part::bytes(body.to_vec())
-        .file_name("note.txt")
-        .mime_str("text/plain")
-        .expect("mime");
-    let resp = cluster
-        .http
-        .post(format!("{}/api/upload/upload", on.url()))
-        .header("cookie", user.cookie())
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(resp.status(), 200);
-    let body: Value = resp.json().await.expect("json");
-    body["url"].as_str().expect("url").to_owned()
+    let (status, answer) =
+        multipart(cluster, on, user, "note.txt", "text/plain", body.to_vec()).await;
+    assert_eq!(status, 200, "{answer}");
+    answer["url"].as_str().expect("url").to_owned()
 }
 
 async fn status_of(cluster: &Cluster, on: &Instance, path: &str, user: &User) -> u16 {

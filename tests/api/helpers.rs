@@ -1040,6 +1040,32 @@ pub async fn send(client: &Client, channel: &str, text: &str) -> Value {
         .await
 }
 
+/// `POST /api/upload/upload` with the multipart field `file`.
+pub async fn multipart(
+    cluster: &Cluster,
+    on: &Instance,
+    user: &User,
+    name: &str,
+    kind: &str,
+    bytes: Vec<u8>,
+) -> (u16, Value) {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str(kind)
+        .expect("mime");
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let resp = cluster
+        .http
+        .post(format!("{}/api/upload/upload", on.url()))
+        .header("cookie", user.cookie())
+        .multipart(form)
+        .send()
+        .await
+        .expect("upload");
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
 /// The error code of a failed ack.
 pub fn code(ack: &Value) -> &str {
     assert_eq!(ack["ok"], false, "expected a failed ack, got {ack}");

@@ -95,29 +95,6 @@ fn png() -> Vec<u8> {
     out
 }
 
-async fn multipart(
-    cluster: &Cluster,
-    on: &Instance,
-    user: &User,
-    bytes: Vec<u8>,
-    kind: &str,
-) -> (u16, Value) {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name("file")
-        .mime_str(kind)
-        .expect("mime");
-    let resp = cluster
-        .http
-        .post(format!("{}/api/upload/upload", on.url()))
-        .header("cookie", user.cookie())
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .expect("upload");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 async fn sent(client: &Client, channel: &str, text: &str, file: Option<&str>) -> Value {
     let mut payload =
         json!({"channel": channel, "text": text, "client_message_id": Uuid::new_v4()});
@@ -179,8 +156,10 @@ impl World {
         assert_eq!(status, 200, "{opened}");
         let dm = opened["channel"]["name"].as_str().expect("dm").to_owned();
 
-        let (_, club_upload) = multipart(&cluster, a, &users["mem"], png(), "image/png").await;
-        let (_, dm_upload) = multipart(&cluster, a, &users["mem"], png(), "image/png").await;
+        let (_, club_upload) =
+            multipart(&cluster, a, &users["mem"], "p.png", "image/png", png()).await;
+        let (_, dm_upload) =
+            multipart(&cluster, a, &users["mem"], "p.png", "image/png", png()).await;
         let club_file = club_upload["url"].as_str().expect("url").to_owned();
         let dm_file = dm_upload["url"].as_str().expect("url").to_owned();
         let mem = &sockets["mem"];
@@ -399,7 +378,7 @@ impl World {
                 status(resp.status().as_u16())
             }
             "POST /api/upload/upload" => status(
-                multipart(cluster, on, user, b"hello".to_vec(), "text/plain")
+                multipart(cluster, on, user, "h.txt", "text/plain", b"hello".to_vec())
                     .await
                     .0,
             ),

@@ -52,8 +52,9 @@ async fn replica_count(replica: &mut PgConnection) -> i64 {
         .expect("count on the replica")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn reads_use_the_replica_unless_it_is_behind() {
+/// Two instances reading from the replica pair, a connection to the replica, and a user whose
+/// five messages in `general` the replica has caught up with.
+async fn five_messages_on_both() -> (Cluster, PgConnection, User, Client) {
     let (primary, replica) = pair();
     let cluster = Cluster::start_with_replica(&primary, &replica, &[]).await;
     let db = cluster
@@ -78,6 +79,12 @@ async fn reads_use_the_replica_unless_it_is_behind() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(replica_count(&mut standby).await, 5);
+    (cluster, standby, user, client)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reads_use_the_replica_unless_it_is_behind() {
+    let (cluster, mut standby, user, client) = five_messages_on_both().await;
 
     // Replay paused; a change made on the primary alone (not through banter, so no seq moves)
     // is not seen: the read was served by the replica.
@@ -167,29 +174,7 @@ async fn reads_fall_back_to_the_primary_when_the_replica_is_away() {
 /// go to the primary, so no removed message shows.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_replica_behind_a_retention_pass_shows_no_removed_message() {
-    let (primary, replica) = pair();
-    let cluster = Cluster::start_with_replica(&primary, &replica, &[]).await;
-    let db = cluster
-        .db
-        .connect_options()
-        .get_database()
-        .unwrap()
-        .to_owned();
-    let mut standby = PgConnection::connect(&on_database(&replica, &db))
-        .await
-        .expect("the replica has the test database");
-    let user = cluster.register(cluster.a(), "reader").await;
-    let client = Client::connect(cluster.a(), &user).await;
-    for i in 1..=5 {
-        assert_eq!(send(&client, "general", &format!("m{i}")).await["ok"], true);
-    }
-    for _ in 0..100 {
-        if replica_count(&mut standby).await == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert_eq!(replica_count(&mut standby).await, 5);
+    let (cluster, mut standby, user, client) = five_messages_on_both().await;
 
     // What a retention pass does to a channel (first_seq raised, older rows gone), on the
     // primary alone: the replica's replay is paused.

@@ -147,20 +147,15 @@ async fn held_upload(cluster: &Cluster, user: &User) -> TcpStream {
 }
 
 async fn small_upload(cluster: &Cluster, user: &User) -> (u16, Value) {
-    let part = reqwest::multipart::Part::bytes(b"quick\n".to_vec())
-        .file_name("quick.txt")
-        .mime_str("text/plain")
-        .expect("mime");
-    let resp = cluster
-        .http
-        .post(format!("{}/api/upload/upload", cluster.a().url()))
-        .header("cookie", user.cookie())
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .expect("upload");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
+    multipart(
+        cluster,
+        cluster.a(),
+        user,
+        "quick.txt",
+        "text/plain",
+        b"quick\n".to_vec(),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -208,20 +203,15 @@ const SCREEN_BOMB: &[u8] = b"GIF89a\x40\x1f\x40\x1f\x80\x00\x00\xff\xff\xff\x00\
 async fn an_image_over_the_pixel_cap_is_refused_before_it_is_decoded() {
     let cluster = Cluster::start(&[]).await;
     let ann = cluster.guest("ann").await;
-    let part = reqwest::multipart::Part::bytes(SCREEN_BOMB.to_vec())
-        .file_name("tiny.gif")
-        .mime_str("image/gif")
-        .expect("mime");
-    let resp = cluster
-        .http
-        .post(format!("{}/api/upload/upload", cluster.a().url()))
-        .header("cookie", ann.cookie())
-        .multipart(reqwest::multipart::Form::new().part("file", part))
-        .send()
-        .await
-        .expect("upload");
-    let status = resp.status().as_u16();
-    let body: Value = resp.json().await.unwrap_or(Value::Null);
+    let (status, body) = multipart(
+        &cluster,
+        cluster.a(),
+        &ann,
+        "tiny.gif",
+        "image/gif",
+        SCREEN_BOMB.to_vec(),
+    )
+    .await;
     assert_eq!((status, rest_code(&body)), (413, "too_large"), "{body}");
     assert!(
         body["message"]

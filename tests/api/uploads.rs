@@ -18,32 +18,6 @@ fn png(width: u32, height: u32) -> Vec<u8> {
     out
 }
 
-/// `POST /api/upload/upload` with the multipart field `file`.
-async fn multipart(
-    cluster: &Cluster,
-    on: &Instance,
-    user: &User,
-    name: &str,
-    kind: &str,
-    bytes: Vec<u8>,
-) -> (u16, Value) {
-    let part = reqwest::multipart::Part::bytes(bytes)
-        .file_name(name.to_owned())
-        .mime_str(kind)
-        .expect("mime");
-    let form = reqwest::multipart::Form::new().part("file", part);
-    let resp = cluster
-        .http
-        .post(format!("{}/api/upload/upload", on.url()))
-        .header("cookie", user.cookie())
-        .multipart(form)
-        .send()
-        .await
-        .expect("upload");
-    let status = resp.status().as_u16();
-    (status, resp.json().await.unwrap_or(Value::Null))
-}
-
 /// A stored file as `user` (or nobody) gets it: status, headers, body.
 pub(crate) async fn fetch(
     cluster: &Cluster,
