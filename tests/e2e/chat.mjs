@@ -6,9 +6,13 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { ack, sleep } from './client.mjs';
 
-/** A chat client: holds the channel's messages by seq, syncs after reconnecting and on gaps. */
+/**
+ * A chat client: holds the channel's messages by seq, syncs after reconnecting and on gaps.
+ * Like the web app, it connects again by itself when the server refused its handshake (during
+ * an outage) or closed it, which socket.io-client does not do; `close()` ends it for good.
+ */
 export function chatClient(socket, user, channel = 'general') {
-  const c = { socket, user, channel, held: new Map(), liveIds: [], acked: [], sent: 0, refused: 0, reconnects: 0, syncing: null, latencies: [] };
+  const c = { socket, user, channel, held: new Map(), liveIds: [], acked: [], sent: 0, refused: 0, reconnects: 0, syncing: null, latencies: [], closed: false };
   // Sync from the end of the gap-free prefix: it fills holes as well as the tail.
   const contiguous = () => {
     let k = 0;
@@ -38,6 +42,28 @@ export function chatClient(socket, user, channel = 'general') {
     c.reconnects++;
     c.sync().catch(() => {});
   });
+  let connectedBefore = false;
+  socket.on('connect', () => {
+    // A connection made again by hand (below, or by a page reload) syncs too.
+    if (connectedBefore && !socket.recovered) c.sync().catch(() => {});
+    connectedBefore = true;
+  });
+  const again = () => {
+    if (c.closed) return;
+    setTimeout(() => {
+      if (!c.closed && !socket.connected && !socket.active) socket.connect();
+    }, 300 + Math.random() * 700);
+  };
+  socket.on('connect_error', () => {
+    if (!socket.active) again();
+  });
+  socket.on('disconnect', (reason) => {
+    if (reason === 'io server disconnect') again();
+  });
+  c.close = () => {
+    c.closed = true;
+    socket.close();
+  };
   return c;
 }
 

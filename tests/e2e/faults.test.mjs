@@ -133,6 +133,6 @@ test('nothing acked is lost through Redis, Postgres and instance failures', asyn
   }, 'presence equal to the connected clients', 20_000);
 
   for (const inst of cluster.instances) assert.equal(inst.exited, null, `instance ${inst.name} is running`);
-  for (const c of clients) c.socket.close();
+  for (const c of clients) c.close();
   console.table(figures);
 });

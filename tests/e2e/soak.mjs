@@ -416,7 +416,7 @@ async function main() {
     const report = { seconds: SECONDS, users: USERS, tried, totals: t, stored: stored.length, p50_ms: p50, p99_ms: p99, rss_peak_mib: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, Math.round(v / 1024)])), actions: world.counts, checks };
     log({ report });
     if (REPORT) fs.writeFileSync(REPORT, JSON.stringify(report, null, 2));
-    for (const c of clients) c.socket.close();
+    for (const c of clients) c.close();
   } finally {
     await cluster.stop();
   }
