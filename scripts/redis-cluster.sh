@@ -6,6 +6,10 @@
 #                                        comma-separated, once every slot is served and every
 #                                        replica is in sync
 #   scripts/redis-cluster.sh stop DIR    stops every node started in DIR and removes DIR
+#   scripts/redis-cluster.sh restart DIR PORT
+#                                        starts the node on PORT again (after a kill) from its
+#                                        nodes.conf: it rejoins the cluster, as a replica when its
+#                                        slots were failed over meanwhile
 #
 # Node N keeps its files in DIR/<port>/ (redis.pid, redis.log, nodes.conf). A failed master is
 # replaced by its replica after the node timeout (2 s).
@@ -19,7 +23,21 @@ stop() {
   rm -rf "$dir"
 }
 
+start_node() {
+  local port=$1
+  mkdir -p "$dir/$port"
+  redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
+    --cluster-config-file "$dir/$port/nodes.conf" --cluster-node-timeout 2000 \
+    --save '' --appendonly no --dir "$dir/$port" --daemonize yes \
+    --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log"
+}
+
 case $cmd in
+restart)
+  port=${3:?a port}
+  [ -f "$dir/$port/nodes.conf" ] || { echo "redis-cluster.sh: no node on $port in $dir" >&2; exit 1; }
+  start_node "$port"
+  ;;
 start)
   mkdir -p "$dir"
   # Each node also listens on its port + 10000 (the cluster bus), so ports come from below
@@ -41,11 +59,7 @@ while len(ports) < 6:
         ports.append(p)
 print(" ".join(map(str, ports)))')
   for port in $ports; do
-    mkdir -p "$dir/$port"
-    redis-server --port "$port" --bind 127.0.0.1 --cluster-enabled yes \
-      --cluster-config-file "$dir/$port/nodes.conf" --cluster-node-timeout 2000 \
-      --save '' --appendonly no --dir "$dir/$port" --daemonize yes \
-      --pidfile "$dir/$port/redis.pid" --logfile "$dir/$port/redis.log"
+    start_node "$port"
   done
   nodes=""
   for port in $ports; do
@@ -84,7 +98,7 @@ stop)
   stop
   ;;
 *)
-  echo "usage: $0 start|stop DIR" >&2
+  echo "usage: $0 start|stop DIR, or $0 restart DIR PORT" >&2
   exit 2
   ;;
 esac

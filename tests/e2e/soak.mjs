@@ -2,12 +2,14 @@
 // reactions, read markers, uploads, reconnects) for a given time while, at random moments,
 // hostile clients attack (floods, stalled readers, decoding bombs, trickled uploads, files of
 // others, oversized bodies, arbitrary payloads, bans) and faults are injected (a Redis restart,
-// a Postgres cut, an instance SIGKILL and restart). Then it checks: every acked message stored
+// or with --redis-cluster a master failover on a Redis Cluster of its own; a Postgres cut; an
+// instance SIGKILL and restart). Then it checks: every acked message stored
 // once and held by every normal user, none delivered twice, no instance crashed, every hostile
 // socket gone, each instance's RSS under a bound, the normal users' ack p99 under a bound, and
 // every attack answered as the contract says.
 //
 //   node soak.mjs [--seconds 180] [--users 12] [--rss-mib 512] [--p99-ms 3000] [--report file]
+//                 [--redis-cluster]
 //
 // It exits 0 when every check holds (its last line: "soak: N passed, 0 failed").
 
@@ -18,6 +20,7 @@ import { randomUUID } from 'node:crypto';
 import { startCluster, waitFor200 } from './cluster.mjs';
 import { ack, connect, connected, eventually, guest, sleep } from './client.mjs';
 import { chatClient, checkHeld, sendOne, totals } from './chat.mjs';
+import { privateRedisCluster } from './rediscluster.mjs';
 
 const arg = (name, fallback) => {
   const i = process.argv.indexOf(`--${name}`);
@@ -28,6 +31,7 @@ const USERS = Number(arg('users', '12'));
 const RSS_MIB = Number(arg('rss-mib', '512'));
 const P99_MS = Number(arg('p99-ms', '3000'));
 const REPORT = arg('report', null);
+const REDIS_CLUSTER = process.argv.includes('--redis-cluster');
 const ATTACK_EVERY_MS = 6_000;
 const FAULT_EVERY_MS = 40_000;
 
@@ -282,15 +286,25 @@ function attacks(cluster, world) {
 }
 
 /** Faults, one at a time. */
-function faults(cluster, world) {
+function faults(cluster, world, redisCluster) {
   const [a, b] = cluster.instances;
   let kills = 0;
+  const redisFault = redisCluster
+    ? {
+        async 'redis cluster master failover'() {
+          const ms = await redisCluster.failOver(pick(redisCluster.masters()));
+          world.failovers.push(ms);
+        },
+      }
+    : {
+        async 'redis restart'() {
+          await cluster.redis.kill();
+          await sleep(2000);
+          await cluster.redis.restart();
+        },
+      };
   return {
-    async 'redis restart'() {
-      await cluster.redis.kill();
-      await sleep(2000);
-      await cluster.redis.restart();
-    },
+    ...redisFault,
     async 'postgres cut'() {
       cluster.pgProxy.cutOff();
       await sleep(3000);
@@ -308,10 +322,20 @@ function faults(cluster, world) {
 }
 
 async function main() {
+  const redisCluster = REDIS_CLUSTER ? privateRedisCluster() : null;
   const cluster = await startCluster({
-    ownRedis: true,
+    ownRedis: !redisCluster,
     postgresBehindProxy: true,
-    env: { RATE_LIMIT_MESSAGES: '100000', UPLOADS_PER_USER_PER_HOUR: '100000', ADMIN_USERS: 'soakadmin', RUST_LOG: 'warn' },
+    env: {
+      RATE_LIMIT_MESSAGES: '100000',
+      UPLOADS_PER_USER_PER_HOUR: '100000',
+      ADMIN_USERS: 'soakadmin',
+      RUST_LOG: 'warn',
+      ...(redisCluster ? { REDIS_CLUSTER_NODES: redisCluster.nodes } : {}),
+    },
+  }).catch((e) => {
+    redisCluster?.stop();
+    throw e;
   });
   const checks = [];
   const check = (name, ok, detail = '') => {
@@ -319,7 +343,7 @@ async function main() {
     log({ check: name, ok, detail });
   };
   try {
-    const world = { violations: [], killed: new Set(), pids: new Set(cluster.instances.map((i) => i.child.pid)), counts: {} };
+    const world = { violations: [], failovers: [], killed: new Set(), pids: new Set(cluster.instances.map((i) => i.child.pid)), counts: {} };
     world.admin = await register(cluster, 'soakadmin');
     world.outsider = await guest(cluster, 'outsider');
     // A direct message with a file, which the outsider must not reach.
@@ -361,7 +385,7 @@ async function main() {
     const users = clients.map((c, i) => behave(cluster, c, state, addresses[i]));
 
     const attackList = Object.entries(attacks(cluster, world));
-    const faultList = Object.entries(faults(cluster, world));
+    const faultList = Object.entries(faults(cluster, world, redisCluster));
     const tried = { attacks: {}, faults: {} };
     const started = Date.now();
     let nextFault = started + FAULT_EVERY_MS / 2;
@@ -413,12 +437,13 @@ async function main() {
     check(`RSS under ${RSS_MIB} MiB per instance`, peakMiB < RSS_MIB, `peaks ${JSON.stringify(Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, Math.round(v / 1024)])))} MiB`);
     check(`normal users' ack p99 under ${P99_MS} ms`, p99 < P99_MS, `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms over ${latencies.length} acks`);
     check('every attack answered as the contract says', world.violations.length === 0, world.violations.join('; '));
-    const report = { seconds: SECONDS, users: USERS, tried, totals: t, stored: stored.length, p50_ms: p50, p99_ms: p99, rss_peak_mib: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, Math.round(v / 1024)])), actions: world.counts, checks };
+    const report = { seconds: SECONDS, users: USERS, redis: redisCluster ? 'cluster' : 'single', failover_ms: world.failovers, tried, totals: t, stored: stored.length, p50_ms: p50, p99_ms: p99, rss_peak_mib: Object.fromEntries(Object.entries(peaks).map(([k, v]) => [k, Math.round(v / 1024)])), actions: world.counts, checks };
     log({ report });
     if (REPORT) fs.writeFileSync(REPORT, JSON.stringify(report, null, 2));
     for (const c of clients) c.close();
   } finally {
     await cluster.stop();
+    redisCluster?.stop();
   }
   const failed = checks.filter((c) => !c.ok).length;
   console.log(`soak: ${checks.length - failed} passed, ${failed} failed`);
