@@ -1,13 +1,70 @@
 #!/usr/bin/env bash
-# Runs every banter check and test against real Postgres and Redis.
+# Runs banter's checks and tests against real Postgres, Redis, nginx, HAProxy and Chromium, in
+# stages. Every selected stage runs even when an earlier one failed; a summary of each stage's
+# result and time comes last, and the exit status is non-zero when any stage failed.
+#
+#   scripts/test.sh                  every stage (what CI runs)
+#   scripts/test.sh --quick          fmt, sqlx, clippy and the Rust tests on one Redis
+#   scripts/test.sh STAGE...         the stages named, in the order given
+#   scripts/test.sh --list           the stages, what each checks
 #
 # Uses DATABASE_URL (a database the tests may create databases from) and REDIS_URL when set;
 # otherwise the local services on 127.0.0.1, started when installed but stopped, and installed
-# with apt when missing (as root, or with sudo).
+# with apt when missing (as root, or with sudo). Servers a stage needs beyond those (an
+# S3-compatible server, a Postgres primary with a replica, a Redis Cluster) are started on free
+# loopback ports before it and stopped when the run ends.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 . scripts/lib.sh
+
+# name | what it checks (the README's test section lists the same)
+STAGES="
+fmt|cargo fmt --check on banter, the patched engineioxide and bench/bare
+sqlx|the committed .sqlx query data matches the queries and migrations
+clippy|cargo clippy -D warnings on the workspace and bench/bare
+rust|the Rust tests (tests/api and unit tests) on one Redis, with an S3 server and a Postgres replica
+rust-cluster|the Rust tests again on a loopback Redis Cluster
+engineioxide|the patched engineioxide's own tests
+fuzz|coverage-guided fuzzing of the event parsers, input rules and file inspection
+deploy|docker-compose config, nginx -t, HAProxy -c, the Dockerfiles and the README (Python)
+e2e|socket.io-client end to end through nginx (tests/e2e)
+e2e-haproxy|the end-to-end suite through HAProxy
+e2e-cluster|the end-to-end suite through nginx on a Redis Cluster
+soak|the adversarial soak on one Redis (SOAK_SECONDS, default 150)
+soak-cluster|the adversarial soak on a Redis Cluster with a master failover (SOAK_CLUSTER_SECONDS, default 100)
+frontend|the web app's unit tests and production build
+browser|the web app in Debian's Chromium through nginx (frontend/e2e)
+"
+QUICK="fmt sqlx clippy rust"
+
+stage_names() { echo "$STAGES" | sed '/^$/d; s/|.*//'; }
+
+usage() {
+  echo "usage: scripts/test.sh [--quick | --list | STAGE...]" >&2
+  exit 2
+}
+
+selected=()
+case "${1:-}" in
+  --list)
+    echo "$STAGES" | sed '/^$/d' | awk -F'|' '{printf "%-13s %s\n", $1, $2}'
+    echo
+    echo "--quick runs: $QUICK"
+    exit 0
+    ;;
+  --quick) read -r -a selected <<<"$QUICK" ;;
+  -h|--help) usage ;;
+  "") mapfile -t selected < <(stage_names) ;;
+  *)
+    for name in "$@"; do
+      stage_names | grep -qx -- "$name" || { echo "test.sh: no stage '$name' (scripts/test.sh --list)" >&2; exit 2; }
+    done
+    selected=("$@")
+    ;;
+esac
+
+command -v cargo >/dev/null 2>&1 || { echo "test.sh: a Rust toolchain (cargo) is required" >&2; exit 1; }
 
 drop_stale_test_databases() {
   psql "$DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'banter\_test\_%'" |
@@ -16,100 +73,194 @@ drop_stale_test_databases() {
     done
 }
 
-command -v cargo >/dev/null 2>&1 || { echo "test.sh: a Rust toolchain (cargo) is required" >&2; exit 1; }
-ensure_postgres
-ensure_redis
-drop_stale_test_databases
-mkdir -p target
-trap 'stop_s3; stop_pg_replica; stop_redis_cluster' EXIT
-ensure_s3
-ensure_pg_replica
-ensure_redis_cluster
-
-log "cargo fmt --check"
-cargo fmt --all -- --check
-(cd vendor/engineioxide && cargo fmt -- --check)
-(cd bench/bare && cargo fmt -- --check)
-
-# Queries are checked at compile time against the committed `.sqlx/` data, never against a
-# live database; the data must match the queries and migrations.
+# Queries are checked at compile time against the committed `.sqlx/` data, never against a live
+# database; the data must match the queries and migrations.
 export SQLX_OFFLINE=true
-log "SQL query data (.sqlx) is current"
-scripts/sqlx-prepare.sh --check
+mkdir -p target
 
-log "cargo clippy"
-cargo clippy --workspace --all-targets --locked -- -D warnings
-# The bare socketioxide server of bench/run.sh is its own workspace.
-(cd bench/bare && CARGO_TARGET_DIR=../../target/bare cargo clippy --locked --all-targets -- -D warnings)
+# Services are started once, in this shell (so their variables reach every stage), by the first
+# stage that needs them, and stopped when the run ends.
+declare -A started=()
+need() {
+  local service
+  for service in "$@"; do
+    [ -n "${started[$service]:-}" ] && continue
+    case $service in
+      postgres) ensure_postgres && drop_stale_test_databases ;;
+      redis) ensure_redis ;;
+      s3) ensure_s3 ;;
+      replica) ensure_pg_replica ;;
+      redis-cluster) ensure_redis_cluster ;;
+      nginx) ensure_nginx ;;
+      haproxy) ensure_haproxy ;;
+      node) command -v npm >/dev/null 2>&1 || apt_install nodejs npm ;;
+    esac || return 1
+    started[$service]=1
+  done
+}
+trap 'stop_s3; stop_pg_replica; stop_redis_cluster' EXIT
+
+stage_needs() {
+  case $1 in
+    sqlx) echo postgres ;;
+    rust) echo postgres redis s3 replica ;;
+    rust-cluster) echo postgres redis s3 replica redis-cluster ;;
+    deploy) echo nginx haproxy ;;
+    e2e | soak | soak-cluster | browser) echo postgres redis nginx node ;;
+    e2e-haproxy) echo postgres redis nginx haproxy node ;;
+    e2e-cluster) echo postgres redis nginx node redis-cluster ;;
+    frontend) echo node ;;
+  esac
+}
+
+nextest() { cargo nextest --version >/dev/null 2>&1; }
+
+# The binaries and packages the end-to-end stages run.
+e2e_ready() {
+  cargo build --locked -p banter -p banter-load
+  (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
+}
+
+stage_fmt() {
+  cargo fmt --all -- --check
+  (cd vendor/engineioxide && cargo fmt -- --check)
+  (cd bench/bare && cargo fmt -- --check)
+}
+
+stage_sqlx() {
+  scripts/sqlx-prepare.sh --check
+}
+
+stage_clippy() {
+  cargo clippy --workspace --all-targets --locked -- -D warnings
+  # The bare socketioxide server of bench/run.sh is its own workspace.
+  (cd bench/bare && CARGO_TARGET_DIR=../../target/bare cargo clippy --locked --all-targets -- -D warnings)
+}
 
 # Each test starts two instances with their own runtimes; three tests at a time suit two cores.
-log "Rust tests (Postgres at ${DATABASE_URL#*@}, Redis at ${REDIS_URL#*@})"
-if cargo nextest --version >/dev/null 2>&1; then
-  cargo nextest run --workspace --locked --test-threads 3 --no-fail-fast
-else
-  cargo test --workspace --locked -- --test-threads 3
-fi
-
-# The same suite on a Redis Cluster (the tests that bring their own Redis, or their own
-# cluster to fail over, already ran).
-log "Rust tests on a Redis Cluster (${REDIS_TEST_CLUSTER_NODES})"
-if cargo nextest --version >/dev/null 2>&1; then
-  REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES cargo nextest run --workspace --locked \
-    --test-threads 3 --no-fail-fast -E 'not test(/redis_restart|redis_stall|redis_cluster_master_failover/)'
-else
-  REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES cargo test --workspace --locked -- --test-threads 3 \
-    --skip redis_restart --skip redis_stall --skip redis_cluster_master_failover
-fi
-
-# The patched engineioxide (vendor/PATCHES.md) keeps its own test suite green.
-log "engineioxide's own tests, on the patched copy"
-(cd vendor/engineioxide &&
-  CARGO_TARGET_DIR=../../target/vendor-test cargo test --locked -q --features tracing,__test_harness,v3)
-
-# Coverage-guided fuzzing of the event parsers and input rules, briefly, from the corpus in
-# fuzz/corpus (new inputs go to a scratch directory, so the run leaves the tree unchanged).
-# cargo-fuzz asks for nightly-only flags; RUSTC_BOOTSTRAP=1 lets the stable toolchain take them.
-log "fuzzing (cargo fuzz, ${FUZZ_SECONDS:=20} s per target)"
-command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
-for target in event_payloads input_rules file_inspect; do
-  scratch=$(mktemp -d)
-  if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$scratch" "corpus/$target" -- \
-      -max_total_time="$FUZZ_SECONDS" -print_final_stats=1 > "$scratch.log" 2>&1); then
-    tail -40 "$scratch.log" >&2
-    echo "fuzz target $target failed; the input is in fuzz/artifacts/$target" >&2
-    exit 1
+stage_rust() {
+  echo "Postgres at ${DATABASE_URL#*@}, Redis at ${REDIS_URL#*@}"
+  if nextest; then
+    cargo nextest run --workspace --locked --test-threads 3 --no-fail-fast
+  else
+    cargo test --workspace --locked -- --test-threads 3
   fi
-  grep -E '^Done|^stat::number_of_executed_units' "$scratch.log" | sed "s/^/$target: /"
-  rm -rf "$scratch" "$scratch.log"
-done
+}
 
-log "deployment files (docker-compose config, nginx.conf, haproxy.cfg, Dockerfiles, README)"
-ensure_nginx
-ensure_haproxy
-command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
-/usr/bin/python3 -m unittest discover -s tests/deploy
+# The same suite on a Redis Cluster (the tests that bring their own Redis, or their own cluster
+# to fail over, run in the stage above).
+stage_rust-cluster() {
+  echo "Redis Cluster at ${REDIS_TEST_CLUSTER_NODES}"
+  if nextest; then
+    REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES cargo nextest run --workspace --locked \
+      --test-threads 3 --no-fail-fast -E 'not test(/redis_restart|redis_stall|redis_cluster_master_failover/)'
+  else
+    REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES cargo test --workspace --locked -- --test-threads 3 \
+      --skip redis_restart --skip redis_stall --skip redis_cluster_master_failover
+  fi
+}
 
-command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-log "end-to-end: socket.io-client through nginx"
-cargo build --locked -p banter -p banter-load
-(cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error && npm test)
+stage_engineioxide() {
+  cd vendor/engineioxide
+  CARGO_TARGET_DIR=../../target/vendor-test cargo test --locked -q --features tracing,__test_harness,v3
+}
 
-log "end-to-end: the same suite through HAProxy (stickiness by cookie)"
-(cd tests/e2e && BALANCER=haproxy npm test)
+# Briefly, from the corpus in fuzz/corpus (new inputs go to a scratch directory, so the run
+# leaves the tree unchanged). cargo-fuzz asks for nightly-only flags; RUSTC_BOOTSTRAP=1 lets the
+# stable toolchain take them.
+stage_fuzz() {
+  local seconds=${FUZZ_SECONDS:-20} target scratch
+  command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked --version 0.13.2
+  for target in event_payloads input_rules file_inspect; do
+    scratch=$(mktemp -d)
+    if ! (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run -O "$target" "$scratch" "corpus/$target" -- \
+        -max_total_time="$seconds" -print_final_stats=1 >"$scratch.log" 2>&1); then
+      tail -40 "$scratch.log" >&2
+      echo "fuzz target $target failed; the input is in fuzz/artifacts/$target" >&2
+      return 1
+    fi
+    grep -E '^Done|^stat::number_of_executed_units' "$scratch.log" | sed "s/^/$target: /"
+    rm -rf "$scratch" "$scratch.log"
+  done
+}
 
-log "end-to-end: the same suite through nginx, on a Redis Cluster"
-(cd tests/e2e && REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES npm test)
+stage_deploy() {
+  command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
+  /usr/bin/python3 -m unittest discover -s tests/deploy
+}
+
+stage_e2e() {
+  e2e_ready
+  cd tests/e2e && npm test
+}
+
+stage_e2e-haproxy() {
+  e2e_ready
+  cd tests/e2e && BALANCER=haproxy npm test
+}
+
+stage_e2e-cluster() {
+  e2e_ready
+  cd tests/e2e && REDIS_CLUSTER_NODES=$REDIS_TEST_CLUSTER_NODES npm test
+}
 
 # Normal users chat while hostile clients attack and faults are injected; every promise is
 # checked at the end (tests/e2e/soak.mjs; bench/soak.sh runs it for longer on a release build).
-log "adversarial soak (${SOAK_SECONDS:=180} s)"
-(cd tests/e2e && node soak.mjs --seconds "$SOAK_SECONDS" --report ../../target/soak-report.json)
+stage_soak() {
+  e2e_ready
+  cd tests/e2e && node soak.mjs --seconds "${SOAK_SECONDS:-150}" --report ../../target/soak-report.json
+}
 
-log "frontend: unit tests and production build"
-(cd frontend && npm ci --no-audit --no-fund --loglevel=error && npm test && npm run build)
+stage_soak-cluster() {
+  e2e_ready
+  cd tests/e2e && node soak.mjs --seconds "${SOAK_CLUSTER_SECONDS:-100}" --redis-cluster \
+    --report ../../target/soak-cluster-report.json
+}
 
-log "frontend: browser end-to-end (Debian's Chromium, through nginx)"
-[ -x /usr/bin/chromium ] || apt_install chromium
-(cd frontend && npm run test:e2e)
+stage_frontend() {
+  cd frontend
+  npm ci --no-audit --no-fund --loglevel=error
+  npm test
+  npm run build
+}
 
-log "all tests passed"
+stage_browser() {
+  [ -x /usr/bin/chromium ] || apt_install chromium
+  cargo build --locked -p banter
+  cd frontend
+  npm ci --no-audit --no-fund --loglevel=error
+  BANTER_BIN=$PWD/../target/debug/banter npm run test:e2e
+}
+
+summary=()
+failed=0
+for name in "${selected[@]}"; do
+  log "stage $name: $(echo "$STAGES" | grep "^$name|" | cut -d'|' -f2)"
+  began=$(date +%s)
+  # Each stage runs in a subshell with `set -e`, so its first failing command ends it and
+  # nothing it changes (directory, variables) leaks into the next.
+  set +e
+  # shellcheck disable=SC2046 # one argument per service
+  if need $(stage_needs "$name"); then
+    (set -e; "stage_$name")
+    status=$?
+  else
+    status=1
+  fi
+  set -e
+  seconds=$(($(date +%s) - began))
+  if [ "$status" = 0 ]; then
+    summary+=("$(printf '%-13s ok      %4d s' "$name" "$seconds")")
+  else
+    summary+=("$(printf '%-13s FAILED  %4d s' "$name" "$seconds")")
+    failed=$((failed + 1))
+  fi
+done
+
+log "summary"
+printf '%s\n' "${summary[@]}"
+if [ "$failed" -gt 0 ]; then
+  echo "$failed of ${#selected[@]} stages failed"
+  exit 1
+fi
+echo "all ${#selected[@]} stages passed"
