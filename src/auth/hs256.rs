@@ -5,7 +5,7 @@
 //! only. This provider answers HS256 with RustCrypto's `hmac` and `sha2` and refuses every
 //! other algorithm, and [`install`] makes it the process's provider.
 
-use hmac::{Hmac, Mac};
+use hmac::{Hmac, KeyInit, Mac};
 use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
 use jsonwebtoken::errors::{ErrorKind, Result};
 use jsonwebtoken::signature::{self, Signer, Verifier};
