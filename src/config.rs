@@ -1,6 +1,6 @@
 //! Every setting of a banter instance, read from the environment (or flags) in one place.
 //!
-//! The names and defaults are the configuration table of the README; tests build a `Config`
+//! The names and defaults are the table of docs/CONFIGURATION.md; tests build a `Config`
 //! from arguments so they never depend on the process environment.
 
 use std::net::SocketAddr;
@@ -109,6 +109,15 @@ pub struct Config {
     /// Seconds an offline announcement waits for the user to come back (a reload, a failover).
     #[arg(long, env = "PRESENCE_OFFLINE_GRACE_SECS", default_value_t = 5)]
     pub presence_offline_grace_secs: u64,
+
+    /// Engine.IO heartbeat: the server pings every connection this often...
+    #[arg(long, env = "PING_INTERVAL_SECS", default_value_t = 25, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ping_interval_secs: u64,
+
+    /// ...and closes one that has not answered within this long after a ping. A connection
+    /// whose writes are stuck is closed after both together.
+    #[arg(long, env = "PING_TIMEOUT_SECS", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub ping_timeout_secs: u64,
 
     /// Who receives `user.status`.
     #[arg(long, env = "PRESENCE_SCOPE", value_enum, default_value = "channels")]

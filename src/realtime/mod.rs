@@ -36,23 +36,41 @@ use crate::keys::Keys;
 use crate::kv::RedisTarget;
 use crate::metrics::Drops;
 use crate::shutdown::Shutdown;
+use crate::state::AppState;
 use crate::store::channels::Channel;
-use crate::{Adapter, AppState, MAX_PAYLOAD_BYTES};
 
 pub use announce::Announcer;
 pub use bus::Bus;
-pub use membership::{Conn, Membership, Session, CONNECT_TIMEOUT};
+pub use membership::{removals, Conn, Membership, Removals, Session, CONNECT_TIMEOUT};
+
+/// The Socket.IO adapter: socketioxide's Redis adapter, which carries broadcasts between
+/// instances, on a driver that reconnects when Redis restarts.
+pub type Adapter = socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, Bus>;
+
+/// Longest accepted Engine.IO payload, the same on polling and websocket: room for a message
+/// of the longest text with every character escaped, and for a clear `too_long` answer to
+/// oversized messages instead of a dropped connection.
+pub const MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024;
 
 /// Initial websocket read buffer per connection.
 const WS_READ_BUFFER: usize = 1024;
 /// Packets queued per socket before further deliveries to it are dropped (a slow consumer).
 const SEND_BUFFER_PACKETS: usize = 64;
 
+/// The Engine.IO heartbeat: a ping every `interval`; a connection that has not answered within
+/// `timeout` after it is closed (and so is one whose writes stay stuck for both together).
+#[derive(Debug, Clone, Copy)]
+pub struct Heartbeat {
+    pub interval: std::time::Duration,
+    pub timeout: std::time::Duration,
+}
+
 /// Builds the Socket.IO server on the Redis adapter (socketioxide's, on banter's reconnecting
 /// [`Bus`]). The `/` namespace is registered by [`start`], once the instance's services exist.
 pub async fn socket_layer(
     redis: &RedisTarget,
     keys: &Keys,
+    heartbeat: Heartbeat,
     drops: Drops,
     shutdown: &Shutdown,
 ) -> anyhow::Result<(SocketIoLayer<Adapter>, SocketIo<Adapter>)> {
@@ -72,6 +90,8 @@ pub async fn socket_layer(
         // An Engine.IO session that has not completed an authenticated CONNECT by then is
         // closed (each costs memory while it waits).
         .connect_timeout(CONNECT_TIMEOUT)
+        .ping_interval(heartbeat.interval)
+        .ping_timeout(heartbeat.timeout)
         .with_adapter::<Adapter>(adapter)
         .build_layer())
 }
@@ -83,6 +103,7 @@ pub async fn start(
     io: &SocketIo<Adapter>,
     redis: &RedisTarget,
     commit_queue: commit::CommitQueue,
+    removal_queue: membership::RemovalQueue,
 ) -> anyhow::Result<()> {
     let (on_state, check_state) = (state.clone(), state.clone());
     let on_connect = move |s: SocketRef<Adapter>| {
@@ -122,17 +143,12 @@ pub async fn start(
         &state.shutdown,
     );
     watch_removed_users(&state.db, &state.delivery, &state.shutdown).await;
-    // Removals from a channel, on this instance (held weakly: the state holds the delivery).
-    let weak = Arc::downgrade(&state.0);
-    state.delivery.on_removal(move |user, channel| {
-        let Some(shared) = weak.upgrade() else {
-            return;
-        };
-        let state = AppState(shared);
-        state
-            .shutdown
-            .clone()
-            .spawn(async move { leave_removed_channel(&state, user, &channel).await });
+    // Removals from a channel, made here or relayed, for this instance's sockets.
+    let (state, mut queue) = (state.clone(), removal_queue);
+    state.shutdown.clone().spawn_until_stopped(async move {
+        while let Some((user, channel)) = queue.0.recv().await {
+            leave_removed_channel(&state, user, &channel).await;
+        }
     });
     Ok(())
 }

@@ -197,7 +197,16 @@ async fn hostile_frames_leave_the_instance_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_stops_reading_catches_up_by_seq() {
-    let cluster = Cluster::start(&["--rate-limit-messages", "100000"]).await;
+    // A client that does not read does not answer pings either: the heartbeat is an hour, so
+    // the server keeps it however long the sends take on a busy machine (closing such clients
+    // is the test below).
+    let cluster = Cluster::start(&[
+        "--rate-limit-messages",
+        "100000",
+        "--ping-interval-secs",
+        "3600",
+    ])
+    .await;
     let reader = cluster.guest("slowpoke").await;
     // A tiny receive buffer, so that the server's buffer for this socket fills quickly.
     let mut slow = Raw::open(cluster.a().addr, Some(&reader.cookie()), Some(4096)).await;
