@@ -8,9 +8,9 @@
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult, Code};
+use crate::state::AppState;
 use crate::store::channels::{self, Channel};
 use crate::validate;
-use crate::AppState;
 
 /// Loads a channel by (unvalidated) name; `not_found` when it does not exist.
 pub async fn channel(state: &AppState, raw_name: &str) -> AppResult<Channel> {

@@ -9,7 +9,7 @@ use axum::http::request::Parts;
 use axum::http::{Extensions, HeaderMap};
 use ipnet::IpNet;
 
-use crate::AppState;
+use crate::state::AppState;
 
 /// The proxies whose `X-Forwarded-For` / `X-Real-IP` are believed.
 #[derive(Clone, Debug, Default)]

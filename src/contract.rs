@@ -29,6 +29,21 @@ pub mod client {
     pub const REACTION_ADD: &str = "reaction.add";
     pub const REACTION_REMOVE: &str = "reaction.remove";
     pub const CHANNEL_READ: &str = "channel.read";
+
+    /// Every client event: the handlers registered on a socket, and the events the bad-input
+    /// tests attack, are these.
+    pub const ALL: [&str; 10] = [
+        CHANNEL_JOIN,
+        CHANNEL_LEAVE,
+        MESSAGE_SEND,
+        USER_TYPING,
+        MESSAGES_SYNC,
+        MESSAGE_EDIT,
+        MESSAGE_DELETE,
+        REACTION_ADD,
+        REACTION_REMOVE,
+        CHANNEL_READ,
+    ];
 }
 
 /// Names of the events the server sends.
@@ -463,6 +478,15 @@ pub struct MessageReactions {
     pub user_id: Uuid,
     pub emoji: String,
     pub added: bool,
+}
+
+/// The server event of an applied change (`server::CHANGES`), as sent.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum ChangeEvent {
+    Updated(MessageUpdated),
+    Deleted(MessageDeleted),
+    Reactions(MessageReactions),
 }
 
 /// `user.status`: a user came online or went offline.

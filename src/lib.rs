@@ -8,6 +8,7 @@ pub mod access;
 pub mod auth;
 pub mod budget;
 pub mod clientip;
+pub mod clock;
 pub mod config;
 pub mod contract;
 pub mod error;
@@ -23,18 +24,17 @@ pub mod realtime;
 pub mod retention;
 pub mod serve;
 pub mod shutdown;
+pub mod state;
 pub mod store;
 pub mod uploads;
 pub mod validate;
 
 use std::future::Future;
-use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use socketioxide::SocketIo;
-use sqlx::PgPool;
 use tokio::net::TcpListener;
 
 pub use config::Config;
@@ -42,65 +42,16 @@ pub use config::Config;
 use crate::auth::Sessions;
 use crate::filter::WordFilter;
 use crate::keys::Keys;
-use crate::kv::{Redis, RedisTarget};
+use crate::kv::RedisTarget;
 use crate::metrics::Metrics;
 use crate::presence::Presence;
 use crate::ratelimit::RateLimiter;
 use crate::realtime::commit::Committer;
 use crate::realtime::delivery::Delivery;
 use crate::realtime::rooms::LocalRooms;
-use crate::realtime::{Announcer, Membership};
+use crate::realtime::{Adapter, Announcer, Membership};
 use crate::shutdown::Shutdown;
-
-/// The Socket.IO adapter: socketioxide's Redis adapter, which carries broadcasts between
-/// instances, on a driver that reconnects when Redis restarts.
-pub type Adapter =
-    socketioxide_redis::CustomRedisAdapter<socketioxide::adapter::Emitter, realtime::Bus>;
-
-/// Longest accepted Engine.IO payload, the same on polling and websocket: room for a message
-/// of the longest text with every character escaped, and for a clear `too_long` answer to
-/// oversized messages instead of a dropped connection.
-pub const MAX_PAYLOAD_BYTES: usize = 2 * 1024 * 1024;
-
-/// Everything a request or event handler needs, cheap to clone.
-#[derive(Clone)]
-pub struct AppState(Arc<Shared>);
-
-/// The services of an instance.
-pub struct Shared {
-    pub config: Config,
-    pub db: PgPool,
-    /// Where reads that may use a replica go.
-    pub reads: store::reads::Reads,
-    /// Redis, for the readiness check (each service holds its own handle).
-    pub redis: Redis,
-    pub sessions: Sessions,
-    pub presence: Arc<Presence>,
-    pub limiter: RateLimiter,
-    pub filter: WordFilter,
-    pub metrics: Arc<Metrics>,
-    /// Every outbound path: `message.new` in seq order, every other event, disconnects.
-    pub delivery: Delivery,
-    /// Stores concurrent sends together (group commit).
-    pub committer: Committer,
-    /// This instance's sockets: their state, rooms, caps and presence.
-    pub membership: Arc<Membership>,
-    /// The instance's background tasks, and the signal that stops them.
-    pub shutdown: Shutdown,
-    /// What each user's requests may cost this instance.
-    pub budget: budget::Budget,
-    /// Attachments: their storage, checks and limits.
-    pub uploads: uploads::Uploads,
-    /// The default channel, looked up once (channels are never renamed or removed).
-    pub default_channel: tokio::sync::OnceCell<store::channels::Channel>,
-}
-
-impl Deref for AppState {
-    type Target = Shared;
-    fn deref(&self) -> &Shared {
-        &self.0
-    }
-}
+use crate::state::{AppState, Shared};
 
 /// A built instance, ready to serve.
 pub struct App {
@@ -186,18 +137,29 @@ impl App {
                 "INSTANCE_ID {instance:?} is in use by a live instance: give each instance its own id"
             );
         }
-        let (socket_layer, io) =
-            realtime::socket_layer(&redis_target, &keys, metrics.drops.clone(), &shutdown).await?;
+        let (socket_layer, io) = realtime::socket_layer(
+            &redis_target,
+            &keys,
+            realtime::Heartbeat {
+                interval: Duration::from_secs(config.ping_interval_secs),
+                timeout: Duration::from_secs(config.ping_timeout_secs),
+            },
+            metrics.drops.clone(),
+            &shutdown,
+        )
+        .await?;
         let rooms = Arc::new(LocalRooms::default());
-        let delivery = Delivery::new(
-            io.clone(),
-            redis.clone(),
-            keys.clone(),
+        let (removals, removal_queue) = realtime::removals();
+        let delivery = Delivery::new(realtime::delivery::Parts {
+            io: io.clone(),
+            redis: redis.clone(),
+            keys: keys.clone(),
             instance,
-            rooms.clone(),
-            metrics.clone(),
-            shutdown.clone(),
-        );
+            rooms: rooms.clone(),
+            metrics: metrics.clone(),
+            shutdown: shutdown.clone(),
+            removals,
+        });
         let announcer = Announcer::new(
             presence.clone(),
             delivery.clone(),
@@ -253,7 +215,7 @@ impl App {
             uploads,
             default_channel: tokio::sync::OnceCell::new(),
         }));
-        realtime::start(&state, &io, &redis_target, commit_queue).await?;
+        realtime::start(&state, &io, &redis_target, commit_queue, removal_queue).await?;
         let router = http::router(state.clone()).layer(socket_layer).layer(
             axum::middleware::from_fn_with_state(state.clone(), http::cap_pending_sessions),
         );
@@ -341,13 +303,4 @@ async fn close_sockets(state: &AppState, io: &SocketIo<Adapter>) {
         );
     }
     io.close().await;
-}
-
-/// Wall-clock milliseconds since the epoch: the time base of deadlines kept in Redis, which
-/// every instance reads.
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

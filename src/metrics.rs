@@ -235,7 +235,7 @@ pub struct WarnLimit(Arc<AtomicU64>);
 impl WarnLimit {
     /// Runs `log` unless it ran less than [`WARN_EVERY`] ago.
     pub fn run(&self, log: impl FnOnce()) {
-        let now = crate::now_ms() / 1000;
+        let now = crate::clock::now_ms() / 1000;
         let prev = self.0.load(Ordering::Relaxed);
         if now >= prev + WARN_EVERY.as_secs()
             && self

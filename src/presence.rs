@@ -27,8 +27,8 @@ use crate::kv::Redis;
 use redis::Script;
 use uuid::Uuid;
 
+use crate::clock::now_ms;
 use crate::keys::Keys;
-use crate::now_ms;
 
 // Returns {connections, resumed}: resumed is 1 when the user's first connection ended a grace
 // period (they were never announced offline, so they are not announced online either).

@@ -20,8 +20,8 @@ use chrono::{DateTime, Utc};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::state::AppState;
 use crate::store::{messages, partitions, uploads};
-use crate::AppState;
 
 /// The advisory lock that makes one instance at a time enforce retention.
 pub const LOCK_KEY: i64 = 0x6261_6e74_6572_7265; // "banterre"

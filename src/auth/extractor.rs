@@ -8,7 +8,7 @@ use tower_cookies::cookie::Cookie;
 use uuid::Uuid;
 
 use crate::error::AppError;
-use crate::AppState;
+use crate::state::AppState;
 
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "token";

@@ -13,8 +13,9 @@ use super::ApiJson;
 use crate::auth::{hash_password, verify_password, AuthUser, COOKIE_NAME};
 use crate::clientip::ClientAddr;
 use crate::error::{AppError, AppResult, Code, ResultExt};
+use crate::state::AppState;
 use crate::store::users::{self, PublicUser};
-use crate::{validate, AppState};
+use crate::validate;
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -10,10 +10,11 @@ use serde::Deserialize;
 use super::ApiJson;
 use crate::auth::{hash_password, AuthUser};
 use crate::error::{AppError, AppResult, Code, FieldError, ResultExt};
+use crate::state::AppState;
 use crate::store::channels::{self, ChannelView, Retention};
 use crate::store::messages::{self, Message, Page};
+use crate::validate;
 use crate::{access, budget};
-use crate::{validate, AppState};
 
 /// Default and largest page of history.
 const DEFAULT_PAGE: i64 = 50;

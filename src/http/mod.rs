@@ -17,8 +17,9 @@ use axum::Router;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
+use crate::config::Config;
 use crate::error::{AppError, Code};
-use crate::{AppState, Config};
+use crate::state::AppState;
 
 /// Largest accepted REST request body.
 pub const MAX_BODY_BYTES: usize = 64 * 1024;

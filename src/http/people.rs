@@ -13,11 +13,12 @@ use uuid::Uuid;
 use super::ApiJson;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult, Code};
+use crate::state::AppState;
 use crate::store::channels::{self, ChannelView};
 use crate::store::moderation;
 use crate::store::users::{self, Profile};
+use crate::validate;
 use crate::{access, budget};
-use crate::{validate, AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::access;
 use crate::auth::AuthUser;
 use crate::error::{AppError, AppResult};
-use crate::AppState;
+use crate::state::AppState;
 
 const MAX_LIMIT: usize = 1000;
 

@@ -29,10 +29,10 @@ use super::ApiJson;
 use crate::auth::AuthUser;
 use crate::clientip::ClientAddr;
 use crate::error::{AppError, AppResult, Code};
+use crate::state::AppState;
 use crate::store::messages::FileRef;
 use crate::store::uploads;
 use crate::uploads::{file_ref, inspect, storage, Ticket};
-use crate::AppState;
 
 /// Room for a multipart request's boundaries and headers beside the file.
 const MULTIPART_OVERHEAD: usize = 64 * 1024;

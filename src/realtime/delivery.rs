@@ -29,13 +29,14 @@ use uuid::Uuid;
 
 use super::bus::Bus;
 use super::fanout::{RawBatch, Sequencer, SWEEP_PERIOD};
+use super::membership::Removals;
 use super::rooms::{channel_room, user_room, LocalRooms};
+use super::Adapter;
 use crate::contract::{server, Mention};
 use crate::keys::Keys;
 use crate::metrics::{Metrics, WarnLimit};
 use crate::shutdown::Shutdown;
 use crate::store::messages::Message;
-use crate::Adapter;
 
 /// Messages and events each subscription may hold for this instance before it drops.
 const SUBSCRIPTION_BUFFER: usize = 4096;
@@ -58,7 +59,8 @@ struct Inner {
     shutdown: Shutdown,
     /// Relay failures repeat per event; they are logged at a bounded rate.
     relay_warning: WarnLimit,
-    removal: std::sync::OnceLock<RemovalHandler>,
+    /// Where removals from a channel go on this instance (see [`Removals`]).
+    removals: Removals,
 }
 
 /// On the relay, not an event for clients: a user's sockets are to leave a channel.
@@ -78,9 +80,6 @@ const DISCONNECT: &str = "banter:disconnect";
 /// closed from the server's side (a client that stopped reading never takes it).
 const DISCONNECT_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// What an instance does with a removal (see [`Delivery::on_removal`]).
-type RemovalHandler = Box<dyn Fn(Uuid, String) + Send + Sync>;
-
 /// An event on its way to the other instances, which deliver it to their own sockets.
 #[derive(Serialize)]
 struct Relay<'a, T: ?Sized> {
@@ -99,16 +98,34 @@ struct RawRelay {
     data: Box<serde_json::value::RawValue>,
 }
 
+/// What a [`Delivery`] is built from.
+pub struct Parts {
+    /// The Socket.IO server: this instance's sockets.
+    pub io: SocketIo<Adapter>,
+    pub redis: Redis,
+    pub keys: Keys,
+    /// This instance's id (relayed events it sent itself are not delivered twice).
+    pub instance: String,
+    /// This instance's sockets per channel.
+    pub rooms: Arc<LocalRooms>,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: Shutdown,
+    /// Where removals from a channel go on this instance.
+    pub removals: Removals,
+}
+
 impl Delivery {
-    pub fn new(
-        io: SocketIo<Adapter>,
-        redis: Redis,
-        keys: Keys,
-        instance: String,
-        rooms: Arc<LocalRooms>,
-        metrics: Arc<Metrics>,
-        shutdown: Shutdown,
-    ) -> Self {
+    pub fn new(parts: Parts) -> Self {
+        let Parts {
+            io,
+            redis,
+            keys,
+            instance,
+            rooms,
+            metrics,
+            shutdown,
+            removals,
+        } = parts;
         Delivery(Arc::new(Inner {
             sequencer: Sequencer::new(redis.clone(), keys.clone()),
             io,
@@ -119,7 +136,7 @@ impl Delivery {
             metrics,
             shutdown,
             relay_warning: WarnLimit::default(),
-            removal: std::sync::OnceLock::new(),
+            removals,
         }))
     }
 
@@ -293,12 +310,6 @@ impl Delivery {
         }
     }
 
-    /// Sets what this instance does when a user is removed from a channel: the handler takes
-    /// the user and the channel, and makes that user's sockets on this instance leave it.
-    pub fn on_removal(&self, handler: impl Fn(Uuid, String) + Send + Sync + 'static) {
-        let _ = self.0.removal.set(Box::new(handler));
-    }
-
     /// Makes `user`'s sockets leave `channel` on every instance (a removal from the channel).
     pub async fn remove_from_channel(&self, user: Uuid, channel: &str) {
         self.removed_here(user, channel.to_owned());
@@ -310,9 +321,7 @@ impl Delivery {
     }
 
     fn removed_here(&self, user: Uuid, channel: String) {
-        if let Some(handler) = self.0.removal.get() {
-            handler(user, channel);
-        }
+        self.0.removals.removed(user, channel);
     }
 
     /// Disconnects every socket in `room` on every instance (here, and through the relay on

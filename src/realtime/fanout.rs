@@ -27,8 +27,8 @@ use redis::Script;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
+use crate::clock::now_ms;
 use crate::keys::Keys;
-use crate::now_ms;
 use crate::store::messages::Message;
 
 /// How long a batch may wait for its predecessor before it is published anyway.

@@ -7,9 +7,10 @@ use serde_json::Value;
 use socketioxide::extract::SocketRef;
 
 use super::membership::{Reservation, Session};
+use super::Adapter;
 use crate::auth::session_cookie;
 use crate::error::Code;
-use crate::{Adapter, AppState};
+use crate::state::AppState;
 
 /// Why a handshake was refused; its `Display` is the `connect_error` message.
 #[derive(Debug)]

@@ -19,10 +19,10 @@ use uuid::Uuid;
 
 use super::announce::Announcer;
 use super::rooms::{channel_room, session_room, user_room, LocalRooms};
+use super::Adapter;
 use crate::error::{AppError, AppResult, Code};
 use crate::presence::{ChannelChange, Presence};
 use crate::store::channels::Channel;
-use crate::Adapter;
 
 /// How long an Engine.IO session may stay without a namespace CONNECT.
 pub const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -50,8 +50,8 @@ pub struct Conn {
     pub address: IpAddr,
     /// This socket's place under the per-user socket cap, held as long as the socket's state.
     _reservation: Reservation,
-    /// The socket's one active channel: name and id (the room it is in).
-    channel: Mutex<Option<(String, Uuid)>>,
+    /// The socket's one active channel (the room it is in).
+    channel: Mutex<Option<JoinedChannel>>,
     /// What cluster presence holds for this socket. Changed only together with the Redis
     /// counters, under the presence gate (see [`Membership::gate`]).
     counted: Mutex<Counted>,
@@ -62,6 +62,59 @@ pub struct Conn {
     pub typing: Mutex<Typing>,
     /// Client events of this socket being handled now (bounded: see [`Conn::start_event`]).
     in_flight: AtomicU32,
+}
+
+/// Removals queued for this instance's sockets before the task that applies them drops more.
+const REMOVALS_QUEUED: usize = 4096;
+
+/// Where removals from a channel go (a user's sockets on this instance are to leave it):
+/// [`Delivery`](super::delivery::Delivery) sends those made here and those relayed from other
+/// instances; the task [`super::start`] runs on the [`RemovalQueue`] applies them.
+#[derive(Clone)]
+pub struct Removals(tokio::sync::mpsc::Sender<(Uuid, String)>);
+
+/// The receiving side of [`Removals`], consumed by [`super::start`].
+pub struct RemovalQueue(pub(super) tokio::sync::mpsc::Receiver<(Uuid, String)>);
+
+/// A new removal channel.
+pub fn removals() -> (Removals, RemovalQueue) {
+    let (tx, rx) = tokio::sync::mpsc::channel(REMOVALS_QUEUED);
+    (Removals(tx), RemovalQueue(rx))
+}
+
+impl Removals {
+    /// Queues the removal of `user`'s sockets on this instance from `channel`.
+    pub fn removed(&self, user: Uuid, channel: String) {
+        if let Err(e) = self.0.try_send((user, channel)) {
+            tracing::warn!(user_id = %user, error = %e, "a removal from a channel was not applied on this instance");
+        }
+    }
+}
+
+/// The channel a socket is in, as it was when the socket joined it (a channel's kind and owner
+/// never change), so that handlers need not look it up again.
+#[derive(Clone, Debug)]
+pub struct JoinedChannel {
+    pub name: String,
+    pub id: Uuid,
+    /// A direct-message channel: its two members, no owner.
+    pub dm: bool,
+    /// Members only (a private channel or a direct message).
+    pub private: bool,
+    /// Its owner (its creator), who moderates it; a direct message has none.
+    pub owner: Option<Uuid>,
+}
+
+impl JoinedChannel {
+    pub fn of(channel: &Channel) -> Self {
+        JoinedChannel {
+            name: channel.name.clone(),
+            id: channel.id,
+            dm: channel.is_dm(),
+            private: channel.is_private(),
+            owner: channel.owner(),
+        }
+    }
 }
 
 /// A client event being handled: counted in its socket's events in flight until dropped.
@@ -122,15 +175,15 @@ impl Conn {
     }
 
     /// The socket's active channel (name and id).
-    pub fn channel(&self) -> Option<(String, Uuid)> {
+    pub fn channel(&self) -> Option<JoinedChannel> {
         self.channel.lock().ok().and_then(|c| c.clone())
     }
 
-    fn set_channel(&self, rooms: &LocalRooms, value: Option<(String, Uuid)>) {
+    fn set_channel(&self, rooms: &LocalRooms, value: Option<JoinedChannel>) {
         if let Ok(mut c) = self.channel.lock() {
             rooms.moved(
-                c.as_ref().map(|(name, _)| name.as_str()),
-                value.as_ref().map(|(name, _)| name.as_str()),
+                c.as_ref().map(|c| c.name.as_str()),
+                value.as_ref().map(|c| c.name.as_str()),
             );
             *c = value;
         }
@@ -329,7 +382,7 @@ impl Membership {
         s.join(vec![user_room(conn.user_id), session_room(session.jti)]);
         if let Some(channel) = default_channel {
             s.join(channel_room(&channel.name));
-            conn.set_channel(&self.rooms, Some((channel.name.clone(), channel.id)));
+            conn.set_channel(&self.rooms, Some(JoinedChannel::of(channel)));
         }
         s.extensions.insert(conn);
     }
@@ -369,7 +422,7 @@ impl Membership {
             }
         }
         if counted.channel.is_none() {
-            if let Some((name, _)) = conn.channel() {
+            if let Some(JoinedChannel { name, .. }) = conn.channel() {
                 if let Some(change) = self.count_join(conn, &name).await {
                     outcome.channels.push((name, change.online));
                 }
@@ -469,7 +522,7 @@ impl Membership {
         if *closed {
             return Err(AppError::new(Code::Unavailable, "the socket is closing"));
         }
-        if let Some((current, _)) = conn.channel() {
+        if let Some(JoinedChannel { name: current, .. }) = conn.channel() {
             if current == channel.name {
                 drop(closed);
                 return Ok(self.presence.channel_online(&current).await.unwrap_or(0));
@@ -477,7 +530,7 @@ impl Membership {
             s.leave(channel_room(&current));
         }
         s.join(channel_room(&channel.name));
-        conn.set_channel(&self.rooms, Some((channel.name.clone(), channel.id)));
+        conn.set_channel(&self.rooms, Some(JoinedChannel::of(channel)));
         let _gate = self.gate.read().await;
         self.count_leave(conn).await;
         // Just after the handshake, before the connection is counted, `connected` counts it.
@@ -496,7 +549,7 @@ impl Membership {
     pub async fn leave_channel(&self, s: &SocketRef<Adapter>, conn: &Conn, name: &str) -> bool {
         let _closed = conn.closed.lock().await;
         match conn.channel() {
-            Some((current, _)) if current == name => {
+            Some(current) if current.name == name => {
                 s.leave(channel_room(name));
                 conn.set_channel(&self.rooms, None);
                 let _gate = self.gate.read().await;

@@ -9,10 +9,10 @@ use socketioxide::SocketIo;
 use super::delivery::Delivery;
 use super::membership::Membership;
 use super::rooms::channel_room;
+use super::Adapter;
 use crate::contract::{server, ChannelPresence};
 use crate::presence::Presence;
 use crate::shutdown::Shutdown;
-use crate::Adapter;
 
 /// How often expired grace periods are looked for.
 const GRACE_SWEEP: Duration = Duration::from_millis(250);

@@ -10,8 +10,8 @@ use socketioxide::handler::FromMessageParts;
 use socketioxide::socket::Socket;
 use socketioxide_core::Value as PacketValue;
 
+use super::Adapter;
 use crate::error::{AppError, AppResult, Code};
-use crate::Adapter;
 
 /// The way back to the client for one event.
 pub struct Reply {

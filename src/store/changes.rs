@@ -12,8 +12,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::messages::{self, Message};
+use super::messages::{self, Message, Reaction};
 use super::moderation;
+use crate::contract::{server, ChangeEvent, MessageDeleted, MessageReactions, MessageUpdated};
 
 /// Most distinct emoji on one message.
 pub const MAX_REACTIONS: i64 = 20;
@@ -27,6 +28,99 @@ pub enum Change {
     Delete,
     /// Adds (`true`) or removes one user's reaction.
     React { emoji: String, add: bool },
+}
+
+/// Who may make a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Rule {
+    /// The message's sender only.
+    Sender,
+    /// The sender, or a moderator of the channel (its owner or an administrator).
+    SenderOrModerator,
+    /// Anyone who may read the channel.
+    Reader,
+}
+
+impl Change {
+    /// Who may make it.
+    pub fn rule(&self) -> Rule {
+        match self {
+            Change::Edit { .. } => Rule::Sender,
+            Change::Delete => Rule::SenderOrModerator,
+            Change::React { .. } => Rule::Reader,
+        }
+    }
+
+    /// Whether it is made to a deleted message as a no-op (else a deleted message refuses it).
+    fn applies_to_deleted(&self) -> bool {
+        matches!(self, Change::Delete)
+    }
+
+    /// The server event that tells the channel about it.
+    pub fn event(&self) -> &'static str {
+        match self {
+            Change::Edit { .. } => server::MESSAGE_UPDATED,
+            Change::Delete => server::MESSAGE_DELETED,
+            Change::React { .. } => server::MESSAGE_REACTIONS,
+        }
+    }
+
+    /// The body of that event, once the change took number `change` and `message` is the
+    /// message as it now is; `actor` made it.
+    pub fn event_body(
+        &self,
+        channel: &str,
+        change: i64,
+        message: &Message,
+        actor: Uuid,
+    ) -> ChangeEvent {
+        let (channel, id, seq) = (channel.to_owned(), message.id, message.seq);
+        match self {
+            Change::Edit { .. } => ChangeEvent::Updated(MessageUpdated {
+                channel,
+                id,
+                seq,
+                change,
+                text: message.text.clone(),
+                edited_at: message.edited_at,
+            }),
+            Change::Delete => ChangeEvent::Deleted(MessageDeleted {
+                channel,
+                id,
+                seq,
+                change,
+            }),
+            Change::React { emoji, add } => ChangeEvent::Reactions(MessageReactions {
+                channel,
+                id,
+                seq,
+                change,
+                // Counts only: whether a reader gave one is theirs to know.
+                reactions: message
+                    .reactions
+                    .iter()
+                    .map(|r| Reaction {
+                        me: false,
+                        ..r.clone()
+                    })
+                    .collect(),
+                user_id: actor,
+                emoji: emoji.clone(),
+                added: *add,
+            }),
+        }
+    }
+
+    /// Why an actor it is not for may not make it.
+    pub fn not_yours(&self) -> &'static str {
+        match self.rule() {
+            Rule::Sender => "only the sender may edit a message",
+            Rule::SenderOrModerator => {
+                "only the sender, the channel's owner or an administrator may delete this message"
+            }
+            Rule::Reader => "only readers of the channel may react",
+        }
+    }
 }
 
 /// Who makes the change.
@@ -101,12 +195,18 @@ pub async fn apply(
         return Ok(Err(Refusal::NotFound));
     };
     let own = target.sender_id == Some(actor.id);
+    if target.deleted && !change.applies_to_deleted() {
+        return Ok(Err(Refusal::Deleted));
+    }
+    let allowed = match change.rule() {
+        Rule::Sender => own,
+        Rule::SenderOrModerator => own || actor.moderator,
+        Rule::Reader => true,
+    };
+    if !allowed {
+        return Ok(Err(Refusal::NotYours));
+    }
     let changed = match change {
-        Change::Edit { .. } | Change::React { .. } if target.deleted => {
-            return Ok(Err(Refusal::Deleted));
-        }
-        Change::Edit { .. } if !own => return Ok(Err(Refusal::NotYours)),
-        Change::Delete if !own && !actor.moderator => return Ok(Err(Refusal::NotYours)),
         Change::Edit { .. } => true,
         Change::Delete => !target.deleted,
         Change::React { emoji, add: true } => {

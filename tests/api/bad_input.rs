@@ -1,6 +1,7 @@
 //! Malformed and hostile payloads on every client event: a clear error code each time, and the
 //! same connection keeps working.
 
+use banter::contract::client;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
@@ -169,6 +170,13 @@ async fn every_event_refuses_bad_payloads_and_the_socket_survives() {
             "forbidden",
         ),
     ];
+    // Every client event is attacked here: a new event needs its cases.
+    for event in client::ALL {
+        assert!(
+            cases.iter().any(|(e, _, _)| *e == event),
+            "no bad-input cases for {event}"
+        );
+    }
     for (i, (event, payload, expected)) in cases.into_iter().enumerate() {
         let ack = client.ack(event, payload.clone()).await;
         let shown: String = payload.to_string().chars().take(80).collect();
@@ -180,18 +188,7 @@ async fn every_event_refuses_bad_payloads_and_the_socket_survives() {
         let ok = send(&client, "general", &format!("still here {i}")).await;
         assert_eq!(ok["ok"], true, "after {event} {shown}: {ok}");
     }
-    for event in [
-        "channel.join",
-        "channel.leave",
-        "message.send",
-        "user.typing",
-        "messages.sync",
-        "message.edit",
-        "message.delete",
-        "reaction.add",
-        "reaction.remove",
-        "channel.read",
-    ] {
+    for event in client::ALL {
         assert_eq!(
             code(&client.ack_empty(event).await),
             "invalid_payload",
@@ -320,18 +317,7 @@ async fn arbitrary_payloads_get_a_known_answer_on_every_event() {
         "unavailable",
         "conflict",
     ];
-    let events = [
-        "channel.join",
-        "channel.leave",
-        "message.send",
-        "user.typing",
-        "messages.sync",
-        "message.edit",
-        "message.delete",
-        "reaction.add",
-        "reaction.remove",
-        "channel.read",
-    ];
+    let events = client::ALL;
     let mut gen = Arbitrary(0x5eed_ba17_e400_0001);
     let mut answers = std::collections::BTreeMap::<String, usize>::new();
     for case in 0..600 {
