@@ -1,17 +1,20 @@
 #!/usr/bin/env bash
-# Memory under concurrent image decodes: one release banter instance, eight users from eight
-# addresses upload the same image at once (multipart, `/api/upload/upload`), while the
-# instance's RSS is sampled every 50 ms. Three rounds, each on a fresh instance:
+# Memory under hostile uploads: one release banter instance, eight users from eight addresses
+# send the same thing at once, while the instance's RSS is sampled every 50 ms. Four rounds,
+# each on a fresh instance:
 #
-#   at-cap     progressive JPEGs of 5000 × 5000 (25,000,000 pixels, at IMAGE_MAX_PIXELS):
-#              decoded for their thumbnails, within the decode budget
-#   over-cap   progressive JPEGs of 9400 × 9400 (88 million pixels): refused from the header
-#   gif-screen 35-byte GIFs whose logical screen is 8000 × 8000: refused from the header
+#   at-cap      progressive JPEGs of 5000 × 5000 (25,000,000 pixels, at IMAGE_MAX_PIXELS),
+#               multipart to `/api/upload/upload`: decoded for their thumbnails, within the
+#               decode budget
+#   over-cap    progressive JPEGs of 9400 × 9400 (88 million pixels): refused from the header
+#   gif-screen  35-byte GIFs whose logical screen is 8000 × 8000: refused from the header
+#   json-bodies 40 announcements (`POST /api/uploads`, five per user) of 10 MiB of JSON each:
+#               refused past the 64 KiB REST limit
 #
-#   bench/decode.sh
+#   bench/hostile-memory.sh
 #
 # Prints one line per round (answers, RSS before, peak, 5 s and 30 s after the last answer) and
-# writes them to bench/results/decode-<date>.md. Loopback only; stops what it starts.
+# writes them to bench/results/hostile-memory-<date>.md. Loopback only; stops what it starts.
 # Settings: DATABASE_URL, REDIS_URL (as in scripts/dev.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -55,25 +58,27 @@ for name, side in (("at-cap", 5000), ("over-cap", 9400)):
     image = Image.merge("RGB", (g, g.rotate(90), third))
     image.save(f"{sys.argv[1]}/{name}.jpg", "JPEG", quality=85, progressive=True)
 PY
+python3 -c "import sys; sys.stdout.write('{\"name\":\"a.txt\",\"type\":\"text/plain\",\"size\":1,\"pad\":\"' + 'x' * (10 * 1024 * 1024) + '\"}')" >"$work/json-bodies.json"
 printf 'GIF89a\x40\x1f\x40\x1f\x80\x00\x00\xff\xff\xff\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x44\x01\x00\x3b' >"$work/gif-screen.gif"
 
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
 
 mkdir -p bench/results
-report="bench/results/decode-$(date -u +%Y%m%dT%H%M%SZ).md"
+report="bench/results/hostile-memory-$(date -u +%Y%m%dT%H%M%SZ).md"
 {
-  echo "# Concurrent image decodes ($(date -u +%Y-%m-%d), release build, 8 uploads at once)"
+  echo "# Memory under hostile uploads ($(date -u +%Y-%m-%d), release build, 8 users at once)"
   echo
   echo "| round | file | answers | RSS before (MiB) | peak (MiB) | 5 s after (MiB) | 30 s after (MiB) | seconds |"
   echo "|---|---|---|---|---|---|---|---|"
 } >"$report"
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-for round in at-cap over-cap gif-screen; do
+for round in at-cap over-cap gif-screen json-bodies; do
   case $round in
     at-cap) file=$work/at-cap.jpg type=image/jpeg ;;
     over-cap) file=$work/over-cap.jpg type=image/jpeg ;;
     gif-screen) file=$work/gif-screen.gif type=image/gif ;;
+    json-bodies) file=$work/json-bodies.json type=application/json ;;
   esac
   psql "$admin_url" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
   psql "$admin_url" -qc "CREATE DATABASE \"$db\"" >/dev/null
@@ -94,6 +99,14 @@ for round in at-cap over-cap gif-screen; do
   started=$(date +%s.%N)
   uploads=()
   for i in $(seq 8); do
+    if [ "$round" = json-bodies ]; then
+      for j in $(seq 5); do
+        curl -s --interface "127.0.0.$((10 + i))" -b "${cookies[$((i - 1))]}" -o /dev/null -w '%{http_code}\n' \
+          -H "content-type: $type" --data-binary "@$file" "http://127.0.0.1:$port/api/uploads" >"$work/answer-$i-$j" &
+        uploads+=($!)
+      done
+      continue
+    fi
     curl -s --interface "127.0.0.$((10 + i))" -b "${cookies[$((i - 1))]}" -o /dev/null -w '%{http_code}\n' \
       -F "file=@$file;type=$type" "http://127.0.0.1:$port/api/upload/upload" >"$work/answer-$i" &
     uploads+=($!)

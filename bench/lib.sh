@@ -26,7 +26,7 @@ node_cpu() { # node_cpu <redis url>: CPU seconds of one Redis server
 }
 
 # start_bench_banter <database url> <redis prefix> <port> <instance id> <log> [cluster nodes]:
-# starts target/release/banter in the background (its pid is then in $!) with every rate limit
+# starts target/release/banter (or $BANTER_BIN) in the background (its pid is then in $!) with every rate limit
 # and cap lifted, so that the load generator measures the server, not its limits.
 start_bench_banter() {
   DATABASE_URL=$1 REDIS_URL=$REDIS_URL REDIS_CLUSTER_NODES=${6:-} REDIS_PREFIX=$2 \
@@ -36,5 +36,5 @@ start_bench_banter() {
     MAX_PENDING_SESSIONS_PER_ADDRESS=100000000 CHANNELS_PER_USER_PER_HOUR=100000000 \
     MAX_SOCKETS_PER_USER=100000 EVENT_BUDGET=0 EVENTS_IN_FLIGHT_PER_SOCKET=1024 \
     STORAGE_URL=target/bench-uploads \
-    target/release/banter > "$5" 2>&1 &
+    "${BANTER_BIN:-target/release/banter}" > "$5" 2>&1 &
 }
