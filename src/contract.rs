@@ -13,8 +13,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::{AppError, AppResult, FieldError};
-use crate::store::channels::ChannelView;
-use crate::store::messages::{FileRef, Message, Reaction};
 use crate::validate;
 
 /// Names of the events a client sends.
@@ -71,6 +69,140 @@ pub const SYNC_DEFAULT: i64 = 100;
 pub const SYNC_MAX: i64 = 500;
 /// Longest channel password accepted for checking (hashing is costly).
 pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+// ---- The objects every answer carries: messages and channels. The store maps its rows to
+// ---- these; they are the wire format.
+
+/// A file attached to a message: an upload stored by banter (`/uploads/<key>`, with its size,
+/// and an image's dimensions and thumbnail), or a link to elsewhere (url, name and type only).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct FileRef {
+    pub url: String,
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub width: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub height: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thumbnail: Option<String>,
+    /// The upload behind the file, when banter stores it.
+    #[serde(skip)]
+    pub key: Option<Uuid>,
+}
+
+impl FileRef {
+    /// A link to a file stored elsewhere.
+    pub fn link(url: String, name: String, kind: String) -> FileRef {
+        FileRef {
+            url,
+            name,
+            kind,
+            size: None,
+            width: None,
+            height: None,
+            thumbnail: None,
+            key: None,
+        }
+    }
+}
+
+/// A message as the wire contract shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Message {
+    pub id: Uuid,
+    /// The channel's id (not on the wire).
+    #[serde(skip)]
+    pub channel_id: Uuid,
+    pub channel: String,
+    pub seq: i64,
+    pub text: String,
+    pub sender: String,
+    pub sender_id: Option<Uuid>,
+    pub client_message_id: Uuid,
+    #[serde(rename = "createdAt")]
+    pub created_at: DateTime<Utc>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<FileRef>,
+    /// When the text was last edited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub edited_at: Option<DateTime<Utc>>,
+    /// A tombstone: the message was deleted (no text, no file); its seq stays.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+    /// The channel's change number of the message's last change (edit, delete, reaction).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub change: Option<i64>,
+    /// The message this one answers, quoted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<Quote>,
+    /// Reactions, by emoji, in the order they were first given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reactions: Vec<Reaction>,
+    /// The users the text mentions (`@username`, resolved when stored or edited).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<Uuid>,
+}
+
+/// The quoted message of a reply: its current sender and the start of its current text;
+/// `deleted` when it was deleted, neither when retention removed it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Quote {
+    pub id: Uuid,
+    pub seq: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sender: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub deleted: bool,
+}
+
+/// One emoji's reactions on a message: how many users gave it, and (for the reader) whether
+/// they did.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Reaction {
+    pub emoji: String,
+    pub count: i64,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub me: bool,
+}
+
+/// A channel as the API shows it (never its password hash).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ChannelView {
+    pub name: String,
+    pub description: String,
+    pub private: bool,
+    #[serde(rename = "createdAt")]
+    pub created_at: DateTime<Utc>,
+    /// The oldest seq its history holds: older messages were removed by retention.
+    pub first_seq: i64,
+    /// The channel's own retention limits, when it set any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_max_age_secs: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retention_max_messages: Option<i64>,
+    /// A direct-message channel (private, two members).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub dm: bool,
+    /// The id of the user who created the channel: its owner, who may delete any of its
+    /// messages and remove members (absent for seeded channels, direct messages, and when that
+    /// account was removed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub created_by: Option<Uuid>,
+    /// In `GET /api/channels`, for a channel the user has a read position in: that position,
+    /// and the unread messages and unread mentions after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_seq: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unread_mentions: Option<i64>,
+}
 
 /// A client event's payload: its event name, how it is read, and the rules checked after.
 pub trait ClientEvent: DeserializeOwned {
@@ -761,11 +893,7 @@ mod tests {
         let doc = include_str!("../docs/PROTOCOL.md");
         let section = &doc[doc.find("### Message object").expect("section")..];
         let line = section.lines().nth(1).expect("the object's line");
-        let nested = [
-            fields::<Message>(),
-            fields::<crate::store::messages::Quote>(),
-            fields::<Reaction>(),
-        ];
+        let nested = [fields::<Message>(), fields::<Quote>(), fields::<Reaction>()];
         assert_eq!(names_in_braces(line), union(&nested));
     }
 

@@ -9,10 +9,11 @@ use serde::Deserialize;
 
 use super::ApiJson;
 use crate::auth::{hash_password, AuthUser};
+use crate::contract::{ChannelView, Message};
 use crate::error::{AppError, AppResult, Code, FieldError, ResultExt};
 use crate::state::AppState;
-use crate::store::channels::{self, ChannelView, Retention};
-use crate::store::messages::{self, Message, Page};
+use crate::store::channels::{self, Retention};
+use crate::store::messages::{self, Page};
 use crate::validate;
 use crate::{access, budget};
 

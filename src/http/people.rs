@@ -12,9 +12,10 @@ use uuid::Uuid;
 
 use super::ApiJson;
 use crate::auth::AuthUser;
+use crate::contract::ChannelView;
 use crate::error::{AppError, AppResult, Code};
 use crate::state::AppState;
-use crate::store::channels::{self, ChannelView};
+use crate::store::channels;
 use crate::store::moderation;
 use crate::store::users::{self, Profile};
 use crate::validate;

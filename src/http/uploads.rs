@@ -28,9 +28,9 @@ use uuid::Uuid;
 use super::ApiJson;
 use crate::auth::AuthUser;
 use crate::clientip::ClientAddr;
+use crate::contract::FileRef;
 use crate::error::{AppError, AppResult, Code};
 use crate::state::AppState;
-use crate::store::messages::FileRef;
 use crate::store::uploads;
 use crate::uploads::{file_ref, inspect, storage, Ticket};
 

@@ -125,7 +125,7 @@ async fn commit(writer: &Writer, jobs: Vec<Job>) {
         .commit_seconds
         .observe(started.elapsed().as_secs_f64());
     writer.metrics.batch_size.observe(batch.len() as f64);
-    let fresh: Vec<&messages::Message> = outcomes
+    let fresh: Vec<&crate::contract::Message> = outcomes
         .iter()
         .filter_map(|o| o.as_ref().ok())
         .filter(|o| !o.duplicate)

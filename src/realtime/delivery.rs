@@ -32,11 +32,11 @@ use super::fanout::{RawBatch, Sequencer, SWEEP_PERIOD};
 use super::membership::Removals;
 use super::rooms::{channel_room, user_room, LocalRooms};
 use super::Adapter;
+use crate::contract::Message;
 use crate::contract::{server, Mention};
 use crate::keys::Keys;
 use crate::metrics::{Metrics, WarnLimit};
 use crate::shutdown::Shutdown;
-use crate::store::messages::Message;
 
 /// Messages and events each subscription may hold for this instance before it drops.
 const SUBSCRIPTION_BUFFER: usize = 4096;

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::clock::now_ms;
+use crate::contract::Message;
 use crate::keys::Keys;
-use crate::store::messages::Message;
 
 /// How long a batch may wait for its predecessor before it is published anyway.
 pub const PARK_LIMIT: Duration = Duration::from_secs(1);

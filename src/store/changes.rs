@@ -12,9 +12,11 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool};
 use uuid::Uuid;
 
-use super::messages::{self, Message, Reaction};
+use super::messages;
 use super::moderation;
-use crate::contract::{server, ChangeEvent, MessageDeleted, MessageReactions, MessageUpdated};
+use crate::contract::{
+    server, ChangeEvent, Message, MessageDeleted, MessageReactions, MessageUpdated, Reaction,
+};
 
 /// Most distinct emoji on one message.
 pub const MAX_REACTIONS: i64 = 20;

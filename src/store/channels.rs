@@ -1,7 +1,7 @@
 //! The `channels` and `channel_members` tables.
 
+use crate::contract::ChannelView;
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
@@ -21,39 +21,6 @@ pub struct Channel {
     pub retention_max_messages: Option<i64>,
     /// `channel`, or `dm` for a direct-message channel (private, two members).
     pub kind: String,
-}
-
-/// A channel as the API shows it (never its password hash).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct ChannelView {
-    pub name: String,
-    pub description: String,
-    pub private: bool,
-    #[serde(rename = "createdAt")]
-    pub created_at: DateTime<Utc>,
-    /// The oldest seq its history holds: older messages were removed by retention.
-    pub first_seq: i64,
-    /// The channel's own retention limits, when it set any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention_max_age_secs: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub retention_max_messages: Option<i64>,
-    /// A direct-message channel (private, two members).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub dm: bool,
-    /// The id of the user who created the channel: its owner, who may delete any of its
-    /// messages and remove members (absent for seeded channels, direct messages, and when that
-    /// account was removed).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub created_by: Option<Uuid>,
-    /// In `GET /api/channels`, for a channel the user has a read position in: that position,
-    /// and the unread messages and unread mentions after it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub read_seq: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unread: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub unread_mentions: Option<i64>,
 }
 
 impl Channel {

@@ -4,99 +4,12 @@
 use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use crate::contract::{FileRef, Message, Quote, Reaction};
 use crate::error::ResultExt;
-
-/// A file attached to a message: an upload stored by banter (`/uploads/<key>`, with its size,
-/// and an image's dimensions and thumbnail), or a link to elsewhere (url, name and type only).
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct FileRef {
-    pub url: String,
-    pub name: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub size: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub width: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub height: Option<i32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub thumbnail: Option<String>,
-    /// The upload behind the file, when banter stores it.
-    #[serde(skip)]
-    pub key: Option<Uuid>,
-}
-
-impl FileRef {
-    /// A link to a file stored elsewhere.
-    pub fn link(url: String, name: String, kind: String) -> FileRef {
-        FileRef {
-            url,
-            name,
-            kind,
-            size: None,
-            width: None,
-            height: None,
-            thumbnail: None,
-            key: None,
-        }
-    }
-}
-
-/// A message as the wire contract shows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Message {
-    pub id: Uuid,
-    /// The channel's id (not on the wire).
-    #[serde(skip)]
-    pub channel_id: Uuid,
-    pub channel: String,
-    pub seq: i64,
-    pub text: String,
-    pub sender: String,
-    pub sender_id: Option<Uuid>,
-    pub client_message_id: Uuid,
-    #[serde(rename = "createdAt")]
-    pub created_at: DateTime<Utc>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub file: Option<FileRef>,
-    /// When the text was last edited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub edited_at: Option<DateTime<Utc>>,
-    /// A tombstone: the message was deleted (no text, no file); its seq stays.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deleted: bool,
-    /// The channel's change number of the message's last change (edit, delete, reaction).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub change: Option<i64>,
-    /// The message this one answers, quoted.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reply_to: Option<Quote>,
-    /// Reactions, by emoji, in the order they were first given.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub reactions: Vec<Reaction>,
-    /// The users the text mentions (`@username`, resolved when stored or edited).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub mentions: Vec<Uuid>,
-}
-
-/// The quoted message of a reply: its current sender and the start of its current text;
-/// `deleted` when it was deleted, neither when retention removed it.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Quote {
-    pub id: Uuid,
-    pub seq: i64,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub sender: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<String>,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub deleted: bool,
-}
 
 /// Longest quoted text, in chars.
 pub const QUOTE_CHARS: usize = 200;
@@ -107,16 +20,6 @@ pub fn excerpt(text: &str) -> String {
         Some((end, _)) => format!("{}…", &text[..end]),
         None => text.to_owned(),
     }
-}
-
-/// One emoji's reactions on a message: how many users gave it, and (for the reader) whether
-/// they did.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
-pub struct Reaction {
-    pub emoji: String,
-    pub count: i64,
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub me: bool,
 }
 
 /// A message as a query reads it (with its channel's name).

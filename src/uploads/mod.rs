@@ -24,8 +24,8 @@ use sqlx::PgPool;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use crate::contract::FileRef;
 use crate::error::{AppError, AppResult, Code, FieldError};
-use crate::store::messages::FileRef;
 use crate::store::uploads::{self, Upload};
 use crate::validate;
 pub use storage::Storage;

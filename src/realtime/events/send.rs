@@ -7,13 +7,14 @@ use socketioxide::extract::SocketRef;
 use uuid::Uuid;
 
 use super::{check_rate, joined_channel, mentioned, notify_blocked, Blocked};
+use crate::contract::Quote;
 use crate::contract::{SendMessage, Sent};
 use crate::error::{AppError, AppResult};
 use crate::realtime::membership::Conn;
 use crate::realtime::Adapter;
 use crate::state::AppState;
 use crate::store;
-use crate::store::messages::{self, NewMessage, Quote};
+use crate::store::messages::{self, NewMessage};
 use crate::validate;
 
 pub(super) async fn send(
