@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 ensure_postgres
-# The same version as the sqlx crate (Cargo.toml).
+# The newest sqlx-cli (0.9.0; the sqlx crate is 0.9.1, whose query data it writes alike).
 sqlx_cli=0.9.0
 cargo sqlx --version 2>/dev/null | grep -qF " $sqlx_cli" ||
   cargo install sqlx-cli --locked --version "$sqlx_cli" --no-default-features --features postgres,rustls

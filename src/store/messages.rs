@@ -22,6 +22,23 @@ pub fn excerpt(text: &str) -> String {
     }
 }
 
+/// A query of messages: `SELECT` of every column of [`Row`] (this is the one list of them,
+/// `m` being `messages` and `c` its channel), then `$from` (a string literal: the `FROM` clause
+/// and the rest) and the query's arguments.
+macro_rules! select_rows {
+    ($from:tt $(, $arg:expr)* $(,)?) => {
+        sqlx::query_as!(
+            Row,
+            "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name,
+                    m.sender_id, m.client_message_id, m.created_at, m.file_url, m.file_name,
+                    m.file_type, m.file_key, m.file_size, m.file_width, m.file_height,
+                    m.edited_at, m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
+             " + $from
+            $(, $arg)*
+        )
+    };
+}
+
 /// A message as a query reads it (with its channel's name).
 struct Row {
     id: Uuid,
@@ -137,13 +154,8 @@ async fn find_by_client_ids(
     client_message_ids: &[Uuid],
 ) -> Result<Vec<Message>, sqlx::Error> {
     // Through the idempotency keys: each names its message's partition.
-    let rows = sqlx::query_as!(
-        Row,
-        "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
-         FROM message_keys k
+    let rows = select_rows!(
+        "FROM message_keys k
          JOIN messages m ON m.id = k.message_id AND m.created_at = k.created_at
          JOIN channels c ON c.id = m.channel_id
          WHERE (k.sender_id, k.client_message_id) IN
@@ -716,13 +728,8 @@ async fn read_page(
 ) -> Result<Vec<Message>, sqlx::Error> {
     let rows = match page {
         Page::Latest => {
-            sqlx::query_as!(
-                Row,
-                "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                        m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
-                 FROM messages m JOIN channels c ON c.id = m.channel_id
+            select_rows!(
+                "FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq >= c.first_seq AND m.created_at >= $3
                  ORDER BY m.seq DESC LIMIT $2",
                 channel_id,
@@ -733,13 +740,8 @@ async fn read_page(
             .await?
         }
         Page::Before(seq) => {
-            sqlx::query_as!(
-                Row,
-                "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                        m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
-                 FROM messages m JOIN channels c ON c.id = m.channel_id
+            select_rows!(
+                "FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq < $3 AND m.seq >= c.first_seq
                    AND m.created_at >= $4
                  ORDER BY m.seq DESC LIMIT $2",
@@ -752,13 +754,8 @@ async fn read_page(
             .await?
         }
         Page::After(seq) => {
-            sqlx::query_as!(
-                Row,
-                "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                        m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                        m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                        m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
-                 FROM messages m JOIN channels c ON c.id = m.channel_id
+            select_rows!(
+                "FROM messages m JOIN channels c ON c.id = m.channel_id
                  WHERE m.channel_id = $1 AND m.seq > $3 AND m.seq >= c.first_seq
                    AND m.created_at >= $4
                  ORDER BY m.seq ASC LIMIT $2",
@@ -776,13 +773,8 @@ async fn read_page(
 
 /// The message `seq` of a channel (none when it does not exist or retention removed it).
 pub async fn find(db: &PgPool, channel_id: Uuid, seq: i64) -> Result<Option<Message>, sqlx::Error> {
-    let row = sqlx::query_as!(
-        Row,
-        "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
-         FROM messages m JOIN channels c ON c.id = m.channel_id
+    let row = select_rows!(
+        "FROM messages m JOIN channels c ON c.id = m.channel_id
          WHERE m.channel_id = $1 AND m.seq = $2 AND m.seq >= c.first_seq",
         channel_id,
         seq
@@ -798,13 +790,8 @@ pub async fn find_by_id(
     channel_id: Uuid,
     id: Uuid,
 ) -> Result<Option<Message>, sqlx::Error> {
-    let row = sqlx::query_as!(
-        Row,
-        "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
-         FROM messages m JOIN channels c ON c.id = m.channel_id
+    let row = select_rows!(
+        "FROM messages m JOIN channels c ON c.id = m.channel_id
          WHERE m.channel_id = $1 AND m.id = $2 AND m.seq >= c.first_seq",
         channel_id,
         id
@@ -823,13 +810,8 @@ pub async fn changed_since(
     max_seq: i64,
     limit: i64,
 ) -> Result<Vec<Message>, sqlx::Error> {
-    let rows = sqlx::query_as!(
-        Row,
-        "SELECT m.id, m.channel_id, c.name AS channel, m.seq, m.text, m.sender_name, m.sender_id,
-                m.client_message_id, m.created_at, m.file_url, m.file_name, m.file_type,
-                m.file_key, m.file_size, m.file_width, m.file_height, m.edited_at,
-                m.deleted_at, m.change_seq, m.reply_to, m.reply_seq, m.mentions
-         FROM messages m JOIN channels c ON c.id = m.channel_id
+    let rows = select_rows!(
+        "FROM messages m JOIN channels c ON c.id = m.channel_id
          WHERE m.channel_id = $1 AND m.change_seq > $2 AND m.change_seq <= $3
            AND m.seq >= c.first_seq AND m.seq <= $5
          ORDER BY m.change_seq LIMIT $4",
