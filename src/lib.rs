@@ -184,7 +184,11 @@ impl App {
             config.image_max_pixels,
             metrics.clone(),
         );
-        let (committer, commit_queue) = Committer::new();
+        let (committer, commit_queue) = Committer::new(realtime::commit::Writer {
+            db: db.clone(),
+            delivery: delivery.clone(),
+            metrics: metrics.clone(),
+        });
         let state = AppState(Arc::new(Shared {
             sessions: Sessions::new(
                 &secret,

@@ -1,3 +1,7 @@
+//! The write path: every write of a message goes through here, stored first and published
+//! after, then answered. Sends take the group commit below; changes to a message (edits,
+//! deletes, reactions) take [`Committer::change`].
+//!
 //! Group commit for `message.send`: sends that arrive while a transaction is running wait for
 //! it and are then stored together, in one transaction (one multi-row insert, one `last_seq`
 //! update), published together (one fan-out call per channel), and only then acked. Every
@@ -15,11 +19,13 @@ use std::time::Instant;
 
 use sqlx::PgPool;
 use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
 
 use super::delivery::Delivery;
 use crate::error::{AppError, AppResult, Code};
 use crate::metrics::Metrics;
 use crate::shutdown::Shutdown;
+use crate::store::changes::{self, Actor, Change, Changed, Refusal};
 use crate::store::messages::{self, Inserted, NewMessage};
 use crate::store::{self};
 
@@ -36,18 +42,62 @@ struct Job {
     reply: oneshot::Sender<AppResult<Inserted>>,
 }
 
-/// The sending side of this instance's commit queue.
+/// The sending side of this instance's commit queue, and the path of changes.
 pub struct Committer {
     tx: mpsc::Sender<Job>,
+    writer: Writer,
 }
 
 /// The receiving side, consumed by [`start`].
 pub struct CommitQueue(mpsc::Receiver<Job>);
 
 impl Committer {
-    pub fn new() -> (Self, CommitQueue) {
+    pub fn new(writer: Writer) -> (Self, CommitQueue) {
         let (tx, rx) = mpsc::channel(QUEUE);
-        (Self { tx }, CommitQueue(rx))
+        (Self { tx, writer }, CommitQueue(rx))
+    }
+
+    /// What the commit loop of [`start`] writes with.
+    pub fn writer(&self) -> Writer {
+        self.writer.clone()
+    }
+
+    /// Applies `change` to message `id` of `channel` for `actor` (in one transaction that takes
+    /// the channel's next change number), then publishes it to the channel in change order and
+    /// tells the users an edit newly mentions; the answer comes after both. Bounded by
+    /// [`store::DEADLINE`].
+    pub async fn change(
+        &self,
+        channel: (Uuid, &str),
+        id: Uuid,
+        actor: &Actor,
+        change: &Change,
+    ) -> AppResult<Result<Changed, Refusal>> {
+        let (channel_id, name) = channel;
+        let changed = store::bounded(changes::apply(
+            &self.writer.db,
+            channel_id,
+            name,
+            id,
+            actor,
+            change,
+        ))
+        .await?;
+        let Ok(changed) = changed else {
+            return Ok(changed);
+        };
+        if let Some(number) = changed.change {
+            let m = &changed.message;
+            if !changed.new_mentions.is_empty() {
+                self.writer.delivery.mention(&changed.new_mentions, m).await;
+            }
+            let body = change.event_body(name, number, m, actor.id);
+            self.writer
+                .delivery
+                .change(name, number, change.event(), &body)
+                .await;
+        }
+        Ok(Ok(changed))
     }
 
     /// Stores a message (with whatever else is waiting), publishes it, and returns it.

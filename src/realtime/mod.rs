@@ -133,15 +133,7 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("cannot start the Socket.IO adapter: {e}"))?;
     let bus = Bus::connect(redis.clone(), state.metrics.drops.clone(), &state.shutdown).await?;
     state.delivery.start(bus).await?;
-    commit::start(
-        commit::Writer {
-            db: state.db.clone(),
-            delivery: state.delivery.clone(),
-            metrics: state.metrics.clone(),
-        },
-        commit_queue,
-        &state.shutdown,
-    );
+    commit::start(state.committer.writer(), commit_queue, &state.shutdown);
     watch_removed_users(&state.db, &state.delivery, &state.shutdown).await;
     // Removals from a channel, made here or relayed, for this instance's sockets.
     let (state, mut queue) = (state.clone(), removal_queue);

@@ -90,28 +90,18 @@ async fn change_message(
         name: conn.username.clone(),
         moderator,
     };
-    let changed = store::bounded(changes::apply(
-        &state.db, channel_id, channel, id, &actor, &change,
-    ))
-    .await?
-    .map_err(|refusal| refused_change(refusal, &change))?;
-    if let Some(number) = changed.change {
-        let m = &changed.message;
-        if !changed.new_mentions.is_empty() {
-            state.delivery.mention(&changed.new_mentions, m).await;
-        }
-        let body = change.event_body(channel, number, m, conn.user_id);
-        state
-            .delivery
-            .change(channel, number, change.event(), &body)
-            .await;
-        if let Some(key) = changed.file_key {
-            // The file goes with its message, unless another kept message carries it.
-            match store::uploads::delete_unreferenced(&state.db, &[key]).await {
-                Ok(gone) => state.uploads.delete_objects(&gone).await,
-                Err(e) => {
-                    tracing::warn!(error = %e, "a deleted message's file was not removed; retention removes it")
-                }
+    let changed = state
+        .committer
+        .change((channel_id, channel), id, &actor, &change)
+        .await?
+        .map_err(|refusal| refused_change(refusal, &change))?;
+    // A delete takes the file off its message: the file goes too, unless another kept message
+    // carries it.
+    if let Some(key) = changed.file_key {
+        match store::uploads::delete_unreferenced(&state.db, &[key]).await {
+            Ok(gone) => state.uploads.delete_objects(&gone).await,
+            Err(e) => {
+                tracing::warn!(error = %e, "a deleted message's file was not removed; retention removes it")
             }
         }
     }
