@@ -137,17 +137,18 @@ impl App {
                 "INSTANCE_ID {instance:?} is in use by a live instance: give each instance its own id"
             );
         }
+        // One pub/sub connection (reconnecting) per instance: the Socket.IO adapter's channels
+        // and the fan-out and event relay of delivery share it.
+        let bus =
+            realtime::Bus::connect(redis_target.clone(), metrics.drops.clone(), &shutdown).await?;
         let (socket_layer, io) = realtime::socket_layer(
-            &redis_target,
+            &bus,
             &keys,
             realtime::Heartbeat {
                 interval: Duration::from_secs(config.ping_interval_secs),
                 timeout: Duration::from_secs(config.ping_timeout_secs),
             },
-            metrics.drops.clone(),
-            &shutdown,
-        )
-        .await?;
+        );
         let rooms = Arc::new(LocalRooms::default());
         let (removals, removal_queue) = realtime::removals();
         let delivery = Delivery::new(realtime::delivery::Parts {
@@ -219,7 +220,7 @@ impl App {
             uploads,
             default_channel: tokio::sync::OnceCell::new(),
         }));
-        realtime::start(&state, &io, &redis_target, commit_queue, removal_queue).await?;
+        realtime::start(&state, &io, bus, commit_queue, removal_queue).await?;
         let router = http::router(state.clone()).layer(socket_layer).layer(
             axum::middleware::from_fn_with_state(state.clone(), http::cap_pending_sessions),
         );

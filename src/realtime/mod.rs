@@ -33,8 +33,6 @@ use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::keys::Keys;
-use crate::kv::RedisTarget;
-use crate::metrics::Drops;
 use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::store::channels::Channel;
@@ -67,19 +65,16 @@ pub struct Heartbeat {
 
 /// Builds the Socket.IO server on the Redis adapter (socketioxide's, on banter's reconnecting
 /// [`Bus`]). The `/` namespace is registered by [`start`], once the instance's services exist.
-pub async fn socket_layer(
-    redis: &RedisTarget,
+pub fn socket_layer(
+    bus: &Bus,
     keys: &Keys,
     heartbeat: Heartbeat,
-    drops: Drops,
-    shutdown: &Shutdown,
-) -> anyhow::Result<(SocketIoLayer<Adapter>, SocketIo<Adapter>)> {
-    let bus = Bus::connect(redis.clone(), drops, shutdown).await?;
+) -> (SocketIoLayer<Adapter>, SocketIo<Adapter>) {
     let adapter = RedisAdapterCtr::new_with_driver(
-        bus,
+        bus.clone(),
         RedisAdapterConfig::new().with_prefix(keys.adapter()),
     );
-    Ok(SocketIo::builder()
+    SocketIo::builder()
         .max_payload(MAX_PAYLOAD_BYTES as u64)
         .ws_max_message_size(MAX_PAYLOAD_BYTES)
         .ws_max_frame_size(MAX_PAYLOAD_BYTES)
@@ -93,7 +88,7 @@ pub async fn socket_layer(
         .ping_interval(heartbeat.interval)
         .ping_timeout(heartbeat.timeout)
         .with_adapter::<Adapter>(adapter)
-        .build_layer())
+        .build_layer()
 }
 
 /// Registers the `/` namespace, subscribes delivery to Redis, and starts the commit loop and
@@ -101,7 +96,7 @@ pub async fn socket_layer(
 pub async fn start(
     state: &AppState,
     io: &SocketIo<Adapter>,
-    redis: &RedisTarget,
+    bus: Bus,
     commit_queue: commit::CommitQueue,
     removal_queue: membership::RemovalQueue,
 ) -> anyhow::Result<()> {
@@ -131,7 +126,6 @@ pub async fn start(
     io.ns("/", on_connect.with(check))
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the Socket.IO adapter: {e}"))?;
-    let bus = Bus::connect(redis.clone(), state.metrics.drops.clone(), &state.shutdown).await?;
     state.delivery.start(bus).await?;
     commit::start(state.committer.writer(), commit_queue, &state.shutdown);
     watch_removed_users(&state.db, &state.delivery, &state.shutdown).await;
