@@ -169,6 +169,86 @@ async fn every_event_refuses_bad_payloads_and_the_socket_survives() {
             json!({ "channel": "vault", "after_seq": 0 }),
             "forbidden",
         ),
+        ("message.edit", Value::Null, "invalid_payload"),
+        (
+            "message.edit",
+            json!({ "channel": "general" }),
+            "invalid_payload",
+        ),
+        (
+            "message.edit",
+            json!({ "channel": "general", "id": "not-an-id", "text": "x" }),
+            "invalid_payload",
+        ),
+        (
+            "message.edit",
+            json!({ "channel": "general", "id": uuid, "text": big_text() }),
+            "too_long",
+        ),
+        (
+            "message.edit",
+            json!({ "channel": "general", "id": uuid, "text": "x" }),
+            "not_found",
+        ),
+        (
+            "message.edit",
+            json!({ "channel": "elsewhere", "id": uuid, "text": "x" }),
+            "not_in_channel",
+        ),
+        ("message.delete", json!("general"), "invalid_payload"),
+        (
+            "message.delete",
+            json!({ "channel": "general", "id": 7 }),
+            "invalid_payload",
+        ),
+        (
+            "message.delete",
+            json!({ "channel": "general", "id": uuid }),
+            "not_found",
+        ),
+        ("reaction.add", json!({}), "invalid_payload"),
+        (
+            "reaction.add",
+            json!({ "channel": "general", "id": uuid, "emoji": "@everyone" }),
+            "invalid_payload",
+        ),
+        (
+            "reaction.add",
+            json!({ "channel": "general", "id": uuid, "emoji": "\u{202e}" }),
+            "invalid_payload",
+        ),
+        (
+            "reaction.add",
+            json!({ "channel": "general", "id": uuid, "emoji": "👍" }),
+            "not_found",
+        ),
+        ("reaction.remove", json!([]), "invalid_payload"),
+        (
+            "reaction.remove",
+            json!({ "channel": "general", "id": uuid, "emoji": "a" }),
+            "invalid_payload",
+        ),
+        ("channel.read", Value::Null, "invalid_payload"),
+        (
+            "channel.read",
+            json!({ "channel": "general", "seq": -1 }),
+            "invalid_payload",
+        ),
+        (
+            "channel.read",
+            json!({ "channel": "general", "seq": "1" }),
+            "invalid_payload",
+        ),
+        (
+            "channel.read",
+            json!({ "channel": "no-such-channel", "seq": 1 }),
+            "not_found",
+        ),
+        (
+            "channel.read",
+            json!({ "channel": "vault", "seq": 1 }),
+            "forbidden",
+        ),
     ];
     // Every client event is attacked here: a new event needs its cases.
     for event in client::ALL {
