@@ -79,7 +79,7 @@ export class Channels {
   async join(name: string, password: string | undefined, why: JoinReason): Promise<void> {
     const { session } = this;
     const { store } = session;
-    const { sync, outbox, presence, typing, reading, actions, onChannelChange } = this.parts;
+    const { sync, outbox, presence, typing, reading, onChannelChange } = this.parts;
     const seq = ++this.joinSeq;
     if (why === "switch" && store.state.current && store.state.current !== name) typing.stop();
     store.set({ joining: name });
