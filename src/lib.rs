@@ -4,30 +4,44 @@
 //! Socket.IO adapter connected); [`App::serve`] runs it until a shutdown signal. The binary and
 //! the integration tests start instances the same way.
 
-pub mod access;
-pub mod auth;
-pub mod budget;
-pub mod clientip;
-pub mod clock;
+pub(crate) mod access;
+pub(crate) mod auth;
+pub(crate) mod budget;
+pub(crate) mod clientip;
+pub(crate) mod clock;
 pub mod config;
 pub mod contract;
-pub mod error;
-pub mod filter;
-pub mod http;
-pub mod keys;
-pub mod kv;
-pub mod mentions;
-pub mod metrics;
-pub mod presence;
-pub mod ratelimit;
-pub mod realtime;
-pub mod retention;
-pub mod serve;
-pub mod shutdown;
-pub mod state;
-pub mod store;
-pub mod uploads;
+pub(crate) mod error;
+pub(crate) mod filter;
+pub(crate) mod http;
+pub(crate) mod keys;
+pub(crate) mod kv;
+pub(crate) mod mentions;
+pub(crate) mod metrics;
+pub(crate) mod presence;
+pub(crate) mod ratelimit;
+pub(crate) mod realtime;
+pub(crate) mod retention;
+pub(crate) mod serve;
+pub(crate) mod shutdown;
+pub(crate) mod state;
+pub(crate) mod store;
+pub(crate) mod uploads;
 pub mod validate;
+
+// Beyond the contract, the configuration and the input rules, what the fuzz targets and the
+// integration tests use; everything else is internal to the crate, so that code nothing uses
+// shows up as unused.
+pub use clientip::TrustedProxies;
+pub use uploads::inspect;
+
+/// What the integration tests reach inside an instance's Redis.
+pub mod testing {
+    pub use crate::keys::Keys;
+    pub use crate::kv::{Redis, RedisTarget};
+    pub use crate::ratelimit::{RateLimiter, Verdict};
+    pub use crate::retention::LOCK_KEY;
+}
 
 use std::future::Future;
 use std::sync::Arc;

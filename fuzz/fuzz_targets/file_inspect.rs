@@ -4,7 +4,7 @@
 //! within the pixel cap (the size its header gave) and a thumbnail that is a JPEG.
 #![no_main]
 
-use banter::uploads::inspect;
+use banter::inspect;
 use libfuzzer_sys::fuzz_target;
 
 /// The default `IMAGE_MAX_PIXELS`.

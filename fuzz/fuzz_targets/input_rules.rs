@@ -6,7 +6,7 @@
 use std::net::SocketAddr;
 
 use axum::http::{HeaderMap, HeaderValue};
-use banter::clientip::TrustedProxies;
+use banter::TrustedProxies;
 use banter::{config, validate};
 use libfuzzer_sys::fuzz_target;
 

@@ -19,7 +19,6 @@ pub struct AuthUser {
     pub id: Uuid,
     pub username: String,
     pub guest: bool,
-    pub claims: super::Claims,
 }
 
 /// The session token in a request's `token` cookie, if any (the REST API and the Socket.IO
@@ -54,9 +53,8 @@ impl FromRequestParts<AppState> for AuthUser {
         let (claims, guest) = signed_in(state, &token).await?;
         Ok(AuthUser {
             id: claims.sub,
-            username: claims.username.clone(),
+            username: claims.username,
             guest,
-            claims,
         })
     }
 }

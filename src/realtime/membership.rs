@@ -99,8 +99,6 @@ pub struct JoinedChannel {
     pub id: Uuid,
     /// A direct-message channel: its two members, no owner.
     pub dm: bool,
-    /// Members only (a private channel or a direct message).
-    pub private: bool,
     /// Its owner (its creator), who moderates it; a direct message has none.
     pub owner: Option<Uuid>,
 }
@@ -111,7 +109,6 @@ impl JoinedChannel {
             name: channel.name.clone(),
             id: channel.id,
             dm: channel.is_dm(),
-            private: channel.is_private(),
             owner: channel.owner(),
         }
     }
@@ -331,11 +328,6 @@ impl Membership {
     /// What the channels are told about presence.
     pub fn announcer(&self) -> &Announcer {
         &self.announcer
-    }
-
-    /// This instance's sockets in a channel.
-    pub fn local_members(&self, channel: &str) -> u64 {
-        self.rooms.members(channel)
     }
 
     /// Sockets counted in presence and not yet released.

@@ -39,7 +39,7 @@ use crate::store::channels::Channel;
 
 pub use announce::Announcer;
 pub use bus::Bus;
-pub use membership::{removals, Conn, Membership, Removals, Session, CONNECT_TIMEOUT};
+pub use membership::{removals, Conn, Membership, CONNECT_TIMEOUT};
 
 /// The Socket.IO adapter: socketioxide's Redis adapter, which carries broadcasts between
 /// instances, on a driver that reconnects when Redis restarts.

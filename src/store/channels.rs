@@ -215,17 +215,6 @@ pub async fn first_seq(db: &PgPool, channel: Uuid) -> Result<i64, sqlx::Error> {
         .await
 }
 
-pub async fn is_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<bool, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT EXISTS (SELECT 1 FROM channel_members WHERE channel_id = $1 AND user_id = $2)
-           AS "member!""#,
-        channel,
-        user
-    )
-    .fetch_one(db)
-    .await
-}
-
 pub async fn add_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",

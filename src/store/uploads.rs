@@ -18,7 +18,6 @@ pub struct Upload {
     pub width: Option<i32>,
     pub height: Option<i32>,
     pub ready: bool,
-    pub created_at: DateTime<Utc>,
 }
 
 /// Records an announced upload unless it would take its owner over `quota` bytes in total;
@@ -53,8 +52,7 @@ pub async fn create(
 pub async fn find(db: &PgPool, key: Uuid) -> Result<Option<Upload>, sqlx::Error> {
     sqlx::query_as!(
         Upload,
-        r#"SELECT key, owner_id, name, declared_type, type AS kind, size, width, height, ready,
-                  created_at
+        r#"SELECT key, owner_id, name, declared_type, type AS kind, size, width, height, ready
            FROM uploads WHERE key = $1"#,
         key
     )
@@ -68,7 +66,7 @@ pub async fn awaiting_bytes(db: &PgPool, key: Uuid) -> Result<Option<Upload>, sq
     sqlx::query_as!(
         Upload,
         r#"SELECT u.key, u.owner_id, u.name, u.declared_type, u.type AS kind, u.size, u.width,
-                  u.height, u.ready, u.created_at
+                  u.height, u.ready
            FROM uploads u JOIN users o ON o.id = u.owner_id
            WHERE u.key = $1 AND o.banned_at IS NULL"#,
         key
@@ -106,7 +104,7 @@ pub async fn readable(db: &PgPool, key: Uuid, user: Uuid) -> Result<Option<Uploa
     sqlx::query_as!(
         Upload,
         r#"SELECT u.key, u.owner_id, u.name, u.declared_type, u.type AS kind, u.size, u.width,
-                  u.height, u.ready, u.created_at
+                  u.height, u.ready
            FROM uploads u
            WHERE u.key = $1 AND u.ready
              AND (u.owner_id = $2 OR EXISTS (

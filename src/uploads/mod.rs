@@ -280,7 +280,6 @@ impl Uploads {
             width: None,
             height: None,
             ready: false,
-            created_at: Utc::now(),
         })
     }
 

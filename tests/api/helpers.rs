@@ -50,25 +50,25 @@ pub fn redis_cluster_nodes() -> Option<String> {
 }
 
 /// A command connection to the test Redis (the cluster when the tests run on one).
-pub async fn test_redis() -> banter::kv::Redis {
+pub async fn test_redis() -> banter::testing::Redis {
     connect_redis(redis_cluster_nodes().as_deref(), &redis_url()).await
 }
 
 /// A command connection to the cluster of `nodes` (comma-separated URLs), else to `url`.
-async fn connect_redis(nodes: Option<&str>, url: &str) -> banter::kv::Redis {
+async fn connect_redis(nodes: Option<&str>, url: &str) -> banter::testing::Redis {
     let target = match nodes {
         Some(nodes) => {
             let nodes: Vec<&str> = nodes.split(',').collect();
-            banter::kv::RedisTarget::cluster(&nodes).expect("cluster nodes")
+            banter::testing::RedisTarget::cluster(&nodes).expect("cluster nodes")
         }
-        None => banter::kv::RedisTarget::single(url).expect("redis url"),
+        None => banter::testing::RedisTarget::single(url).expect("redis url"),
     };
     target.connect().await.expect("redis connection")
 }
 
 /// Every key of a prefix, on one Redis or every master of a cluster (hash-tagged keys begin
 /// with `{`, so the prefix may come after it).
-pub async fn keys_of(redis: &banter::kv::Redis, prefix: &str) -> Vec<String> {
+pub async fn keys_of(redis: &banter::testing::Redis, prefix: &str) -> Vec<String> {
     redis::cmd("KEYS")
         .arg(format!("*{prefix}*"))
         .query_async(&mut redis.clone())
@@ -82,12 +82,12 @@ pub async fn standalone_limiter(
     limit: u64,
     window_secs: u64,
     block_secs: u64,
-) -> (banter::ratelimit::RateLimiter, banter::kv::Redis, String) {
+) -> (banter::testing::RateLimiter, banter::testing::Redis, String) {
     let redis = test_redis().await;
     let prefix = format!("bt{}", uuid::Uuid::new_v4().simple());
-    let keys = banter::keys::Keys::for_target(&prefix, redis.is_cluster());
+    let keys = banter::testing::Keys::for_target(&prefix, redis.is_cluster());
     let limiter =
-        banter::ratelimit::RateLimiter::new(redis.clone(), keys, limit, window_secs, block_secs);
+        banter::testing::RateLimiter::new(redis.clone(), keys, limit, window_secs, block_secs);
     (limiter, redis, prefix)
 }
 
@@ -554,12 +554,12 @@ impl Cluster {
     }
 
     /// The names of this cluster's Redis keys.
-    pub fn keys(&self) -> banter::keys::Keys {
-        banter::keys::Keys::for_target(&self.prefix, self.redis_cluster.is_some())
+    pub fn keys(&self) -> banter::testing::Keys {
+        banter::testing::Keys::for_target(&self.prefix, self.redis_cluster.is_some())
     }
 
     /// A command connection to this cluster's Redis.
-    pub async fn redis(&self) -> banter::kv::Redis {
+    pub async fn redis(&self) -> banter::testing::Redis {
         connect_redis(self.redis_cluster.as_deref(), &self.redis_url).await
     }
 

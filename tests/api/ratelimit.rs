@@ -1,6 +1,6 @@
 //! The per-user send limit and its block, which outlives every instance.
 
-use banter::ratelimit::Verdict;
+use banter::testing::Verdict;
 use serde_json::Value;
 
 use crate::helpers::*;

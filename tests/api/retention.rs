@@ -330,7 +330,7 @@ async fn messages_older_than_the_age_limit_are_removed_by_the_lock_holder() {
     // neither instance removes anything meanwhile.
     let mut holder = cluster.db.acquire().await.expect("connection");
     sqlx::query("SELECT pg_advisory_lock($1)")
-        .bind(banter::retention::LOCK_KEY)
+        .bind(banter::testing::LOCK_KEY)
         .execute(&mut *holder)
         .await
         .expect("lock");
@@ -348,7 +348,7 @@ async fn messages_older_than_the_age_limit_are_removed_by_the_lock_holder() {
         "nothing is removed while another holds the lock"
     );
     sqlx::query("SELECT pg_advisory_unlock($1)")
-        .bind(banter::retention::LOCK_KEY)
+        .bind(banter::testing::LOCK_KEY)
         .execute(&mut *holder)
         .await
         .expect("unlock");
