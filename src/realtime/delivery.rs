@@ -239,6 +239,24 @@ impl Delivery {
         }
     }
 
+    /// Sends `event` to one socket of this instance (an answer to what it did, such as
+    /// `channel.joined`); a full send buffer counts as a drop, as for every delivery.
+    pub fn to_socket<T: Serialize + ?Sized>(
+        &self,
+        s: &SocketRef<Adapter>,
+        event: &'static str,
+        payload: &T,
+    ) {
+        self.0.metrics.broadcast(event);
+        match s.emit(event, payload) {
+            Ok(()) => {}
+            Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull)) => {
+                self.0.metrics.drops.count(1)
+            }
+            Err(e) => tracing::debug!(sid = %s.id, event, error = %e, "not delivered"),
+        }
+    }
+
     /// Sends `event` to the sockets in `rooms` on every instance (to every socket when `rooms`
     /// is empty).
     pub async fn broadcast<T: Serialize + ?Sized>(

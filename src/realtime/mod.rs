@@ -150,9 +150,9 @@ async fn leave_removed_channel(state: &AppState, user: Uuid, channel: &str) {
             let body = crate::contract::ChannelRemoved {
                 channel: channel.to_owned(),
             };
-            if let Err(e) = s.emit(crate::contract::server::CHANNEL_REMOVED, &body) {
-                tracing::debug!(sid = %s.id, error = %e, "channel.removed not delivered");
-            }
+            state
+                .delivery
+                .to_socket(&s, crate::contract::server::CHANNEL_REMOVED, &body);
         }
     }
 }

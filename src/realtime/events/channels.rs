@@ -57,9 +57,9 @@ pub(super) async fn join(
         if let Err(e) = channels::start_reading(&state.db, conn.user_id, channel.id).await {
             tracing::debug!(error = %e, "read position not started");
         }
-        if let Err(e) = s.emit(server::CHANNEL_JOINED, &channel.name) {
-            tracing::debug!(sid = %s.id, error = %e, "channel.joined not delivered");
-        }
+        state
+            .delivery
+            .to_socket(&s, server::CHANNEL_JOINED, &channel.name);
         Ok(Joined {
             channel: channel.view(),
             online,
