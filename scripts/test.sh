@@ -22,6 +22,7 @@ cd "$(dirname "$0")/.."
 STAGES="
 fmt|cargo fmt --check on banter, the patched engineioxide and bench/bare
 sqlx|the committed .sqlx query data matches the queries and migrations
+types|the web app's generated wire types (frontend/lib/generated) match src/contract.rs
 clippy|cargo clippy -D warnings on the workspace and bench/bare
 rust|the Rust tests (tests/api and unit tests) on one Redis, with an S3 server and a Postgres replica
 rust-cluster|the Rust tests again on a loopback Redis Cluster
@@ -36,7 +37,7 @@ soak-cluster|the adversarial soak on a Redis Cluster with a master failover (SOA
 frontend|the web app's unit tests and production build
 browser|the web app in Debian's Chromium through nginx (frontend/e2e)
 "
-QUICK="fmt sqlx clippy rust"
+QUICK="fmt sqlx types clippy rust"
 
 stage_names() { echo "$STAGES" | sed '/^$/d; s/|.*//'; }
 
@@ -129,6 +130,10 @@ stage_fmt() {
 
 stage_sqlx() {
   scripts/sqlx-prepare.sh --check
+}
+
+stage_types() {
+  scripts/types.sh --check
 }
 
 stage_clippy() {

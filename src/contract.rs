@@ -76,18 +76,23 @@ pub const MAX_PASSWORD_BYTES: usize = 1024;
 /// A file attached to a message: an upload stored by banter (`/uploads/<key>`, with its size,
 /// and an image's dimensions and thumbnail), or a link to elsewhere (url, name and type only).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct FileRef {
     pub url: String,
     pub name: String,
     #[serde(rename = "type")]
     pub kind: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub size: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub width: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub height: Option<i32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub thumbnail: Option<String>,
     /// The upload behind the file, when banter stores it.
     #[serde(skip)]
@@ -112,6 +117,7 @@ impl FileRef {
 
 /// A message as the wire contract shows it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct Message {
     pub id: Uuid,
     /// The channel's id (not on the wire).
@@ -126,18 +132,22 @@ pub struct Message {
     #[serde(rename = "createdAt")]
     pub created_at: DateTime<Utc>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub file: Option<FileRef>,
     /// When the text was last edited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub edited_at: Option<DateTime<Utc>>,
     /// A tombstone: the message was deleted (no text, no file); its seq stays.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
     /// The channel's change number of the message's last change (edit, delete, reaction).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub change: Option<i64>,
     /// The message this one answers, quoted.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub reply_to: Option<Quote>,
     /// Reactions, by emoji, in the order they were first given.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -150,12 +160,15 @@ pub struct Message {
 /// The quoted message of a reply: its current sender and the start of its current text;
 /// `deleted` when it was deleted, neither when retention removed it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct Quote {
     pub id: Uuid,
     pub seq: i64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub sender: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub text: Option<String>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub deleted: bool,
@@ -164,6 +177,7 @@ pub struct Quote {
 /// One emoji's reactions on a message: how many users gave it, and (for the reader) whether
 /// they did.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct Reaction {
     pub emoji: String,
     pub count: i64,
@@ -173,6 +187,7 @@ pub struct Reaction {
 
 /// A channel as the API shows it (never its password hash).
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct ChannelView {
     pub name: String,
     pub description: String,
@@ -183,8 +198,10 @@ pub struct ChannelView {
     pub first_seq: i64,
     /// The channel's own retention limits, when it set any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub retention_max_age_secs: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub retention_max_messages: Option<i64>,
     /// A direct-message channel (private, two members).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
@@ -193,14 +210,18 @@ pub struct ChannelView {
     /// messages and remove members (absent for seeded channels, direct messages, and when that
     /// account was removed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub created_by: Option<Uuid>,
     /// In `GET /api/channels`, for a channel the user has a read position in: that position,
     /// and the unread messages and unread mentions after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub read_seq: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub unread: Option<i64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
     pub unread_mentions: Option<i64>,
 }
 

@@ -1,4 +1,18 @@
-/** Shapes of the banter wire contract (docs/PROTOCOL.md) that the app uses. */
+/**
+ * Shapes of the banter wire contract (docs/PROTOCOL.md) that the app uses. Messages, their
+ * files, quotes and reactions, and channels come from the server's own types
+ * (`./generated`, written by scripts/types.sh from src/contract.rs and checked in CI).
+ */
+
+import type { ChannelView } from "./generated/ChannelView";
+export type { FileRef } from "./generated/FileRef";
+export type { Message } from "./generated/Message";
+export type { Quote as ReplyQuote } from "./generated/Quote";
+export type { Reaction } from "./generated/Reaction";
+import type { Message } from "./generated/Message";
+
+/** A channel as the API lists it. */
+export type Channel = ChannelView;
 
 export interface User {
   id: string;
@@ -6,25 +20,6 @@ export interface User {
   email: string | null;
   /** An administrator of this deployment (`GET /api/auth/me` says so). */
   admin?: boolean;
-}
-
-export interface Channel {
-  name: string;
-  description: string | null;
-  private: boolean;
-  createdAt: string;
-  /** The oldest seq the channel still keeps; retention removed the ones below it. */
-  first_seq?: number;
-  /** A direct-message channel (listed by `GET /api/dms`, not with the channels). */
-  dm?: boolean;
-  /** The id of the channel's owner (its creator), who may moderate it. */
-  created_by?: string;
-  /** The user's read position, for channels they have one in. */
-  read_seq?: number;
-  /** Messages after the read position that are neither the user's own nor deleted. */
-  unread?: number;
-  /** Of those, the ones that mention the user. */
-  unread_mentions?: number;
 }
 
 /** A user as `GET /api/users/:name` and the direct-message list show them. */
@@ -40,60 +35,6 @@ export interface UserInfo {
 export interface DirectMessage {
   channel: Channel;
   user: UserInfo;
-}
-
-/**
- * A message's file: a link (`url`, `name`, `type`) as sent; a file uploaded to banter also
- * has its size in bytes, and an image its pixel size and a small JPEG `thumbnail`.
- */
-export interface FileRef {
-  url: string;
-  name: string;
-  type: string;
-  size?: number;
-  width?: number;
-  height?: number;
-  thumbnail?: string;
-}
-
-/** A stored message, as `message.new`, history and `messages.sync` carry it. */
-export interface Message {
-  id: string;
-  channel: string;
-  seq: number;
-  text: string;
-  sender: string;
-  sender_id: string | null;
-  client_message_id: string;
-  createdAt: string;
-  file?: FileRef;
-  /** When the text was last edited. */
-  edited_at?: string;
-  /** A tombstone: the text is "" and there is no file. */
-  deleted?: boolean;
-  /** The channel's change number of the message's last change. */
-  change?: number;
-  /** The message this one answers, quoted as it is now. */
-  reply_to?: ReplyQuote;
-  /** Each emoji with its count; `me` marks the reader's own (where the server knows it). */
-  reactions?: Reaction[];
-  /** The ids of the users the text mentions. */
-  mentions?: string[];
-}
-
-export interface ReplyQuote {
-  id: string;
-  seq: number;
-  sender?: string;
-  /** The first 200 characters of its text. */
-  text?: string;
-  deleted?: boolean;
-}
-
-export interface Reaction {
-  emoji: string;
-  count: number;
-  me?: boolean;
 }
 
 export interface OnlineUser {

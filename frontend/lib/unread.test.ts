@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { countMention, lastSeenLabel, markRead, mergeFetched, unreadLabel, unreadOf, updateDm, updateNamed } from "./unread";
 import type { Channel, DirectMessage } from "./types";
 
-const ch = (name: string, extra: Partial<Channel> = {}): Channel => ({ name, description: null, private: false, createdAt: "", ...extra });
+const ch = (name: string, extra: Partial<Channel> = {}): Channel => ({ name, description: "", private: false, createdAt: "", first_seq: 1, ...extra });
 
 describe("unread counts", () => {
   it("shows none for the open channel", () => {
