@@ -582,6 +582,7 @@ pub struct ReadAck {
 
 /// `channel.read` to the user's sockets: their read position moved (on another tab too).
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct ChannelRead {
     pub channel: String,
     pub read_seq: i64,
@@ -589,12 +590,14 @@ pub struct ChannelRead {
 
 /// `channel.removed`: the user was removed from the channel by a moderator; this socket left it.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct ChannelRemoved {
     pub channel: String,
 }
 
 /// `mention`: a message mentions the receiving user (sent to all their sockets).
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct Mention {
     pub channel: String,
     pub message: Message,
@@ -602,6 +605,7 @@ pub struct Mention {
 
 /// `message.updated`: a message's text was edited.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct MessageUpdated {
     pub channel: String,
     pub id: Uuid,
@@ -613,6 +617,7 @@ pub struct MessageUpdated {
 
 /// `message.deleted`: a message became a tombstone.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct MessageDeleted {
     pub channel: String,
     pub id: Uuid,
@@ -622,6 +627,7 @@ pub struct MessageDeleted {
 
 /// `message.reactions`: a user added or removed a reaction; the message's reaction counts now.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct MessageReactions {
     pub channel: String,
     pub id: Uuid,
@@ -644,6 +650,7 @@ pub enum ChangeEvent {
 
 /// `user.status`: a user came online or went offline.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct UserStatus {
     #[serde(rename = "userId")]
     pub user_id: Uuid,
@@ -652,6 +659,7 @@ pub struct UserStatus {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Online,
@@ -660,6 +668,7 @@ pub enum Status {
 
 /// `user.typing` as the channel sees it.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct UserTyping<'a> {
     #[serde(rename = "userId")]
     pub user_id: Uuid,
@@ -671,6 +680,7 @@ pub struct UserTyping<'a> {
 
 /// `channel.presence`: a channel's online count.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct ChannelPresence<'a> {
     pub channel: &'a str,
     pub online: u64,
@@ -678,6 +688,7 @@ pub struct ChannelPresence<'a> {
 
 /// `rate_limited`: sending is blocked until `until`.
 #[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
 pub struct RateLimited {
     pub retry_after_ms: u64,
     pub until: DateTime<Utc>,

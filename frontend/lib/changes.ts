@@ -59,7 +59,7 @@ export function applyChange(message: Message, change: MessageChange, meId: strin
   if (message.id !== change.id || changeOf(message) >= change.change) return message;
   switch (change.kind) {
     case "updated":
-      return { ...message, text: change.text, edited_at: change.edited_at, change: change.change };
+      return { ...message, text: change.text, edited_at: change.edited_at ?? undefined, change: change.change };
     case "deleted": {
       const rest: Message = { ...message, text: "", deleted: true, change: change.change };
       delete rest.file;

@@ -9,7 +9,19 @@ export type { FileRef } from "./generated/FileRef";
 export type { Message } from "./generated/Message";
 export type { Quote as ReplyQuote } from "./generated/Quote";
 export type { Reaction } from "./generated/Reaction";
-import type { Message } from "./generated/Message";
+export type { UserStatus as UserStatusEvent } from "./generated/UserStatus";
+export type { UserTyping as UserTypingEvent } from "./generated/UserTyping";
+export type { ChannelPresence as ChannelPresenceEvent } from "./generated/ChannelPresence";
+export type { RateLimited as RateLimitedEvent } from "./generated/RateLimited";
+export type { MessageUpdated as MessageUpdatedEvent } from "./generated/MessageUpdated";
+export type { MessageDeleted as MessageDeletedEvent } from "./generated/MessageDeleted";
+export type { MessageReactions as MessageReactionsEvent } from "./generated/MessageReactions";
+export type { Mention as MentionEvent } from "./generated/Mention";
+export type { ChannelRead as ChannelReadEvent } from "./generated/ChannelRead";
+export type { ChannelRemoved as ChannelRemovedEvent } from "./generated/ChannelRemoved";
+import type { MessageDeleted } from "./generated/MessageDeleted";
+import type { MessageReactions } from "./generated/MessageReactions";
+import type { MessageUpdated } from "./generated/MessageUpdated";
 
 /** A channel as the API lists it. */
 export type Channel = ChannelView;
@@ -52,72 +64,9 @@ export interface ApiErrorBody {
 /** An acknowledgement: `{ok: true, ...body}` or `{ok: false, error}`. */
 export type Ack<T> = ({ ok: true } & T) | { ok: false; error: ApiErrorBody };
 
-export interface UserStatusEvent {
-  userId: string;
-  username: string;
-  status: "online" | "offline";
-}
-
-export interface UserTypingEvent {
-  userId: string;
-  username: string;
-  channel: string;
-  isTyping: boolean;
-}
-
-export interface ChannelPresenceEvent {
-  channel: string;
-  online: number;
-}
-
-export interface RateLimitedEvent {
-  retry_after_ms: number;
-  until: string;
-}
-
-export interface MessageUpdatedEvent {
-  channel: string;
-  id: string;
-  seq: number;
-  change: number;
-  text: string;
-  edited_at: string;
-}
-
-export interface MessageDeletedEvent {
-  channel: string;
-  id: string;
-  seq: number;
-  change: number;
-}
-
-export interface MessageReactionsEvent {
-  channel: string;
-  id: string;
-  seq: number;
-  change: number;
-  reactions: { emoji: string; count: number }[];
-  user_id: string;
-  emoji: string;
-  added: boolean;
-}
-
 /** Any change to a stored message, as broadcast. */
 export type MessageChange =
-  | ({ kind: "updated" } & MessageUpdatedEvent)
-  | ({ kind: "deleted" } & MessageDeletedEvent)
-  | ({ kind: "reactions" } & MessageReactionsEvent);
+  | ({ kind: "updated" } & MessageUpdated)
+  | ({ kind: "deleted" } & MessageDeleted)
+  | ({ kind: "reactions" } & MessageReactions);
 
-export interface MentionEvent {
-  channel: string;
-  message: Message;
-}
-
-export interface ChannelReadEvent {
-  channel: string;
-  read_seq: number;
-}
-
-export interface ChannelRemovedEvent {
-  channel: string;
-}
