@@ -902,11 +902,22 @@ impl Client {
         self.ack_payload(event, Payload::Text(Vec::new())).await
     }
 
+    /// Emits and waits for the ack up to `wait` (for an event queued behind a flood of others,
+    /// whose handling time depends on the machine, not on banter's behaviour).
+    pub async fn ack_within(&self, event: &str, payload: Value, wait: Duration) -> Value {
+        self.ack_payload_within(event, Payload::from(payload), wait)
+            .await
+    }
+
     async fn ack_payload(&self, event: &str, payload: Payload) -> Value {
+        self.ack_payload_within(event, payload, WAIT).await
+    }
+
+    async fn ack_payload_within(&self, event: &str, payload: Payload, wait: Duration) -> Value {
         let (tx, rx) = tokio::sync::oneshot::channel::<Value>();
         let tx = Arc::new(Mutex::new(Some(tx)));
         self.inner
-            .emit_with_ack(event, payload, WAIT, move |p: Payload, _| {
+            .emit_with_ack(event, payload, wait, move |p: Payload, _| {
                 let tx = tx.clone();
                 async move {
                     if let Some(tx) = tx.lock().unwrap().take() {
@@ -922,9 +933,9 @@ impl Client {
             })
             .await
             .expect("emit");
-        tokio::time::timeout(WAIT, rx)
+        tokio::time::timeout(wait, rx)
             .await
-            .unwrap_or_else(|_| panic!("no ack for {event} within {WAIT:?}"))
+            .unwrap_or_else(|_| panic!("no ack for {event} within {wait:?}"))
             .expect("ack")
     }
 
