@@ -62,7 +62,14 @@ pub struct Conn {
     pub typing: Mutex<Typing>,
     /// Client events of this socket being handled now (bounded: see [`Conn::start_event`]).
     in_flight: AtomicU32,
+    /// When this socket was last sent an `error` event (see [`Conn::error_event_due`]).
+    last_error_event: Mutex<Option<Instant>>,
 }
+
+/// `error` events (failures of events sent without an ack) are sent at most this often per
+/// socket: a client flooding events that fail must not fill its own send buffer with answers,
+/// where its acks would be dropped.
+pub const ERROR_EVENT_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Removals queued for this instance's sockets before the task that applies them drops more.
 const REMOVALS_QUEUED: usize = 4096;
@@ -158,7 +165,21 @@ impl Conn {
             closed: tokio::sync::Mutex::new(false),
             typing: Mutex::new(Typing::default()),
             in_flight: AtomicU32::new(0),
+            last_error_event: Mutex::new(None),
         }
+    }
+
+    /// Whether an `error` event may be sent to this socket now (at most one per
+    /// [`ERROR_EVENT_INTERVAL`]); if so, it counts as sent.
+    pub fn error_event_due(&self) -> bool {
+        let Ok(mut last) = self.last_error_event.lock() else {
+            return false;
+        };
+        let due = last.is_none_or(|at| at.elapsed() >= ERROR_EVENT_INTERVAL);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
     }
 
     /// Counts a client event in flight, unless `max` are already: then `None`.

@@ -61,12 +61,13 @@ impl Reply {
     }
 
     fn fail(self, event: &'static str, error: AppError) {
-        let user_id = self
-            .socket
-            .extensions
-            .get::<Arc<super::membership::Conn>>()
-            .map(|c| c.user_id.to_string())
-            .unwrap_or_default();
+        let conn = self.socket.extensions.get::<Arc<super::membership::Conn>>();
+        // Without an ack, at most one answer (and one log line) per interval: a flood of
+        // failing events must not fill the socket's buffer, where its acks would be dropped.
+        if !self.wants_ack && conn.as_ref().is_some_and(|c| !c.error_event_due()) {
+            return;
+        }
+        let user_id = conn.map(|c| c.user_id.to_string()).unwrap_or_default();
         if error.code == Code::Unavailable || error.code == Code::Internal {
             tracing::warn!(sid = %self.socket.id, %user_id, event, code = error.code.as_str(), "event failed");
         } else {
