@@ -442,3 +442,44 @@ async fn a_ban_closes_a_socket_whose_writes_are_stuck() {
     server.stop().await;
     cluster.finish().await;
 }
+
+/// A client that floods events without an ack, all failing, and does not read meanwhile, gets
+/// at most one `error` event per interval: the answers do not fill its connection's buffer, so
+/// the ack of its next event still arrives.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_events_without_acks_do_not_crowd_out_an_ack() {
+    let cluster = Cluster::start(&[]).await;
+    let user = cluster.guest("crowder").await;
+    let mut raw = Raw::open(cluster.a().addr, Some(&user.cookie()), Some(4096)).await;
+    raw.connect_namespace().await;
+    // Each fails (no such channel, then the budget and the events in flight), none asks for an
+    // ack; nothing is read meanwhile.
+    let started = std::time::Instant::now();
+    for _ in 0..30_000 {
+        raw.send(r#"42["user.typing",{"channel":"nowhere","isTyping":true}]"#)
+            .await;
+    }
+    let flood = started.elapsed();
+    let mut events = Vec::new();
+    let ack = raw
+        .ack(
+            1,
+            "messages.sync",
+            json!({ "channel": "general", "after_seq": 0 }),
+            &mut events,
+        )
+        .await;
+    let errors = events.iter().filter(|e| e["event"] == "error").count();
+    println!("30,000 failing events sent in {flood:?}: {errors} error events before the ack");
+    assert!(
+        ack["ok"] == true || ack["error"]["code"] == "rate_limited",
+        "{ack}"
+    );
+    // At most one per 500 ms of the flood, and a few for the time the server took.
+    let bound = (flood.as_millis() / 500) as usize + 10;
+    assert!(
+        errors <= bound,
+        "{errors} error events, at most {bound} expected"
+    );
+    cluster.finish().await;
+}
