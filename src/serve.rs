@@ -1,8 +1,11 @@
 //! The HTTP server loop: hyper with a deadline on request heads, which also closes idle
 //! keep-alive connections (hyper starts the deadline whenever it waits for the next request
-//! head), graceful shutdown (requests in flight finish), and the peer address for `ConnectInfo`.
+//! head), graceful shutdown (requests in flight finish), the peer address for `ConnectInfo`,
+//! and a lingering close (see [`Lingering`]).
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
@@ -13,7 +16,8 @@ use hyper::server::conn::http1;
 use hyper::Uri;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -61,7 +65,10 @@ pub async fn serve(
                 req.map(axum::body::Body::new)
             });
         let connection = builder
-            .serve_connection(TokioIo::new(tcp), TowerToHyperService::new(service))
+            .serve_connection(
+                TokioIo::new(Lingering(Some(tcp))),
+                TowerToHyperService::new(service),
+            )
             .with_upgrades();
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
@@ -108,5 +115,103 @@ fn detach_head<B>(req: &mut hyper::Request<B>) {
     *req.headers_mut() = copied;
     if let Ok(uri) = Uri::try_from(req.uri().to_string()) {
         *req.uri_mut() = uri;
+    }
+}
+
+/// How long, and how many bytes, a closed connection keeps reading what its peer still sends.
+const LINGER: Duration = Duration::from_secs(2);
+const LINGER_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A connection's socket that closes with a linger, as nginx does: when banter answers before
+/// reading a request's whole body (a body over its limit, a refused upload) and the connection
+/// then closes, the bytes still arriving would make the kernel reset the connection, and a
+/// reset can destroy the answer before the peer reads it (nginx then reports 502 instead of
+/// banter's 400 or 413). So on drop, the write side is shut (the answer is followed by FIN) and
+/// what the peer still sends is read and discarded, for at most [`LINGER`] and
+/// [`LINGER_BYTES`], before the socket closes.
+struct Lingering(Option<TcpStream>);
+
+impl Lingering {
+    fn stream(&mut self) -> std::io::Result<&mut TcpStream> {
+        self.0
+            .as_mut()
+            .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
+    }
+}
+
+impl AsyncRead for Lingering {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => Pin::new(s).poll_read(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl AsyncWrite for Lingering {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(s) => Pin::new(s).poll_write(cx, buf),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        match self.get_mut().stream() {
+            Ok(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.as_ref().is_some_and(|s| s.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => Pin::new(s).poll_flush(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        match self.get_mut().stream() {
+            Ok(s) => Pin::new(s).poll_shutdown(cx),
+            Err(e) => Poll::Ready(Err(e)),
+        }
+    }
+}
+
+impl Drop for Lingering {
+    fn drop(&mut self) {
+        let Some(stream) = self.0.take() else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        runtime.spawn(async move {
+            let mut stream = stream;
+            // Half-close: the peer sees the end of the answer, and may still send.
+            if let Err(e) = tokio::io::AsyncWriteExt::shutdown(&mut stream).await {
+                tracing::trace!(error = %e, "shutdown before the linger failed");
+                return;
+            }
+            let (mut rest, mut sink) = ((&mut stream).take(LINGER_BYTES), tokio::io::sink());
+            let drained = tokio::io::copy(&mut rest, &mut sink);
+            let _ = tokio::time::timeout(LINGER, drained).await;
+        });
     }
 }

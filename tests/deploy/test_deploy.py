@@ -135,6 +135,13 @@ class NginxConf(unittest.TestCase):
         self.assertIn("proxy_pass http://banter;", nginx_block(self.nginx, "location /api/"))
         self.assertIn("proxy_pass http://frontend;", nginx_block(self.nginx, "location / "))
 
+    def test_idle_upstream_connections_close_on_nginxs_side_first(self):
+        # banter closes an idle keep-alive connection after HTTP_HEADER_TIMEOUT_SECS (5 s by
+        # default); nginx must drop it before, or a POST sent on it as it closes is a 502.
+        banter = nginx_block(self.nginx, "upstream banter")
+        idle = int(re.search(r"keepalive_timeout (\d+)s;", banter).group(1))
+        self.assertLess(idle, 5)
+
     def test_limits_and_no_version(self):
         self.assertRegex(self.nginx, r"(?m)^\s*server_tokens off;")
         self.assertRegex(self.nginx, r"(?m)^\s*client_max_body_size \d+[km]?;")

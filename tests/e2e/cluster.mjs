@@ -57,7 +57,7 @@ function withDatabase(url, db) {
 }
 
 function psql(url, sql) {
-  return execFileSync('psql', [url, '-Atqc', sql], { encoding: 'utf8' }).trim();
+  return execFileSync('psql', [url, '-Atqc', sql], { encoding: 'utf8', maxBuffer: 1024 * 1024 * 1024 }).trim();
 }
 
 /** A redis-server of the test's own, which it may kill and start again (empty). */
