@@ -106,6 +106,27 @@ async fn json_errors(req: Request, next: Next) -> Response {
     answer
 }
 
+/// An error answer to a request that carries a body ends the connection (`Connection: close`):
+/// the body may not have been read (one over its limit is refused from its start), and hyper then
+/// closes the connection after the answer. Without the header a proxy keeps the connection for
+/// its next request and finds it closed: nginx answers that request 502.
+async fn close_after_refused_body(req: Request, next: Next) -> Response {
+    let headers = req.headers();
+    let has_body = headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|n| n.trim() != "0");
+    let mut response = next.run(req).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
 /// Layers around everything, Socket.IO included: JSON error answers, CORS for the allowed
 /// origins (with credentials) and security headers.
 pub fn outer_layers(router: Router, config: &Config) -> Router {
@@ -135,6 +156,7 @@ pub fn outer_layers(router: Router, config: &Config) -> Router {
         ]);
     router
         .layer(middleware::from_fn(json_errors))
+        .layer(middleware::from_fn(close_after_refused_body))
         .layer(cors)
         .layer(SetResponseHeaderLayer::if_not_present(
             header::X_CONTENT_TYPE_OPTIONS,
