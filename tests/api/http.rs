@@ -439,3 +439,46 @@ async fn every_error_answer_is_json_of_the_contract() {
     assert_eq!(body["code"], "too_large", "{body}");
     cluster.finish().await;
 }
+
+/// A body refused before it was read ends its connection, and the answer says so
+/// (`Connection: close`), so that a proxy does not send its next request on a connection banter
+/// is closing (nginx answered that request 502); an answer to a request without a body keeps
+/// the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_answer_to_a_request_with_a_body_closes_the_connection() {
+    let cluster = Cluster::start(&[]).await;
+    let ann = cluster.guest("ann").await;
+    let padded = format!(
+        "{{\"name\": \"a.txt\", \"type\": \"text/plain\", \"size\": 1000}}{}",
+        " ".repeat(1024 * 1024)
+    );
+    let resp = cluster
+        .http
+        .post(format!("{}/api/uploads", cluster.a().url()))
+        .header("cookie", ann.cookie())
+        .header("content-type", "application/json")
+        .body(padded)
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(resp.status(), 400);
+    assert_eq!(
+        resp.headers()
+            .get("connection")
+            .and_then(|v| v.to_str().ok()),
+        Some("close")
+    );
+    let resp = cluster
+        .http
+        .get(format!(
+            "{}/api/channels/no-such-channel/messages",
+            cluster.a().url()
+        ))
+        .header("cookie", ann.cookie())
+        .send()
+        .await
+        .expect("get");
+    assert_eq!(resp.status(), 404);
+    assert!(resp.headers().get("connection").is_none());
+    cluster.finish().await;
+}
