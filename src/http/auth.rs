@@ -13,6 +13,7 @@ use super::ApiJson;
 use crate::auth::{hash_password, verify_password, AuthUser, COOKIE_NAME};
 use crate::clientip::ClientAddr;
 use crate::error::{AppError, AppResult, Code, ResultExt};
+use crate::realtime::instructions::{self, Instruction};
 use crate::state::AppState;
 use crate::store::users::{self, PublicUser};
 use crate::validate;
@@ -272,11 +273,18 @@ async fn logout(State(state): State<AppState>, cookies: Cookies) -> AppResult<Js
         // the token still works.
         if let Ok(claims) = state.sessions.decode(&token) {
             state.sessions.revoke(&claims).await?;
-            // The session's open sockets end too, on every instance.
+            // The session's open sockets end too: here at once, on the other instances when
+            // the instruction reaches them.
             state
                 .delivery
-                .disconnect(crate::realtime::rooms::session_room(claims.jti))
+                .disconnect_local(crate::realtime::rooms::session_room(claims.jti))
                 .await;
+            let end = Instruction::DisconnectSession {
+                session: claims.jti,
+            };
+            if let Err(e) = instructions::send(&state.db, &end).await {
+                tracing::warn!(error = %e, "logout not sent to the other instances");
+            }
             tracing::info!(user_id = %claims.sub, "user logged out");
         }
     }

@@ -14,6 +14,7 @@ use super::ApiJson;
 use crate::auth::AuthUser;
 use crate::contract::ChannelView;
 use crate::error::{AppError, AppResult, Code};
+use crate::realtime::instructions::{self, Instruction};
 use crate::state::AppState;
 use crate::store::channels;
 use crate::store::moderation;
@@ -221,10 +222,15 @@ async fn remove_member(
         &target,
     )
     .await?;
-    state
-        .delivery
-        .remove_from_channel(target.id, &channel.name)
-        .await;
+    // This instance's sockets leave at once; the others when the instruction reaches them.
+    state.delivery.leave_here(target.id, channel.name.clone());
+    let leave = Instruction::Leave {
+        user: target.id,
+        channel: channel.name.clone(),
+    };
+    if let Err(e) = instructions::send(&state.db, &leave).await {
+        tracing::warn!(error = %e, "removal from the channel not sent to the other instances");
+    }
     tracing::info!(channel = %channel.name, user_id = %target.id, by = %user.id, "member removed");
     Ok(Json(Removed {
         removed: was_member,

@@ -13,7 +13,8 @@
 //! - A socket's send buffer is full (a slow consumer): socketioxide drops the packet for that
 //!   socket only. Every such drop is counted and logged (at most one line per 10 s); the client
 //!   detects the `seq` gap and syncs.
-//! - Disconnecting a room (logout, a removed account) goes through the Socket.IO adapter.
+//! - Instructions to every instance (disconnect a user or a session, leave a channel) do not
+//!   travel here but as Postgres notifications ([`super::instructions`]).
 
 use std::sync::Arc;
 
@@ -62,19 +63,6 @@ struct Inner {
     /// Where removals from a channel go on this instance (see [`Removals`]).
     removals: Removals,
 }
-
-/// On the relay, not an event for clients: a user's sockets are to leave a channel.
-const REMOVAL: &str = "banter:removal";
-
-/// A removal from a channel, as relayed.
-#[derive(Serialize, serde::Deserialize)]
-struct Removal {
-    user: Uuid,
-    channel: String,
-}
-
-/// On the relay, not an event for clients: the sockets of a room are to be disconnected.
-const DISCONNECT: &str = "banter:disconnect";
 
 /// How long a disconnected socket's connection has to take its disconnect packet before it is
 /// closed from the server's side (a client that stopped reading never takes it).
@@ -328,26 +316,10 @@ impl Delivery {
         }
     }
 
-    /// Makes `user`'s sockets leave `channel` on every instance (a removal from the channel).
-    pub async fn remove_from_channel(&self, user: Uuid, channel: &str) {
-        self.removed_here(user, channel.to_owned());
-        let body = Removal {
-            user,
-            channel: channel.to_owned(),
-        };
-        self.relay(&[user_room(user)], REMOVAL, &body).await;
-    }
-
-    fn removed_here(&self, user: Uuid, channel: String) {
+    /// Makes `user`'s sockets on this instance leave `channel` (a removal from the channel;
+    /// [`super::instructions`] carries it to the other instances).
+    pub fn leave_here(&self, user: Uuid, channel: String) {
         self.0.removals.removed(user, channel);
-    }
-
-    /// Disconnects every socket in `room` on every instance (here, and through the relay on
-    /// the others). A Socket.IO client does not reconnect after a server-side disconnect.
-    pub async fn disconnect(&self, room: String) {
-        self.disconnect_local(room.clone()).await;
-        self.relay(std::slice::from_ref(&room), DISCONNECT, &())
-            .await;
     }
 
     /// Disconnects this instance's sockets in `room`: each is sent its disconnect packet, and
@@ -421,19 +393,6 @@ impl Delivery {
             return;
         };
         if relay.origin == self.0.instance {
-            return;
-        }
-        if relay.event == DISCONNECT {
-            for room in relay.rooms {
-                self.disconnect_local(room).await;
-            }
-            return;
-        }
-        if relay.event == REMOVAL {
-            match serde_json::from_str::<Removal>(relay.data.get()) {
-                Ok(r) => self.removed_here(r.user, r.channel),
-                Err(_) => tracing::warn!("unreadable removal on the relay channel"),
-            }
             return;
         }
         self.broadcast_local(relay.rooms, &relay.event, &relay.data)

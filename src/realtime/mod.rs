@@ -15,6 +15,7 @@ pub mod delivery;
 mod events;
 pub mod fanout;
 mod handshake;
+pub mod instructions;
 pub mod membership;
 pub mod presence_tasks;
 mod reply;
@@ -29,11 +30,9 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::DisconnectReason;
 use socketioxide::SocketIo;
 use socketioxide_redis::{RedisAdapterConfig, RedisAdapterCtr};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::keys::Keys;
-use crate::shutdown::Shutdown;
 use crate::state::AppState;
 use crate::store::channels::Channel;
 
@@ -128,7 +127,7 @@ pub async fn start(
         .map_err(|e| anyhow::anyhow!("cannot start the Socket.IO adapter: {e}"))?;
     state.delivery.start(bus).await?;
     commit::start(state.committer.writer(), commit_queue, &state.shutdown);
-    watch_removed_users(&state.db, &state.delivery, &state.shutdown).await;
+    instructions::listen(&state.db, &state.delivery, &state.shutdown).await;
     // Removals from a channel, made here or relayed, for this instance's sockets.
     let (state, mut queue) = (state.clone(), removal_queue);
     state.shutdown.clone().spawn_until_stopped(async move {
@@ -201,53 +200,4 @@ async fn disconnected(state: &AppState, s: SocketRef<Adapter>, reason: Disconnec
     }
     state.membership.release(&conn).await;
     tracing::info!(sid = %s.id, user_id = %conn.user_id, ?reason, "socket disconnected");
-}
-
-/// The notification channel on which Postgres announces a removed or banned user (see the
-/// migrations).
-const USER_REMOVED: &str = "banter_user_removed";
-
-/// A Postgres connection listening for removed users.
-async fn listen_removed(db: &PgPool) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
-    let mut listener = sqlx::postgres::PgListener::connect_with(db).await?;
-    listener.listen(USER_REMOVED).await?;
-    Ok(listener)
-}
-
-/// Listens for removed users and disconnects their sockets on this instance (every instance
-/// listens). Listening is in place when this returns (or, if Postgres refused it, retried in
-/// the background); the listener reconnects by itself after Postgres comes back.
-async fn watch_removed_users(db: &PgPool, delivery: &delivery::Delivery, shutdown: &Shutdown) {
-    let first = listen_removed(db).await;
-    let (db, delivery) = (db.clone(), delivery.clone());
-    shutdown.spawn_until_stopped(async move {
-        let mut listener = match first {
-            Ok(l) => l,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for removed users; retrying");
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                    match listen_removed(&db).await {
-                        Ok(l) => break l,
-                        Err(e) => tracing::warn!(error = %e, "cannot listen for removed users"),
-                    }
-                }
-            }
-        };
-        loop {
-            match listener.recv().await {
-                Ok(note) => {
-                    let Ok(user) = Uuid::parse_str(note.payload()) else {
-                        continue;
-                    };
-                    tracing::info!(user_id = %user, "user removed: disconnecting their sockets");
-                    delivery.disconnect_local(rooms::user_room(user)).await;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "removed-user listener lost Postgres; reconnecting");
-                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                }
-            }
-        }
-    });
 }
