@@ -23,6 +23,7 @@ use redis::{
 };
 
 use crate::config::Config;
+use crate::shutdown::Shutdown;
 
 /// A connection a command fails on within about this long while Redis (or a master) is away.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
@@ -49,6 +50,8 @@ pub enum Redis {
 /// connection.
 pub struct ClusterLink {
     nodes: Vec<ConnectionInfo>,
+    /// Where a renewal runs (it is dropped when shutdown begins).
+    tasks: Shutdown,
     conn: RwLock<ClusterConnection>,
     renewing: AtomicBool,
     renewed: Mutex<Instant>,
@@ -73,7 +76,7 @@ impl ClusterLink {
             return;
         }
         let link = self.clone();
-        tokio::spawn(async move {
+        self.tasks.spawn_until_stopped(async move {
             let fresh = tokio::time::timeout(RESPONSE_TIMEOUT * 2, async {
                 cluster_builder(&link.nodes)
                     .build()?
@@ -145,7 +148,8 @@ impl RedisTarget {
 
     /// A command connection with bounded waits: while Redis is away, a command fails within
     /// about two seconds (and the caller degrades as documented) instead of hanging.
-    pub async fn connect(&self) -> RedisResult<Redis> {
+    /// A cluster connection's renewals run as tasks of `tasks`.
+    pub async fn connect(&self, tasks: &Shutdown) -> RedisResult<Redis> {
         match self {
             Self::Single(client) => {
                 let config = ConnectionManagerConfig::new()
@@ -164,6 +168,7 @@ impl RedisTarget {
                     .await?;
                 Ok(Redis::Cluster(Arc::new(ClusterLink {
                     nodes: nodes.clone(),
+                    tasks: tasks.clone(),
                     conn: RwLock::new(conn),
                     renewing: AtomicBool::new(false),
                     renewed: Mutex::new(Instant::now()),

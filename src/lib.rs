@@ -41,6 +41,7 @@ pub mod testing {
     pub use crate::kv::{Redis, RedisTarget};
     pub use crate::ratelimit::{RateLimiter, Verdict};
     pub use crate::retention::LOCK_KEY;
+    pub use crate::shutdown::Shutdown;
 }
 
 use std::future::Future;
@@ -124,7 +125,8 @@ impl App {
             .context("cannot create seed channels")?;
 
         let redis_target = RedisTarget::from_config(&config)?;
-        let redis = redis_target.connect().await.with_context(|| {
+        let shutdown = Shutdown::new();
+        let redis = redis_target.connect(&shutdown).await.with_context(|| {
             if redis_target.is_cluster() {
                 "cannot connect to the Redis Cluster (REDIS_CLUSTER_NODES)"
             } else {
@@ -137,7 +139,6 @@ impl App {
             .clone()
             .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string());
 
-        let shutdown = Shutdown::new();
         let metrics = Arc::new(Metrics::new());
         let presence = Arc::new(Presence::new(
             redis.clone(),
@@ -216,9 +217,12 @@ impl App {
             limiter: RateLimiter::new(
                 redis.clone(),
                 keys.clone(),
-                config.rate_limit_messages,
-                config.rate_limit_window_secs,
-                config.rate_limit_block_secs,
+                (
+                    config.rate_limit_messages,
+                    config.rate_limit_window_secs,
+                    config.rate_limit_block_secs,
+                ),
+                &shutdown,
             ),
             filter,
             metrics,
@@ -272,14 +276,14 @@ impl App {
         // On the signal, the listener stops accepting at once while the sockets are closed
         // beside it; upgraded websockets are not awaited by the server, so the closer is.
         let (closing_tx, closing_rx) = tokio::sync::oneshot::channel::<()>();
-        let closer = tokio::spawn({
+        let closer = {
             let (state, io) = (state.clone(), io.clone());
             async move {
                 if closing_rx.await.is_ok() {
                     close_sockets(&state, &io).await;
                 }
             }
-        });
+        };
         let graceful = async move {
             shutdown.await;
             tracing::info!("shutting down: no new connections, closing sockets");
@@ -288,8 +292,9 @@ impl App {
         let addr = listener.local_addr()?;
         tracing::info!(%addr, instance = state.presence.instance(), "banter listening");
         let header_timeout = Duration::from_secs(state.config.http_header_timeout_secs.max(1));
-        serve::serve(listener, router, header_timeout, graceful).await?;
-        let _ = closer.await;
+        let serving = serve::serve(listener, router, header_timeout, graceful, &state.shutdown);
+        let (served, ()) = tokio::join!(serving, closer);
+        served?;
 
         // Every background task stops; queued messages are still stored and acked first.
         state.shutdown.stop().await;

@@ -19,6 +19,7 @@ use redis::{RedisResult, Script};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::Keys;
+use crate::shutdown::Shutdown;
 
 // A batch of sends, checked in order. KEYS, three per send: the user's block, the user's
 // window count, the guest budget of the client address (unused for registered users). ARGV:
@@ -253,9 +254,14 @@ impl SendLimits {
 }
 
 impl RateLimiter {
-    /// Starts this instance's send checker, a task on the current Tokio runtime (it ends when
-    /// the last clone of the limiter is dropped).
-    pub fn new(redis: Redis, keys: Keys, limit: u64, window_secs: u64, block_secs: u64) -> Self {
+    /// Starts this instance's send checker, a task of `tasks` (it ends when the last clone of
+    /// the limiter is dropped, or when shutdown begins).
+    pub fn new(
+        redis: Redis,
+        keys: Keys,
+        (limit, window_secs, block_secs): (u64, u64, u64),
+        tasks: &Shutdown,
+    ) -> Self {
         let window_ms = window_secs.max(1) * 1000;
         let (sends, checks) = mpsc::channel(SEND_QUEUE);
         let limits = SendLimits {
@@ -265,7 +271,7 @@ impl RateLimiter {
             window_ms,
             block_ms: block_secs.max(1) * 1000,
         };
-        tokio::spawn(check_sends(limits, checks));
+        tasks.spawn_until_stopped(check_sends(limits, checks));
         Self {
             redis,
             keys,

@@ -21,13 +21,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
+use crate::shutdown::Shutdown;
+
 /// Serves `router` on `listener` until `shutdown` completes, then waits for the HTTP requests
-/// in flight (upgraded websockets are closed by the caller, not awaited here).
+/// in flight (upgraded websockets are closed by the caller, not awaited here). Each connection,
+/// and each lingering close, is a task of `tasks`.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
     shutdown: impl Future<Output = ()> + Send + 'static,
+    tasks: &Shutdown,
 ) -> std::io::Result<()> {
     // HTTP/1 only (nginx speaks it to upstreams, browsers' websockets need it): hyper's
     // protocol-detecting server reads the first bytes with no deadline at all.
@@ -66,12 +70,15 @@ pub async fn serve(
             });
         let connection = builder
             .serve_connection(
-                TokioIo::new(Lingering(Some(tcp))),
+                TokioIo::new(Lingering {
+                    stream: Some(tcp),
+                    tasks: tasks.clone(),
+                }),
                 TowerToHyperService::new(service),
             )
             .with_upgrades();
         let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
+        tasks.spawn(async move {
             tokio::pin!(connection);
             let mut stopping = false;
             loop {
@@ -129,11 +136,15 @@ const LINGER_BYTES: u64 = 4 * 1024 * 1024;
 /// banter's 400 or 413). So on drop, the write side is shut (the answer is followed by FIN) and
 /// what the peer still sends is read and discarded, for at most [`LINGER`] and
 /// [`LINGER_BYTES`], before the socket closes.
-struct Lingering(Option<TcpStream>);
+struct Lingering {
+    stream: Option<TcpStream>,
+    /// Where the linger runs (cut short when shutdown begins).
+    tasks: Shutdown,
+}
 
 impl Lingering {
     fn stream(&mut self) -> std::io::Result<&mut TcpStream> {
-        self.0
+        self.stream
             .as_mut()
             .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotConnected))
     }
@@ -176,7 +187,7 @@ impl AsyncWrite for Lingering {
     }
 
     fn is_write_vectored(&self) -> bool {
-        self.0.as_ref().is_some_and(|s| s.is_write_vectored())
+        self.stream.as_ref().is_some_and(|s| s.is_write_vectored())
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
@@ -196,13 +207,15 @@ impl AsyncWrite for Lingering {
 
 impl Drop for Lingering {
     fn drop(&mut self) {
-        let Some(stream) = self.0.take() else {
+        let Some(stream) = self.stream.take() else {
             return;
         };
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+        // Off a runtime (a test dropping a connection after its runtime ended) there is
+        // nothing to run the linger on: the socket just closes.
+        if tokio::runtime::Handle::try_current().is_err() {
             return;
-        };
-        runtime.spawn(async move {
+        }
+        self.tasks.spawn_until_stopped(async move {
             let mut stream = stream;
             // Half-close: the peer sees the end of the answer, and may still send.
             if let Err(e) = tokio::io::AsyncWriteExt::shutdown(&mut stream).await {

@@ -1,6 +1,9 @@
-//! [`Shutdown`]: every background task of an instance (the commit loop, the fan-out subscribers
-//! and sweep, the adapter bus watchdog, the presence tasks, the removed-user listener) is
-//! spawned through it, so that shutdown can tell them all to stop and wait until they have.
+//! [`Shutdown`]: every task an instance starts (the commit loop, the fan-out subscribers and
+//! sweep, the adapter bus watchdog, the presence tasks, the instruction listener, the send
+//! checker, HTTP connections and their lingering closes, Redis Cluster renewals) is spawned
+//! through it, so that shutdown can tell them all to stop and wait until they have. (Blocking
+//! work, password hashes and image decodes, runs on Tokio's blocking pool and is awaited by the
+//! request that started it.)
 
 use std::future::Future;
 

@@ -63,7 +63,11 @@ async fn connect_redis(nodes: Option<&str>, url: &str) -> banter::testing::Redis
         }
         None => banter::testing::RedisTarget::single(url).expect("redis url"),
     };
-    target.connect().await.expect("redis connection")
+    // Renewals of a cluster connection run as tasks that nothing stops: the test process ends.
+    target
+        .connect(&banter::testing::Shutdown::new())
+        .await
+        .expect("redis connection")
 }
 
 /// Every key of a prefix, on one Redis or every master of a cluster (hash-tagged keys begin
@@ -86,8 +90,12 @@ pub async fn standalone_limiter(
     let redis = test_redis().await;
     let prefix = format!("bt{}", uuid::Uuid::new_v4().simple());
     let keys = banter::testing::Keys::for_target(&prefix, redis.is_cluster());
-    let limiter =
-        banter::testing::RateLimiter::new(redis.clone(), keys, limit, window_secs, block_secs);
+    let limiter = banter::testing::RateLimiter::new(
+        redis.clone(),
+        keys,
+        (limit, window_secs, block_secs),
+        &banter::testing::Shutdown::new(),
+    );
     (limiter, redis, prefix)
 }
 
