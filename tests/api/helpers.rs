@@ -1,5 +1,5 @@
 //! Test support: a fresh two-instance cluster per test (own database, own Redis prefix), an
-//! HTTP client, and a Socket.IO client (the `rust_socketio` crate) that records every event.
+//! HTTP client, and a Socket.IO client (`sio.rs`) that records every event.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use banter::{App, Config};
 use clap::Parser;
-use futures_util::FutureExt;
-use rust_socketio::asynchronous::{Client as SioClient, ClientBuilder};
-use rust_socketio::{Event, Payload, TransportType};
 use serde_json::{json, Value};
 use sqlx::{Connection, PgConnection};
 use tokio::sync::Notify;
 use uuid::Uuid;
+
+use crate::sio;
 
 /// The JWT secret every test instance shares.
 pub const SECRET: &str = "test-secret-test-secret-test-secret-0123456789";
@@ -769,24 +768,36 @@ impl Hello {
 struct Recorded {
     events: Vec<(String, Value, std::time::Instant)>,
     connected: bool,
+    /// The CONNECT_ERROR's message, when the handshake was refused.
+    refused: Option<String>,
     closed: bool,
+    /// The `error` events (kept apart from the others, as Socket.IO clients report them).
     errors: Vec<String>,
 }
 
-/// A Socket.IO client that records what it receives.
+/// A Socket.IO client ([`crate::sio`]) that records what it receives.
 pub struct Client {
-    inner: SioClient,
+    inner: sio::Socket,
     recorded: Arc<Mutex<Recorded>>,
     changed: Arc<Notify>,
+    /// Records what arrives, for the client's life.
+    _recorder: AbortOnDrop,
 }
 
-fn first_arg(payload: Payload) -> Value {
-    match payload {
-        Payload::Text(mut values) if values.len() == 1 => values.remove(0),
-        Payload::Text(values) => Value::Array(values),
-        #[allow(deprecated)]
-        Payload::String(s) => serde_json::from_str(&s).unwrap_or(Value::String(s)),
-        Payload::Binary(_) => Value::Null,
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// An event's or an ack's arguments as one value: the only one, or all of them as an array.
+fn first_arg(mut args: Vec<Value>) -> Value {
+    if args.len() == 1 {
+        args.remove(0)
+    } else {
+        Value::Array(args)
     }
 }
 
@@ -799,74 +810,59 @@ pub enum Handshake {
 impl Client {
     /// Connects and waits for the server's verdict.
     pub async fn handshake(on: &Instance, hello: Hello) -> Handshake {
-        let recorded = Arc::new(Mutex::new(Recorded::default()));
-        let changed = Arc::new(Notify::new());
-        let mut builder = ClientBuilder::new(on.url())
-            .reconnect(false)
-            .transport_type(if hello.polling {
-                TransportType::Polling
-            } else {
-                TransportType::Websocket
-            });
+        let mut headers = Vec::new();
         if let Some(cookie) = &hello.cookie {
-            builder = builder.opening_header("Cookie", cookie.as_str());
+            headers.push(("Cookie".to_owned(), cookie.clone()));
         }
         if let Some(origin) = &hello.origin {
-            builder = builder.opening_header("Origin", origin.as_str());
+            headers.push(("Origin".to_owned(), origin.clone()));
         }
-        if let Some(token) = &hello.auth_token {
-            builder = builder.auth(json!({ "token": token }));
-        }
-        let (r1, c1) = (recorded.clone(), changed.clone());
-        let (r2, c2) = (recorded.clone(), changed.clone());
-        let (r3, c3) = (recorded.clone(), changed.clone());
-        let (r4, c4) = (recorded.clone(), changed.clone());
-        builder = builder
-            .on(Event::Close, move |_, _| {
-                let (r, c) = (r4.clone(), c4.clone());
-                async move {
-                    r.lock().unwrap().closed = true;
-                    c.notify_waiters();
+        let options = sio::Options {
+            base: on.url(),
+            polling: hello.polling,
+            headers,
+            auth: hello.auth_token.map(|token| json!({ "token": token })),
+        };
+        let (inner, mut incoming) = sio::connect(options).await.expect("engine.io connection");
+        let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let changed = Arc::new(Notify::new());
+        let (r, c) = (recorded.clone(), changed.clone());
+        let recorder = tokio::spawn(async move {
+            while let Some(packet) = incoming.recv().await {
+                {
+                    let mut r = r.lock().unwrap();
+                    match packet {
+                        sio::Incoming::Connected => r.connected = true,
+                        sio::Incoming::ConnectError(data) => {
+                            let message = data
+                                .get("message")
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                                .unwrap_or_else(|| data.to_string());
+                            r.refused = Some(message);
+                        }
+                        sio::Incoming::Event(name, args) if name == "error" => {
+                            let text = match first_arg(args) {
+                                Value::String(s) => s,
+                                other => other.to_string(),
+                            };
+                            r.errors.push(text);
+                        }
+                        sio::Incoming::Event(name, args) => {
+                            r.events
+                                .push((name, first_arg(args), std::time::Instant::now()));
+                        }
+                        sio::Incoming::Closed => r.closed = true,
+                    }
                 }
-                .boxed()
-            })
-            .on(Event::Connect, move |_, _| {
-                let (r, c) = (r1.clone(), c1.clone());
-                async move {
-                    r.lock().unwrap().connected = true;
-                    c.notify_waiters();
-                }
-                .boxed()
-            })
-            .on(Event::Error, move |payload, _| {
-                let (r, c) = (r2.clone(), c2.clone());
-                async move {
-                    let text = match first_arg(payload) {
-                        Value::String(s) => s,
-                        other => other.to_string(),
-                    };
-                    r.lock().unwrap().errors.push(text);
-                    c.notify_waiters();
-                }
-                .boxed()
-            })
-            .on_any(move |event, payload, _| {
-                let (r, c) = (r3.clone(), c3.clone());
-                async move {
-                    r.lock().unwrap().events.push((
-                        event.as_str().to_owned(),
-                        first_arg(payload),
-                        std::time::Instant::now(),
-                    ));
-                    c.notify_waiters();
-                }
-                .boxed()
-            });
-        let inner = builder.connect().await.expect("engine.io connection");
+                c.notify_waiters();
+            }
+        });
         let client = Client {
             inner,
             recorded,
             changed,
+            _recorder: AbortOnDrop(recorder),
         };
         let deadline = tokio::time::Instant::now() + WAIT;
         loop {
@@ -876,13 +872,8 @@ impl Client {
                 if r.connected {
                     break;
                 }
-                if let Some(e) = r.errors.iter().find(|e| e.contains("ConnectError")) {
-                    let message = e.split_once(": ").map(|(_, m)| m).unwrap_or(e);
-                    let message = serde_json::from_str::<Value>(message)
-                        .ok()
-                        .and_then(|v| v.get("message").and_then(Value::as_str).map(str::to_owned))
-                        .unwrap_or_else(|| message.to_owned());
-                    return Handshake::Refused(message);
+                if let Some(message) = &r.refused {
+                    return Handshake::Refused(message.clone());
                 }
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
@@ -902,54 +893,32 @@ impl Client {
 
     /// Emits and waits for the ack.
     pub async fn ack(&self, event: &str, payload: Value) -> Value {
-        self.ack_payload(event, Payload::from(payload)).await
+        self.ack_within(event, payload, WAIT).await
     }
 
     /// Emits an event with no argument at all and waits for the ack.
     pub async fn ack_empty(&self, event: &str) -> Value {
-        self.ack_payload(event, Payload::Text(Vec::new())).await
+        self.ack_args_within(event, Vec::new(), WAIT).await
     }
 
     /// Emits and waits for the ack up to `wait` (for an event queued behind a flood of others,
     /// whose handling time depends on the machine, not on banter's behaviour).
     pub async fn ack_within(&self, event: &str, payload: Value, wait: Duration) -> Value {
-        self.ack_payload_within(event, Payload::from(payload), wait)
-            .await
+        self.ack_args_within(event, vec![payload], wait).await
     }
 
-    async fn ack_payload(&self, event: &str, payload: Payload) -> Value {
-        self.ack_payload_within(event, payload, WAIT).await
-    }
-
-    async fn ack_payload_within(&self, event: &str, payload: Payload, wait: Duration) -> Value {
-        let (tx, rx) = tokio::sync::oneshot::channel::<Value>();
-        let tx = Arc::new(Mutex::new(Some(tx)));
-        self.inner
-            .emit_with_ack(event, payload, wait, move |p: Payload, _| {
-                let tx = tx.clone();
-                async move {
-                    if let Some(tx) = tx.lock().unwrap().take() {
-                        // Ack data arrives as the raw argument array.
-                        let value = match first_arg(p) {
-                            Value::Array(mut args) if args.len() == 1 => args.remove(0),
-                            other => other,
-                        };
-                        let _ = tx.send(value);
-                    }
-                }
-                .boxed()
-            })
-            .await
-            .expect("emit");
-        tokio::time::timeout(wait, rx)
+    async fn ack_args_within(&self, event: &str, args: Vec<Value>, wait: Duration) -> Value {
+        let answer = self.inner.emit_with_ack(event, args);
+        let args = tokio::time::timeout(wait, answer)
             .await
             .unwrap_or_else(|_| panic!("no ack for {event} within {wait:?}"))
-            .expect("ack")
+            .expect("ack");
+        first_arg(args)
     }
 
     /// Emits without an ack.
     pub async fn emit(&self, event: &str, payload: Value) {
-        self.inner.emit(event, payload).await.expect("emit");
+        self.inner.emit(event, vec![payload]);
     }
 
     /// Every payload received so far for an event.
@@ -1045,7 +1014,7 @@ impl Client {
     }
 
     pub async fn disconnect(self) {
-        let _ = self.inner.disconnect().await;
+        self.inner.disconnect().await;
     }
 }
 

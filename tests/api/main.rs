@@ -2,6 +2,7 @@
 //! Redis prefix, driven over real sockets by a Socket.IO client and an HTTP client.
 
 mod helpers;
+mod sio;
 
 mod authz;
 mod bad_input;
