@@ -25,13 +25,7 @@ rates=${RATES:-10000 40000}
 seconds=${SECONDS_PER_RUN:-10}
 results=bench/results
 mkdir -p "$results"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
-trap cleanup EXIT INT TERM
+trap stop_started EXIT INT TERM
 
 ensure_postgres
 ensure_redis
@@ -91,7 +85,7 @@ for rate in $rates; do
       line="| $rate | $build | $commit | ${latency% *} | ${latency#* } |"
       echo "$line" | tee -a "$report"
       rm -f "$out"
-      cleanup
+      stop_started
     done
   done
 done

@@ -1,5 +1,14 @@
 # Shell functions the benchmark scripts share (sourced after scripts/lib.sh).
 
+# The background processes a benchmark starts (`pids+=($!)` after each); `stop_started` ends
+# them all (TERM, then waits for each), from the script's exit trap or between runs.
+pids=()
+stop_started() {
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  pids=()
+}
+
 # CPU seconds (user + system) of every process whose command is postgres.
 postgres_cpu() {
   python3 - <<'PY'

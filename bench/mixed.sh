@@ -20,13 +20,7 @@ users=${USERS:-500}
 rate=${RATE:-1}
 seconds=${SECONDS_PER_RUN:-20}
 channels=$((users / 25))
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
-trap cleanup EXIT INT TERM
+trap stop_started EXIT INT TERM
 
 ensure_postgres
 ensure_redis
@@ -60,7 +54,7 @@ for run in sends mixed; do
   pg1=$(postgres_cpu) redis1=$(node_cpu "$REDIS_URL")
   printf '%s\t%s\t%s\n' "$run" "$(python3 -c "print($pg1 - $pg0)")" \
     "$(python3 -c "print($redis1 - $redis0)")" >> "$results/mixed.tsv"
-  cleanup
+  stop_started
 done
 rm -rf target/bench-uploads
 

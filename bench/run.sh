@@ -17,6 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+. bench/lib.sh
 
 results=bench/results
 mkdir -p "$results"
@@ -29,13 +30,7 @@ storm_users=5000
 if [ "$quick" = 1 ]; then
   idle_users=1000 fanout_rates=(1 2) fanout_users=100 seconds=3 flood_users=40 storm_users=200
 fi
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
-}
-trap cleanup EXIT INT TERM
+trap stop_started EXIT INT TERM
 
 ensure_postgres
 ensure_redis
@@ -138,13 +133,13 @@ run_idle_fanout() { # run_idle_fanout <server>
 
 start_banter
 run_all banter
-cleanup
+stop_started
 start_baseline
 run_all baseline
-cleanup
+stop_started
 start_bare
 run_idle_fanout bare
-cleanup
+stop_started
 
 # Latency at a fifth of banter's largest sustained fan-out rate, for both servers.
 latency_rate=$(python3 bench/report.py --latency-rate "$results" "${fanout_rates[@]}")
@@ -152,17 +147,17 @@ start_banter
 server_pids=$(IFS=,; echo "${pids[*]}")
 load banter latency fanout --targets "$targets" --users "$fanout_users" --channels "$fanout_channels" \
   --rate "$latency_rate" --duration "$seconds"
-cleanup
+stop_started
 start_baseline
 server_pids=$(IFS=,; echo "${pids[*]}")
 load baseline latency fanout --targets "$targets" --users "$fanout_users" --channels "$fanout_channels" \
   --rate "$latency_rate" --duration "$seconds"
-cleanup
+stop_started
 start_bare
 server_pids=$(IFS=,; echo "${pids[*]}")
 load bare latency fanout --targets "$targets" --users "$fanout_users" --channels "$fanout_channels" \
   --rate "$latency_rate" --duration "$seconds"
-cleanup
+stop_started
 
 if [ "${HEAP:-1}" = 1 ] && [ "$quick" != 1 ]; then
   bench/heap.sh published

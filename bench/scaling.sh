@@ -33,11 +33,8 @@ cluster=${REDIS_CLUSTER:-0}
 name=scaling
 [ "$cluster" = 1 ] && name=scaling-cluster
 cluster_dir=""
-pids=()
 cleanup() {
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  pids=()
+  stop_started
   if [ -n "$cluster_dir" ]; then scripts/redis-cluster.sh stop "$cluster_dir"; cluster_dir=""; fi
 }
 trap cleanup EXIT INT TERM
