@@ -184,8 +184,34 @@ impl Reader {
         Next::Go
     }
 
+    /// Reads one Engine.IO packet (a ping asks `pongs` for a pong); false once the connection
+    /// has ended.
+    fn read(&self, packet: &str, pongs: &mpsc::UnboundedSender<()>) -> bool {
+        match self.engine_packet(packet) {
+            Next::Go => true,
+            Next::Pong => {
+                let _ = pongs.send(());
+                true
+            }
+            Next::Stop => false,
+        }
+    }
+
     fn closed(&self) {
         let _ = self.incoming.send(Incoming::Closed);
+    }
+}
+
+/// The next Engine.IO packet to send: a pong when one is due, else the next Socket.IO packet;
+/// none once the socket is gone.
+async fn next_to_send(
+    out: &mut mpsc::UnboundedReceiver<String>,
+    pongs: &mut mpsc::UnboundedReceiver<()>,
+) -> Option<String> {
+    tokio::select! {
+        biased;
+        pong = pongs.recv() => pong.map(|()| "3".to_owned()),
+        packet = out.recv() => packet.map(|p| format!("4{p}")),
     }
 }
 
@@ -222,28 +248,14 @@ async fn websocket(
                 Ok(Message::Close(_)) | Err(_) => break,
                 Ok(_) => continue,
             };
-            match reader.engine_packet(&text) {
-                Next::Go => {}
-                Next::Pong => {
-                    let _ = pong_tx.send(());
-                }
-                Next::Stop => return,
+            if !reader.read(&text, &pong_tx) {
+                return;
             }
         }
         reader.closed();
     });
     let write = tokio::spawn(async move {
-        loop {
-            let text = tokio::select! {
-                packet = out.recv() => match packet {
-                    Some(p) => format!("4{p}"),
-                    None => break,
-                },
-                pong = pong_rx.recv() => match pong {
-                    Some(()) => "3".to_owned(),
-                    None => break,
-                },
-            };
+        while let Some(text) = next_to_send(&mut out, &mut pong_rx).await {
             if sink.send(Message::text(text)).await.is_err() {
                 break;
             }
@@ -299,30 +311,17 @@ async fn polling(
                 },
                 _ => break,
             };
-            for packet in body.split('\u{1e}') {
-                match reader.engine_packet(packet) {
-                    Next::Go => {}
-                    Next::Pong => {
-                        let _ = pong_tx.send(());
-                    }
-                    Next::Stop => return,
-                }
+            if !body
+                .split('\u{1e}')
+                .all(|packet| reader.read(packet, &pong_tx))
+            {
+                return;
             }
         }
         reader.closed();
     });
     let write = tokio::spawn(async move {
-        loop {
-            let text = tokio::select! {
-                packet = out.recv() => match packet {
-                    Some(p) => format!("4{p}"),
-                    None => break,
-                },
-                pong = pong_rx.recv() => match pong {
-                    Some(()) => "3".to_owned(),
-                    None => break,
-                },
-            };
+        while let Some(text) = next_to_send(&mut out, &mut pong_rx).await {
             match http.post(&url).body(text).send().await {
                 Ok(r) if r.status().is_success() => {}
                 _ => break,
