@@ -482,3 +482,46 @@ async fn an_error_answer_to_a_request_with_a_body_closes_the_connection() {
     assert!(resp.headers().get("connection").is_none());
     cluster.finish().await;
 }
+
+/// A body refused before it was read: banter closes with a linger (it shuts its side, then
+/// reads and drops what the client still sends for a while), so a client (a proxy) that is
+/// still sending the body can finish sending and then read the answer. Closed at once, the
+/// unread bytes make the kernel reset the connection, the client's next write fails, and nginx
+/// then gives up on the answer and reports 502 instead of banter's 400.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_answer_to_a_body_refused_unread_reaches_a_client_still_sending_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let cluster = Cluster::start(&[]).await;
+    let ann = cluster.guest("ann").await;
+    let addr = cluster.a().url().trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&addr)
+        .await
+        .expect("connect");
+    let head = format!(
+        "POST /api/uploads HTTP/1.1\r\nHost: {addr}\r\nCookie: {}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        ann.cookie(),
+        8 * 1024 * 1024
+    );
+    tcp.write_all(head.as_bytes()).await.expect("head");
+    let chunk = vec![b' '; 64 * 1024];
+    // More than the REST body limit: banter answers without reading the rest, and closes.
+    for _ in 0..4 {
+        tcp.write_all(&chunk).await.expect("body");
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // The client goes on sending, as a proxy does, before it reads the answer.
+    for _ in 0..8 {
+        if let Err(e) = tcp.write_all(&chunk).await {
+            panic!("the connection was reset while the body was still being sent: {e}");
+        }
+    }
+    let mut answer = Vec::new();
+    tcp.read_to_end(&mut answer).await.expect("the answer");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(
+        text.starts_with("HTTP/1.1 400") || text.starts_with("HTTP/1.1 413"),
+        "{text:?}"
+    );
+    cluster.finish().await;
+}
