@@ -62,6 +62,12 @@ describe("applying changes", () => {
     expect(applyChange(m, edit(1, 3, "again"), ME)).toBe(m);
   });
 
+  it("an edit whose edited_at the server sent as null leaves the message without one", () => {
+    const m = applyChange(msg(1), { ...edit(1, 3, "new"), edited_at: null } as MessageChange, ME);
+    expect(m.text).toBe("new");
+    expect(m.edited_at).toBeUndefined();
+  });
+
   it("a delete leaves a tombstone that keeps its seq, without text, file or reactions", () => {
     const m = msg(4, { file: { url: "/uploads/a", name: "a.png", type: "image/png" }, reactions: [{ emoji: "👍", count: 1 }], mentions: [ME] });
     const t = applyChange(m, del(4, 9), ME);
