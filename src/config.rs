@@ -223,6 +223,10 @@ pub struct Config {
     #[arg(long, env = "IMAGE_MAX_PIXELS", default_value_t = 25_000_000, value_parser = clap::value_parser!(u64).range(1..=144_000_000))]
     pub image_max_pixels: u64,
 
+    /// Messages in a page of history when the request names no `limit` (1 to 200).
+    #[arg(long, env = "HISTORY_DEFAULT_LIMIT", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=200))]
+    pub history_default_limit: i64,
+
     /// Bytes one user may keep stored in uploads.
     #[arg(long, env = "UPLOAD_QUOTA_BYTES", default_value_t = 500 * 1024 * 1024)]
     pub upload_quota_bytes: u64,

@@ -18,7 +18,6 @@ use crate::validate;
 use crate::{access, budget};
 
 /// Default and largest page of history.
-const DEFAULT_PAGE: i64 = 50;
 const MAX_PAGE: i64 = 200;
 
 pub fn router() -> Router<AppState> {
@@ -241,7 +240,8 @@ async fn history(
     let Query(q) = query.map_err(|e| AppError::invalid(e.body_text()))?;
     let before = int_param("before", q.before.as_deref())?;
     let after = int_param("after", q.after.as_deref())?;
-    let limit = int_param("limit", q.limit.as_deref())?.unwrap_or(DEFAULT_PAGE);
+    let limit =
+        int_param("limit", q.limit.as_deref())?.unwrap_or(state.config.history_default_limit);
     if !(1..=MAX_PAGE).contains(&limit) {
         return Err(AppError::invalid(format!("limit must be 1 to {MAX_PAGE}")));
     }

@@ -486,3 +486,31 @@ async fn typing_reaches_the_channel_only_and_is_throttled() {
     }
     cluster.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_history_without_a_limit_has_history_default_limit_messages() {
+    let cluster = Cluster::start(&["--history-default-limit", "3"]).await;
+    let ann = cluster.guest("ann").await;
+    let client = Client::connect(cluster.a(), &ann).await;
+    for i in 1..=5 {
+        assert_eq!(send(&client, "general", &format!("m{i}")).await["ok"], true);
+    }
+    let (status, page) = cluster
+        .get(cluster.b(), "/api/channels/general/messages", &ann)
+        .await;
+    assert_eq!(status, 200, "{page}");
+    let texts: Vec<&str> = page
+        .as_array()
+        .expect("a page")
+        .iter()
+        .filter_map(|m| m["text"].as_str())
+        .collect();
+    assert_eq!(texts, ["m3", "m4", "m5"]);
+    // An explicit limit still wins.
+    let (_, page) = cluster
+        .get(cluster.b(), "/api/channels/general/messages?limit=5", &ann)
+        .await;
+    assert_eq!(page.as_array().map(Vec::len), Some(5));
+    client.disconnect().await;
+    cluster.finish().await;
+}
