@@ -223,6 +223,11 @@ pub struct Config {
     #[arg(long, env = "IMAGE_MAX_PIXELS", default_value_t = 25_000_000, value_parser = clap::value_parser!(u64).range(1..=144_000_000))]
     pub image_max_pixels: u64,
 
+    /// The types of file that may be shared, as a comma-separated list of MIME types as the
+    /// bytes are sniffed as (`text/plain` stands for every text, served as plain text).
+    #[arg(long, env = "UPLOAD_ALLOWED_TYPES", default_value = crate::uploads::inspect::DEFAULT_ALLOWED, value_parser = crate::uploads::inspect::Allowed::parse)]
+    pub upload_allowed_types: crate::uploads::inspect::Allowed,
+
     /// Messages in a page of history when the request names no `limit` (1 to 200).
     #[arg(long, env = "HISTORY_DEFAULT_LIMIT", default_value_t = 50, value_parser = clap::value_parser!(i64).range(1..=200))]
     pub history_default_limit: i64,

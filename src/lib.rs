@@ -198,6 +198,7 @@ impl App {
             config.upload_max_bytes,
             config.upload_quota_bytes,
             config.image_max_pixels,
+            config.upload_allowed_types.clone(),
             metrics.clone(),
         );
         let (committer, commit_queue) = Committer::new(realtime::commit::Writer {

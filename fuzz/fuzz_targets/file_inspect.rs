@@ -11,7 +11,8 @@ use libfuzzer_sys::fuzz_target;
 const MAX_PIXELS: u64 = 25_000_000;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(found) = inspect::inspect(data, MAX_PIXELS) else {
+    let allowed = inspect::Allowed::default();
+    let Ok(found) = inspect::inspect(data, MAX_PIXELS, &allowed) else {
         return;
     };
     if found.is_image() {
@@ -26,7 +27,7 @@ fuzz_target!(|data: &[u8]| {
     } else {
         assert!(found.thumbnail.is_none() && found.width.is_none());
         assert!(
-            inspect::declared_type_allowed(&found.kind),
+            allowed.declared(&found.kind),
             "{}",
             found.kind
         );

@@ -28,48 +28,110 @@ pub const TEXT: &str = "text/plain; charset=utf-8";
 /// Image types that get a size and a thumbnail, and are shown inline.
 const IMAGES: &[&str] = &["image/png", "image/jpeg", "image/gif", "image/webp"];
 
-/// Other binary types that may be shared: PDF, office documents and archives.
-const DOCUMENTS: &[&str] = &[
-    "application/pdf",
-    "application/rtf",
-    "application/msword",
-    "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
-    "application/vnd.ms-excel",
-    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
-    "application/vnd.ms-powerpoint",
-    "application/vnd.openxmlformats-officedocument.presentationml.presentation",
-    "application/vnd.oasis.opendocument.text",
-    "application/vnd.oasis.opendocument.spreadsheet",
-    "application/vnd.oasis.opendocument.presentation",
-    "application/epub+zip",
-    "application/zip",
-    "application/gzip",
-    "application/x-tar",
-    "application/x-7z-compressed",
-    "application/x-bzip2",
-    "application/x-xz",
+/// The default of `UPLOAD_ALLOWED_TYPES`: images, text, PDF, office documents, archives, and
+/// common video and audio (types as the bytes are sniffed as).
+pub const DEFAULT_ALLOWED: &str = "image/png,image/jpeg,image/gif,image/webp,text/plain,\
+application/pdf,application/rtf,application/msword,\
+application/vnd.openxmlformats-officedocument.wordprocessingml.document,\
+application/vnd.ms-excel,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet,\
+application/vnd.ms-powerpoint,\
+application/vnd.openxmlformats-officedocument.presentationml.presentation,\
+application/vnd.oasis.opendocument.text,application/vnd.oasis.opendocument.spreadsheet,\
+application/vnd.oasis.opendocument.presentation,application/epub+zip,application/zip,\
+application/gzip,application/x-tar,application/x-7z-compressed,application/x-bzip2,\
+application/x-xz,video/mp4,video/webm,video/quicktime,audio/mpeg,audio/ogg,audio/opus,\
+audio/x-wav,audio/m4a,audio/aac,audio/x-flac";
+
+/// Declared types browsers give that the sniffer names otherwise: each is allowed when the
+/// type it stands for is.
+const ALIASES: &[(&str, &str)] = &[
+    ("application/x-zip-compressed", "application/zip"),
+    ("application/x-gzip", "application/gzip"),
+    ("audio/wav", "audio/x-wav"),
+    ("audio/wave", "audio/x-wav"),
+    ("audio/x-m4a", "audio/m4a"),
+    ("audio/mp4", "audio/m4a"),
+    ("audio/flac", "audio/x-flac"),
 ];
 
-/// Declared types accepted when an upload is announced (the bytes decide later): the
-/// allowlist, any text type, and the types browsers give files they do not know.
-pub fn declared_type_allowed(declared: &str) -> bool {
-    let essence = declared
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    IMAGES.contains(&essence.as_str())
-        || DOCUMENTS.contains(&essence.as_str())
-        || (essence.starts_with("text/") && essence.len() > 5)
-        || matches!(
-            essence.as_str(),
-            "application/octet-stream"
-                | "application/json"
-                | "application/xml"
-                | "application/x-zip-compressed"
-                | "application/x-gzip"
-        )
+/// The types that may be shared (`UPLOAD_ALLOWED_TYPES`): MIME types as the bytes are sniffed
+/// as. `text/plain` stands for every text (served as plain text, whatever it contains); an
+/// image type of [`IMAGES`] gets a thumbnail and is shown inline; every other type is served as
+/// an attachment.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Allowed(Vec<String>);
+
+impl Allowed {
+    /// A comma-separated list of MIME types (`type/subtype`, no parameters).
+    pub fn parse(list: &str) -> Result<Allowed, String> {
+        let token = |t: &str| {
+            !t.is_empty()
+                && t.len() <= 100
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$&-^_.+".contains(&b))
+        };
+        let mut types = Vec::new();
+        for item in list.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+            let item = item.to_ascii_lowercase();
+            let valid = item
+                .split_once('/')
+                .is_some_and(|(kind, sub)| token(kind) && token(sub));
+            if !valid {
+                return Err(format!("{item:?} is not a MIME type (type/subtype)"));
+            }
+            if !types.contains(&item) {
+                types.push(item);
+            }
+        }
+        if types.is_empty() {
+            return Err("the list of allowed upload types is empty".into());
+        }
+        Ok(Allowed(types))
+    }
+
+    fn has(&self, kind: &str) -> bool {
+        self.0.iter().any(|t| t == kind)
+    }
+
+    fn text(&self) -> bool {
+        self.has("text/plain")
+    }
+
+    /// Whether an upload announced as `declared` may be sent (its bytes decide later): an
+    /// allowed type, any text type when text is, and the type browsers give files they do not
+    /// know.
+    pub fn declared(&self, declared: &str) -> bool {
+        let essence = declared
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_ascii_lowercase();
+        let essence = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == essence)
+            .map_or(essence.as_str(), |(_, canonical)| canonical);
+        self.has(essence)
+            || essence == "application/octet-stream"
+            || (self.text()
+                && ((essence.starts_with("text/") && essence.len() > 5)
+                    || matches!(essence, "application/json" | "application/xml")))
+    }
+
+    /// What may be shared, for an error message.
+    pub fn described(&self) -> String {
+        let mut shown: Vec<&str> = self.0.iter().map(String::as_str).take(6).collect();
+        if self.0.len() > shown.len() {
+            shown.push("...");
+        }
+        shown.join(", ")
+    }
+}
+
+impl Default for Allowed {
+    fn default() -> Self {
+        Allowed::parse(DEFAULT_ALLOWED).unwrap_or_else(|_| Allowed(Vec::new()))
+    }
 }
 
 /// What the bytes of an upload are.
@@ -106,26 +168,30 @@ pub struct Probe {
     pub size: Option<(u32, u32)>,
 }
 
-/// Sniffs `bytes` and checks them against the allowlist; an image's header gives its size
-/// (nothing is decoded).
-pub fn probe(bytes: &[u8]) -> AppResult<Probe> {
+/// Sniffs `bytes` and checks them against `allowed`; an image's header gives its size (nothing
+/// is decoded).
+pub fn probe(bytes: &[u8], allowed: &Allowed) -> AppResult<Probe> {
     if bytes.is_empty() {
         return Err(AppError::invalid("the file is empty"));
     }
     let sniffed = infer::get(bytes).map(|t| t.mime_type());
     let kind = match sniffed {
-        Some(t) if IMAGES.contains(&t) || DOCUMENTS.contains(&t) => t.to_owned(),
+        Some(t) if allowed.has(t) => t.to_owned(),
         // Text, whatever it contains (HTML, SVG, XML, scripts: infer names some of these),
         // is served as plain text.
-        _ if is_text(bytes) => TEXT.to_owned(),
+        _ if allowed.text() && is_text(bytes) => TEXT.to_owned(),
         Some(t) => {
             return Err(unsupported(&format!(
-                "files of type {t} cannot be shared (images, PDF, text, documents and archives can)"
+                "files of type {t} cannot be shared (these can: {})",
+                allowed.described()
             )))
         }
-        None => return Err(unsupported(
-            "this kind of file cannot be shared (images, PDF, text, documents and archives can)",
-        )),
+        None => {
+            return Err(unsupported(&format!(
+                "this kind of file cannot be shared (these can: {})",
+                allowed.described()
+            )))
+        }
     };
     if !IMAGES.contains(&kind.as_str()) {
         return Ok(Probe { kind, size: None });
@@ -178,11 +244,11 @@ pub fn thumbnail(bytes: &[u8], size: (u32, u32)) -> AppResult<Vec<u8>> {
     picture(bytes, size).map_err(|e| unsupported(&format!("the image cannot be read: {e}")))
 }
 
-/// Sniffs `bytes` and checks them against the allowlist; an image of at most `max_pixels`
+/// Sniffs `bytes` and checks them against `allowed`; an image of at most `max_pixels`
 /// pixels is decoded (within [`decode_cost`]) for its size and a thumbnail. In one call, with
 /// no accounting across calls (uploads account decodes with [`probe`] and [`thumbnail`]).
-pub fn inspect(bytes: &[u8], max_pixels: u64) -> AppResult<Inspected> {
-    let probed = probe(bytes)?;
+pub fn inspect(bytes: &[u8], max_pixels: u64, allowed: &Allowed) -> AppResult<Inspected> {
+    let probed = probe(bytes, allowed)?;
     let Some((width, height)) = probed.size else {
         return Ok(Inspected {
             kind: probed.kind,
@@ -250,13 +316,13 @@ mod tests {
 
     #[test]
     fn images_get_size_and_thumbnail() {
-        let found = inspect(&png(1000, 500), PIXELS).unwrap();
+        let found = inspect(&png(1000, 500), PIXELS, &Allowed::default()).unwrap();
         assert_eq!(found.kind, "image/png");
         assert_eq!((found.width, found.height), (Some(1000), Some(500)));
         let thumb = image::load_from_memory(found.thumbnail.as_deref().unwrap()).unwrap();
         assert_eq!((thumb.width(), thumb.height()), (320, 160));
         // Small images keep their size.
-        let small = inspect(&png(64, 48), PIXELS).unwrap();
+        let small = inspect(&png(64, 48), PIXELS, &Allowed::default()).unwrap();
         let thumb = image::load_from_memory(small.thumbnail.as_deref().unwrap()).unwrap();
         assert_eq!((thumb.width(), thumb.height()), (64, 48));
     }
@@ -269,7 +335,10 @@ mod tests {
             b"<svg xmlns=\"http://www.w3.org/2000/svg\" onload=\"alert(1)\"/>",
             b"#!/bin/sh\nrm -rf /\n",
         ] {
-            assert_eq!(inspect(body, PIXELS).unwrap().kind, TEXT);
+            assert_eq!(
+                inspect(body, PIXELS, &Allowed::default()).unwrap().kind,
+                TEXT
+            );
         }
     }
 
@@ -277,28 +346,35 @@ mod tests {
     fn refusals() {
         // A Windows executable, an ELF binary, random bytes, a PNG that is not one.
         assert_eq!(
-            inspect(b"MZ\x90\x00\x03\x00\x00\x00", PIXELS)
+            inspect(b"MZ\x90\x00\x03\x00\x00\x00", PIXELS, &Allowed::default())
                 .unwrap_err()
                 .code,
             Code::UnsupportedType
         );
         assert_eq!(
-            inspect(b"\x7fELF\x02\x01\x01\x00", PIXELS)
+            inspect(b"\x7fELF\x02\x01\x01\x00", PIXELS, &Allowed::default())
                 .unwrap_err()
                 .code,
             Code::UnsupportedType
         );
         assert_eq!(
-            inspect(&[0xff, 0x00, 0xfe, 0x01], PIXELS).unwrap_err().code,
+            inspect(&[0xff, 0x00, 0xfe, 0x01], PIXELS, &Allowed::default())
+                .unwrap_err()
+                .code,
             Code::UnsupportedType
         );
         let mut broken = png(10, 10);
         broken.truncate(40);
         assert_eq!(
-            inspect(&broken, PIXELS).unwrap_err().code,
+            inspect(&broken, PIXELS, &Allowed::default())
+                .unwrap_err()
+                .code,
             Code::UnsupportedType
         );
-        assert_eq!(inspect(b"", PIXELS).unwrap_err().code, Code::InvalidPayload);
+        assert_eq!(
+            inspect(b"", PIXELS, &Allowed::default()).unwrap_err().code,
+            Code::InvalidPayload
+        );
     }
 
     #[test]
@@ -340,7 +416,7 @@ mod tests {
             &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
         ));
         bomb.extend(chunk(b"IEND", b""));
-        let refused = inspect(&bomb, PIXELS).unwrap_err();
+        let refused = inspect(&bomb, PIXELS, &Allowed::default()).unwrap_err();
         assert_eq!(refused.code, Code::TooLarge, "{refused}");
         assert!(refused.message.contains("100000×100000"), "{refused}");
     }
@@ -349,18 +425,66 @@ mod tests {
     fn an_image_without_pixels_is_refused() {
         // Found by the file_inspect fuzz target: a GIF whose screen is 4099 × 0 pixels.
         let gif = b"GIF89a\x03\x10\x00\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff\x21\xfe\x04\x01\x00\x00\x00\x00\x2c\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02\x40\x01\x00\x3b";
-        let refused = inspect(gif, PIXELS).unwrap_err();
+        let refused = inspect(gif, PIXELS, &Allowed::default()).unwrap_err();
         assert_eq!(refused.code, Code::UnsupportedType, "{refused}");
     }
 
     #[test]
     fn declared_types() {
-        assert!(declared_type_allowed("image/png"));
-        assert!(declared_type_allowed("text/markdown"));
-        assert!(declared_type_allowed("application/octet-stream"));
-        assert!(!declared_type_allowed("application/x-msdownload"));
-        assert!(!declared_type_allowed("image/svg+xml"));
-        assert!(!declared_type_allowed("text/"));
+        let allowed = Allowed::default();
+        assert!(allowed.declared("image/png"));
+        assert!(allowed.declared("text/markdown"));
+        assert!(allowed.declared("application/octet-stream"));
+        assert!(allowed.declared("video/mp4"));
+        assert!(allowed.declared("audio/wav"));
+        assert!(allowed.declared("Application/X-Zip-Compressed"));
+        assert!(!allowed.declared("application/x-msdownload"));
+        assert!(!allowed.declared("image/svg+xml"));
+        assert!(!allowed.declared("text/"));
+        let images = Allowed::parse("image/png, IMAGE/JPEG").unwrap();
+        assert!(images.declared("image/jpeg"));
+        assert!(
+            !images.declared("text/markdown"),
+            "text is allowed only with text/plain"
+        );
+        assert!(!images.declared("application/pdf"));
+    }
+
+    #[test]
+    fn the_allowlist_is_mime_types() {
+        for bad in [
+            "",
+            " , ",
+            "image",
+            "image/",
+            "/png",
+            "image/png; q=1",
+            "video/*x*",
+        ] {
+            assert!(Allowed::parse(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(Allowed::default(), Allowed::parse(DEFAULT_ALLOWED).unwrap());
+    }
+
+    #[test]
+    fn only_allowed_types_pass() {
+        let pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n";
+        assert_eq!(
+            probe(pdf, &Allowed::default()).unwrap().kind,
+            "application/pdf"
+        );
+        let images = Allowed::parse("image/png").unwrap();
+        let refused = probe(pdf, &images).unwrap_err();
+        assert_eq!(refused.code, Code::UnsupportedType);
+        assert!(refused.message.contains("image/png"), "{refused}");
+        assert!(
+            probe(b"plain words", &images).is_err(),
+            "no text/plain, no text"
+        );
+        assert_eq!(probe(&png(4, 4), &images).unwrap().size, Some((4, 4)));
+        // An MP4 (ftyp box, brand isom) is sniffed as video/mp4 and allowed by default.
+        let mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2\x00\x00\x00\x08free";
+        assert_eq!(probe(mp4, &Allowed::default()).unwrap().kind, "video/mp4");
     }
 
     /// A GIF of 35 bytes whose screen is 8000 × 8000 pixels: its size comes from the header,
@@ -369,17 +493,22 @@ mod tests {
 
     #[test]
     fn sizes_come_from_the_header_and_large_images_are_refused_undecoded() {
-        let probed = probe(SCREEN_BOMB).unwrap();
+        let probed = probe(SCREEN_BOMB, &Allowed::default()).unwrap();
         assert_eq!(probed.kind, "image/gif");
         assert_eq!(probed.size, Some((8000, 8000)));
-        let refused = inspect(SCREEN_BOMB, PIXELS).unwrap_err();
+        let refused = inspect(SCREEN_BOMB, PIXELS, &Allowed::default()).unwrap_err();
         assert_eq!(refused.code, Code::TooLarge, "{refused}");
-        assert_eq!(probe(&png(640, 480)).unwrap().size, Some((640, 480)));
+        assert_eq!(
+            probe(&png(640, 480), &Allowed::default()).unwrap().size,
+            Some((640, 480))
+        );
         assert_eq!(decode_cost(640, 480), 640 * 480 * DECODE_BYTES_PER_PIXEL);
         // At the cap, decoded; one pixel over, refused.
-        assert!(inspect(&png(100, 100), 10_000).is_ok());
+        assert!(inspect(&png(100, 100), 10_000, &Allowed::default()).is_ok());
         assert_eq!(
-            inspect(&png(101, 100), 10_000).unwrap_err().code,
+            inspect(&png(101, 100), 10_000, &Allowed::default())
+                .unwrap_err()
+                .code,
             Code::TooLarge
         );
     }

@@ -58,6 +58,8 @@ pub struct Uploads {
     pub quota_bytes: u64,
     /// Largest image decoded for a thumbnail, in pixels.
     max_pixels: u64,
+    /// The types that may be shared.
+    allowed: Arc<inspect::Allowed>,
     /// The memory image decodes may hold together, in KiB: each takes its
     /// [`inspect::decode_cost`] before it starts.
     decode_budget: Arc<Semaphore>,
@@ -112,6 +114,7 @@ impl Uploads {
         max_bytes: u64,
         quota_bytes: u64,
         max_pixels: u64,
+        allowed: inspect::Allowed,
         metrics: std::sync::Arc<crate::metrics::Metrics>,
     ) -> Self {
         let mut mac = HmacSha256::new_from_slice(jwt_secret.as_bytes())
@@ -125,6 +128,7 @@ impl Uploads {
             max_bytes,
             quota_bytes,
             max_pixels,
+            allowed: Arc::new(allowed),
             decode_budget: Arc::new(Semaphore::new(
                 decode_kib(inspect::decode_cost_of(max_pixels)) as usize,
             )),
@@ -221,12 +225,13 @@ impl Uploads {
         if size > self.max_bytes {
             return Err(AppError::too_large("the file", self.max_bytes));
         }
-        if !inspect::declared_type_allowed(declared_type) {
+        if !self.allowed.declared(declared_type) {
             return Err(AppError::new(
                 Code::UnsupportedType,
                 format!(
-                    "files of type {} cannot be shared (images, PDF, text, documents and archives can)",
-                    declared_type.chars().take(100).collect::<String>()
+                    "files of type {} cannot be shared (these can: {})",
+                    declared_type.chars().take(100).collect::<String>(),
+                    self.allowed.described()
                 ),
             ));
         }
@@ -404,8 +409,8 @@ impl Uploads {
     async fn inspect(&self, bytes: &Bytes) -> AppResult<inspect::Inspected> {
         let failed = || AppError::new(Code::Internal, "the file could not be checked");
         let probed = {
-            let bytes = bytes.clone();
-            tokio::task::spawn_blocking(move || inspect::probe(&bytes))
+            let (bytes, allowed) = (bytes.clone(), self.allowed.clone());
+            tokio::task::spawn_blocking(move || inspect::probe(&bytes, &allowed))
                 .await
                 .map_err(|_| failed())??
         };
@@ -614,7 +619,15 @@ mod tests {
         )
         .unwrap();
         let metrics = std::sync::Arc::new(crate::metrics::Metrics::new());
-        let uploads = Uploads::new(storage, "secret", 10, 10, 1000, metrics);
+        let uploads = Uploads::new(
+            storage,
+            "secret",
+            10,
+            10,
+            1000,
+            inspect::Allowed::default(),
+            metrics,
+        );
         let key = Uuid::now_v7();
         let later = Utc::now().timestamp() + 60;
         let sig = uploads.signature(key, later);

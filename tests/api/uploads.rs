@@ -639,3 +639,62 @@ async fn a_presigned_s3_upload_goes_straight_to_the_bucket() {
     sender.disconnect().await;
     cluster.finish().await;
 }
+
+/// `UPLOAD_ALLOWED_TYPES`: by default a video is shared (and downloaded, never shown inline);
+/// an instance that allows only PNG refuses a PDF when it is announced and when its bytes come,
+/// and says what it does take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upload_allowlist_is_a_setting_and_takes_video_by_default() {
+    let cluster = Cluster::start(&[]).await;
+    let ann = cluster.register(cluster.a(), "ann").await;
+    let mp4 = b"\x00\x00\x00\x18ftypisom\x00\x00\x02\x00isomiso2\x00\x00\x00\x08free".to_vec();
+    let (status, body) = multipart(&cluster, cluster.a(), &ann, "clip.mp4", "video/mp4", mp4).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["type"], "video/mp4");
+    let url = body["url"].as_str().expect("url").to_owned();
+    let (status, headers, _) = fetch(&cluster, cluster.b(), &url, Some(&ann)).await;
+    assert_eq!(status, 200);
+    assert!(header(&headers, "content-disposition").starts_with("attachment"));
+    assert!(header(&headers, "content-security-policy").contains("sandbox"));
+    cluster.finish().await;
+
+    let cluster = Cluster::start(&["--upload-allowed-types", "image/png"]).await;
+    let ann = cluster.register(cluster.a(), "ann").await;
+    let (status, body) = cluster
+        .post(
+            cluster.a(),
+            "/api/uploads",
+            &ann,
+            json!({"name": "a.pdf", "type": "application/pdf", "size": 100}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (415, Some("unsupported_type"))
+    );
+    let pdf = b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<<>>\nendobj\n".to_vec();
+    let (status, body) =
+        multipart(&cluster, cluster.a(), &ann, "a.pdf", "application/pdf", pdf).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (415, Some("unsupported_type")),
+        "{body}"
+    );
+    assert!(
+        body["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("image/png")),
+        "{body}"
+    );
+    let (status, body) = multipart(
+        &cluster,
+        cluster.a(),
+        &ann,
+        "dot.png",
+        "image/png",
+        png(8, 8),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    cluster.finish().await;
+}
