@@ -42,6 +42,8 @@ const KINDS: Record<string, string> = {
   "text/plain": "Text",
   "text/csv": "CSV",
   "text/markdown": "Markdown",
+  "audio/mpeg": "MP3 audio",
+  "video/quicktime": "QuickTime video",
 };
 
 /** What kind of file it is, in words: "PDF", "PNG image", "Word document", else its type. */
@@ -51,6 +53,8 @@ export function fileKind(type: string, name = ""): string {
   if (known) return known;
   const sub = /^image\/([a-z0-9.+-]+)$/.exec(mime)?.[1];
   if (sub) return `${sub.replace(/\+xml$/, "").replace(/^x-/, "").toUpperCase()} image`;
+  const media = /^(video|audio)\/(?:x-)?([a-z0-9.+-]+)$/.exec(mime);
+  if (media) return `${media[2]!.toUpperCase()} ${media[1]}`;
   const ext = /\.([a-z0-9]{1,8})$/i.exec(name)?.[1];
   if (ext && (mime === "" || mime === "application/octet-stream")) return `${ext.toUpperCase()} file`;
   return mime || "File";

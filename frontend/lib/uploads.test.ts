@@ -252,6 +252,9 @@ describe("file display", () => {
     expect(fileKind("application/pdf")).toBe("PDF");
     expect(fileKind("image/png")).toBe("PNG image");
     expect(fileKind("image/svg+xml")).toBe("SVG image");
+    expect(fileKind("video/mp4")).toBe("MP4 video");
+    expect(fileKind("audio/x-flac")).toBe("FLAC audio");
+    expect(fileKind("audio/mpeg")).toBe("MP3 audio");
     expect(fileKind("application/vnd.openxmlformats-officedocument.wordprocessingml.document")).toBe("Word document");
     expect(fileKind("text/plain; charset=utf-8")).toBe("Text");
     expect(fileKind("application/octet-stream", "data.parquet")).toBe("PARQUET file");
