@@ -127,8 +127,8 @@ pub struct Config {
     #[arg(long, env = "PRESENCE_FANOUT_MAX", default_value_t = 500)]
     pub presence_fanout_max: u64,
 
-    /// Messages a user may send per window.
-    #[arg(long, env = "RATE_LIMIT_MESSAGES", default_value_t = 20)]
+    /// Messages a user may send per window (at least 1).
+    #[arg(long, env = "RATE_LIMIT_MESSAGES", default_value_t = 20, value_parser = clap::value_parser!(u64).range(1..))]
     pub rate_limit_messages: u64,
 
     /// Rate-limit window in seconds.
@@ -138,6 +138,11 @@ pub struct Config {
     /// How long a user who went over the limit stays blocked, in seconds.
     #[arg(long, env = "RATE_LIMIT_BLOCK_SECS", default_value_t = 30)]
     pub rate_limit_block_secs: u64,
+
+    /// How long a send over the limit is held for its turn before it is refused, in seconds
+    /// (0: refused at once). At most 60.
+    #[arg(long, env = "RATE_LIMIT_HOLD_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub rate_limit_hold_secs: u64,
 
     /// What one user's requests may cost an instance at once, in cost units (every client
     /// event and history read has its cost, PROTOCOL.md "Budgets"); 0 turns the budget off.

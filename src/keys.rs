@@ -91,7 +91,7 @@ impl Keys {
         format!("{}:presence-tick:{channel}", self.prefix)
     }
 
-    /// Message counter of a user in the current rate-limit window.
+    /// A user's send schedule: when (ms on Redis's clock) their next send slot is free.
     pub fn rate_count(&self, user: &str) -> String {
         format!("{{{}:u:{user}}}:rl:msg", self.prefix)
     }

@@ -39,7 +39,7 @@ pub use uploads::inspect;
 pub mod testing {
     pub use crate::keys::Keys;
     pub use crate::kv::{Redis, RedisTarget};
-    pub use crate::ratelimit::{RateLimiter, Verdict};
+    pub use crate::ratelimit::{RateLimiter, SendLimit, Verdict};
     pub use crate::retention::LOCK_KEY;
     pub use crate::shutdown::Shutdown;
 }
@@ -218,11 +218,12 @@ impl App {
             limiter: RateLimiter::new(
                 redis.clone(),
                 keys.clone(),
-                (
-                    config.rate_limit_messages,
-                    config.rate_limit_window_secs,
-                    config.rate_limit_block_secs,
-                ),
+                ratelimit::SendLimit {
+                    messages: config.rate_limit_messages,
+                    window_secs: config.rate_limit_window_secs,
+                    block_secs: config.rate_limit_block_secs,
+                    hold_secs: config.rate_limit_hold_secs,
+                },
                 &shutdown,
             ),
             filter,

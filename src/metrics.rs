@@ -57,6 +57,8 @@ pub struct Metrics {
     pub commit_seconds: Histogram,
     /// From a `message.send` arriving to its ack.
     pub send_seconds: Histogram,
+    /// Sends (and changes to messages) over the rate limit held for their turn.
+    pub sends_held: Counter,
     /// Uploads whose bytes were checked and stored, and their bytes.
     pub uploads_stored: Counter,
     pub upload_bytes: Counter,
@@ -84,6 +86,7 @@ impl Metrics {
             batch_size: Histogram::new(SIZES),
             commit_seconds: Histogram::new(SECONDS),
             send_seconds: Histogram::new(SECONDS),
+            sends_held: Counter::default(),
             uploads_stored: Counter::default(),
             upload_bytes: Counter::default(),
             retention_messages: Counter::default(),
@@ -140,6 +143,11 @@ impl Metrics {
             "banter_send_ack_seconds",
             "From a message.send arriving to its ack",
             m.send_seconds.clone(),
+        );
+        r.register(
+            "banter_sends_held",
+            "Sends and changes to messages over the rate limit held for their turn (RATE_LIMIT_HOLD_SECS)",
+            m.sends_held.clone(),
         );
         r.register(
             "banter_uploads_stored",

@@ -1,13 +1,18 @@
 //! Cluster-wide rate limits in Redis.
 //!
-//! Sending: at most `RATE_LIMIT_MESSAGES` per `RATE_LIMIT_WINDOW_SECS` per user (a fixed
-//! window); the message over the limit blocks the user for `RATE_LIMIT_BLOCK_SECS`. The check,
-//! the count and the block are one Lua script, so concurrent sends on several instances cannot
-//! slip past it, and the block is a Redis key, so it outlives every instance. The sends an
-//! instance checks at once go to Redis together: the script takes a batch and checks its sends
-//! in order (two sends of one user in a batch count twice), one call per batch (on a Redis
-//! Cluster, one call per user of the batch, together: a user's keys share a hash tag, and a
-//! guest's address budget, of another tag, is checked before).
+//! Sending: at most `RATE_LIMIT_MESSAGES` per `RATE_LIMIT_WINDOW_SECS` per user, as a
+//! generic cell rate (GCRA): each send takes the next slot of the user's schedule, one every
+//! `window / limit`, and up to `limit` slots may be taken ahead of time, so a burst of `limit`
+//! sends goes through at once. A send whose slot is further ahead is held until its slot comes,
+//! when that is at most `RATE_LIMIT_HOLD_SECS` away: a burst a person makes (a pasted block of
+//! lines) is delayed in order, never lost. A send further ahead than that blocks the user for
+//! `RATE_LIMIT_BLOCK_SECS`. The check, the slot and the block are one Lua script on Redis's
+//! clock, so concurrent sends on several instances cannot slip past it, and the block and the
+//! schedule are Redis keys, so they outlive every instance. The sends an instance checks at
+//! once go to Redis together: the script takes a batch and checks its sends in order (two sends
+//! of one user in a batch take two slots), one call per batch (on a Redis Cluster, one call per
+//! user of the batch, together: a user's keys share a hash tag, and a guest's address budget,
+//! of another tag, is checked before).
 //!
 //! Login and channel passwords: attempts are counted before the password is checked, in one
 //! atomic step ([`ATTEMPT`]), per client address and per account-and-address (capped), and per
@@ -22,14 +27,21 @@ use crate::keys::Keys;
 use crate::shutdown::Shutdown;
 
 // A batch of sends, checked in order. KEYS, three per send: the user's block, the user's
-// window count, the guest budget of the client address (unused for registered users). ARGV:
-// limit, window ms, block ms, then one guest budget per send (0: not a guest). Returns three
-// numbers per send: allowed, retry after ms, whether this send started a block. A guest over
-// the address budget is refused without starting a block. On a Redis Cluster the guest budget
-// (another hash tag than the user's) is checked before, by [`ATTEMPT`], and given 0 here.
+// schedule (the time, in ms on Redis's clock, at which the user's next slot is free), the guest
+// budget of the client address (unused for registered users). ARGV: limit, window ms, block ms,
+// hold ms, then one guest budget per send (0: not a guest). Returns three numbers per send:
+// the verdict (1 allowed, 2 held, 0 refused), the wait in ms (until the slot for a held send,
+// the retry for a refused one), whether this send started a block. A guest over the address
+// budget is refused without starting a block. On a Redis Cluster the guest budget (another
+// hash tag than the user's) is checked before, by [`ATTEMPT`], and given 0 here.
 const SEND: &str = r"
-local limit, window, block = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local function check(block_key, count_key, guest_key, guest_cap)
+local limit, window, block, hold =
+  tonumber(ARGV[1]), tonumber(ARGV[2]), ARGV[3], tonumber(ARGV[4])
+local clock = redis.call('TIME')
+local now = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local interval = window / limit
+local ahead = interval * limit
+local function check(block_key, schedule_key, guest_key, guest_cap)
   local blocked = redis.call('PTTL', block_key)
   if blocked > 0 then return 0, blocked, 0 end
   if guest_cap > 0 then
@@ -40,23 +52,28 @@ local function check(block_key, count_key, guest_key, guest_cap)
       return 0, ttl, 0
     end
   end
-  local n = redis.call('INCR', count_key)
-  if n == 1 then redis.call('PEXPIRE', count_key, window) end
-  if n > limit then
+  local free = tonumber(redis.call('GET', schedule_key) or '0')
+  if free < now then free = now end
+  local after = free + interval
+  local wait = math.ceil(after - ahead - now)
+  if wait > hold then
     redis.call('SET', block_key, 1, 'PX', block)
-    redis.call('DEL', count_key)
+    redis.call('DEL', schedule_key)
     return 0, tonumber(block), 1
   end
+  redis.call('SET', schedule_key, string.format('%.3f', after), 'PX',
+             math.ceil(after - now) + 1)
   if guest_cap > 0 and redis.call('INCR', guest_key) == 1 then
     redis.call('PEXPIRE', guest_key, window)
   end
+  if wait > 0 then return 2, wait, 0 end
   return 1, 0, 0
 end
 local out = {}
 for i = 1, #KEYS / 3 do
-  local allowed, wait, new_block =
-    check(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], tonumber(ARGV[3 + i]))
-  out[#out + 1] = allowed
+  local verdict, wait, new_block =
+    check(KEYS[3 * i - 2], KEYS[3 * i - 1], KEYS[3 * i], tonumber(ARGV[4 + i]))
+  out[#out + 1] = verdict
   out[#out + 1] = wait
   out[#out + 1] = new_block
 end
@@ -140,6 +157,10 @@ struct Paced {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     Allowed,
+    /// Allowed once its slot comes, `wait_ms` from now: the caller holds it until then.
+    Held {
+        wait_ms: u64,
+    },
     /// Refused; `new_block` is true for the send that started the block.
     Blocked {
         retry_after_ms: u64,
@@ -162,11 +183,22 @@ pub struct RateLimiter {
 
 /// One send waiting for its check.
 struct SendCheck {
-    /// The user's block key, window count key and guest budget key.
+    /// The user's block key, schedule key and guest budget key.
     keys: [String; 3],
     /// The guest budget (0: not a guest, or checked before).
     budget: u64,
     reply: oneshot::Sender<RedisResult<Verdict>>,
+}
+
+/// The send limit (`RATE_LIMIT_*`).
+#[derive(Clone, Copy, Debug)]
+pub struct SendLimit {
+    /// Sends per window (at least 1).
+    pub messages: u64,
+    pub window_secs: u64,
+    pub block_secs: u64,
+    /// How long a send over the limit may be held for its slot (0: refused at once).
+    pub hold_secs: u64,
 }
 
 /// What the send checks run with.
@@ -176,6 +208,7 @@ struct SendLimits {
     limit: u64,
     window_ms: u64,
     block_ms: u64,
+    hold_ms: u64,
 }
 
 /// Checks the sends of this instance: what arrived while the previous call ran goes to Redis
@@ -226,7 +259,10 @@ impl SendLimits {
     /// One script call for `checks`: a verdict per send, in order.
     async fn check_slot(&self, checks: &[&SendCheck]) -> RedisResult<Vec<Verdict>> {
         let mut call = self.script.prepare_invoke();
-        call.arg(self.limit).arg(self.window_ms).arg(self.block_ms);
+        call.arg(self.limit)
+            .arg(self.window_ms)
+            .arg(self.block_ms)
+            .arg(self.hold_ms);
         for check in checks {
             call.key(&check.keys[..]).arg(check.budget);
         }
@@ -239,15 +275,15 @@ impl SendLimits {
         }
         Ok(flat
             .chunks_exact(3)
-            .map(|v| {
-                if v[0] == 1 {
-                    Verdict::Allowed
-                } else {
-                    Verdict::Blocked {
-                        retry_after_ms: v[1].max(1) as u64,
-                        new_block: v[2] == 1,
-                    }
-                }
+            .map(|v| match v[0] {
+                1 => Verdict::Allowed,
+                2 => Verdict::Held {
+                    wait_ms: v[1].max(0) as u64,
+                },
+                _ => Verdict::Blocked {
+                    retry_after_ms: v[1].max(1) as u64,
+                    new_block: v[2] == 1,
+                },
             })
             .collect())
     }
@@ -256,20 +292,16 @@ impl SendLimits {
 impl RateLimiter {
     /// Starts this instance's send checker, a task of `tasks` (it ends when the last clone of
     /// the limiter is dropped, or when shutdown begins).
-    pub fn new(
-        redis: Redis,
-        keys: Keys,
-        (limit, window_secs, block_secs): (u64, u64, u64),
-        tasks: &Shutdown,
-    ) -> Self {
-        let window_ms = window_secs.max(1) * 1000;
+    pub fn new(redis: Redis, keys: Keys, limit: SendLimit, tasks: &Shutdown) -> Self {
+        let window_ms = limit.window_secs.max(1) * 1000;
         let (sends, checks) = mpsc::channel(SEND_QUEUE);
         let limits = SendLimits {
             redis: redis.clone(),
             script: Script::new(SEND),
-            limit,
+            limit: limit.messages.max(1),
             window_ms,
-            block_ms: block_secs.max(1) * 1000,
+            block_ms: limit.block_secs.max(1) * 1000,
+            hold_ms: limit.hold_secs * 1000,
         };
         tasks.spawn_until_stopped(check_sends(limits, checks));
         Self {
@@ -282,7 +314,8 @@ impl RateLimiter {
         }
     }
 
-    /// Counts one send of `user` and says whether it may go through.
+    /// Takes a slot of `user`'s schedule for one send and says whether it may go through now,
+    /// after a wait, or not at all.
     /// A guest's send also counts against `guest`: the client address and the budget all
     /// guests of that address share per window; over it, the send is refused without counting
     /// against the guest (no block). Checked with the other sends of this instance that are

@@ -1038,8 +1038,16 @@ async fn changes_count_toward_the_send_limit_and_edits_pass_the_word_filter() {
     let words = std::env::temp_dir().join(format!("banter-words-{}", Uuid::new_v4()));
     std::fs::write(&words, "darn\n").expect("word list");
     let words = words.display().to_string();
-    let cluster =
-        Cluster::start(&["--rate-limit-messages", "3", "--word-filter-file", &words]).await;
+    // Without the hold, the action over the limit is refused at once.
+    let cluster = Cluster::start(&[
+        "--rate-limit-messages",
+        "3",
+        "--rate-limit-hold-secs",
+        "0",
+        "--word-filter-file",
+        &words,
+    ])
+    .await;
     let alice = cluster.guest("alice").await;
     let a = Client::connect(cluster.a(), &alice).await;
     let m = sent(&a, "general", "fine").await;

@@ -92,7 +92,12 @@ pub async fn standalone_limiter(
     let limiter = banter::testing::RateLimiter::new(
         redis.clone(),
         keys,
-        (limit, window_secs, block_secs),
+        banter::testing::SendLimit {
+            messages: limit,
+            window_secs,
+            block_secs,
+            hold_secs: 0,
+        },
         &banter::testing::Shutdown::new(),
     );
     (limiter, redis, prefix)
@@ -905,6 +910,24 @@ impl Client {
     /// whose handling time depends on the machine, not on banter's behaviour).
     pub async fn ack_within(&self, event: &str, payload: Value, wait: Duration) -> Value {
         self.ack_args_within(event, vec![payload], wait).await
+    }
+
+    /// Emits now and returns the wait for the ack (so that a test can send many events at a
+    /// pace of its own before any ack comes).
+    pub fn ack_later(
+        &self,
+        event: &str,
+        payload: Value,
+    ) -> impl std::future::Future<Output = Value> + 'static {
+        let answer = self.inner.emit_with_ack(event, vec![payload]);
+        let event = event.to_owned();
+        async move {
+            let args = tokio::time::timeout(WAIT, answer)
+                .await
+                .unwrap_or_else(|_| panic!("no ack for {event} within {WAIT:?}"))
+                .expect("ack");
+            first_arg(args)
+        }
     }
 
     async fn ack_args_within(&self, event: &str, args: Vec<Value>, wait: Duration) -> Value {

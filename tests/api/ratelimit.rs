@@ -7,7 +7,8 @@ use crate::helpers::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn over_the_limit_blocks_across_restarts() {
-    let mut cluster = Cluster::start(&[]).await;
+    // Without the hold, the send over the limit blocks at once.
+    let mut cluster = Cluster::start(&["--rate-limit-hold-secs", "0"]).await;
     let user = cluster.guest("chatty").await;
     let tab_a = Client::connect(cluster.a(), &user).await;
     let tab_b = Client::connect(cluster.b(), &user).await;
@@ -71,7 +72,8 @@ async fn over_the_limit_blocks_across_restarts() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_count_toward_the_window_and_are_still_answered() {
-    let cluster = Cluster::start(&["--rate-limit-messages", "3"]).await;
+    let cluster =
+        Cluster::start(&["--rate-limit-messages", "3", "--rate-limit-hold-secs", "0"]).await;
     let user = cluster.guest("retrier").await;
     let tab = Client::connect(cluster.a(), &user).await;
     let first = send(&tab, "general", "once").await;
@@ -146,4 +148,105 @@ async fn concurrent_sends_are_counted_one_by_one() {
         }
     }
     assert_eq!((allowed, blocks, refused), (50, 1, 149));
+}
+
+/// A person pasting 25 lines with the default limits (20 per 10 s, held up to 10 s): the sends
+/// over the limit are held for their turn, in order, not refused; all 25 are stored and reach
+/// the channel in the order they were sent, and the sender is not blocked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_over_the_limit_is_held_in_order_not_lost() {
+    let cluster = Cluster::start(&[]).await;
+    let paster = cluster.guest("paster").await;
+    let reader = cluster.guest("reader").await;
+    let tab = Client::connect(cluster.a(), &paster).await;
+    let watcher = Client::connect(cluster.b(), &reader).await;
+    let mut acks = Vec::new();
+    let started = std::time::Instant::now();
+    for n in 0..25 {
+        acks.push(tab.ack_later(
+            "message.send",
+            serde_json::json!({
+                "channel": "general",
+                "text": format!("line {n}"),
+                "client_message_id": uuid::Uuid::new_v4(),
+            }),
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
+    }
+    // A slot frees every 500 ms: of the sends past the 20th, those sent before enough slots
+    // freed must have been held.
+    let freed = (started.elapsed().as_millis() / 500) as i64;
+    let acks = futures_util::future::join_all(acks).await;
+    let mut seqs = Vec::new();
+    for (n, ack) in acks.iter().enumerate() {
+        assert_eq!(ack["ok"], true, "line {n}: {ack}");
+        assert_eq!(ack["message"]["text"], format!("line {n}"));
+        seqs.push(ack["message"]["seq"].as_i64().expect("seq"));
+    }
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "stored in order: {seqs:?}"
+    );
+    let delivered: Vec<String> = watcher
+        .wait_for_count("message.new", 25)
+        .await
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect();
+    let sent: Vec<String> = (0..25).map(|n| format!("line {n}")).collect();
+    assert_eq!(delivered, sent);
+    assert!(tab.events("rate_limited").is_empty(), "not blocked");
+    let held = cluster.metric(cluster.a(), "banter_sends_held_total").await as i64;
+    assert!(
+        held >= 5 - freed - 1 && held <= 5,
+        "{held} held, {freed} slots freed while sending"
+    );
+    tab.disconnect().await;
+    watcher.disconnect().await;
+    cluster.finish().await;
+}
+
+/// A flooder is still stopped: with 10 sends per 10 s held up to 2 s, of 20 sends at once the
+/// first 10 go at once, the next 2 are held (1 s and 2 s), the 13th would wait 3 s and starts
+/// the block, and the rest are refused (one more goes through per second the sending took);
+/// nothing refused is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_beyond_the_hold_is_blocked() {
+    let cluster =
+        Cluster::start(&["--rate-limit-messages", "10", "--rate-limit-hold-secs", "2"]).await;
+    let flooder = cluster.guest("flooder").await;
+    let tab = Client::connect(cluster.a(), &flooder).await;
+    let mut acks = Vec::new();
+    let started = std::time::Instant::now();
+    for n in 0..20 {
+        acks.push(tab.ack_later(
+            "message.send",
+            serde_json::json!({
+                "channel": "general",
+                "text": format!("flood {n}"),
+                "client_message_id": uuid::Uuid::new_v4(),
+            }),
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    let freed = started.elapsed().as_secs() as usize;
+    let acks = futures_util::future::join_all(acks).await;
+    let ok = acks.iter().filter(|a| a["ok"] == true).count();
+    let limited = acks
+        .iter()
+        .filter(|a| a["ok"] == false && a["error"]["code"] == "rate_limited")
+        .count();
+    assert_eq!(ok + limited, 20, "{acks:?}");
+    assert!(
+        (12..=12 + freed).contains(&ok),
+        "{ok} sent, {freed} s: {acks:?}"
+    );
+    tab.wait_for("rate_limited", |_| true).await;
+    let stored: i64 = sqlx::query_scalar("SELECT count(*) FROM messages")
+        .fetch_one(&cluster.db)
+        .await
+        .unwrap();
+    assert_eq!(stored, ok as i64);
+    tab.disconnect().await;
+    cluster.finish().await;
 }

@@ -166,7 +166,8 @@ pub(super) struct Blocked {
     pub(super) new_block: bool,
 }
 
-/// Counts one send (or change to a message) against the user's limit. Guests are cheap to
+/// Counts one send (or change to a message) against the user's limit, and holds it until its
+/// turn when it is over the limit by less than `RATE_LIMIT_HOLD_SECS`. Guests are cheap to
 /// make: together, the guests of one client address also have a budget of their own (checked
 /// in the same script on one Redis). Chat keeps working while Redis is away: the limit fails
 /// open.
@@ -178,6 +179,11 @@ pub(super) async fn check_rate(state: &AppState, conn: &Conn) -> Result<(), Bloc
         .then_some((address.as_str(), state.config.guest_messages_per_address));
     match state.limiter.check_send(&user, guest).await {
         Ok(Verdict::Allowed) => Ok(()),
+        Ok(Verdict::Held { wait_ms }) => {
+            state.metrics.sends_held.inc();
+            tokio::time::sleep(std::time::Duration::from_millis(wait_ms)).await;
+            Ok(())
+        }
         Ok(Verdict::Blocked {
             retry_after_ms,
             new_block,
