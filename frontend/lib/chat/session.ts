@@ -25,7 +25,11 @@ export interface SocketLike {
 
 export type Api = typeof defaultApi;
 
-const ACK_TIMEOUT_MS = 10_000;
+/**
+ * How long an ack is awaited: longer than the server holds a send over the rate limit
+ * (`RATE_LIMIT_HOLD_SECS`, 10 s by default) before it handles it.
+ */
+const ACK_TIMEOUT_MS = 20_000;
 const NOTICE_MS = 6000;
 
 export class Session {
