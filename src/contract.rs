@@ -58,6 +58,7 @@ pub mod server {
     pub const MENTION: &str = "mention";
     pub const CHANNEL_READ: &str = "channel.read";
     pub const CHANNEL_REMOVED: &str = "channel.removed";
+    pub const CHANNEL_CREATED: &str = "channel.created";
     /// A failed event that asked for no ack.
     pub const ERROR: &str = "error";
     /// The events of changes to stored messages (delivered in change order).
@@ -595,6 +596,13 @@ pub struct ChannelRemoved {
     pub channel: String,
 }
 
+/// `channel.created`: a channel was created (every socket, so that channel lists stay whole).
+#[derive(Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
+pub struct ChannelCreated {
+    pub channel: ChannelView,
+}
+
 /// `mention`: a message mentions the receiving user (sent to all their sockets).
 #[derive(Debug, Serialize, Deserialize)]
 #[cfg_attr(test, derive(ts_rs::TS), ts(export))]
@@ -909,6 +917,7 @@ mod tests {
             (server::MENTION, fields::<Mention>()),
             (server::CHANNEL_READ, fields::<ChannelRead>()),
             (server::CHANNEL_REMOVED, fields::<ChannelRemoved>()),
+            (server::CHANNEL_CREATED, fields::<ChannelCreated>()),
             (server::ERROR, ["code", "message"].map(String::from).into()),
         ];
         let rows = table("### Server → client");

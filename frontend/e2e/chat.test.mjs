@@ -349,20 +349,49 @@ test("a private channel asks for its password", { timeout: TEST_TIMEOUT }, async
   await messages(cara.page).getByText("Made it in", { exact: true }).waitFor();
 });
 
-test("sending too fast shows a countdown, and waiting messages go out by themselves", { timeout: TEST_TIMEOUT }, async () => {
+test("a burst is held, not refused; a flood shows a countdown, and waiting messages go out by themselves", { timeout: TEST_TIMEOUT }, async () => {
   const eve = await app();
   await registerThroughUi(eve.page, `eve-${tag}`);
   const channel = `burst-${tag}`;
   await createChannel(eve.page, channel);
 
+  // 24 messages typed as fast as the page takes them: over the limit of 20 per 10 s, the last
+  // ones are held by the server for their turn; none is refused and no block starts.
   const total = 24;
   for (let i = 1; i <= total; i++) await send(eve.page, `burst ${i}`);
-
+  const log = messages(eve.page);
+  await eventually(
+    async () => (await eve.page.getByText(/Sending…|Waiting to send/).count()) === 0,
+    30_000,
+    "every message of the burst sent",
+  );
+  for (let i = 1; i <= total; i++) {
+    assert.equal(await log.getByText(`burst ${i}`, { exact: true }).count(), 1, `burst ${i} once`);
+  }
   const banner = eve.page.getByRole("alert").filter({ hasText: "sending messages too fast" });
+  assert.equal(await banner.count(), 0, "no block for a burst");
+
+  // A flood from three more connections of the same user, 16 sends at once on each (a
+  // socket's limit of events in flight): more than the 20 sends of the limit plus the 20 the
+  // hold takes, so the block starts; the tab shows the countdown, and what is typed meanwhile
+  // waits.
+  const cookie = await cookieHeader(eve.context);
+  const floods = await Promise.all([1, 2, 3].map(() => socketFor(baseUrl, cookie)));
+  for (const flood of floods) await emitAck(flood, "channel.join", { channel });
+  await Promise.all(
+    floods.flatMap((flood, k) =>
+      Array.from({ length: 16 }, (_, i) =>
+        emitAck(flood, "message.send", { channel, text: `flood ${k}.${i}`, client_message_id: crypto.randomUUID() }, 20_000),
+      ),
+    ),
+  );
+  for (const flood of floods) flood.disconnect();
   await banner.waitFor();
   const seconds = async () => Number(/send again in (\d+)s/.exec(await banner.innerText())?.[1]);
   const first = await seconds();
   assert.ok(first > 0 && first <= 30, `countdown starts at ${first}s`);
+  await send(eve.page, "after the flood 1");
+  await send(eve.page, "after the flood 2");
   await eve.page.getByText("Waiting to send — rate limited").first().waitFor();
   await screenshot(eve.page, "e2e-rate-limited");
   await sleep(2200);
@@ -370,14 +399,13 @@ test("sending too fast shows a countdown, and waiting messages go out by themsel
 
   // When the block ends, the banner goes and the waiting messages are sent, each once.
   await banner.waitFor({ state: "hidden", timeout: 40_000 });
-  const log = messages(eve.page);
   await eventually(
     async () => (await eve.page.getByText(/Sending…|Waiting to send/).count()) === 0,
     20_000,
     "every message sent",
   );
-  for (let i = 1; i <= total; i++) {
-    assert.equal(await log.getByText(`burst ${i}`, { exact: true }).count(), 1, `burst ${i} once`);
+  for (const text of ["after the flood 1", "after the flood 2"]) {
+    assert.equal(await log.getByText(text, { exact: true }).count(), 1, `${text} once`);
   }
 });
 

@@ -19,6 +19,7 @@ export type { MessageReactions as MessageReactionsEvent } from "./generated/Mess
 export type { Mention as MentionEvent } from "./generated/Mention";
 export type { ChannelRead as ChannelReadEvent } from "./generated/ChannelRead";
 export type { ChannelRemoved as ChannelRemovedEvent } from "./generated/ChannelRemoved";
+export type { ChannelCreated as ChannelCreatedEvent } from "./generated/ChannelCreated";
 import type { MessageDeleted } from "./generated/MessageDeleted";
 import type { MessageReactions } from "./generated/MessageReactions";
 import type { MessageUpdated } from "./generated/MessageUpdated";

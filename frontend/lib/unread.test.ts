@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { countMention, lastSeenLabel, markRead, mergeFetched, unreadLabel, unreadOf, updateDm, updateNamed } from "./unread";
+import { countMention, lastSeenLabel, markRead, mergeFetched, unreadLabel, unreadOf, updateDm, updateNamed, withCreated } from "./unread";
 import type { Channel, DirectMessage } from "./types";
 
 const ch = (name: string, extra: Partial<Channel> = {}): Channel => ({ name, description: "", private: false, createdAt: "", first_seq: 1, ...extra });
@@ -62,5 +62,16 @@ describe("last seen", () => {
     expect(lastSeenLabel("2025-03-10T11:00:00Z", now)).toBe("last seen 1 hour ago");
     expect(lastSeenLabel("2025-03-08T12:00:00Z", now)).toBe("last seen 2 days ago");
     expect(lastSeenLabel("2025-01-03T12:00:00Z", now)).toBe("last seen on January 3");
+  });
+});
+
+describe("a channel created by someone else", () => {
+  const ch = (name: string, extra = {}) => ({ name, description: "", private: false, createdAt: "2025-01-01T00:00:00Z", first_seq: 1, ...extra });
+  it("joins the list in its place by name", () => {
+    expect(withCreated([ch("alpha"), ch("gamma")], ch("beta")).map((c) => c.name)).toEqual(["alpha", "beta", "gamma"]);
+  });
+  it("leaves a channel already listed as it is", () => {
+    const held = [ch("alpha", { unread: 3 })];
+    expect(withCreated(held, ch("alpha"))).toEqual(held);
   });
 });

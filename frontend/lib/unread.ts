@@ -69,6 +69,15 @@ export function mergeFetched<T extends Channel>(fresh: T[], held: readonly Chann
   });
 }
 
+/**
+ * The list with a channel just created (`channel.created`) in its place by name; a channel
+ * already listed stays as it is (it carries the reader's counts).
+ */
+export function withCreated<T extends Channel>(list: readonly T[], created: T): T[] {
+  if (list.some((c) => c.name === created.name)) return [...list];
+  return [...list, created].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+}
+
 /** What a sidebar entry says to a screen reader: its name, then its counts. */
 export function unreadLabel(name: string, u: Unread): string {
   const parts = [name];

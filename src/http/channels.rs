@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::ApiJson;
 use crate::auth::{hash_password, AuthUser};
-use crate::contract::{ChannelView, Message};
+use crate::contract::{server, ChannelCreated, ChannelView, Message};
 use crate::error::{AppError, AppResult, Code, FieldError, ResultExt};
 use crate::state::AppState;
 use crate::store::channels::{self, Retention};
@@ -170,6 +170,14 @@ async fn create(
     .await
     .conflict_on_unique("a channel with that name already exists")?;
     tracing::info!(channel = %channel.name, private = channel.is_private(), user_id = %user.id, "channel created");
+    // Every channel list stays whole without a reload.
+    let created = ChannelCreated {
+        channel: channel.view(),
+    };
+    state
+        .delivery
+        .broadcast(Vec::new(), server::CHANNEL_CREATED, &created)
+        .await;
     Ok((StatusCode::CREATED, Json(channel.view())))
 }
 

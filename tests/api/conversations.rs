@@ -1082,3 +1082,60 @@ async fn changes_count_toward_the_send_limit_and_edits_pass_the_word_filter() {
     cluster.finish().await;
     let _ = std::fs::remove_file(&words);
 }
+
+/// A channel created on one instance appears at once in every client's list, on every
+/// instance: `channel.created` with the channel as `GET /api/channels` shows it (never its
+/// password); a direct message is not announced.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_channel_is_announced_to_every_socket() {
+    let cluster = Cluster::start(&[]).await;
+    let maker = cluster.register(cluster.a(), "maker").await;
+    let viewer = cluster.guest("viewer").await;
+    let far = Client::connect(cluster.b(), &viewer).await;
+    let near = Client::connect(cluster.a(), &viewer).await;
+    let (status, body) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &maker,
+            json!({"name": "lounge", "description": "sit down"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    for client in [&far, &near] {
+        let created = client
+            .wait_for("channel.created", |c| c["channel"]["name"] == "lounge")
+            .await;
+        assert_eq!(created["channel"]["description"], "sit down");
+        assert_eq!(created["channel"]["private"], false);
+    }
+    let (status, _) = cluster
+        .post(
+            cluster.a(),
+            "/api/channels",
+            &maker,
+            json!({"name": "vault", "password": "open-sesame"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let created = far
+        .wait_for("channel.created", |c| c["channel"]["name"] == "vault")
+        .await;
+    assert_eq!(created["channel"]["private"], true);
+    assert!(!created.to_string().contains("open-sesame"));
+    let (status, _) = cluster
+        .post(
+            cluster.a(),
+            "/api/dms",
+            &maker,
+            json!({"username": "viewer"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    settle().await;
+    let announced: Vec<Value> = far.events("channel.created");
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    far.disconnect().await;
+    near.disconnect().await;
+    cluster.finish().await;
+}

@@ -65,6 +65,7 @@ export class Connection {
     s.on("mention", reading.onMention as never);
     s.on("channel.read", reading.onChannelRead as never);
     s.on("channel.removed", reading.onChannelRemoved as never);
+    s.on("channel.created", reading.onChannelCreated as never);
     s.io.on("reconnect_attempt", this.onReconnectAttempt as never);
     if (typeof window !== "undefined") {
       window.addEventListener("online", this.onBrowserOnline);
@@ -72,8 +73,8 @@ export class Connection {
     }
     if (typeof document !== "undefined") document.addEventListener("visibilitychange", this.onVisibility);
     void reading.refreshAll();
-    // Channels made by others, and messages in channels this socket is not in, have no event:
-    // look again now and then (the lists carry the unread counts).
+    // Messages in channels this socket is not in have no event: look again now and then (the
+    // lists carry the unread counts; channels made by others come as `channel.created`).
     this.channelPoll = setInterval(() => void reading.refreshAll(), CHANNEL_POLL_MS);
     if (s.connected) this.onConnect();
     else s.connect();

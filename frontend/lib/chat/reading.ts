@@ -4,8 +4,8 @@
  * moved at once by `mention` events), direct-message channels and the people in them, and the
  * notice when the user is removed from a channel.
  */
-import { countMention, markRead, mergeFetched, updateDm, updateNamed } from "../unread";
-import type { ChannelReadEvent, ChannelRemovedEvent, DirectMessage, MentionEvent } from "../types";
+import { countMention, markRead, mergeFetched, updateDm, updateNamed, withCreated } from "../unread";
+import type { ChannelCreatedEvent, ChannelReadEvent, ChannelRemovedEvent, DirectMessage, MentionEvent } from "../types";
 import { ApiError, fieldSentence } from "../api";
 import type { Session } from "./session";
 
@@ -106,6 +106,13 @@ export class Reading {
       this.openChannel("general");
     }
     void this.refreshAll();
+  };
+
+  /** Another user created a channel: it joins the list at once. */
+  onChannelCreated = (e: ChannelCreatedEvent): void => {
+    if (!e || typeof e.channel?.name !== "string") return;
+    const { store } = this.session;
+    store.set({ channels: withCreated(store.state.channels, e.channel) });
   };
 
   dismissRemoved(): void {
