@@ -323,6 +323,18 @@ test("scrolling up loads older history without moving what is on screen", { time
   await screenshot(reader.page, "e2e-history-top");
 });
 
+test("a channel someone creates appears in everyone's list without a reload", { timeout: TEST_TIMEOUT }, async () => {
+  const gil = await app();
+  await registerThroughUi(gil.page, `gil-${tag}`);
+  const hal = await app();
+  await registerThroughUi(hal.page, `hal-${tag}`);
+  const fresh = `fresh-${tag}`;
+  await createChannel(gil.page, fresh);
+  // Sooner than the lists' periodic refresh (20 s).
+  await channelEntry(hal.page, fresh).waitFor({ timeout: 5_000 });
+  await openChannel(hal.page, fresh);
+});
+
 test("a private channel asks for its password", { timeout: TEST_TIMEOUT }, async () => {
   const vault = `vault-${tag}`;
   const cara = await app();
