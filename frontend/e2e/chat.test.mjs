@@ -329,9 +329,14 @@ test("a channel someone creates appears in everyone's list without a reload", { 
   const hal = await app();
   await registerThroughUi(hal.page, `hal-${tag}`);
   const fresh = `fresh-${tag}`;
+  // The list is not fetched again meanwhile (it is, every 20 s): the event brought it.
+  let fetched = 0;
+  hal.page.on("request", (r) => {
+    if (new URL(r.url()).pathname === "/api/channels") fetched++;
+  });
   await createChannel(gil.page, fresh);
-  // Sooner than the lists' periodic refresh (20 s).
-  await channelEntry(hal.page, fresh).waitFor({ timeout: 5_000 });
+  await channelEntry(hal.page, fresh).waitFor({ timeout: 15_000 });
+  assert.equal(fetched, 0, "shown without fetching the channel list");
   await openChannel(hal.page, fresh);
 });
 
