@@ -67,10 +67,13 @@ esac
 
 command -v cargo >/dev/null 2>&1 || { echo "test.sh: a Rust toolchain (cargo) is required" >&2; exit 1; }
 
+# Test databases left by runs that were killed: only those nobody is connected to (another run,
+# or a soak, on this machine keeps its own), and never by force.
 drop_stale_test_databases() {
-  psql "$DATABASE_URL" -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'banter\_test\_%'" |
+  psql "$DATABASE_URL" -Atc "SELECT datname FROM pg_database d WHERE datname LIKE 'banter\_test\_%'
+      AND NOT EXISTS (SELECT 1 FROM pg_stat_activity a WHERE a.datname = d.datname)" |
     while read -r db; do
-      [ -n "$db" ] && psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\" WITH (FORCE)" >/dev/null
+      [ -n "$db" ] && psql "$DATABASE_URL" -qc "DROP DATABASE IF EXISTS \"$db\"" >/dev/null 2>&1 || true
     done
 }
 
