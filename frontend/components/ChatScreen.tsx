@@ -307,7 +307,7 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: (re
           >
             <UsersIcon className="h-4 w-4" />
             <span className="tabular-nums">{onlineCount}</span>
-            <span className="hidden sm:inline">online</span>
+            <span className="hidden sm:inline">in channel</span>
           </button>
         </header>
 

@@ -19,7 +19,7 @@ export function OnlinePanel({
     <section aria-labelledby="online-heading" className="flex h-full flex-col bg-white">
       <div className="flex h-14 shrink-0 items-center border-b border-slate-200 px-4">
         <h2 id="online-heading" className="text-sm font-semibold text-slate-900">
-          Online <span className="font-normal text-slate-500">— {shown}</span>
+          In this channel <span className="font-normal text-slate-500">— {shown} online</span>
         </h2>
       </div>
       <ul aria-label="Online users" className="min-h-0 flex-1 space-y-0.5 overflow-y-auto p-2">

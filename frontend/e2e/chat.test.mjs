@@ -122,6 +122,8 @@ test("two people exchange messages, see each other online and typing", { timeout
   await ann.page.getByRole("list", { name: "Online users" }).getByText(`ben-${tag}`).waitFor();
   await ben.page.getByRole("list", { name: "Online users" }).getByText(`ann-${tag}`).waitFor();
   await ann.page.getByRole("button", { name: "2 online in this channel" }).waitFor();
+  // The pane says whom it lists: the people in this channel.
+  await ann.page.getByRole("heading", { name: "In this channel — 2 online" }).waitFor();
 
   // Typing shows on the other side, and stops after sending.
   await composer(ann.page).pressSequentially("Hello Ben", { delay: 30 });
