@@ -731,6 +731,35 @@ test("direct messages: started from the online list, an unread mention for the o
   await screenshot(eli.page, "e2e-dm-last-seen");
 });
 
+test("someone who signs in again shows online in the others' direct messages at once", { timeout: TEST_TIMEOUT }, async () => {
+  const kai = await app();
+  await registerThroughUi(kai.page, `kai-${tag}`);
+  const lea = await app();
+  await registerThroughUi(lea.page, `lea-${tag}`);
+  await kai.page.getByRole("list", { name: "Online users" }).getByRole("button", { name: `Message lea-${tag}` }).click();
+  await kai.page.getByRole("heading", { level: 1, name: `lea-${tag}` }).waitFor();
+  await openChannel(kai.page, "general");
+
+  // Lea signs out; Kai's direct messages say she was last seen.
+  await lea.page.getByRole("button", { name: "Log out" }).click();
+  await eventually(
+    async () => (await dmEntry(kai.page, `lea-${tag}`).and(kai.page.getByRole("button", { name: /\(last seen/ })).count()) === 1,
+    30_000,
+    "lea last seen",
+  );
+
+  // She signs in again. Kai's tab cannot fetch the direct-message list meanwhile (it does every
+  // 20 s): her user.status alone must show her online there, as in the channel's online list.
+  const dmList = (url) => url.pathname === "/api/dms";
+  await kai.page.route(dmList, (route) => route.abort());
+  await lea.page.getByLabel("Email or username").fill(`lea-${tag}`);
+  await lea.page.getByLabel("Password").fill("correct-horse-1");
+  await lea.page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await kai.page.getByRole("list", { name: "Online users" }).getByText(`lea-${tag}`).waitFor();
+  await dmEntry(kai.page, `lea-${tag}`).and(kai.page.getByRole("button", { name: `lea-${tag} (online)` })).waitFor({ timeout: 5_000 });
+  await kai.page.unroute(dmList);
+});
+
 test("moderation: the owner removes a member, who is told; an administrator bans them, and they are signed out", { timeout: TEST_TIMEOUT }, async () => {
   const room = `mod-${tag}`;
   const boss = await app();

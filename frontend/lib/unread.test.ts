@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { countMention, lastSeenLabel, markRead, mergeFetched, unreadLabel, unreadOf, updateDm, updateNamed, withCreated } from "./unread";
+import { countMention, lastSeenLabel, markRead, mergeFetched, unreadLabel, unreadOf, updateDm, updateNamed, withCreated, withPresence } from "./unread";
 import type { Channel, DirectMessage } from "./types";
 
 const ch = (name: string, extra: Partial<Channel> = {}): Channel => ({ name, description: "", private: false, createdAt: "", first_seq: 1, ...extra });
@@ -73,5 +73,24 @@ describe("a channel created by someone else", () => {
   it("leaves a channel already listed as it is", () => {
     const held = [ch("alpha", { unread: 3 })];
     expect(withCreated(held, ch("alpha"))).toEqual(held);
+  });
+});
+
+describe("a direct message's presence follows user.status", () => {
+  const dm = (id: string, online: boolean, last_seen?: string) => ({
+    channel: { name: `dm-${id}`, description: "", private: true, createdAt: "2025-01-01T00:00:00Z", first_seq: 1 },
+    user: { id, username: id, online, ...(last_seen ? { last_seen } : {}) },
+  });
+  const at = new Date("2025-06-01T10:00:00Z");
+  it("someone who signs in just after the list was fetched shows online at once", () => {
+    const list = [dm("ann", false, "2025-06-01T09:59:59Z"), dm("ben", false)];
+    const next = withPresence(list, "ann", true, at);
+    expect(next[0]!.user).toEqual({ id: "ann", username: "ann", online: true });
+    expect(next[1]).toBe(list[1]);
+  });
+  it("someone who leaves is last seen then; nothing changes for a state already shown", () => {
+    const list = [dm("ann", true)];
+    expect(withPresence(list, "ann", false, at)[0]!.user).toEqual({ id: "ann", username: "ann", online: false, last_seen: at.toISOString() });
+    expect(withPresence(list, "ann", true, at)).toBe(list);
   });
 });

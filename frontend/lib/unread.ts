@@ -55,6 +55,22 @@ export function updateDm(list: DirectMessage[], name: string, fn: (c: Channel) =
 }
 
 /**
+ * The direct messages with `userId`'s presence as a `user.status` event just told it: online,
+ * or offline and last seen `at`. A list fetched a moment before the person signed in (or out)
+ * is put right at once, instead of at its next refresh.
+ */
+export function withPresence(list: DirectMessage[], userId: string, online: boolean, at: Date): DirectMessage[] {
+  let changed = false;
+  const next = list.map((d) => {
+    if (d.user.id !== userId || d.user.online === online) return d;
+    changed = true;
+    const user = online ? { id: d.user.id, username: d.user.username, online } : { ...d.user, online, last_seen: at.toISOString() };
+    return { ...d, user };
+  });
+  return changed ? next : list;
+}
+
+/**
  * Fresh counts from the server, except where this tab knows better: a read position further on
  * (read since the request went out) keeps its cleared counts.
  */

@@ -3,6 +3,7 @@
  * by `user.status`, and the exact count from `channel.presence`.
  */
 import type { ChannelPresenceEvent, OnlineUser, UserStatusEvent } from "../types";
+import { withPresence } from "../unread";
 import type { Session } from "./session";
 
 const ONLINE_LIST_CAP = 1000;
@@ -36,6 +37,8 @@ export class Presence {
     const listed = store.state.online.some((u) => u.userId === e.userId);
     const others = store.state.online.filter((u) => u.userId !== e.userId);
     const count = store.state.onlineCount;
+    // The direct-message list shows the same person's presence: it follows the event too.
+    store.set({ dms: withPresence(store.state.dms, e.userId, e.status === "online", new Date()) });
     if (e.status === "online") {
       store.set({
         online: sortUsers([...others, { userId: e.userId, username: e.username }]),
