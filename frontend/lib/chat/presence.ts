@@ -22,8 +22,11 @@ export class Presence {
     try {
       const users = await this.session.api.online(name);
       if (store.state.current !== name) return;
-      // The list is capped; the count from `channel.presence` is exact beyond that.
-      store.set({ online: sortUsers(users), ...(users.length < ONLINE_LIST_CAP ? { onlineCount: users.length } : {}) });
+      // The list is capped; the count from `channel.presence` is exact beyond that. Whoever it
+      // lists is online, in the direct-message list too.
+      let dms = store.state.dms;
+      for (const u of users) dms = withPresence(dms, u.userId, true, new Date());
+      store.set({ online: sortUsers(users), dms, ...(users.length < ONLINE_LIST_CAP ? { onlineCount: users.length } : {}) });
     } catch (e) {
       this.session.handleApiError(e);
     }
