@@ -326,19 +326,19 @@ test("scrolling up loads older history without moving what is on screen", { time
 });
 
 test("a channel someone creates appears in everyone's list without a reload", { timeout: TEST_TIMEOUT }, async () => {
-  const gil = await app();
-  await registerThroughUi(gil.page, `gil-${tag}`);
-  const hal = await app();
-  await registerThroughUi(hal.page, `hal-${tag}`);
+  const ned = await app();
+  await registerThroughUi(ned.page, `ned-${tag}`);
+  const oli = await app();
+  await registerThroughUi(oli.page, `oli-${tag}`);
   const fresh = `fresh-${tag}`;
-  // Hal's tab cannot fetch the channel list meanwhile (it does every 20 s): only the event can
+  // Oli's tab cannot fetch the channel list meanwhile (it does every 20 s): only the event can
   // bring the new channel.
   const list = (url) => url.pathname === "/api/channels";
-  await hal.page.route(list, (route) => route.abort());
-  await createChannel(gil.page, fresh);
-  await channelEntry(hal.page, fresh).waitFor({ timeout: 15_000 });
-  await hal.page.unroute(list);
-  await openChannel(hal.page, fresh);
+  await oli.page.route(list, (route) => route.abort());
+  await createChannel(ned.page, fresh);
+  await channelEntry(oli.page, fresh).waitFor({ timeout: 15_000 });
+  await oli.page.unroute(list);
+  await openChannel(oli.page, fresh);
 });
 
 test("a private channel asks for its password", { timeout: TEST_TIMEOUT }, async () => {
@@ -734,29 +734,29 @@ test("direct messages: started from the online list, an unread mention for the o
 test("someone who signs in again shows online in the others' direct messages at once", { timeout: TEST_TIMEOUT }, async () => {
   const kai = await app();
   await registerThroughUi(kai.page, `kai-${tag}`);
-  const lea = await app();
-  await registerThroughUi(lea.page, `lea-${tag}`);
-  await kai.page.getByRole("list", { name: "Online users" }).getByRole("button", { name: `Message lea-${tag}` }).click();
-  await kai.page.getByRole("heading", { level: 1, name: `lea-${tag}` }).waitFor();
+  const uma = await app();
+  await registerThroughUi(uma.page, `uma-${tag}`);
+  await kai.page.getByRole("list", { name: "Online users" }).getByRole("button", { name: `Message uma-${tag}` }).click();
+  await kai.page.getByRole("heading", { level: 1, name: `uma-${tag}` }).waitFor();
   await openChannel(kai.page, "general");
 
-  // Lea signs out; Kai's direct messages say she was last seen.
-  await lea.page.getByRole("button", { name: "Log out" }).click();
+  // Uma signs out; Kai's direct messages say she was last seen.
+  await uma.page.getByRole("button", { name: "Log out" }).click();
   await eventually(
-    async () => (await dmEntry(kai.page, `lea-${tag}`).and(kai.page.getByRole("button", { name: /\(last seen/ })).count()) === 1,
+    async () => (await dmEntry(kai.page, `uma-${tag}`).and(kai.page.getByRole("button", { name: /\(last seen/ })).count()) === 1,
     30_000,
-    "lea last seen",
+    "uma last seen",
   );
 
   // She signs in again. Kai's tab cannot fetch the direct-message list meanwhile (it does every
-  // 20 s): her user.status alone must show her online there, as in the channel's online list.
+  // 20 s): her presence in the channel must show her online there too.
   const dmList = (url) => url.pathname === "/api/dms";
   await kai.page.route(dmList, (route) => route.abort());
-  await lea.page.getByLabel("Email or username").fill(`lea-${tag}`);
-  await lea.page.getByLabel("Password").fill("correct-horse-1");
-  await lea.page.getByRole("button", { name: "Sign in", exact: true }).click();
-  await kai.page.getByRole("list", { name: "Online users" }).getByText(`lea-${tag}`).waitFor();
-  await dmEntry(kai.page, `lea-${tag}`).and(kai.page.getByRole("button", { name: `lea-${tag} (online)` })).waitFor({ timeout: 5_000 });
+  await uma.page.getByLabel("Email or username").fill(`uma-${tag}`);
+  await uma.page.getByLabel("Password").fill("correct-horse-1");
+  await uma.page.getByRole("button", { name: "Sign in", exact: true }).click();
+  await kai.page.getByRole("list", { name: "Online users" }).getByText(`uma-${tag}`).waitFor();
+  await dmEntry(kai.page, `uma-${tag}`).and(kai.page.getByRole("button", { name: `uma-${tag} (online)` })).waitFor();
   await kai.page.unroute(dmList);
 });
 
