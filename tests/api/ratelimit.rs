@@ -160,23 +160,10 @@ async fn a_burst_over_the_limit_is_held_in_order_not_lost() {
     let reader = cluster.guest("reader").await;
     let tab = Client::connect(cluster.a(), &paster).await;
     let watcher = Client::connect(cluster.b(), &reader).await;
-    let mut acks = Vec::new();
-    let started = std::time::Instant::now();
-    for n in 0..25 {
-        acks.push(tab.ack_later(
-            "message.send",
-            serde_json::json!({
-                "channel": "general",
-                "text": format!("line {n}"),
-                "client_message_id": uuid::Uuid::new_v4(),
-            }),
-        ));
-        tokio::time::sleep(std::time::Duration::from_millis(40)).await;
-    }
+    let (acks, took) = sent_apart(&tab, "line", 25, 40).await;
     // A slot frees every 500 ms: of the sends past the 20th, those sent before enough slots
     // freed must have been held.
-    let freed = (started.elapsed().as_millis() / 500) as i64;
-    let acks = futures_util::future::join_all(acks).await;
+    let freed = (took.as_millis() / 500) as i64;
     let mut seqs = Vec::new();
     for (n, ack) in acks.iter().enumerate() {
         assert_eq!(ack["ok"], true, "line {n}: {ack}");
@@ -216,21 +203,8 @@ async fn a_flood_beyond_the_hold_is_blocked() {
         Cluster::start(&["--rate-limit-messages", "10", "--rate-limit-hold-secs", "2"]).await;
     let flooder = cluster.guest("flooder").await;
     let tab = Client::connect(cluster.a(), &flooder).await;
-    let mut acks = Vec::new();
-    let started = std::time::Instant::now();
-    for n in 0..20 {
-        acks.push(tab.ack_later(
-            "message.send",
-            serde_json::json!({
-                "channel": "general",
-                "text": format!("flood {n}"),
-                "client_message_id": uuid::Uuid::new_v4(),
-            }),
-        ));
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
-    let freed = started.elapsed().as_secs() as usize;
-    let acks = futures_util::future::join_all(acks).await;
+    let (acks, took) = sent_apart(&tab, "flood", 20, 5).await;
+    let freed = took.as_secs() as usize;
     let ok = acks.iter().filter(|a| a["ok"] == true).count();
     let limited = acks
         .iter()
@@ -249,4 +223,29 @@ async fn a_flood_beyond_the_hold_is_blocked() {
     assert_eq!(stored, ok as i64);
     tab.disconnect().await;
     cluster.finish().await;
+}
+
+/// Sends `count` messages `<prefix> <n>` to `general`, `gap_ms` apart, without waiting for
+/// their acks; then their acks, and how long the sending took.
+async fn sent_apart(
+    client: &Client,
+    prefix: &str,
+    count: usize,
+    gap_ms: u64,
+) -> (Vec<Value>, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut acks = Vec::new();
+    for n in 0..count {
+        acks.push(client.ack_later(
+            "message.send",
+            serde_json::json!({
+                "channel": "general",
+                "text": format!("{prefix} {n}"),
+                "client_message_id": uuid::Uuid::new_v4(),
+            }),
+        ));
+        tokio::time::sleep(std::time::Duration::from_millis(gap_ms)).await;
+    }
+    let took = started.elapsed();
+    (futures_util::future::join_all(acks).await, took)
 }
