@@ -249,3 +249,63 @@ async fn sent_apart(
     let took = started.elapsed();
     (futures_util::future::join_all(acks).await, took)
 }
+
+/// A burst of exactly the limit goes through at once also when the window does not divide by
+/// it (a slot of 3,333.3 ms): the schedule's arithmetic in fractions of a millisecond does not
+/// push the last send of the burst over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_of_the_limit_passes_when_the_window_does_not_divide() {
+    for (limit, window) in [(3, 10), (7, 10), (6, 1)] {
+        let (limiter, _, _) = standalone_limiter(limit, window, 30).await;
+        let checks = (0..limit).map(|_| {
+            let limiter = limiter.clone();
+            tokio::spawn(async move { limiter.check_send("burster", None).await.unwrap() })
+        });
+        for joined in futures_util::future::join_all(checks).await {
+            assert_eq!(joined.unwrap(), Verdict::Allowed, "{limit} per {window} s");
+        }
+        let over = limiter.check_send("burster", None).await.unwrap();
+        assert!(
+            matches!(
+                over,
+                Verdict::Blocked {
+                    new_block: true,
+                    ..
+                }
+            ),
+            "{over:?}"
+        );
+    }
+}
+
+/// A change to a message over the limit is held for its turn like a send: with 2 actions per
+/// 4 s (a slot every 2 s) held up to 3 s, an edit right after two sends waits for its slot and
+/// is made.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_over_the_limit_is_held_like_a_send() {
+    let cluster = Cluster::start(&[
+        "--rate-limit-messages",
+        "2",
+        "--rate-limit-window-secs",
+        "4",
+        "--rate-limit-hold-secs",
+        "3",
+    ])
+    .await;
+    let user = cluster.guest("editor").await;
+    let tab = Client::connect(cluster.a(), &user).await;
+    let first = send(&tab, "general", "one").await;
+    assert_eq!(first["ok"], true, "{first}");
+    assert_eq!(send(&tab, "general", "two").await["ok"], true);
+    let edited = tab
+        .ack(
+            "message.edit",
+            serde_json::json!({"channel": "general", "id": first["message"]["id"], "text": "one, edited"}),
+        )
+        .await;
+    assert_eq!(edited["ok"], true, "{edited}");
+    assert_eq!(edited["message"]["text"], "one, edited");
+    assert!(cluster.metric(cluster.a(), "banter_sends_held_total").await >= 1.0);
+    tab.disconnect().await;
+    cluster.finish().await;
+}
