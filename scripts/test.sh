@@ -20,13 +20,14 @@ cd "$(dirname "$0")/.."
 
 # name | what it checks (the README's test section lists the same)
 STAGES="
-fmt|cargo fmt --check on banter, the patched engineioxide and bench/bare
+fmt|cargo fmt --check on banter, the patched engineioxide and socketioxide, and bench/bare
 sqlx|the committed .sqlx query data matches the queries and migrations
 types|the web app's generated wire types (frontend/lib/generated) match src/contract.rs
 clippy|cargo clippy -D warnings on the workspace and bench/bare
 rust|the Rust tests (tests/api and unit tests) on one Redis, with an S3 server and a Postgres replica
 rust-cluster|the Rust tests again on a loopback Redis Cluster
 engineioxide|the patched engineioxide's own tests
+socketioxide|the patched socketioxide's own tests
 fuzz|coverage-guided fuzzing of the event parsers, input rules and file inspection
 deploy|docker-compose config, nginx -t, HAProxy -c, the Dockerfiles and the README (Python)
 e2e|socket.io-client end to end through nginx (tests/e2e)
@@ -128,6 +129,7 @@ e2e_ready() {
 stage_fmt() {
   cargo fmt --all -- --check
   (cd vendor/engineioxide && cargo fmt -- --check)
+  (cd vendor/socketioxide && cargo fmt -- --check)
   (cd bench/bare && cargo fmt -- --check)
 }
 
@@ -171,6 +173,12 @@ stage_rust-cluster() {
 stage_engineioxide() {
   cd vendor/engineioxide
   CARGO_TARGET_DIR=../../target/vendor-test cargo test --locked -q --features tracing,__test_harness,v3
+}
+
+stage_socketioxide() {
+  cd vendor/socketioxide
+  CARGO_TARGET_DIR=../../target/vendor-test cargo test --locked -q \
+    --features tracing,__test_harness,extensions,state,v4,msgpack
 }
 
 # Briefly, from the corpus in fuzz/corpus (new inputs go to a scratch directory, so the run

@@ -144,6 +144,12 @@ pub struct Config {
     #[arg(long, env = "RATE_LIMIT_HOLD_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(0..=60))]
     pub rate_limit_hold_secs: u64,
 
+    /// How long after a disconnect a socket's session can be recovered (Socket.IO connection
+    /// state recovery: its channel restored and what it missed replayed), in seconds; 0 turns
+    /// recovery off. At most 3600.
+    #[arg(long, env = "RECOVERY_MAX_DISCONNECT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub recovery_max_disconnect_secs: u64,
+
     /// What one user's requests may cost an instance at once, in cost units (every client
     /// event and history read has its cost, PROTOCOL.md "Budgets"); 0 turns the budget off.
     #[arg(long, env = "EVENT_BUDGET", default_value_t = 300)]

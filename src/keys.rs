@@ -175,6 +175,16 @@ impl Keys {
         format!("{}:waiting", self.bucket_tag(bucket))
     }
 
+    /// A recoverable Socket.IO session (connection state recovery), by its private id.
+    pub fn recovery(&self, pid: &str) -> String {
+        format!("{}:recovery:{pid}", self.prefix)
+    }
+
+    /// When an instance that stopped without disconnecting its sockets was found gone.
+    pub fn instance_gone(&self, instance: &str) -> String {
+        format!("{}:gone:{instance}", self.prefix)
+    }
+
     /// The Socket.IO adapter's channel prefix.
     pub fn adapter(&self) -> String {
         format!("{}:socket.io", self.prefix)

@@ -166,6 +166,13 @@ impl App {
         );
         let rooms = Arc::new(LocalRooms::default());
         let (removals, removal_queue) = realtime::removals();
+        let recovery = Arc::new(realtime::recovery::Recovery::new(
+            redis.clone(),
+            keys.clone(),
+            Duration::from_secs(config.recovery_max_disconnect_secs),
+            Duration::from_secs(config.session_ttl_secs),
+            instance.clone(),
+        ));
         let delivery = Delivery::new(realtime::delivery::Parts {
             io: io.clone(),
             redis: redis.clone(),
@@ -231,6 +238,7 @@ impl App {
             delivery,
             committer,
             membership,
+            recovery,
             shutdown,
             db,
             reads,
@@ -271,6 +279,7 @@ impl App {
             state.membership.clone(),
             state.delivery.clone(),
             io.clone(),
+            state.recovery.clone(),
             &state.shutdown,
         );
         retention::spawn(&state);
@@ -318,6 +327,10 @@ impl App {
 /// sockets disconnected: a Socket.IO client reconnects by itself (to another instance) after a
 /// closed transport, but not after a server-side disconnect.
 async fn close_sockets(state: &AppState, io: &SocketIo<Adapter>) {
+    // Its sockets may recover elsewhere, counted as disconnected from now.
+    if state.recovery.enabled() {
+        state.recovery.gone(state.presence.instance()).await;
+    }
     let released = state.membership.release_all(io);
     if tokio::time::timeout(Duration::from_secs(3), released)
         .await

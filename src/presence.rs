@@ -116,7 +116,7 @@ return {c, redis.call('HLEN', KEYS[1])}
 
 // Returns {offline users as [id, name, ...], channel departures as [channel, id, ...]}.
 const REAP: &str = r"
-if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {{}, {}} end
+if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[1]) == 1 then return {{}, {}, 0} end
 local entries = redis.call('HGETALL', KEYS[2])
 local offline = {}
 local departed = {}
@@ -149,7 +149,7 @@ for i = 1, #entries, 2 do
 end
 redis.call('DEL', KEYS[2])
 redis.call('SREM', KEYS[5], ARGV[1])
-return {offline, departed}
+return {offline, departed, 1}
 ";
 
 /// What the grace period keeps of a user who went offline.
@@ -172,6 +172,8 @@ pub struct WentOffline {
 /// What one reap undid.
 #[derive(Debug, Default)]
 pub struct Reaped {
+    /// The instance was reaped (its heartbeat was gone, or the reap was forced).
+    pub gone: bool,
     pub offline: Vec<WentOffline>,
     /// Channels whose online count changed.
     pub channels: HashSet<String>,
@@ -524,7 +526,7 @@ impl Presence {
     /// `force`, for this instance's own leftovers at start-up and shutdown).
     pub async fn reap(&self, instance: &str, force: bool) -> redis::RedisResult<Reaped> {
         let mut conn = self.redis.clone();
-        let (offline, departed): (Vec<String>, Vec<String>) = self
+        let (offline, departed, gone): (Vec<String>, Vec<String>, i64) = self
             .reap
             .key(self.keys.heartbeat(instance))
             .key(self.keys.presence_inst(instance))
@@ -536,7 +538,10 @@ impl Presence {
             .arg(if force { "1" } else { "0" })
             .invoke_async(&mut conn)
             .await?;
-        let mut reaped = Reaped::default();
+        let mut reaped = Reaped {
+            gone: gone == 1,
+            ..Reaped::default()
+        };
         let departed: Vec<(String, String)> = departed
             .chunks_exact(2)
             .map(|p| (p[0].clone(), p[1].clone()))

@@ -42,6 +42,8 @@ pub struct Shared {
     pub committer: Committer,
     /// This instance's sockets: their state, rooms, caps and presence.
     pub membership: Arc<Membership>,
+    /// The records of recoverable Socket.IO sessions (connection state recovery).
+    pub recovery: Arc<crate::realtime::recovery::Recovery>,
     /// The instance's background tasks, and the signal that stops them.
     pub shutdown: Shutdown,
     /// What each user's requests may cost this instance.

@@ -31,6 +31,7 @@ use uuid::Uuid;
 use super::bus::Bus;
 use super::fanout::{RawBatch, Sequencer, SWEEP_PERIOD};
 use super::membership::Removals;
+use super::positions::{Positions, Step, RECOVERING_ROOM};
 use super::rooms::{channel_room, user_room, LocalRooms};
 use super::Adapter;
 use crate::contract::Message;
@@ -62,6 +63,8 @@ struct Inner {
     relay_warning: WarnLimit,
     /// Where removals from a channel go on this instance (see [`Removals`]).
     removals: Removals,
+    /// Each channel's durable stream here: offsets, and sockets catching up.
+    positions: Positions,
 }
 
 /// How long a disconnected socket's connection has to take its disconnect packet before it is
@@ -116,6 +119,7 @@ impl Delivery {
         } = parts;
         Delivery(Arc::new(Inner {
             sequencer: Sequencer::new(redis.clone(), keys.clone()),
+            positions: Positions::new(rooms.clone()),
             io,
             redis,
             keys,
@@ -161,11 +165,18 @@ impl Delivery {
                     tracing::warn!("unreadable batch on the fan-out");
                     continue;
                 };
-                for message in &batch.messages {
-                    this.deliver_message(&batch.channel, message).await;
+                for (i, message) in batch.messages.iter().enumerate() {
+                    let seq = match batch.first {
+                        Some(first) => first + i as i64,
+                        None => number_in(message, "seq"),
+                    };
+                    this.deliver_message(&batch.channel, seq, message).await;
                 }
                 if let Some(change) = &batch.change {
-                    this.deliver_change(&batch.channel, &change.event, &change.data)
+                    let number = change
+                        .number
+                        .unwrap_or_else(|| number_in(&change.data, "change"));
+                    this.deliver_change(&batch.channel, number, &change.event, &change.data)
                         .await;
                 }
             }
@@ -186,7 +197,13 @@ impl Delivery {
     /// instance, in seq order per channel.
     pub async fn messages(&self, fresh: &[&Message]) {
         for message in self.0.sequencer.publish(fresh).await {
-            self.deliver_message(&message.channel, message).await;
+            match serde_json::value::to_raw_value(message) {
+                Ok(raw) => {
+                    self.deliver_message(&message.channel, message.seq, &raw)
+                        .await
+                }
+                Err(e) => tracing::warn!(error = %e, "a message could not be serialized"),
+            }
         }
         for message in fresh {
             if !message.mentions.is_empty() {
@@ -222,8 +239,10 @@ impl Delivery {
             .publish_change(channel, number, event, payload)
             .await
         {
-            self.broadcast_local(vec![channel_room(channel)], event, payload)
-                .await;
+            match serde_json::value::to_raw_value(payload) {
+                Ok(raw) => self.deliver_change(channel, number, event, &raw).await,
+                Err(e) => tracing::warn!(event, error = %e, "a change could not be serialized"),
+            }
         }
     }
 
@@ -364,24 +383,47 @@ impl Delivery {
         self.0.io.of("/")
     }
 
-    /// Sends one `message.new` to this instance's sockets in `channel`.
-    async fn deliver_message<T: Serialize + ?Sized>(&self, channel: &str, message: &T) {
+    /// Sends one `message.new` to this instance's sockets in `channel`, with its offset.
+    async fn deliver_message(&self, channel: &str, seq: i64, message: &RawValue) {
         let receivers = self.0.rooms.members(channel);
         self.0.metrics.deliveries.inc_by(receivers);
-        self.broadcast_local(vec![channel_room(channel)], server::MESSAGE_NEW, message)
+        self.deliver_durable(channel, Step::Message(seq), server::MESSAGE_NEW, message)
             .await;
     }
 
-    /// Delivers a change from the fan-out to this instance's sockets in `channel`.
-    async fn deliver_change(&self, channel: &str, event: &str, data: &RawValue) {
+    /// Delivers change `number` of `channel` to this instance's sockets in the channel.
+    async fn deliver_change(&self, channel: &str, number: i64, event: &str, data: &RawValue) {
         if !server::CHANGES.contains(&event) {
             self.0
                 .relay_warning
                 .run(|| tracing::warn!(event, "unknown change event on the fan-out"));
             return;
         }
-        self.broadcast_local(vec![channel_room(channel)], event, data)
+        self.deliver_durable(channel, Step::Change(number), event, data)
             .await;
+    }
+
+    /// Sends a durable event (a message or a change) to this instance's sockets in `channel`,
+    /// with its offset (see [`Positions`]).
+    async fn deliver_durable(&self, channel: &str, step: Step, event: &str, data: &RawValue) {
+        let Some(namespace) = self.namespace() else {
+            return;
+        };
+        let room = namespace
+            .local()
+            .to(channel_room(channel))
+            .except(RECOVERING_ROOM);
+        let result = self
+            .0
+            .positions
+            .deliver(channel, step, event, data, room)
+            .await;
+        self.report(result, event);
+    }
+
+    /// Each channel's durable stream on this instance (offsets, sockets catching up).
+    pub fn positions(&self) -> &Positions {
+        &self.0.positions
     }
 
     /// Delivers an event relayed by another instance to this instance's sockets.
@@ -438,4 +480,13 @@ impl Delivery {
                 .run(|| tracing::warn!(event, error = %e, "broadcast failed")),
         }
     }
+}
+
+/// A number field of a raw event body (for batches from instances that did not send it
+/// alongside); 0 when it has none.
+fn number_in(data: &RawValue, field: &str) -> i64 {
+    serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(data.get())
+        .ok()
+        .and_then(|m| m.get(field).and_then(serde_json::Value::as_i64))
+        .unwrap_or(0)
 }

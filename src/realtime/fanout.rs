@@ -106,6 +106,8 @@ return redis.call('ZCARD', waiting)
 #[derive(Serialize)]
 struct Batch<'a> {
     channel: &'a str,
+    /// The first message's seq (the others follow without gaps).
+    first: i64,
     messages: &'a [&'a Message],
 }
 
@@ -120,6 +122,8 @@ struct ChangeBatch<'a, T: Serialize + ?Sized> {
 #[derive(Serialize)]
 struct ChangeEvent<'a, T: Serialize + ?Sized> {
     event: &'a str,
+    /// The change's number in its channel.
+    number: i64,
     data: &'a T,
 }
 
@@ -128,6 +132,9 @@ struct ChangeEvent<'a, T: Serialize + ?Sized> {
 #[derive(Deserialize)]
 pub struct RawBatch {
     pub channel: String,
+    /// The first message's seq (absent from an instance of an earlier version).
+    #[serde(default)]
+    pub first: Option<i64>,
     #[serde(default)]
     pub messages: Vec<Box<RawValue>>,
     #[serde(default)]
@@ -138,6 +145,9 @@ pub struct RawBatch {
 #[derive(Deserialize)]
 pub struct RawChange {
     pub event: String,
+    /// The change's number (absent from an instance of an earlier version).
+    #[serde(default)]
+    pub number: Option<i64>,
     pub data: Box<RawValue>,
 }
 
@@ -235,6 +245,7 @@ impl Sequencer {
             };
             match serde_json::to_vec(&Batch {
                 channel,
+                first: first.seq,
                 messages: batch,
             }) {
                 Ok(payload) => buckets
@@ -276,7 +287,11 @@ impl Sequencer {
     ) -> bool {
         let payload = match serde_json::to_vec(&ChangeBatch {
             channel,
-            change: ChangeEvent { event, data },
+            change: ChangeEvent {
+                event,
+                number,
+                data,
+            },
         }) {
             Ok(payload) => payload,
             Err(e) => {

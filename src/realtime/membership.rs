@@ -44,6 +44,8 @@ pub struct Session {
 pub struct Conn {
     pub user_id: Uuid,
     pub username: String,
+    /// The token's session id (a recovered session must be the same one).
+    pub jti: Uuid,
     /// A guest: sends also count against the client address.
     pub guest: bool,
     /// The client address (through trusted proxies).
@@ -157,6 +159,7 @@ impl Conn {
         Self {
             user_id: session.user_id,
             username: session.username.clone(),
+            jti: session.jti,
             guest: session.guest,
             address: session.address,
             _reservation: reservation,
@@ -381,19 +384,20 @@ impl Membership {
     }
 
     /// Completes an accepted handshake before the client is told it is connected: the socket
-    /// gets its state and its rooms (its user and session rooms and the default channel), so
-    /// that neither an event the client sends nor a message broadcast right after `connect`
-    /// can miss it. Presence is counted afterwards, in [`Membership::connected`].
+    /// gets its state and its rooms (its user and session rooms and its channel: the default
+    /// one, or a recovered one whose room it is in already), so that neither an event the
+    /// client sends nor a message broadcast right after `connect` can miss it. Presence is
+    /// counted afterwards, in [`Membership::connected`].
     pub fn admit(
         &self,
         s: &SocketRef<Adapter>,
         session: &Session,
         reservation: Reservation,
-        default_channel: Option<&Channel>,
+        channel: Option<&Channel>,
     ) {
         let conn = Arc::new(Conn::new(session, reservation));
         s.join(vec![user_room(conn.user_id), session_room(session.jti)]);
-        if let Some(channel) = default_channel {
+        if let Some(channel) = channel {
             s.join(channel_room(&channel.name));
             conn.set_channel(&self.rooms, Some(JoinedChannel::of(channel)));
         }

@@ -17,7 +17,9 @@ pub mod fanout;
 mod handshake;
 pub mod instructions;
 pub mod membership;
+pub mod positions;
 pub mod presence_tasks;
+pub mod recovery;
 mod reply;
 pub mod rooms;
 
@@ -107,9 +109,21 @@ pub async fn start(
     let check = move |s: SocketRef<Adapter>, TryData(auth): TryData<Value>| {
         let state = check_state.clone();
         async move {
-            let (session, reservation) =
-                handshake::authenticate(&state, &s, auth.as_ref().ok()).await?;
-            let channel = default_channel(&state).await;
+            let auth = auth.as_ref().ok();
+            let (session, reservation) = handshake::authenticate(&state, &s, auth).await?;
+            let channel = match recovery::restore(&state, &s, &session, auth).await {
+                Some(restored) => {
+                    s.set_pid(restored.pid);
+                    s.extensions.insert(Recovered);
+                    restored.channel
+                }
+                None => {
+                    if state.recovery.enabled() {
+                        s.set_pid(recovery::Recovery::new_pid());
+                    }
+                    default_channel(&state).await
+                }
+            };
             state
                 .membership
                 .admit(&s, &session, reservation, channel.as_ref());
@@ -126,6 +140,9 @@ pub async fn start(
         .await
         .map_err(|e| anyhow::anyhow!("cannot start the Socket.IO adapter: {e}"))?;
     state.delivery.start(bus).await?;
+    if state.recovery.enabled() {
+        recovery::sweep_change_log(state);
+    }
     commit::start(state.committer.writer(), commit_queue, &state.shutdown);
     instructions::listen(&state.db, &state.delivery, &state.shutdown).await;
     // Removals from a channel, made here or relayed, for this instance's sockets.
@@ -146,6 +163,9 @@ async fn leave_removed_channel(state: &AppState, user: Uuid, channel: &str) {
             continue;
         };
         if state.membership.leave_channel(&s, &conn, channel).await {
+            if let Some(pid) = s.pid() {
+                state.recovery.moved(pid, &s.id.to_string(), None).await;
+            }
             let body = crate::contract::ChannelRemoved {
                 channel: channel.to_owned(),
             };
@@ -173,14 +193,61 @@ async fn default_channel(state: &AppState) -> Option<Channel> {
     }
 }
 
-/// A socket completed its CONNECT: it is counted in cluster presence.
+/// Marks a socket whose session was recovered (in its extensions).
+#[derive(Clone, Copy)]
+struct Recovered;
+
+/// A socket completed its CONNECT: a recovered one is sent what it missed, a new one where it
+/// joined its channel (with recovery on); it is counted in cluster presence.
 async fn connected(state: &AppState, s: SocketRef<Adapter>) {
     let Some(conn) = s.extensions.get::<Arc<Conn>>() else {
         let _ = s.disconnect();
         return;
     };
-    tracing::info!(sid = %s.id, user_id = %conn.user_id, transport = ?s.transport_type(), "socket connected");
+    let recovered = s.extensions.remove::<Recovered>().is_some();
+    tracing::info!(sid = %s.id, user_id = %conn.user_id, transport = ?s.transport_type(), recovered, "socket connected");
+    let channel = conn.channel();
+    if recovered {
+        recovery::replay(state, &s, conn.user_id).await;
+    } else if let Some(joined) = &channel {
+        if state.recovery.enabled() {
+            if let Ok(channel) = crate::access::channel(state, &joined.name).await {
+                recovery::joined(state, &s, &channel).await;
+            }
+        }
+    }
+    if let Some(pid) = s.pid() {
+        let session = membership::Session {
+            user_id: conn.user_id,
+            username: conn.username.clone(),
+            jti: conn.jti,
+            guest: conn.guest,
+            address: conn.address,
+        };
+        let name = channel.as_ref().map(|c| c.name.as_str());
+        state
+            .recovery
+            .open(pid, &session, &s.id.to_string(), name)
+            .await;
+    }
     state.membership.connected(&conn).await;
+    if recovered {
+        // Presence is not replayed but corrected: the channel's online count as it is now.
+        if let Some(joined) = &channel {
+            let online = state
+                .presence
+                .channel_online(&joined.name)
+                .await
+                .unwrap_or(0);
+            let body = crate::contract::ChannelPresence {
+                channel: &joined.name,
+                online,
+            };
+            state
+                .delivery
+                .to_socket(&s, crate::contract::server::CHANNEL_PRESENCE, &body);
+        }
+    }
 }
 
 /// A socket went away: it is uncounted from presence.
@@ -197,6 +264,12 @@ async fn disconnected(state: &AppState, s: SocketRef<Adapter>, reason: Disconnec
     .await;
     if !matches!(touched, Ok(Ok(()))) {
         tracing::debug!(user_id = %conn.user_id, "last seen not recorded");
+    }
+    if let Some(pid) = s.pid() {
+        state.recovery.closed(pid, &s.id.to_string(), reason).await;
+        if let Some(channel) = conn.channel() {
+            state.delivery.positions().abandon(&s, &channel.name).await;
+        }
     }
     state.membership.release(&conn).await;
     tracing::info!(sid = %s.id, user_id = %conn.user_id, ?reason, "socket disconnected");

@@ -8,6 +8,7 @@ use socketioxide::SocketIo;
 
 use super::delivery::Delivery;
 use super::membership::Membership;
+use super::recovery::Recovery;
 use super::rooms::channel_room;
 use super::Adapter;
 use crate::contract::{server, ChannelPresence};
@@ -27,9 +28,15 @@ pub fn spawn(
     membership: Arc<Membership>,
     delivery: Delivery,
     io: SocketIo<Adapter>,
+    recovery: Arc<Recovery>,
     shutdown: &Shutdown,
 ) {
-    shutdown.spawn_until_stopped(heartbeat_and_reap(presence.clone(), membership.clone(), io));
+    shutdown.spawn_until_stopped(heartbeat_and_reap(
+        presence.clone(),
+        membership.clone(),
+        io,
+        recovery,
+    ));
     shutdown.spawn_until_stopped(async move {
         loop {
             tokio::time::sleep(GRACE_SWEEP).await;
@@ -43,6 +50,7 @@ async fn heartbeat_and_reap(
     presence: Arc<Presence>,
     membership: Arc<Membership>,
     io: SocketIo<Adapter>,
+    recovery: Arc<Recovery>,
 ) {
     let period = presence.heartbeat_period();
     loop {
@@ -75,7 +83,14 @@ async fn heartbeat_and_reap(
         };
         for id in others {
             match presence.reap(&id, false).await {
-                Ok(reaped) => membership.announcer().reaped(reaped).await,
+                Ok(reaped) => {
+                    if reaped.gone {
+                        // Its sockets never saw their disconnect: they count as disconnected
+                        // from now for connection state recovery.
+                        recovery.gone(&id).await;
+                    }
+                    membership.announcer().reaped(reaped).await
+                }
                 Err(e) => tracing::warn!(error = %e, instance = %id, "presence reap failed"),
             }
         }

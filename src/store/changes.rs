@@ -264,6 +264,7 @@ pub async fn apply(
     if changed {
         let n = next_change(&mut tx, channel_id).await?;
         number = Some(n);
+        log_change(&mut tx, channel_id, n, target.seq, actor.id, change).await?;
         match change {
             Change::Edit { text, mentions } => {
                 sqlx::query!(
@@ -367,6 +368,122 @@ async fn forget_mentions(
     .execute(tx)
     .await?;
     Ok(())
+}
+
+/// Writes change `n` to the change log (`message_changes`), which connection state recovery
+/// replays.
+async fn log_change(
+    tx: &mut PgConnection,
+    channel_id: Uuid,
+    n: i64,
+    seq: i64,
+    actor: Uuid,
+    change: &Change,
+) -> Result<(), sqlx::Error> {
+    let (kind, emoji, added) = match change {
+        Change::Edit { .. } => ("edit", None, None),
+        Change::Delete => ("delete", None, None),
+        Change::React { emoji, add } => ("react", Some(emoji.as_str()), Some(*add)),
+    };
+    sqlx::query!(
+        "INSERT INTO message_changes (channel_id, change, seq, kind, actor_id, emoji, added)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        channel_id,
+        n,
+        seq,
+        kind,
+        actor,
+        emoji,
+        added
+    )
+    .execute(tx)
+    .await?;
+    Ok(())
+}
+
+/// A logged change, as connection state recovery replays it.
+#[derive(Debug)]
+pub struct Logged {
+    pub change: i64,
+    pub seq: i64,
+    pub actor_id: Uuid,
+    /// What it did (the message's state is read when it is replayed).
+    pub what: Change,
+}
+
+/// The logged changes of a channel in `(after, upto]` to messages up to seq `max_seq`, in change
+/// order, at most `limit`; `None` when the log no longer holds the change after `after` (it
+/// was removed as too old), so that what was missed cannot be told.
+pub async fn logged(
+    db: &PgPool,
+    channel_id: Uuid,
+    (after, upto): (i64, i64),
+    max_seq: i64,
+    limit: i64,
+) -> Result<Option<Vec<Logged>>, sqlx::Error> {
+    if upto <= after {
+        return Ok(Some(Vec::new()));
+    }
+    let oldest: Option<i64> = sqlx::query_scalar!(
+        "SELECT min(change) FROM message_changes WHERE channel_id = $1 AND change > $2",
+        channel_id,
+        after
+    )
+    .fetch_one(db)
+    .await?;
+    if oldest != Some(after + 1) {
+        return Ok(None);
+    }
+    let rows = sqlx::query!(
+        "SELECT change, seq, kind, actor_id, emoji, added FROM message_changes
+         WHERE channel_id = $1 AND change > $2 AND change <= $3 AND seq <= $4
+         ORDER BY change LIMIT $5",
+        channel_id,
+        after,
+        upto,
+        max_seq,
+        limit
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(Some(
+        rows.into_iter()
+            .map(|r| Logged {
+                change: r.change,
+                seq: r.seq,
+                actor_id: r.actor_id,
+                what: match (r.kind.as_str(), r.emoji, r.added) {
+                    ("edit", _, _) => Change::Edit {
+                        text: String::new(),
+                        mentions: Vec::new(),
+                    },
+                    ("react", Some(emoji), Some(add)) => Change::React { emoji, add },
+                    _ => Change::Delete,
+                },
+            })
+            .collect(),
+    ))
+}
+
+/// Removes logged changes older than `keep` (in batches, so that no statement runs long).
+pub async fn forget_logged(db: &PgPool, keep: std::time::Duration) -> Result<u64, sqlx::Error> {
+    let keep_secs = keep.as_secs_f64();
+    let mut removed = 0;
+    loop {
+        let n = sqlx::query!(
+            "DELETE FROM message_changes WHERE ctid IN (
+                 SELECT ctid FROM message_changes
+                 WHERE at < now() - make_interval(secs => $1) LIMIT 10000)",
+            keep_secs
+        )
+        .execute(db)
+        .await?
+        .rows_affected();
+        removed += n;
+        if n < 10000 {
+            return Ok(removed);
+        }
+    }
 }
 
 /// Takes the channel's next change number (the row stays locked until the transaction ends).

@@ -215,6 +215,17 @@ pub async fn first_seq(db: &PgPool, channel: Uuid) -> Result<i64, sqlx::Error> {
         .await
 }
 
+/// Where a channel's streams stand in Postgres: (first seq held, last seq, last change number).
+pub async fn position(db: &PgPool, channel: Uuid) -> Result<(i64, i64, i64), sqlx::Error> {
+    let row = sqlx::query!(
+        "SELECT first_seq, last_seq, last_change FROM channels WHERE id = $1",
+        channel
+    )
+    .fetch_one(db)
+    .await?;
+    Ok((row.first_seq, row.last_seq, row.last_change))
+}
+
 pub async fn add_member(db: &PgPool, channel: Uuid, user: Uuid) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "INSERT INTO channel_members (channel_id, user_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",

@@ -803,6 +803,24 @@ pub async fn find_by_id(
 
 /// The kept messages of a channel up to seq `max_seq` changed after change `after` and up to
 /// `upto`, by change number, at most `limit` (undecorated).
+/// The messages of a channel with these seqs (those retention has not removed), as stored.
+pub async fn by_seqs(
+    db: &PgPool,
+    channel_id: Uuid,
+    seqs: &[i64],
+) -> Result<Vec<Message>, sqlx::Error> {
+    let rows = select_rows!(
+        "FROM messages m JOIN channels c ON c.id = m.channel_id
+         WHERE m.channel_id = $1 AND m.seq = ANY($2) AND m.seq >= c.first_seq
+         ORDER BY m.seq",
+        channel_id,
+        seqs
+    )
+    .fetch_all(db)
+    .await?;
+    Ok(rows.into_iter().map(Message::from).collect())
+}
+
 pub async fn changed_since(
     db: &PgPool,
     channel_id: Uuid,

@@ -57,9 +57,13 @@ pub(super) async fn join(
         if let Err(e) = channels::start_reading(&state.db, conn.user_id, channel.id).await {
             tracing::debug!(error = %e, "read position not started");
         }
-        state
-            .delivery
-            .to_socket(&s, server::CHANNEL_JOINED, &channel.name);
+        crate::realtime::recovery::joined(&state, &s, &channel).await;
+        if let Some(pid) = s.pid() {
+            state
+                .recovery
+                .moved(pid, &s.id.to_string(), Some(&channel.name))
+                .await;
+        }
         Ok(Joined {
             channel: channel.view(),
             online,
@@ -75,6 +79,9 @@ pub(super) async fn leave(
 ) -> AppResult<Left> {
     let name = validate::channel_name(&channel)?;
     if state.membership.leave_channel(&s, &conn, &name).await {
+        if let Some(pid) = s.pid() {
+            state.recovery.moved(pid, &s.id.to_string(), None).await;
+        }
         Ok(Left {})
     } else {
         Err(outside_channel(&state, &name).await)

@@ -305,6 +305,9 @@ pub struct Socket<A: Adapter = LocalAdapter> {
     /// If you want to extract extensions from the http request, you should use the [`HttpExtension`](crate::extract::HttpExtension) extractor.
     #[cfg(feature = "extensions")]
     pub extensions: Extensions,
+    /// The private session id of connection state recovery, sent to the client in the CONNECT
+    /// answer when set (see [`Socket::set_pid`]).
+    pid: std::sync::OnceLock<Box<str>>,
     esocket: Arc<engineioxide::Socket<SocketData<A>>>,
 }
 
@@ -328,6 +331,7 @@ impl<A: Adapter> Socket<A> {
             id: sid,
             #[cfg(feature = "extensions")]
             extensions: Extensions::new(),
+            pid: std::sync::OnceLock::new(),
             esocket,
         }
     }
@@ -724,6 +728,26 @@ impl<A: Adapter> Socket<A> {
             self.esocket.close(EIoDisconnectReason::ClosingServer);
         }
         self.esocket.closed().await;
+    }
+
+    /// Sets the private session id (`pid`) of [connection state recovery] that the CONNECT answer
+    /// carries to the client (`{"sid": ..., "pid": ...}`). socket.io-client (>= 4.6) keeps it,
+    /// sends it back with the offset of the last event it received (`auth.pid`, `auth.offset`)
+    /// when it reconnects, and sets `socket.recovered` when the answer carries the same pid
+    /// again. Storing sessions and replaying what the client missed is the application's (or an
+    /// adapter's) part.
+    ///
+    /// Call it from a connect middleware, before the CONNECT answer is sent; it can be set once.
+    /// Returns `false` when a pid was set already.
+    ///
+    /// [connection state recovery]: https://socket.io/docs/v4/connection-state-recovery
+    pub fn set_pid(&self, pid: impl Into<Box<str>>) -> bool {
+        self.pid.set(pid.into()).is_ok()
+    }
+
+    /// The private session id set with [`Socket::set_pid`], if any.
+    pub fn pid(&self) -> Option<&str> {
+        self.pid.get().map(|p| &**p)
     }
 
     pub(crate) fn set_connected(&self, connected: bool) {

@@ -81,6 +81,41 @@ pub async fn connect_middleware() {
 }
 
 #[tokio::test]
+pub async fn connect_answer_carries_the_pid_a_middleware_set() {
+    let (_svc, io) = SocketIo::new_svc();
+    io.ns(
+        "/",
+        { async |s: SocketRef| assert_eq!(s.pid(), Some("a-private-session-id")) }.with(
+            async |s: SocketRef| {
+                assert!(s.set_pid("a-private-session-id"));
+                // A pid is set once.
+                assert!(!s.set_pid("another"));
+                Ok::<_, std::convert::Infallible>(())
+            },
+        ),
+    );
+    io.ns("/plain", async |s: SocketRef| assert_eq!(s.pid(), None));
+
+    let (_, mut srx) = io.new_dummy_sock("/", ()).await;
+    let p = assert_some!(srx.recv().await);
+    let Message(answer) = p else {
+        panic!("not a message: {p:?}")
+    };
+    let body: serde_json::Value = serde_json::from_str(&answer[1..]).unwrap();
+    assert_eq!(body["pid"], "a-private-session-id");
+    assert!(body["sid"].is_string());
+
+    let (_, mut srx) = io.new_dummy_sock("/plain", ()).await;
+    let p = assert_some!(srx.recv().await);
+    let Message(answer) = p else {
+        panic!("not a message: {p:?}")
+    };
+    let body: serde_json::Value =
+        serde_json::from_str(answer.trim_start_matches("0/plain,")).unwrap();
+    assert!(body.get("pid").is_none(), "{answer}");
+}
+
+#[tokio::test]
 pub async fn connect_middleware_error() {
     let (_svc, io) = SocketIo::new_svc();
     let (tx, mut rx) = mpsc::channel::<usize>(100);
