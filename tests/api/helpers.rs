@@ -756,6 +756,9 @@ pub fn session_cookie(resp: &reqwest::Response) -> Option<String> {
 pub struct Hello {
     pub cookie: Option<String>,
     pub auth_token: Option<String>,
+    /// A session to recover: its pid and the offset of the last event received, as
+    /// socket.io-client sends them (`auth.pid`, `auth.offset`).
+    pub recover: Option<(String, Option<String>)>,
     pub origin: Option<String>,
     pub polling: bool,
 }
@@ -773,6 +776,11 @@ impl Hello {
 struct Recorded {
     events: Vec<(String, Value, std::time::Instant)>,
     connected: bool,
+    /// The pid of the CONNECT answer (connection state recovery).
+    pid: Option<String>,
+    /// The last string argument of the last event with one, once a pid is held (what
+    /// socket.io-client keeps as its offset).
+    offset: Option<String>,
     /// The CONNECT_ERROR's message, when the handshake was refused.
     refused: Option<String>,
     closed: bool,
@@ -822,11 +830,21 @@ impl Client {
         if let Some(origin) = &hello.origin {
             headers.push(("Origin".to_owned(), origin.clone()));
         }
+        let mut auth = serde_json::Map::new();
+        if let Some(token) = hello.auth_token {
+            auth.insert("token".into(), json!(token));
+        }
+        if let Some((pid, offset)) = hello.recover {
+            auth.insert("pid".into(), json!(pid));
+            if let Some(offset) = offset {
+                auth.insert("offset".into(), json!(offset));
+            }
+        }
         let options = sio::Options {
             base: on.url(),
             polling: hello.polling,
             headers,
-            auth: hello.auth_token.map(|token| json!({ "token": token })),
+            auth: (!auth.is_empty()).then_some(Value::Object(auth)),
         };
         let (inner, mut incoming) = sio::connect(options).await.expect("engine.io connection");
         let recorded = Arc::new(Mutex::new(Recorded::default()));
@@ -837,7 +855,10 @@ impl Client {
                 {
                     let mut r = r.lock().unwrap();
                     match packet {
-                        sio::Incoming::Connected => r.connected = true,
+                        sio::Incoming::Connected(data) => {
+                            r.connected = true;
+                            r.pid = data.get("pid").and_then(Value::as_str).map(str::to_owned);
+                        }
                         sio::Incoming::ConnectError(data) => {
                             let message = data
                                 .get("message")
@@ -853,7 +874,16 @@ impl Client {
                             };
                             r.errors.push(text);
                         }
-                        sio::Incoming::Event(name, args) => {
+                        sio::Incoming::Event(name, mut args) => {
+                            if r.pid.is_some() {
+                                if let Some(Value::String(offset)) = args.last() {
+                                    r.offset = Some(offset.clone());
+                                }
+                            }
+                            // A durable event's offset follows its payload.
+                            if args.len() >= 2 && args.last().is_some_and(Value::is_string) {
+                                args.pop();
+                            }
                             r.events
                                 .push((name, first_arg(args), std::time::Instant::now()));
                         }
@@ -894,6 +924,47 @@ impl Client {
             Handshake::Connected(c) => c,
             Handshake::Refused(m) => panic!("handshake refused: {m}"),
         }
+    }
+
+    /// The pid of the CONNECT answer (connection state recovery), if any.
+    pub fn pid(&self) -> Option<String> {
+        self.recorded.lock().unwrap().pid.clone()
+    }
+
+    /// The offset socket.io-client would send back when it reconnects.
+    pub fn offset(&self) -> Option<String> {
+        self.recorded.lock().unwrap().offset.clone()
+    }
+
+    /// Connects `user` again as socket.io-client does after losing its transport: with this
+    /// client's pid and offset.
+    pub async fn reconnect(&self, on: &Instance, user: &User) -> Client {
+        let recover = self.pid().map(|pid| (pid, self.offset()));
+        let hello = Hello {
+            recover,
+            ..Hello::cookie(user)
+        };
+        match Self::handshake(on, hello).await {
+            Handshake::Connected(c) => c,
+            Handshake::Refused(m) => panic!("handshake refused: {m}"),
+        }
+    }
+
+    /// Connects `user` with a session to recover (a pid and an offset).
+    pub async fn resume(on: &Instance, user: &User, recover: (String, Option<String>)) -> Client {
+        let hello = Hello {
+            recover: Some(recover),
+            ..Hello::cookie(user)
+        };
+        match Self::handshake(on, hello).await {
+            Handshake::Connected(c) => c,
+            Handshake::Refused(m) => panic!("handshake refused: {m}"),
+        }
+    }
+
+    /// Ends the transport without a DISCONNECT (a lost connection, as the server sees it).
+    pub fn drop_transport(self) {
+        drop(self);
     }
 
     /// Emits and waits for the ack.

@@ -18,6 +18,7 @@ mod presence;
 mod process;
 mod ratelimit;
 mod raw;
+mod recovery;
 mod replica;
 mod retention;
 mod upload_abuse;

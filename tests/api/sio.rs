@@ -29,7 +29,8 @@ pub struct Options {
 /// What the server sent, as the connection hands it on.
 #[derive(Debug)]
 pub enum Incoming {
-    Connected,
+    /// The CONNECT answer's data (`{sid, pid?}`).
+    Connected(Value),
     /// The CONNECT_ERROR packet's data.
     ConnectError(Value),
     /// An event: its name and arguments.
@@ -150,7 +151,7 @@ impl Reader {
         let value: Value = serde_json::from_str(data).unwrap_or(Value::Null);
         match kind {
             "0" => {
-                let _ = self.incoming.send(Incoming::Connected);
+                let _ = self.incoming.send(Incoming::Connected(value));
             }
             "1" => {
                 let _ = self.incoming.send(Incoming::Closed);
