@@ -490,7 +490,7 @@ test("two tabs of one person stay in step", { timeout: TEST_TIMEOUT }, async () 
 });
 
 test(
-  "after the banter instance it used is killed, the page reconnects and shows what it missed once",
+  "after the banter instance it used is killed, the page's session is recovered on the other and shows what it missed once",
   { timeout: TEST_TIMEOUT, skip: process.env.BANTER_URL ? "needs its own cluster (BANTER_URL is set)" : false },
   async () => {
     assert.ok(cluster, "no cluster handle");
@@ -514,9 +514,23 @@ test(
 
     // Hold the page's reconnection back until the other person has spoken, so that the
     // message can only arrive through the catch-up after reconnecting.
+    // What the page sends once it may reconnect (over polling, then websocket) is kept.
     let networkDown = true;
-    await fay.page.route("**/socket.io/**", (route) => (networkDown ? route.abort() : route.continue()));
-    await fay.page.routeWebSocket(/\/socket\.io\//, (ws) => (networkDown ? ws.close() : ws.connectToServer()));
+    const sentAfter = [];
+    await fay.page.route("**/socket.io/**", (route) => {
+      if (networkDown) return route.abort();
+      const body = route.request().postData();
+      if (body) sentAfter.push(body);
+      return route.continue();
+    });
+    await fay.page.routeWebSocket(/\/socket\.io\//, (ws) => {
+      if (networkDown) return ws.close();
+      const server = ws.connectToServer();
+      ws.onMessage((m) => {
+        sentAfter.push(String(m));
+        server.send(m);
+      });
+    });
     await victim.kill("SIGKILL");
     await connection(fay.page).filter({ hasText: /Reconnecting|Offline/ }).waitFor({ timeout: 20_000 });
     await fay.page.getByText("Connection lost.").or(fay.page.getByText("You’re offline.")).waitFor();
@@ -532,6 +546,10 @@ test(
     await sleep(1500);
     assert.equal(await countMessage(fay.page, missed), 1, "the missed message is shown exactly once");
     assert.equal(await countMessage(fay.page, "before the crash"), 1);
+    // The session was recovered on the survivor (connection state recovery): the page sent its
+    // pid back and the server replayed the message; the page joined nothing and synced nothing.
+    assert.ok(sentAfter.some((f) => f.includes('"pid"')), `the CONNECT carries the pid: ${sentAfter.join(" | ")}`);
+    assert.ok(!sentAfter.some((f) => f.includes('"channel.join"') || f.includes('"messages.sync"')), `no join, no sync: ${sentAfter.join(" | ")}`);
 
     // And the page can talk again, through the survivor.
     await send(fay.page, "back online");

@@ -130,6 +130,7 @@ class FakeBanter {
 class FakeSocket implements SocketLike {
   connected = false;
   active = true;
+  recovered = false;
   up = true;
   private handlers = new Map<string, Handler[]>();
   private ioHandlers = new Map<string, Handler[]>();
@@ -236,6 +237,28 @@ describe("the chat session", () => {
     server.socket.push("message.new", server.messages.get("general")![3]);
     await settle();
     expect(seqs()).toEqual([1, 2, 3, 4]);
+  });
+
+  it("after a dropped connection the server recovered, neither joins nor syncs, and shows the replay once", async () => {
+    server.socket.drop();
+    server.sent = [];
+    server.socket.recovered = true;
+    server.socket.connect();
+    // The server replays what was missed, in order, right after the CONNECT answer.
+    server.socket.push("message.new", server.store("general", "missed 1"));
+    server.socket.push("message.new", server.store("general", "missed 2"));
+    await settle();
+    expect(chat.getSnapshot().status).toBe("connected");
+    expect(server.sent.map((s) => s.event)).toEqual([]);
+    expect(texts()).toEqual(["one", "two", "missed 1", "missed 2"]);
+    // Not recovered the next time (past the window): join and sync as before.
+    server.socket.drop();
+    server.store("general", "missed 3");
+    server.socket.recovered = false;
+    server.socket.connect();
+    await settle();
+    expect(server.sent.map((s) => s.event)).toEqual(["channel.join", "messages.sync"]);
+    expect(texts()).toEqual(["one", "two", "missed 1", "missed 2", "missed 3"]);
   });
 
   it("fills a gap in the live stream with messages.sync", async () => {

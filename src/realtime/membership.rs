@@ -44,8 +44,6 @@ pub struct Session {
 pub struct Conn {
     pub user_id: Uuid,
     pub username: String,
-    /// The token's session id (a recovered session must be the same one).
-    pub jti: Uuid,
     /// A guest: sends also count against the client address.
     pub guest: bool,
     /// The client address (through trusted proxies).
@@ -159,7 +157,6 @@ impl Conn {
         Self {
             user_id: session.user_id,
             username: session.username.clone(),
-            jti: session.jti,
             guest: session.guest,
             address: session.address,
             _reservation: reservation,

@@ -127,6 +127,15 @@ pub async fn start(
             state
                 .membership
                 .admit(&s, &session, reservation, channel.as_ref());
+            // Recorded before the CONNECT answer, so before any event of the socket (a
+            // `channel.join` moves the record on).
+            if let Some(pid) = s.pid() {
+                let name = channel.as_ref().map(|c| c.name.as_str());
+                state
+                    .recovery
+                    .open(pid, &session, &s.id.to_string(), name)
+                    .await;
+            }
             events::register(&s, &state);
             let state = state.clone();
             s.on_disconnect(move |s: SocketRef<Adapter>, reason: DisconnectReason| {
@@ -215,20 +224,6 @@ async fn connected(state: &AppState, s: SocketRef<Adapter>) {
                 recovery::joined(state, &s, &channel).await;
             }
         }
-    }
-    if let Some(pid) = s.pid() {
-        let session = membership::Session {
-            user_id: conn.user_id,
-            username: conn.username.clone(),
-            jti: conn.jti,
-            guest: conn.guest,
-            address: conn.address,
-        };
-        let name = channel.as_ref().map(|c| c.name.as_str());
-        state
-            .recovery
-            .open(pid, &session, &s.id.to_string(), name)
-            .await;
     }
     state.membership.connected(&conn).await;
     if recovered {

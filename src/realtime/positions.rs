@@ -107,7 +107,14 @@ struct Pending {
     kept: Option<Vec<Kept>>,
     /// More than [`PENDING_BUFFER`] events came while it read Postgres.
     overflowed: bool,
+    /// When it started (a socket not connected this long after is gone).
+    since: std::time::Instant,
 }
+
+/// A catching-up socket still not connected this long after it started is forgotten (its
+/// handshake failed before its disconnect handling was in place). A recovering socket is not
+/// connected while its handshake reads Postgres, so this is not `connected()` alone.
+const PENDING_UNCONNECTED: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// One channel's stream on this instance.
 #[derive(Default)]
@@ -138,6 +145,8 @@ pub enum Caught {
     Done,
     /// Too much came meanwhile: read Postgres again from this position.
     Again(Position),
+    /// The socket did not take what it was sent within [`PACE_LIMIT`].
+    Stalled,
 }
 
 /// The channels' streams on this instance. Entries exist for channels with sockets here.
@@ -261,38 +270,58 @@ impl Positions {
             at,
             kept: Some(Vec::new()),
             overflowed: false,
+            since: std::time::Instant::now(),
         });
     }
 
     /// The socket has what Postgres gave it, up to `at`: what was kept for it beyond that is
-    /// sent, and it is served as events come until this instance delivered as far. If too
+    /// sent (outside the lock, paced by the socket's buffer, while what comes meanwhile is kept
+    /// in turn), and it is served as events come until this instance delivered as far. If too
     /// much came meanwhile, it is to read Postgres again.
     pub async fn caught_up(&self, s: &SocketRef<Adapter>, channel: &str, at: Position) -> Caught {
-        let mut entries = self.entries.lock().await;
-        let Some(entry) = entries.get_mut(channel) else {
-            s.leave(RECOVERING_ROOM);
-            return Caught::Done;
-        };
-        let Some(p) = entry.pending.iter_mut().find(|p| p.socket.id == s.id) else {
-            s.leave(RECOVERING_ROOM);
-            return Caught::Done;
-        };
-        p.at = Position {
-            seq: p.at.seq.max(at.seq),
-            change: p.at.change.max(at.change),
-        };
-        if p.overflowed {
-            p.overflowed = false;
-            p.kept = Some(Vec::new());
-            return Caught::Again(p.at);
-        }
-        for kept in p.kept.take().unwrap_or_default() {
-            if !kept.step.within(p.at) {
-                emit(&p.socket, &kept.event, &*kept.data, &kept.offset);
+        let mut at = at;
+        loop {
+            let kept = {
+                let mut entries = self.entries.lock().await;
+                let Some(entry) = entries.get_mut(channel) else {
+                    s.leave(RECOVERING_ROOM);
+                    return Caught::Done;
+                };
+                let Some(p) = entry.pending.iter_mut().find(|p| p.socket.id == s.id) else {
+                    s.leave(RECOVERING_ROOM);
+                    return Caught::Done;
+                };
+                p.at = Position {
+                    seq: p.at.seq.max(at.seq),
+                    change: p.at.change.max(at.change),
+                };
+                at = p.at;
+                if p.overflowed {
+                    p.overflowed = false;
+                    p.kept = Some(Vec::new());
+                    return Caught::Again(p.at);
+                }
+                let kept = p.kept.replace(Vec::new()).unwrap_or_default();
+                if kept.is_empty() {
+                    p.kept = None;
+                    settle(entry);
+                    return Caught::Done;
+                }
+                kept
+            };
+            for k in kept {
+                if k.step.within(at) {
+                    continue;
+                }
+                if !emit_paced(s, &k.event, &*k.data, &k.offset).await {
+                    return Caught::Stalled;
+                }
+                match k.step {
+                    Step::Message(seq) => at.seq = at.seq.max(seq),
+                    Step::Change(n) => at.change = at.change.max(n),
+                }
             }
         }
-        settle(entry);
-        Caught::Done
     }
 
     /// Ends a socket's catching up without its events (it was not recovered after all, or it
@@ -311,7 +340,7 @@ impl Positions {
 fn settle(entry: &mut Entry) {
     let delivered = (entry.delivered_seq, entry.delivered_change);
     entry.pending.retain(|p| {
-        if !p.socket.connected() {
+        if !p.socket.connected() && p.since.elapsed() > PENDING_UNCONNECTED {
             return false;
         }
         let probe = Entry {
@@ -325,6 +354,35 @@ fn settle(entry: &mut Entry) {
         }
         true
     });
+}
+
+/// How long a catching-up socket may keep its send buffer full before it is given up.
+pub const PACE_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Sends one durable event to one catching-up socket, with its offset, waiting while its send
+/// buffer is full (a replay is larger than the buffer; the transport drains it as fast as the
+/// client reads). False when the socket is gone, or still full after [`PACE_LIMIT`].
+pub async fn emit_paced<T: Serialize + ?Sized>(
+    s: &SocketRef<Adapter>,
+    event: &str,
+    data: &T,
+    offset: &str,
+) -> bool {
+    let deadline = tokio::time::Instant::now() + PACE_LIMIT;
+    loop {
+        match s.emit(event, &(data, offset)) {
+            Ok(()) => return true,
+            Err(socketioxide::SendError::Socket(SocketError::InternalChannelFull))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await
+            }
+            Err(e) => {
+                tracing::debug!(sid = %s.id, event, error = %e, "a catching-up socket took nothing");
+                return false;
+            }
+        }
+    }
 }
 
 /// Sends one durable event to one socket, with its offset.

@@ -448,14 +448,18 @@ async fn read_missed(
 }
 
 /// Sends a recovered socket what it missed (after its CONNECT answer), then lets it catch up
-/// with its room.
+/// with its room. A socket that does not take it (its client stopped reading) is closed: its
+/// client reconnects and recovers again.
 pub async fn replay(state: &AppState, s: &SocketRef<Adapter>, session_user: Uuid) {
     let Some(replay) = s.extensions.remove::<Arc<Replay>>() else {
         return;
     };
     let count = replay.events.len();
-    send(s, &replay.channel, &replay.events, replay.from, replay.to);
     let positions = state.delivery.positions();
+    if !send(s, &replay.channel, &replay.events, replay.from, replay.to).await {
+        give_up(state, s, &replay.channel).await;
+        return;
+    }
     let mut to = replay.to;
     // Bounded: a channel busy enough to overflow the buffer three times over is joined as it
     // is (the client may see a seq gap there, and fill it with messages.sync).
@@ -465,6 +469,10 @@ pub async fn replay(state: &AppState, s: &SocketRef<Adapter>, session_user: Uuid
                 tracing::debug!(sid = %s.id, events = count, "recovered socket caught up");
                 return;
             }
+            Caught::Stalled => {
+                give_up(state, s, &replay.channel).await;
+                return;
+            }
             Caught::Again(from) => {
                 let Ok(channel) = crate::access::channel(state, &replay.channel).await else {
                     break;
@@ -472,7 +480,10 @@ pub async fn replay(state: &AppState, s: &SocketRef<Adapter>, session_user: Uuid
                 let Some(more) = read_missed(state, &channel, session_user, from).await else {
                     break;
                 };
-                send(s, &more.channel, &more.events, more.from, more.to);
+                if !send(s, &more.channel, &more.events, more.from, more.to).await {
+                    give_up(state, s, &replay.channel).await;
+                    return;
+                }
                 to = more.to;
             }
         }
@@ -481,10 +492,31 @@ pub async fn replay(state: &AppState, s: &SocketRef<Adapter>, session_user: Uuid
     positions.abandon(s, &replay.channel).await;
 }
 
-/// Sends replayed events with their offsets: a message's carries its seq and the change number
-/// the client started from; a change's carries the last replayed seq; the last event carries
-/// the replay's end (everything up to it is then held).
-fn send(s: &SocketRef<Adapter>, channel: &str, events: &[Replayed], from: Position, to: Position) {
+/// Ends a recovered socket that did not take its replay: its connection is closed from the
+/// server's side, as after a lost transport (its session stays recoverable).
+async fn give_up(state: &AppState, s: &SocketRef<Adapter>, channel: &str) {
+    tracing::info!(sid = %s.id, "a recovered socket did not take its replay; closing it");
+    state.delivery.positions().abandon(s, channel).await;
+    if let Some(closer) = s
+        .req_parts()
+        .extensions
+        .get::<engineioxide::socket::SessionCloser>()
+    {
+        closer.close(engineioxide::DisconnectReason::TransportError);
+    }
+}
+
+/// Sends replayed events with their offsets, paced by the socket's send buffer: a message's
+/// carries its seq and the change number the client started from; a change's carries the last
+/// replayed seq; the last event carries the replay's end (everything up to it is then held).
+/// False when the socket did not take them.
+async fn send(
+    s: &SocketRef<Adapter>,
+    channel: &str,
+    events: &[Replayed],
+    from: Position,
+    to: Position,
+) -> bool {
     for (i, e) in events.iter().enumerate() {
         let at = if i + 1 == events.len() {
             to
@@ -505,8 +537,11 @@ fn send(s: &SocketRef<Adapter>, channel: &str, events: &[Replayed], from: Positi
             at,
         }
         .encode();
-        positions::emit(s, e.event, &*e.data, &offset);
+        if !positions::emit_paced(s, e.event, &*e.data, &offset).await {
+            return false;
+        }
     }
+    true
 }
 
 /// Removes logged changes older than the recovery window needs, every minute, until shutdown.
@@ -546,13 +581,19 @@ pub async fn joined(state: &AppState, s: &SocketRef<Adapter>, channel: &Channel)
             }
         }
     };
+    let conn = s.extensions.get::<Arc<super::Conn>>();
     positions
         .offset(&channel.name, stored, |offset| {
-            state.delivery.to_socket(
-                s,
-                server::CHANNEL_JOINED,
-                &(channel.name.as_str(), offset.encode()),
-            )
+            // The socket may have moved on meanwhile (a `channel.join` right after connecting
+            // overtakes the automatic join's answer): only its current channel is told.
+            let current = conn.as_ref().and_then(|c| c.channel());
+            if current.is_some_and(|c| c.name == channel.name) {
+                state.delivery.to_socket(
+                    s,
+                    server::CHANNEL_JOINED,
+                    &(channel.name.as_str(), offset.encode()),
+                )
+            }
         })
         .await;
 }

@@ -269,3 +269,70 @@ async fn a_recovered_socket_is_back_in_the_channel_it_switched_to_and_not_in_one
     assert!(left.events("message.new").is_empty());
     cluster.finish().await;
 }
+
+#[tokio::test]
+async fn a_replay_larger_than_the_sockets_send_buffer_arrives_whole_and_in_order() {
+    let cluster = Cluster::start(&["--rate-limit-messages", "100000"]).await;
+    let ann = cluster.register(cluster.a(), "rec_jon").await;
+    let bob = cluster.register(cluster.b(), "rec_kit").await;
+    let a = Client::connect(cluster.a(), &ann).await;
+    let b = Client::connect(cluster.b(), &bob).await;
+    a.wait_for("channel.joined", |v| v == "general").await;
+    let recover = (a.pid().expect("pid"), a.offset());
+    a.drop_transport();
+    settle().await;
+    // Well over the 64 packets a socket's send buffer holds.
+    let mut seqs = Vec::new();
+    for n in 0..200 {
+        seqs.push(sent(&b, "general", &format!("m{n}")).await["seq"].clone());
+    }
+    let again = Client::resume(cluster.b(), &ann, recover).await;
+    let got = again.wait_for_count("message.new", 200).await;
+    let got: Vec<Value> = got.iter().map(|m| m["seq"].clone()).collect();
+    assert_eq!(got, seqs);
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_recovery_while_messages_keep_coming_misses_none_and_repeats_none() {
+    let cluster = Cluster::start(&["--rate-limit-messages", "100000"]).await;
+    let ann = cluster.register(cluster.a(), "rec_lou").await;
+    let bob = cluster.register(cluster.b(), "rec_max").await;
+    let b = std::sync::Arc::new(Client::connect(cluster.b(), &bob).await);
+    for round in 0..3 {
+        let a = Client::connect(cluster.a(), &ann).await;
+        a.wait_for("channel.joined", |v| v == "general").await;
+        let first = sent(&b, "general", "start").await["seq"].as_i64().unwrap();
+        a.wait_for("message.new", |m| m["seq"] == first).await;
+        let recover = (a.pid().expect("pid"), a.offset());
+        a.drop_transport();
+        // Messages keep coming before, during and after the recovery.
+        let sender = b.clone();
+        let flood = tokio::spawn(async move {
+            let mut last = 0;
+            for n in 0..150 {
+                last = sent(&sender, "general", &format!("r{round} m{n}")).await["seq"]
+                    .as_i64()
+                    .unwrap();
+                tokio::time::sleep(Duration::from_millis(2)).await;
+            }
+            last
+        });
+        tokio::time::sleep(Duration::from_millis(50 + 40 * round)).await;
+        let again = Client::resume(cluster.b(), &ann, recover).await;
+        let last = flood.await.expect("sender");
+        again.wait_for("message.new", |m| m["seq"] == last).await;
+        settle().await;
+        let seqs: Vec<i64> = again
+            .events("message.new")
+            .iter()
+            .map(|m| m["seq"].as_i64().unwrap())
+            .collect();
+        assert_eq!(
+            seqs,
+            ((first + 1)..=last).collect::<Vec<_>>(),
+            "round {round}"
+        );
+    }
+    cluster.finish().await;
+}

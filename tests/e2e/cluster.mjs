@@ -348,7 +348,7 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
       } catch {
         // best effort
       }
-      fs.rmSync(work, { recursive: true, force: true });
+      if (!process.env.E2E_KEEP) fs.rmSync(work, { recursive: true, force: true });
     },
   };
 

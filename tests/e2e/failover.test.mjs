@@ -1,6 +1,7 @@
 // One instance killed with SIGKILL while clients are connected and messages flow: its clients
 // reconnect through nginx to the survivor, call messages.sync from their last seq, and end up
-// with exactly the stored messages, none twice.
+// with exactly the stored messages, none twice. Connection state recovery is off here, so that
+// the sync alone does it.
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,7 +11,8 @@ import { ack, connect, connected, eventually, guest, sleep } from './client.mjs'
 
 let cluster;
 before(async () => {
-  cluster = await startCluster({ env: { RATE_LIMIT_MESSAGES: '1000' } });
+  // Recovery off: the clients repair with messages.sync alone (recovery.test.mjs tests it on).
+  cluster = await startCluster({ env: { RATE_LIMIT_MESSAGES: '1000', RECOVERY_MAX_DISCONNECT_SECS: '0' } });
 });
 after(() => cluster?.stop());
 

@@ -14,7 +14,7 @@ const WINDOW_SECS = 5;
 let cluster;
 before(async () => {
   cluster = await startCluster({
-    env: { RATE_LIMIT_MESSAGES: '1000', RECOVERY_MAX_DISCONNECT_SECS: String(WINDOW_SECS) },
+    env: { RATE_LIMIT_MESSAGES: '1000', RECOVERY_MAX_DISCONNECT_SECS: String(WINDOW_SECS), RUST_LOG: process.env.E2E_RUST_LOG ?? 'info' },
   });
 });
 after(() => cluster?.stop());
@@ -125,6 +125,7 @@ test('the clients of a SIGKILLed instance recover on the other with every messag
     assert.equal(new Set(seqs).size, seqs.length, `client ${i} got no message twice`);
     // From its first message on, every stored one, in seq order.
     const expected = stored.filter((s) => s >= seqs[0]);
+    if (JSON.stringify(seqs) !== JSON.stringify(expected)) console.log(`client ${i}'s last events`, JSON.stringify(c.received.map((r) => [r.event, r.args[0]?.seq ?? r.args[0], r.args.at(-1)]).slice(-60)));
     assert.deepEqual(seqs, expected, `client ${i} holds every stored message in order`);
   }
   console.log(`recovery after SIGKILL: ${acked.length} acked, ${stored.length} stored, ${clients.length} clients recovered`);

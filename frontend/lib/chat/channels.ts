@@ -157,6 +157,20 @@ export class Channels {
     reading.viewed();
   }
 
+  /**
+   * The connection came back with its session recovered: the socket is in `name` again and the
+   * server replays what it missed (no join, no sync). Presence is read again; what waits to be
+   * sent goes out.
+   */
+  recovered(name: string): void {
+    const { store } = this.session;
+    const { outbox, presence, reading } = this.parts;
+    store.set({ current: name, joining: null });
+    void presence.fetchOnline(name);
+    void outbox.pump();
+    reading.viewed();
+  }
+
   async create(name: string, description: string, password: string): Promise<CreateChannelResult> {
     try {
       const channel = await this.session.api.createChannel(name, description, password);

@@ -39,6 +39,8 @@ export class Connection {
   private channelPoll: ReturnType<typeof setInterval> | null = null;
   /** The server closed the connection itself (a ban, a removed account, a logout elsewhere). */
   private closedByServer = false;
+  /** The channel the socket was in when its connection dropped. */
+  private lastJoined: string | null = null;
 
   constructor(session: Session, parts: ConnectionParts) {
     this.session = session;
@@ -121,14 +123,22 @@ export class Connection {
     session.joined = null;
     store.set({ status: "connected" });
     void this.parts.actions.probeAdmin();
-    // The server put the socket in the default channel; go (back) to the open one. On a
-    // reconnect the join is followed by a sync of what was missed.
     const target = store.state.current ?? store.state.joining ?? this.parts.initialChannel;
+    // The server recovered the session (connection state recovery): the socket is back in the
+    // channel it was in, and the server replays what it missed, in order.
+    if (reconnected && session.socket.recovered === true && this.lastJoined === target) {
+      session.joined = target;
+      this.parts.channels.recovered(target);
+      return;
+    }
+    // Otherwise the server put the socket in the default channel; go (back) to the open one. On
+    // a reconnect the join is followed by a sync of what was missed.
     void this.parts.channels.join(target, undefined, reconnected ? "reconnect" : "first");
   };
 
   private onDisconnect = (reason: string): void => {
     const { session } = this;
+    this.lastJoined = session.joined;
     session.joined = null;
     session.abandonAcks();
     session.store.set({ typing: [], status: this.browserOffline() ? "offline" : "reconnecting" });

@@ -14,6 +14,8 @@ import { ChatStore } from "./store";
 export interface SocketLike {
   readonly connected: boolean;
   readonly active: boolean;
+  /** The last connect recovered the session (Socket.IO connection state recovery). */
+  readonly recovered?: boolean;
   connect(): unknown;
   disconnect(): unknown;
   on(event: string, listener: (...args: never[]) => void): unknown;
