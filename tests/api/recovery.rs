@@ -181,6 +181,25 @@ async fn another_users_pid_a_client_disconnect_and_an_old_disconnect_recover_not
     settle().await;
     assert!(durable(&m).is_empty(), "{:?}", durable(&m));
 
+    // Her own pid with a forged offset (another channel, a seq from the future, garbage, an
+    // offset a thousand times too long): a fresh session each time, nothing replayed.
+    for forged in [
+        "0.0.secret-club".to_owned(),
+        "999999.0.general".to_owned(),
+        "not an offset".to_owned(),
+        format!("0.0.{}", "g".repeat(200_000)),
+    ] {
+        let hello = Hello {
+            recover: Some((pid.clone(), Some(forged))),
+            ..Hello::cookie(&ann)
+        };
+        let Handshake::Connected(f) = Client::handshake(cluster.b(), hello).await else {
+            panic!("refused");
+        };
+        assert_ne!(f.pid().as_deref(), Some(pid.as_str()));
+        f.disconnect().await;
+    }
+
     // Past the window: a fresh session.
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let hello = Hello {
