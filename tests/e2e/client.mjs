@@ -14,6 +14,7 @@ export async function guest(cluster, username) {
     method: 'POST',
     headers: { 'content-type': 'application/json', origin: cluster.origin },
     body: JSON.stringify({ username }),
+    signal: AbortSignal.timeout(WAIT_MS),
   });
   if (res.status !== 201) throw new Error(`guest ${username}: ${res.status} ${await res.text()}`);
   const cookie = res.headers.getSetCookie().find((c) => c.startsWith('token=')).split(';')[0];

@@ -302,6 +302,7 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
           res.resume();
           res.on('end', resolve);
         });
+        req.setTimeout(15_000, () => req.destroy(new Error(`probe from ${localAddress}: no answer`)));
         req.on('error', reject);
       });
       for (let i = 0; i < 50; i++) {
@@ -310,6 +311,21 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
         await sleep(20);
       }
       throw new Error(`no access log line for probe from ${localAddress}`);
+    },
+    /**
+     * Resolves once the balancer sends requests to `instance` again: after a restart, nginx
+     * keeps a failed upstream out for its fail_timeout and HAProxy for its health checks, and
+     * until then every address maps to the others.
+     */
+    async routed(instance, ms = 20_000) {
+      const deadline = Date.now() + ms;
+      for (;;) {
+        for (let host = 2; host < 40; host++) {
+          if ((await cluster.upstreamOf(`127.0.0.${host}`)) === instance) return;
+        }
+        if (Date.now() > deadline) throw new Error(`the balancer sends nothing to ${instance.name}`);
+        await sleep(250);
+      }
     },
     /** Loopback source addresses whose requests nginx sends to `instance`. */
     async addressesFor(instance, count, start = 2) {

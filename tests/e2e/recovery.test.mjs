@@ -7,7 +7,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { startCluster } from './cluster.mjs';
-import { ack, connect, connected, eventually, events, guest, send, sleep, waitForEvent } from './client.mjs';
+import { WAIT_MS, ack, connect, connected, eventually, events, guest, send, sleep, waitForEvent } from './client.mjs';
 
 const WINDOW_SECS = 5;
 
@@ -26,9 +26,19 @@ function durable(socket) {
     .map((r) => (r.event === 'message.new' ? `new ${r.args[0].seq}` : `${r.event} ${r.args[0].change}`));
 }
 
-/** Resolves with the next `connect` of a socket. */
+/** Resolves with the next `connect` of a socket; rejects on its `connect_error` or after WAIT_MS. */
 function nextConnect(socket) {
-  return new Promise((resolve) => socket.once('connect', resolve));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error('no connect within timeout')), WAIT_MS);
+    socket.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    socket.once('connect_error', (err) => {
+      clearTimeout(timer);
+      reject(new Error(`connect_error: ${err?.message ?? err}`));
+    });
+  });
 }
 
 test('a lost transport recovers with exactly the messages and changes missed', async () => {
@@ -132,6 +142,8 @@ test('the clients of a SIGKILLed instance recover on the other with every messag
   for (const c of clients) c.close();
   sender.close();
   await victim.start();
+  // Until the balancer takes the victim back, every address maps to the survivor.
+  await cluster.routed(victim);
 });
 
 test('past the window, or with another user\'s pid, nothing is recovered', async () => {
