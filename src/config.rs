@@ -150,6 +150,39 @@ pub struct Config {
     #[arg(long, env = "RECOVERY_MAX_DISCONNECT_SECS", default_value_t = 120, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub recovery_max_disconnect_secs: u64,
 
+    /// Where this instance answers HAProxy's agent check (`host:port`): its weight from its
+    /// load, or `drain` while draining. Empty: off.
+    #[arg(long, env = "AGENT_CHECK_ADDR")]
+    pub agent_check_addr: Option<SocketAddr>,
+
+    /// Sockets at which this instance counts as full: the agent check's weight falls from 100 %
+    /// (no sockets) to 1 % (this many).
+    #[arg(long, env = "INSTANCE_SOCKET_CAPACITY", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub instance_socket_capacity: u64,
+
+    /// How many sockets a second a drain (or a rebalance) moves to the other instances.
+    #[arg(long, env = "DRAIN_SOCKETS_PER_SEC", default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub drain_sockets_per_sec: u32,
+
+    /// Seconds between the start of a drain and its first moved socket (balancers see the
+    /// instance draining first). At most 60.
+    #[arg(long, env = "DRAIN_GRACE_SECS", default_value_t = 2, value_parser = clap::value_parser!(u64).range(0..=60))]
+    pub drain_grace_secs: u64,
+
+    /// Whether an instance with more sockets than the cluster's mean (by `REBALANCE_MARGIN`)
+    /// moves the excess to the others.
+    #[arg(long, env = "REBALANCE", default_value_t = false, value_parser = BoolishValueParser::new(), action = ArgAction::Set)]
+    pub rebalance: bool,
+
+    /// How far above the cluster's mean sockets an instance may be before it rebalances, as a
+    /// fraction of the mean (0.2: 20 %).
+    #[arg(long, env = "REBALANCE_MARGIN", default_value_t = 0.2, value_parser = parse_margin)]
+    pub rebalance_margin: f64,
+
+    /// How many sockets a second a rebalance moves.
+    #[arg(long, env = "REBALANCE_SOCKETS_PER_SEC", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub rebalance_sockets_per_sec: u32,
+
     /// What one user's requests may cost an instance at once, in cost units (every client
     /// event and history read has its cost, PROTOCOL.md "Budgets"); 0 turns the budget off.
     #[arg(long, env = "EVENT_BUDGET", default_value_t = 300)]
@@ -260,6 +293,14 @@ pub struct Config {
     /// How often retention is enforced, in seconds.
     #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 60)]
     pub retention_interval_secs: u64,
+}
+
+/// A rebalancing margin: a fraction of the mean from 0.05 to 10.
+fn parse_margin(raw: &str) -> Result<f64, String> {
+    match raw.trim().parse::<f64>() {
+        Ok(m) if (0.05..=10.0).contains(&m) => Ok(m),
+        _ => Err("a fraction from 0.05 to 10 (0.2: 20 % above the mean)".to_owned()),
+    }
 }
 
 /// Shortest accepted `JWT_SECRET`, in bytes (HS256 wants at least its output size).

@@ -59,6 +59,8 @@ pub mod server {
     pub const CHANNEL_READ: &str = "channel.read";
     pub const CHANNEL_REMOVED: &str = "channel.removed";
     pub const CHANNEL_CREATED: &str = "channel.created";
+    /// Sent to each socket a drain or rebalance moves, before its connection is closed.
+    pub const INSTANCE_DRAINING: &str = "instance.draining";
     /// A failed event that asked for no ack.
     pub const ERROR: &str = "error";
     /// The events of changes to stored messages (delivered in change order).
@@ -700,6 +702,116 @@ pub struct ChannelPresence<'a> {
 pub struct RateLimited {
     pub retry_after_ms: u64,
     pub until: DateTime<Utc>,
+}
+
+// ---- Operations: the cluster as administrators see it (`GET /api/admin/cluster`) and drains.
+
+/// One entry of the moderation log, as administrators read it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
+pub struct ModerationEntry {
+    pub id: Uuid,
+    pub at: DateTime<Utc>,
+    pub actor: String,
+    pub action: String,
+    pub channel: Option<String>,
+    pub target: Option<String>,
+    pub message_id: Option<Uuid>,
+    pub message_seq: Option<i64>,
+}
+
+/// What an instance last reported of itself (every few seconds, through Redis).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
+pub struct InstanceView {
+    pub id: String,
+    pub version: String,
+    pub started_at: DateTime<Utc>,
+    pub reported_at: DateTime<Utc>,
+    /// Sockets connected here, and the distinct users they belong to.
+    pub sockets: u64,
+    pub users: u64,
+    /// `INSTANCE_SOCKET_CAPACITY`.
+    pub capacity: u64,
+    /// CPU used over the last period, in cores (1.0: one core busy), and the cores it has.
+    pub cpu: f64,
+    pub cores: u32,
+    pub rss_bytes: u64,
+    pub deliveries_per_sec: f64,
+    pub drops_per_sec: f64,
+    /// Deliveries dropped since the instance started.
+    pub drops: u64,
+    /// Sockets moved away by drains and rebalances since the instance started.
+    pub moved: u64,
+    /// Taking no new sessions and moving its sockets away (a drain, or a rebalance's shedding).
+    pub draining: bool,
+    /// The weight (percent) it reports to HAProxy's agent check.
+    pub weight: u32,
+    /// The busiest channels here: stored messages a second and sockets in each.
+    pub channels: Vec<ChannelActivity>,
+}
+
+/// A channel's activity: messages stored a second, sockets in it (on an instance, or on the
+/// whole cluster) and, on the cluster's list, its users online.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
+pub struct ChannelActivity {
+    pub name: String,
+    pub messages_per_sec: f64,
+    pub sockets: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(test, ts(optional))]
+    pub online: Option<u64>,
+}
+
+/// Whether a dependency answered the instance that assembled the view, and how fast.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
+pub struct DependencyHealth {
+    /// `postgres`, `postgres_replica` or `redis`.
+    pub name: String,
+    pub ok: bool,
+    pub latency_ms: Option<f64>,
+}
+
+/// `GET /api/admin/cluster`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
+pub struct ClusterView {
+    pub at: DateTime<Utc>,
+    /// The instance that answered.
+    pub answered_by: String,
+    /// Every live instance; one that stopped reporting (killed, not yet reaped) has
+    /// `reported_at` further back and the rest of its figures as last reported.
+    pub instances: Vec<InstanceView>,
+    /// Instances registered in presence that sent no report (just started, or gone).
+    pub silent: Vec<String>,
+    pub sockets: u64,
+    /// Users online in the cluster.
+    pub online: u64,
+    pub deliveries_per_sec: f64,
+    pub drops_per_sec: f64,
+    /// The busiest channels of the cluster, by messages a second, then sockets.
+    pub channels: Vec<ChannelActivity>,
+    pub dependencies: Vec<DependencyHealth>,
+    /// The newest moderation log entries.
+    pub moderation: Vec<ModerationEntry>,
+}
+
+/// `POST` / `DELETE /api/admin/instances/:id/drain`: the drain asked for.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
+pub struct DrainAnswer {
+    pub instance: String,
+    pub draining: bool,
+}
+
+/// `instance.draining`: this socket's instance is going away; the connection is closed next and
+/// the client reconnects (to another instance) by itself, its session recovered.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(test, derive(ts_rs::TS), ts(export))]
+pub struct InstanceDraining {
+    pub reconnect: bool,
 }
 
 #[cfg(test)]

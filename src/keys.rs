@@ -175,6 +175,11 @@ impl Keys {
         format!("{}:waiting", self.bucket_tag(bucket))
     }
 
+    /// What an instance last reported of itself (the cluster page), JSON with a short TTL.
+    pub fn instance_stats(&self, instance: &str) -> String {
+        format!("{}:ops:{instance}", self.prefix)
+    }
+
     /// A recoverable Socket.IO session (connection state recovery), by its private id.
     pub fn recovery(&self, pid: &str) -> String {
         format!("{}:recovery:{pid}", self.prefix)

@@ -18,6 +18,7 @@ pub(crate) mod keys;
 pub(crate) mod kv;
 pub(crate) mod mentions;
 pub(crate) mod metrics;
+pub(crate) mod ops;
 pub(crate) mod presence;
 pub(crate) mod ratelimit;
 pub(crate) mod realtime;
@@ -208,6 +209,11 @@ impl App {
             config.upload_allowed_types.clone(),
             metrics.clone(),
         );
+        let ops = Arc::new(ops::Ops::new(
+            metrics.clone(),
+            keys.clone(),
+            presence.instance().to_owned(),
+        ));
         let (committer, commit_queue) = Committer::new(realtime::commit::Writer {
             db: db.clone(),
             delivery: delivery.clone(),
@@ -247,13 +253,22 @@ impl App {
             config,
             uploads,
             default_channel: tokio::sync::OnceCell::new(),
+            ops,
         }));
         realtime::start(&state, &io, bus, commit_queue, removal_queue).await?;
+        ops::start(&state).await?;
         let router = http::router(state.clone()).layer(socket_layer).layer(
             axum::middleware::from_fn_with_state(state.clone(), http::cap_pending_sessions),
         );
         let router = http::outer_layers(router, &state.config);
         Ok(App { state, io, router })
+    }
+
+    /// Starts a drain of this instance (SIGUSR1 in the binary): no new sessions, and its
+    /// sockets moved to the other instances.
+    pub fn drain_handle(&self) -> impl Fn(&str) + Send + Sync + 'static {
+        let drain = self.state.ops.drain.clone();
+        move |why: &str| drain.start(why)
     }
 
     /// This instance's presence id.

@@ -74,6 +74,22 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // SIGUSR1 starts a drain (Kubernetes' preStop, or an operator): no new sessions here, and
+    // the sockets move to the other instances. The drain lasts until SIGTERM.
+    #[cfg(unix)]
+    {
+        let drain = app.drain_handle();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+            Ok(mut usr1) => {
+                tokio::spawn(async move {
+                    while usr1.recv().await.is_some() {
+                        drain("SIGUSR1");
+                    }
+                });
+            }
+            Err(e) => eprintln!("banter: SIGUSR1 will not start a drain: {e}"),
+        }
+    }
     let (signalled_tx, signalled_rx) = tokio::sync::oneshot::channel::<()>();
     let shutdown = async move {
         shutdown_signal().await;

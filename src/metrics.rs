@@ -65,6 +65,18 @@ pub struct Metrics {
     /// What retention removed (this instance's passes).
     pub retention_messages: Counter,
     pub retention_uploads: Counter,
+    /// The process's resident memory and CPU time (sampled by [`crate::ops`]).
+    pub resident_bytes: Gauge,
+    pub cpu_seconds: Counter<f64, AtomicU64>,
+    /// 1 while this instance drains (or sheds sockets to rebalance), else 0.
+    pub draining: Gauge,
+    /// Sockets moved to other instances by a drain or a rebalance.
+    pub sockets_moved: Counter,
+    /// The weight (percent) this instance last reported to HAProxy's agent check.
+    pub agent_weight: Gauge,
+    /// Messages stored per channel by this instance since the last stats period (not exported:
+    /// channel names are unbounded labels; the cluster page reads them).
+    pub channel_messages: ChannelCounts,
 }
 
 impl Default for Metrics {
@@ -91,6 +103,12 @@ impl Metrics {
             upload_bytes: Counter::default(),
             retention_messages: Counter::default(),
             retention_uploads: Counter::default(),
+            resident_bytes: Gauge::default(),
+            cpu_seconds: Counter::default(),
+            draining: Gauge::default(),
+            sockets_moved: Counter::default(),
+            agent_weight: Gauge::default(),
+            channel_messages: ChannelCounts::default(),
         };
         let r = &mut m.registry;
         r.register(
@@ -169,6 +187,31 @@ impl Metrics {
             "Stored files removed by retention passes of this instance (expired or never sent)",
             m.retention_uploads.clone(),
         );
+        r.register(
+            "banter_process_resident_memory_bytes",
+            "Resident memory of the process",
+            m.resident_bytes.clone(),
+        );
+        r.register(
+            "banter_process_cpu_seconds",
+            "CPU time of the process (user and system)",
+            m.cpu_seconds.clone(),
+        );
+        r.register(
+            "banter_draining",
+            "1 while this instance takes no new sessions and moves its sockets away",
+            m.draining.clone(),
+        );
+        r.register(
+            "banter_sockets_moved",
+            "Sockets moved to other instances by a drain or a rebalance",
+            m.sockets_moved.clone(),
+        );
+        r.register(
+            "banter_agent_weight",
+            "The weight (percent) last reported to HAProxy's agent check",
+            m.agent_weight.clone(),
+        );
         m
     }
 
@@ -219,6 +262,11 @@ pub struct Drops {
 }
 
 impl Drops {
+    /// Deliveries dropped since the instance started.
+    pub fn total(&self) -> u64 {
+        self.counter.get()
+    }
+
     /// Counts `n` dropped deliveries (also whole events the bus could not hold, one per event).
     pub fn count(&self, n: usize) {
         let total = self.counter.inc_by(n as u64) + n as u64;
@@ -229,6 +277,34 @@ impl Drops {
                 "deliveries dropped (full send buffers of slow sockets or of the Redis subscription); clients resync by seq"
             )
         });
+    }
+}
+
+/// Messages stored per channel, taken (and reset) once per stats period. Holds at most
+/// [`ChannelCounts::MAX`] channels a period; a busier period counts the first ones seen.
+#[derive(Default)]
+pub struct ChannelCounts(std::sync::Mutex<std::collections::HashMap<String, u64>>);
+
+impl ChannelCounts {
+    pub const MAX: usize = 10_000;
+
+    /// Counts `n` messages stored in `channel`.
+    pub fn add(&self, channel: &str, n: u64) {
+        if let Ok(mut m) = self.0.lock() {
+            if let Some(count) = m.get_mut(channel) {
+                *count += n;
+            } else if m.len() < Self::MAX {
+                m.insert(channel.to_owned(), n);
+            }
+        }
+    }
+
+    /// The counts since the last call.
+    pub fn take(&self) -> std::collections::HashMap<String, u64> {
+        self.0
+            .lock()
+            .map(|mut m| std::mem::take(&mut *m))
+            .unwrap_or_default()
     }
 }
 

@@ -511,6 +511,26 @@ impl Presence {
             .await
     }
 
+    /// Users online in the cluster (with a live connection).
+    pub async fn online_count(&self) -> redis::RedisResult<u64> {
+        let mut conn = self.redis.clone();
+        redis::cmd("HLEN")
+            .arg(self.keys.presence())
+            .query_async(&mut conn)
+            .await
+    }
+
+    /// Instances that have presence bookkeeping, this one included.
+    pub async fn instances(&self) -> redis::RedisResult<Vec<String>> {
+        let mut conn = self.redis.clone();
+        let mut ids: Vec<String> = redis::cmd("SMEMBERS")
+            .arg(self.keys.instances())
+            .query_async(&mut conn)
+            .await?;
+        ids.sort();
+        Ok(ids)
+    }
+
     /// Instances that have presence bookkeeping, this one excluded.
     pub async fn other_instances(&self) -> redis::RedisResult<Vec<String>> {
         let mut conn = self.redis.clone();

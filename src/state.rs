@@ -52,6 +52,8 @@ pub struct Shared {
     pub uploads: uploads::Uploads,
     /// The default channel, looked up once (channels are never renamed or removed).
     pub default_channel: tokio::sync::OnceCell<store::channels::Channel>,
+    /// Reports, the agent check, drains and rebalancing.
+    pub ops: Arc<crate::ops::Ops>,
 }
 
 impl Deref for AppState {

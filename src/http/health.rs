@@ -20,8 +20,15 @@ async fn health() -> Json<Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// 200 when Postgres and Redis both answer within two seconds, else 503 naming what is down.
+/// 200 when Postgres and Redis both answer within two seconds, else 503 naming what is down;
+/// 503 while the instance drains (balancers and Kubernetes take it out).
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, AppError> {
+    if state.ops.drain.is_draining() {
+        return Err(AppError::new(
+            Code::Unavailable,
+            "not ready: this instance is draining",
+        ));
+    }
     let limit = Duration::from_secs(2);
     let db = tokio::time::timeout(limit, sqlx::query!("SELECT 1 AS one").fetch_one(&state.db));
     let mut conn = state.redis.clone();

@@ -1,5 +1,6 @@
 //! The REST API: one module per resource, merged here, plus the layers every response gets.
 
+mod admin;
 mod auth;
 mod channels;
 mod health;
@@ -31,6 +32,7 @@ pub fn router(state: AppState) -> Router {
         .merge(channels::router())
         .merge(presence::router())
         .merge(people::router())
+        .merge(admin::router())
         .merge(uploads::router())
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         // The bytes of files: their own, larger body limit.
@@ -174,7 +176,8 @@ pub fn outer_layers(router: Router, config: &Config) -> Router {
 
 /// A new Engine.IO session (a `/socket.io/` request without `sid`) is refused 429
 /// `rate_limited` while its client address has `MAX_PENDING_SESSIONS_PER_ADDRESS` sessions that
-/// have not completed an authenticated CONNECT (they close after 5 s).
+/// have not completed an authenticated CONNECT (they close after 5 s), and 503 `unavailable`
+/// while the instance drains or sheds sockets (`crate::ops::drain`).
 pub async fn cap_pending_sessions(
     State(state): State<AppState>,
     req: Request,
@@ -187,6 +190,20 @@ pub async fn cap_pending_sessions(
             .unwrap_or_default()
             .split('&')
             .any(|p| p.starts_with("sid="));
+    if new_session && state.ops.drain.refusing_sessions() {
+        // The balancer sends the handshake to another instance (HAProxy's retry-on 503 with
+        // redispatch, nginx's proxy_next_upstream http_503); a client that reached this
+        // instance directly retries by itself.
+        let mut response = AppError::new(
+            Code::Unavailable,
+            "this instance is draining: connect again",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        return response;
+    }
     if new_session {
         let address = state
             .config

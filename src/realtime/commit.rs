@@ -181,6 +181,9 @@ async fn commit(writer: &Writer, jobs: Vec<Job>) {
         .filter(|o| !o.duplicate)
         .map(|o| &o.message)
         .collect();
+    for m in &fresh {
+        writer.metrics.channel_messages.add(&m.channel, 1);
+    }
     writer.delivery.messages(&fresh).await;
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         let _ = reply.send(outcome);

@@ -370,6 +370,36 @@ impl Delivery {
         });
     }
 
+    /// Every socket of this instance.
+    pub fn all_local_sockets(&self) -> Vec<SocketRef<Adapter>> {
+        match self.namespace() {
+            Some(namespace) => namespace.local().sockets(),
+            None => Vec::new(),
+        }
+    }
+
+    /// Moves `sockets` to other instances: each is sent `instance.draining`, and `notice` later
+    /// its connection is closed from the server's side as at a shutdown, so that the client
+    /// reconnects by itself (elsewhere: this instance refuses new sessions meanwhile) and its
+    /// session stays recoverable.
+    pub async fn move_away(&self, sockets: Vec<SocketRef<Adapter>>, notice: std::time::Duration) {
+        let body = crate::contract::InstanceDraining { reconnect: true };
+        let mut connections = Vec::with_capacity(sockets.len());
+        for s in &sockets {
+            self.to_socket(s, server::INSTANCE_DRAINING, &body);
+            connections.extend(
+                s.req_parts()
+                    .extensions
+                    .get::<engineioxide::socket::SessionCloser>()
+                    .cloned(),
+            );
+        }
+        tokio::time::sleep(notice).await;
+        for connection in connections {
+            connection.close(engineioxide::DisconnectReason::ClosingServer);
+        }
+    }
+
     /// This instance's sockets in `room`.
     pub fn local_sockets(&self, room: String) -> Vec<SocketRef<Adapter>> {
         match self.namespace() {

@@ -19,8 +19,11 @@ use serde::{Deserialize, Serialize};
 use sqlx::PgPool;
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use super::delivery::Delivery;
 use super::rooms;
+use crate::ops::Ops;
 use crate::shutdown::Shutdown;
 
 /// The notification channel every instance listens on.
@@ -39,6 +42,8 @@ pub enum Instruction {
     DisconnectSession { session: Uuid },
     /// A user's sockets leave a channel they were removed from.
     Leave { user: Uuid, channel: String },
+    /// An instance starts draining (`drain`), or takes sessions again.
+    Drain { instance: String, drain: bool },
 }
 
 /// Sends `instruction` to every instance (this one too).
@@ -54,7 +59,7 @@ pub async fn send(db: &PgPool, instruction: &Instruction) -> Result<(), sqlx::Er
 }
 
 /// Applies `instruction` to this instance's sockets.
-pub async fn apply(delivery: &Delivery, instruction: Instruction) {
+pub async fn apply(delivery: &Delivery, ops: &Ops, instruction: Instruction) {
     match instruction {
         Instruction::DisconnectUser { user } => {
             tracing::info!(user_id = %user, "user removed or banned: disconnecting their sockets");
@@ -66,6 +71,15 @@ pub async fn apply(delivery: &Delivery, instruction: Instruction) {
                 .await;
         }
         Instruction::Leave { user, channel } => delivery.leave_here(user, channel),
+        Instruction::Drain { instance, drain } => {
+            if instance == ops.instance {
+                if drain {
+                    ops.drain.start("an administrator's request");
+                } else {
+                    ops.drain.stop("an administrator's request");
+                }
+            }
+        }
     }
 }
 
@@ -79,9 +93,9 @@ async fn connect(db: &PgPool) -> Result<sqlx::postgres::PgListener, sqlx::Error>
 /// Listens for instructions and applies them to this instance's sockets. Listening is in place
 /// when this returns (or, if Postgres refused it, retried in the background); the listener
 /// reconnects by itself after Postgres comes back.
-pub async fn listen(db: &PgPool, delivery: &Delivery, shutdown: &Shutdown) {
+pub async fn listen(db: &PgPool, delivery: &Delivery, ops: &Arc<Ops>, shutdown: &Shutdown) {
     let first = connect(db).await;
-    let (db, delivery) = (db.clone(), delivery.clone());
+    let (db, delivery, ops) = (db.clone(), delivery.clone(), ops.clone());
     shutdown.spawn_until_stopped(async move {
         let mut listener = match first {
             Ok(l) => l,
@@ -99,7 +113,7 @@ pub async fn listen(db: &PgPool, delivery: &Delivery, shutdown: &Shutdown) {
         loop {
             match listener.recv().await {
                 Ok(note) => match serde_json::from_str::<Instruction>(note.payload()) {
-                    Ok(instruction) => apply(&delivery, instruction).await,
+                    Ok(instruction) => apply(&delivery, &ops, instruction).await,
                     Err(e) => tracing::warn!(error = %e, "unreadable instruction"),
                 },
                 Err(e) => {

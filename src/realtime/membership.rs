@@ -351,6 +351,25 @@ impl Membership {
         &self.announcer
     }
 
+    /// Distinct users with a socket on this instance.
+    pub fn users_here(&self) -> u64 {
+        self.user_sockets
+            .0
+            .lock()
+            .map(|m| m.len() as u64)
+            .unwrap_or(0)
+    }
+
+    /// This instance's sockets in `channel`.
+    pub fn sockets_in(&self, channel: &str) -> u64 {
+        self.rooms.members(channel)
+    }
+
+    /// This instance's busiest channels by sockets in them.
+    pub fn busiest_rooms(&self, n: usize) -> Vec<(String, u64)> {
+        self.rooms.busiest(n)
+    }
+
     /// Sockets counted in presence and not yet released.
     pub fn live_sockets(&self) -> i64 {
         self.live.get()

@@ -153,7 +153,7 @@ pub async fn start(
         recovery::sweep_change_log(state);
     }
     commit::start(state.committer.writer(), commit_queue, &state.shutdown);
-    instructions::listen(&state.db, &state.delivery, &state.shutdown).await;
+    instructions::listen(&state.db, &state.delivery, &state.ops, &state.shutdown).await;
     // Removals from a channel, made here or relayed, for this instance's sockets.
     let (state, mut queue) = (state.clone(), removal_queue);
     state.shutdown.clone().spawn_until_stopped(async move {

@@ -46,6 +46,18 @@ impl LocalRooms {
         }
     }
 
+    /// The `n` channels with the most of this instance's sockets, with their counts.
+    pub fn busiest(&self, n: usize) -> Vec<(String, u64)> {
+        let Ok(m) = self.0.lock() else {
+            return Vec::new();
+        };
+        let mut all: Vec<(String, u64)> = m.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        drop(m);
+        all.sort_unstable_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        all.truncate(n);
+        all
+    }
+
     /// This instance's sockets in a channel.
     pub fn members(&self, channel: &str) -> u64 {
         self.0

@@ -1,7 +1,5 @@
 //! The `moderation_log` table: what moderators did, for administrators to read.
 
-use chrono::{DateTime, Utc};
-use serde::Serialize;
 use sqlx::PgExecutor;
 use uuid::Uuid;
 
@@ -40,17 +38,7 @@ pub async fn record<'e>(db: impl PgExecutor<'e>, a: &Action<'_>) -> Result<(), s
 }
 
 /// One recorded action, as administrators read it.
-#[derive(Debug, Serialize)]
-pub struct Entry {
-    pub id: Uuid,
-    pub at: DateTime<Utc>,
-    pub actor: String,
-    pub action: String,
-    pub channel: Option<String>,
-    pub target: Option<String>,
-    pub message_id: Option<Uuid>,
-    pub message_seq: Option<i64>,
-}
+pub use crate::contract::ModerationEntry as Entry;
 
 /// The newest `limit` entries older than `before` (an entry's id), newest first.
 pub async fn page<'e>(

@@ -14,6 +14,7 @@ mod hostile;
 mod http;
 mod matrix;
 mod messages;
+mod ops;
 mod presence;
 mod process;
 mod ratelimit;

@@ -57,13 +57,16 @@ class ComposeFile(unittest.TestCase):
         cls.nginx = read("nginx.conf")
 
     def test_services(self):
-        self.assertEqual(set(self.services), {"postgres", "redis", "banter-a", "banter-b", "nginx", "frontend", "haproxy"})
+        self.assertEqual(set(self.services), {"postgres", "redis", "banter-a", "banter-b", "nginx", "frontend", "haproxy",
+                                              "prometheus", "grafana"})
         self.assertEqual(self.services["haproxy"].get("profiles"), ["haproxy"], "HAProxy is the opt-in balancer")
+        for name in ("prometheus", "grafana"):
+            self.assertEqual(self.services[name].get("profiles"), ["observability"], f"{name} is opt-in")
         for name, service in self.services.items():
             self.assertIn("healthcheck", service, f"{name} has a health check")
 
     def test_named_volumes(self):
-        self.assertEqual(set(self.compose["volumes"]), {"pgdata", "redisdata", "uploads"})
+        self.assertEqual(set(self.compose["volumes"]), {"pgdata", "redisdata", "uploads", "promdata", "grafanadata"})
 
     def test_instances_share_the_uploads_volume(self):
         for name in ("banter-a", "banter-b"):

@@ -1,0 +1,316 @@
+//! Operating a cluster (SCALING.md "Balancing, draining and the cluster page"): the cluster
+//! view is for administrators and counts what is there; a drain moves every socket of an
+//! instance to the others, nothing missed, and the drained instance takes no new session until
+//! the drain is called off; every metric the dashboards and alerts name is exported.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const ADMIN: &str = "opsadmin";
+
+/// The cluster view, polled until `ready` holds for it (instances report every 2 s).
+async fn view_until(
+    cluster: &Cluster,
+    on: &Instance,
+    admin: &User,
+    ready: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, view) = cluster.get(on, "/api/admin/cluster", admin).await;
+        assert_eq!(status, 200, "{view}");
+        if ready(&view) {
+            return view;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the cluster view never showed what was expected: {view:#}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+fn sockets_of(view: &Value, id: &str) -> Option<u64> {
+    view["instances"]
+        .as_array()?
+        .iter()
+        .find(|i| i["id"] == id)?["sockets"]
+        .as_u64()
+}
+
+/// Which instance answered a request (the cluster view says).
+async fn id_of(cluster: &Cluster, on: &Instance, admin: &User) -> String {
+    let (status, view) = cluster.get(on, "/api/admin/cluster", admin).await;
+    assert_eq!(status, 200, "{view}");
+    view["answered_by"]
+        .as_str()
+        .expect("answered_by")
+        .to_owned()
+}
+
+/// A new Engine.IO session on an instance (polling handshake): its status and body.
+async fn new_session(cluster: &Cluster, on: &Instance) -> (u16, String) {
+    let resp = cluster
+        .http
+        .get(format!("{}/socket.io/?EIO=4&transport=polling", on.url()))
+        .send()
+        .await
+        .expect("handshake request");
+    (
+        resp.status().as_u16(),
+        resp.text().await.unwrap_or_default(),
+    )
+}
+
+#[tokio::test]
+async fn administrators_see_the_cluster_and_nobody_else_does() {
+    let cluster = Cluster::start(&["--admin-users", ADMIN]).await;
+    let admin = cluster.register(cluster.a(), ADMIN).await;
+    let member = cluster.register(cluster.a(), "opsmember").await;
+    let guest = cluster.guest("opsguest").await;
+    let troll = cluster.guest("opstroll").await;
+
+    // Nobody but an administrator reads the view or drains an instance.
+    let anonymous = cluster
+        .http
+        .get(format!("{}/api/admin/cluster", cluster.a().url()))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(anonymous.status(), 401);
+    let a_id = id_of(&cluster, cluster.a(), &admin).await;
+    for who in [&member, &guest] {
+        let (status, body) = cluster.get(cluster.b(), "/api/admin/cluster", who).await;
+        assert_eq!((status, body["code"].as_str()), (403, Some("forbidden")));
+        let path = format!("/api/admin/instances/{a_id}/drain");
+        let (status, _) = cluster.post(cluster.a(), &path, who, json!({})).await;
+        assert_eq!(status, 403);
+        let (status, _) = cluster
+            .call(reqwest::Method::DELETE, cluster.a(), &path, who, None)
+            .await;
+        assert_eq!(status, 403);
+    }
+    // An instance that does not exist, or an id built to be long.
+    for id in ["nosuchinstance".to_owned(), "x".repeat(5000)] {
+        let path = format!("/api/admin/instances/{id}/drain");
+        let (status, body) = cluster.post(cluster.a(), &path, &admin, json!({})).await;
+        assert_eq!((status, body["code"].as_str()), (404, Some("not_found")));
+    }
+
+    // Three sockets on a, two on b, all in the default channel; a message stored on b.
+    let on_a = [
+        Client::connect(cluster.a(), &member).await,
+        Client::connect(cluster.a(), &member).await,
+        Client::connect(cluster.a(), &admin).await,
+    ];
+    let on_b = [
+        Client::connect(cluster.b(), &guest).await,
+        Client::connect(cluster.b(), &troll).await,
+    ];
+    let ack = send(&on_b[0], "general", "counted").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    let (status, _) = cluster
+        .post(
+            cluster.a(),
+            "/api/admin/users/opstroll/ban",
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    on_b[1].wait_for_disconnect().await;
+
+    let b_id = id_of(&cluster, cluster.b(), &admin).await;
+    let view = view_until(&cluster, cluster.b(), &admin, |v| {
+        sockets_of(v, &a_id) == Some(3) && sockets_of(v, &b_id) == Some(1)
+    })
+    .await;
+    assert_eq!(view["sockets"], 4, "{view:#}");
+    assert_eq!(
+        view["online"], 3,
+        "the member, the admin and the guest: {view:#}"
+    );
+    let a = view["instances"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["id"] == a_id.as_str()))
+        .expect("a listed");
+    assert_eq!(a["users"], 2, "{a}");
+    assert_eq!(a["draining"], false);
+    assert!(a["rss_bytes"].as_u64().is_some_and(|b| b > 1 << 20), "{a}");
+    assert!(
+        (1..=100).contains(&a["weight"].as_u64().unwrap_or(0)),
+        "{a}"
+    );
+    let general = view["channels"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["name"] == "general"))
+        .unwrap_or_else(|| panic!("general listed: {view:#}"));
+    assert_eq!(general["sockets"], 4, "{general}");
+    assert_eq!(general["online"], 3, "{general}");
+    let deps: Vec<(&str, bool)> = view["dependencies"]
+        .as_array()
+        .expect("dependencies")
+        .iter()
+        .map(|d| (d["name"].as_str().unwrap_or(""), d["ok"] == true))
+        .collect();
+    assert_eq!(deps, [("postgres", true), ("redis", true)]);
+    assert_eq!(view["moderation"][0]["action"], "user.ban", "{view:#}");
+    assert_eq!(view["moderation"][0]["target"], "opstroll");
+
+    drop(on_a);
+    drop(on_b);
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn a_drain_moves_every_socket_away_nothing_missed_and_takes_no_new_session() {
+    let cluster = Cluster::start(&["--admin-users", ADMIN, "--drain-grace-secs", "0"]).await;
+    let admin = cluster.register(cluster.a(), ADMIN).await;
+    let sender = cluster.guest("drain_sender").await;
+    let mut people = Vec::new();
+    for i in 0..4 {
+        people.push(cluster.guest(&format!("drain_p{i}")).await);
+    }
+    let writer = Client::connect(cluster.a(), &sender).await;
+    let mut on_b = Vec::new();
+    for p in &people {
+        on_b.push(Client::connect(cluster.b(), p).await);
+    }
+    let first = send(&writer, "general", "before the drain").await;
+    for c in &on_b {
+        c.wait_for("message.new", |m| m["seq"] == first["message"]["seq"])
+            .await;
+    }
+    let b_id = id_of(&cluster, cluster.b(), &admin).await;
+    let recover: Vec<(String, Option<String>)> = on_b
+        .iter()
+        .map(|c| (c.pid().expect("a pid"), c.offset()))
+        .collect();
+
+    // Asked on a, carried to b.
+    let path = format!("/api/admin/instances/{b_id}/drain");
+    let (status, body) = cluster.post(cluster.a(), &path, &admin, json!({})).await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body, json!({"instance": b_id, "draining": true}));
+    for c in &on_b {
+        c.wait_for("instance.draining", |d| d["reconnect"] == true)
+            .await;
+        c.wait_for_disconnect().await;
+    }
+    assert_eq!(cluster.health(cluster.b()).await, 200, "alive");
+    let ready = cluster
+        .http
+        .get(format!("{}/ready", cluster.b().url()))
+        .send()
+        .await
+        .expect("ready");
+    assert_eq!(ready.status(), 503);
+    let (status, body) = new_session(&cluster, cluster.b()).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("\"unavailable\""), "{body}");
+
+    // Sent while they were away; they come back on a with their sessions.
+    let missed = send(&writer, "general", "while they moved").await;
+    assert_eq!(missed["ok"], true, "{missed}");
+    for (p, recover) in people.iter().zip(recover) {
+        let back = Client::resume(cluster.a(), p, recover.clone()).await;
+        assert_eq!(back.pid(), Some(recover.0), "recovered");
+        back.wait_for("message.new", |m| m["seq"] == missed["message"]["seq"])
+            .await;
+        settle().await;
+        let seqs: Vec<Value> = back
+            .events("message.new")
+            .iter()
+            .map(|m| m["seq"].clone())
+            .collect();
+        assert_eq!(
+            seqs,
+            [missed["message"]["seq"].clone()],
+            "once, nothing else"
+        );
+    }
+    assert_eq!(
+        cluster
+            .metric(cluster.b(), "banter_sockets_moved_total")
+            .await,
+        4.0
+    );
+    assert_eq!(cluster.metric(cluster.b(), "banter_draining").await, 1.0);
+    let view = view_until(&cluster, cluster.a(), &admin, |v| {
+        sockets_of(v, &b_id) == Some(0)
+    })
+    .await;
+    let b = view["instances"]
+        .as_array()
+        .and_then(|all| all.iter().find(|i| i["id"] == b_id.as_str()))
+        .expect("b listed");
+    assert_eq!(
+        (b["draining"].clone(), b["moved"].clone()),
+        (json!(true), json!(4))
+    );
+
+    // Called off: b takes sessions again.
+    let (status, body) = cluster
+        .call(reqwest::Method::DELETE, cluster.a(), &path, &admin, None)
+        .await;
+    assert_eq!((status, body["draining"].clone()), (202, json!(false)));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while new_session(&cluster, cluster.b()).await.0 != 200 {
+        assert!(tokio::time::Instant::now() < deadline, "b serves again");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let again = Client::connect(cluster.b(), &people[0]).await;
+    assert!(again.pid().is_some());
+    assert_eq!(cluster.metric(cluster.b(), "banter_draining").await, 0.0);
+    cluster.finish().await;
+}
+
+/// Every metric that deploy/observability's dashboard and alert rules name is exported.
+#[tokio::test]
+async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
+    let cluster = Cluster::start(&[]).await;
+    let user = cluster.guest("metrics_user").await;
+    let c = Client::connect(cluster.a(), &user).await;
+    let ack = send(&c, "general", "observed").await;
+    assert_eq!(ack["ok"], true, "{ack}");
+    // The first sample of the process figures.
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let body = cluster
+        .http
+        .get(format!("{}/metrics", cluster.a().url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("body");
+    let names = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("deploy/observability/metrics.txt"),
+    )
+    .expect("deploy/observability/metrics.txt");
+    let mut missing = Vec::new();
+    for name in names.lines().map(str::trim).filter(|l| !l.is_empty()) {
+        let family = ["_bucket", "_sum", "_count", "_total"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .unwrap_or(name);
+        let sampled = body.lines().any(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|r| r.starts_with([' ', '{']))
+        });
+        let declared = body.lines().any(|l| {
+            l.strip_prefix("# TYPE ")
+                .and_then(|r| r.split_whitespace().next())
+                == Some(family)
+        });
+        if !(sampled || declared) {
+            missing.push(name.to_owned());
+        }
+    }
+    assert!(missing.is_empty(), "not in /metrics: {missing:?}\n{body}");
+    drop(c);
+    cluster.finish().await;
+}
