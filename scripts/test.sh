@@ -29,7 +29,7 @@ rust-cluster|the Rust tests again on a loopback Redis Cluster
 engineioxide|the patched engineioxide's own tests
 socketioxide|the patched socketioxide's own tests
 fuzz|coverage-guided fuzzing of the event parsers, input rules and file inspection
-deploy|docker-compose config, nginx -t, HAProxy -c, the Dockerfiles and the README (Python)
+deploy|docker-compose config, nginx -t, HAProxy -c, promtool on the alerts, the dashboard, the Kubernetes manifests (kubernetes-validate), the Dockerfiles and the README (Python)
 e2e|socket.io-client end to end through nginx (tests/e2e)
 e2e-haproxy|the end-to-end suite through HAProxy
 e2e-cluster|the end-to-end suite through nginx on a Redis Cluster
@@ -202,7 +202,26 @@ stage_fuzz() {
 
 stage_deploy() {
   command -v docker-compose >/dev/null 2>&1 || apt_install docker-compose
-  /usr/bin/python3 -m unittest discover -s tests/deploy
+  # promtool checks deploy/observability. It comes with Debian's prometheus package, whose
+  # install starts and enables a Prometheus server (on :9090) where services may start: stop
+  # and disable it, only promtool is wanted.
+  if ! command -v promtool >/dev/null 2>&1; then
+    apt_install --no-install-recommends prometheus
+    as_root systemctl disable prometheus >/dev/null 2>&1 || true
+    as_root service prometheus stop >/dev/null 2>&1 || true
+  fi
+  # kubernetes-validate (PyPI) checks deploy/k8s against the Kubernetes API schemas, offline.
+  # Debian's Python is externally managed (its pip refuses to install into it), so the package
+  # goes into a virtualenv under target/ that also sees Debian's packages (PyYAML), and the
+  # tests run on that virtualenv's Python.
+  local venv=target/deploy-venv k8s_validate=1.37.0
+  if [ "$("$venv/bin/python" -c 'import kubernetes_validate; print(kubernetes_validate.__version__)' 2>/dev/null)" != "$k8s_validate" ]; then
+    log "installing kubernetes-validate $k8s_validate into $venv"
+    /usr/bin/python3 -m venv --system-site-packages "$venv" 2>/dev/null ||
+      { apt_install python3-venv && /usr/bin/python3 -m venv --system-site-packages "$venv"; }
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "kubernetes-validate==$k8s_validate"
+  fi
+  "$venv/bin/python" -m unittest discover -s tests/deploy
 }
 
 stage_e2e() {
