@@ -183,25 +183,29 @@ pub async fn cap_pending_sessions(
     req: Request,
     next: Next,
 ) -> Response {
-    let new_session = req.uri().path().starts_with("/socket.io")
+    let engine_io = req.uri().path().starts_with("/socket.io");
+    let new_session = engine_io
         && !req
             .uri()
             .query()
             .unwrap_or_default()
             .split('&')
             .any(|p| p.starts_with("sid="));
-    if new_session && state.ops.drain.refusing_sessions() {
+    if engine_io && state.ops.drain.refusing_sessions() {
         // The balancer sends the handshake to another instance (HAProxy's retry-on 503 with
         // redispatch, nginx's proxy_next_upstream http_503); a client that reached this
         // instance directly retries by itself.
-        let mut response = AppError::new(
-            Code::Unavailable,
-            "this instance is draining: connect again",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        if new_session {
+            return draining();
+        }
+        // A session this instance does not hold (Engine.IO's 400 "Session ID unknown"): one
+        // that the balancer moved to another instance, whose later requests still reach this
+        // one (nginx hashes by address; there is no cookie to follow). Nothing was done with
+        // it, so it may go to the next instance too.
+        let response = next.run(req).await;
+        if response.status() == axum::http::StatusCode::BAD_REQUEST {
+            return draining();
+        }
         return response;
     }
     if new_session {
@@ -218,6 +222,19 @@ pub async fn cap_pending_sessions(
         }
     }
     next.run(req).await
+}
+
+/// The answer of a draining instance to what must go to another instance.
+fn draining() -> Response {
+    let mut response = AppError::new(
+        Code::Unavailable,
+        "this instance is draining: connect again",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
 }
 
 /// Cookie sessions make cross-site POSTs dangerous (CSRF): a state-changing request that

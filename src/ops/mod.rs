@@ -69,8 +69,13 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
     state.shutdown.clone().spawn_until_stopped(async move {
         let mut sampler = stats::Sampler::new();
         let mut next_rebalance = Instant::now() + REBALANCE_EVERY;
+        // The first report at once, then one every period.
+        let mut first = true;
         loop {
-            tokio::time::sleep(stats::PERIOD).await;
+            if !first {
+                tokio::time::sleep(stats::PERIOD).await;
+            }
+            first = false;
             let view = sampler.sample(&state);
             state.ops.weight.store(view.weight, Ordering::Relaxed);
             if let Err(e) = stats::publish(&state, &view).await {

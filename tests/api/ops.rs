@@ -211,6 +211,19 @@ async fn a_drain_moves_every_socket_away_nothing_missed_and_takes_no_new_session
     let (status, body) = new_session(&cluster, cluster.b()).await;
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("\"unavailable\""), "{body}");
+    // A session b does not hold (moved, its next request hashed to b again): 503, so that
+    // nginx tries the next instance; outside a drain it is Engine.IO's 400.
+    let unknown = |on: &Instance| {
+        cluster
+            .http
+            .get(format!(
+                "{}/socket.io/?EIO=4&transport=polling&sid=AAAAAAAAAAAAAAAAAAAA",
+                on.url()
+            ))
+            .send()
+    };
+    assert_eq!(unknown(cluster.b()).await.expect("poll").status(), 503);
+    assert_eq!(unknown(cluster.a()).await.expect("poll").status(), 400);
 
     // Sent while they were away; they come back on a with their sessions.
     let missed = send(&writer, "general", "while they moved").await;

@@ -162,15 +162,18 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
       })()
     : dbUrl;
   const bin = process.env.BANTER_BIN ?? path.join(root, 'target/debug/banter');
-  const [portA, portB, portNginx, portFrontend] = await Promise.all([freePort(), freePort(), freePort(), freePort()]);
+  const [portA, portB, portNginx, portFrontend, agentA, agentB] = await Promise.all([freePort(), freePort(), freePort(), freePort(), freePort(), freePort()]);
   const origin = `http://127.0.0.1:${portNginx}`;
   const children = [];
 
   const instances = ['a', 'b'].map((name, i) => {
     const port = i === 0 ? portA : portB;
+    // HAProxy's agent check (its weight from its load, or drain).
+    const agent = `127.0.0.1:${i === 0 ? agentA : agentB}`;
     const instance = {
       name,
       port,
+      agent,
       addr: `127.0.0.1:${port}`,
       url: `http://127.0.0.1:${port}`,
       child: null,
@@ -190,6 +193,7 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
             REDIS_PREFIX: prefix,
             JWT_SECRET: SECRET,
             INSTANCE_ID: `${prefix}-${name}`,
+            ...(BALANCER === 'haproxy' ? { AGENT_CHECK_ADDR: agent } : {}),
             ALLOWED_ORIGINS: `${origin},http://localhost:${portNginx}`,
             PRESENCE_HEARTBEAT_SECS: '1',
             PRESENCE_OFFLINE_GRACE_SECS: '1',
@@ -242,7 +246,7 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
   const balancerArgs = [`127.0.0.1:${portNginx}`, instances[0].addr, instances[1].addr, `127.0.0.1:${portFrontend}`];
   const nginxDir = path.join(work, BALANCER);
   if (BALANCER === 'haproxy') {
-    execFileSync(path.join(root, 'scripts/haproxy-local.sh'), [nginxDir, ...balancerArgs]);
+    execFileSync(path.join(root, 'scripts/haproxy-local.sh'), [nginxDir, ...balancerArgs, instances[0].agent, instances[1].agent]);
     const haproxy = spawn(HAPROXY, ['-db', '-f', path.join(nginxDir, 'haproxy.cfg')], {
       stdio: ['ignore', fs.openSync(path.join(nginxDir, 'access.log'), 'a'), fs.openSync(path.join(work, 'haproxy.out'), 'a')],
     });
