@@ -362,6 +362,26 @@ impl World {
             "GET /api/admin/moderation-log" => {
                 status(get("/api/admin/moderation-log".into()).await.0)
             }
+            "GET /api/admin/cluster" => status(get("/api/admin/cluster".into()).await.0),
+            "POST /api/admin/instances/:id/drain" | "DELETE /api/admin/instances/:id/drain" => {
+                // The instance acted on is the one asked; a drain is called off at once (it
+                // moves nothing for DRAIN_GRACE_SECS), so the other cells keep their instance.
+                let (_, view) = cluster
+                    .get(on, "/api/admin/cluster", &self.users["adm"])
+                    .await;
+                let id = view["answered_by"].as_str().unwrap_or_default().to_owned();
+                let path = format!("/api/admin/instances/{id}/drain");
+                let method = if row.starts_with("POST") {
+                    reqwest::Method::POST
+                } else {
+                    reqwest::Method::DELETE
+                };
+                let answer = cluster.call(method, on, &path, user, None).await.0;
+                cluster
+                    .call(reqwest::Method::DELETE, on, &path, &self.users["adm"], None)
+                    .await;
+                status(answer)
+            }
             "POST /api/uploads" => {
                 let body = json!({"name": "b.txt", "type": "text/plain", "size": 5});
                 status(cluster.post(on, "/api/uploads", user, body).await.0)
