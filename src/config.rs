@@ -179,6 +179,11 @@ pub struct Config {
     #[arg(long, env = "REBALANCE_MARGIN", default_value_t = 0.2, value_parser = parse_margin)]
     pub rebalance_margin: f64,
 
+    /// Seconds between two comparisons of an instance's sockets with the cluster's mean (with
+    /// `REBALANCE`).
+    #[arg(long, env = "REBALANCE_INTERVAL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600))]
+    pub rebalance_interval_secs: u64,
+
     /// How many sockets a second a rebalance moves.
     #[arg(long, env = "REBALANCE_SOCKETS_PER_SEC", default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub rebalance_sockets_per_sec: u32,

@@ -76,6 +76,16 @@ async fn set_drain(
     if !state.presence.instances().await?.contains(&id) {
         return Err(AppError::not_found("instance"));
     }
+    if drain {
+        // Draining the last instance that takes sessions would leave none for anyone.
+        let (reports, _) = stats::reports(state).await?;
+        if !reports.iter().any(|r| r.id != id && !r.draining) {
+            return Err(AppError::new(
+                Code::Conflict,
+                "no other instance takes sessions: start one before draining this one",
+            ));
+        }
+    }
     tracing::info!(admin = %user.username, instance = %id, drain, "drain requested");
     let instruction = Instruction::Drain {
         instance: id.clone(),

@@ -18,8 +18,6 @@ use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::state::AppState;
 
-/// How often an instance compares its sockets with the cluster's mean (with `REBALANCE`).
-const REBALANCE_EVERY: Duration = Duration::from_secs(30);
 /// Fewer excess sockets than this are not worth moving.
 const REBALANCE_MIN_EXCESS: f64 = 10.0;
 
@@ -68,7 +66,8 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
     let state = state.clone();
     state.shutdown.clone().spawn_until_stopped(async move {
         let mut sampler = stats::Sampler::new();
-        let mut next_rebalance = Instant::now() + REBALANCE_EVERY;
+        let every = Duration::from_secs(state.config.rebalance_interval_secs);
+        let mut next_rebalance = Instant::now() + every;
         // The first report at once, then one every period.
         let mut first = true;
         loop {
@@ -82,7 +81,7 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
                 tracing::debug!(error = %e, "instance report not published");
             }
             if state.config.rebalance && Instant::now() >= next_rebalance {
-                next_rebalance = Instant::now() + REBALANCE_EVERY;
+                next_rebalance = Instant::now() + every;
                 rebalance(&state, &view).await;
             }
         }

@@ -265,6 +265,23 @@ async fn a_drain_moves_every_socket_away_nothing_missed_and_takes_no_new_session
         (json!(true), json!(4))
     );
 
+    // a is the last instance taking sessions: it is not drained.
+    let a_id = id_of(&cluster, cluster.a(), &admin).await;
+    let (status, body) = cluster
+        .post(
+            cluster.a(),
+            &format!("/api/admin/instances/{a_id}/drain"),
+            &admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (409, Some("conflict")),
+        "{body}"
+    );
+    assert_eq!(new_session(&cluster, cluster.a()).await.0, 200);
+
     // Called off: b takes sessions again.
     let (status, body) = cluster
         .call(reqwest::Method::DELETE, cluster.a(), &path, &admin, None)
@@ -325,5 +342,66 @@ async fn every_metric_the_dashboard_and_alerts_name_is_exported() {
     }
     assert!(missing.is_empty(), "not in /metrics: {missing:?}\n{body}");
     drop(c);
+    cluster.finish().await;
+}
+
+#[tokio::test]
+async fn an_instance_well_above_the_mean_sheds_down_to_it_then_serves_again() {
+    let cluster = Cluster::start(&[
+        "--admin-users",
+        ADMIN,
+        "--rebalance",
+        "true",
+        "--rebalance-interval-secs",
+        "1",
+        "--rebalance-sockets-per-sec",
+        "100",
+    ])
+    .await;
+    let admin = cluster.register(cluster.b(), ADMIN).await;
+    let (one, two) = (
+        cluster.guest("reb_one").await,
+        cluster.guest("reb_two").await,
+    );
+    // 30 sockets on a, 1 on b (the administrator's): the mean is 15.5, a sheds 14 or 15.
+    let mut on_a = Vec::new();
+    for i in 0..30 {
+        on_a.push(Client::connect(cluster.a(), if i % 2 == 0 { &one } else { &two }).await);
+    }
+    let _watching = Client::connect(cluster.b(), &admin).await;
+    let a_id = id_of(&cluster, cluster.a(), &admin).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let moved = cluster
+            .metric(cluster.a(), "banter_sockets_moved_total")
+            .await;
+        let serving = new_session(&cluster, cluster.a()).await.0 == 200;
+        if moved >= 14.0 && serving {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "a rebalanced and serves again: moved {moved}, serving {serving}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let told = on_a
+        .iter()
+        .filter(|c| !c.events("instance.draining").is_empty())
+        .count();
+    assert!((14..=15).contains(&told), "{told} sockets moved");
+    settle().await;
+    let moved = cluster
+        .metric(cluster.a(), "banter_sockets_moved_total")
+        .await;
+    assert!(
+        (14.0..=15.0).contains(&moved),
+        "moved down to the mean, no further: {moved}"
+    );
+    let view = view_until(&cluster, cluster.b(), &admin, |v| {
+        sockets_of(v, &a_id).is_some_and(|n| n <= 16)
+    })
+    .await;
+    assert_eq!(view["instances"].as_array().map(Vec::len), Some(2));
     cluster.finish().await;
 }
