@@ -22,6 +22,10 @@ use crate::error::{AppError, AppResult};
 /// messages with their unread counts.
 pub const PAGE_COST: u32 = 5;
 
+/// What every authenticated REST request costs, on top of its route's own cost, charged before
+/// its session is checked in Redis and Postgres.
+pub const REQUEST_COST: u32 = 1;
+
 /// How many charges pass between two sweeps of the users whose budget is full again.
 const SWEEP_EVERY: u64 = 8192;
 

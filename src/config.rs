@@ -152,8 +152,8 @@ pub struct Config {
 
     /// Where this instance answers HAProxy's agent check (`host:port`): its weight from its
     /// load, or `drain` while draining. Empty: off.
-    #[arg(long, env = "AGENT_CHECK_ADDR")]
-    pub agent_check_addr: Option<SocketAddr>,
+    #[arg(long, env = "AGENT_CHECK_ADDR", default_value = "", value_parser = parse_optional_addr)]
+    pub agent_check_addr: OptionalAddr,
 
     /// Sockets at which this instance counts as full: the agent check's weight falls from 100 %
     /// (no sockets) to 1 % (this many).
@@ -298,6 +298,20 @@ pub struct Config {
     /// How often retention is enforced, in seconds.
     #[arg(long, env = "RETENTION_INTERVAL_SECS", default_value_t = 60)]
     pub retention_interval_secs: u64,
+}
+
+/// A listening address that may be left empty (off).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OptionalAddr(pub Option<SocketAddr>);
+
+fn parse_optional_addr(raw: &str) -> Result<OptionalAddr, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(OptionalAddr(None));
+    }
+    raw.parse()
+        .map(|a| OptionalAddr(Some(a)))
+        .map_err(|_| format!("{raw:?} is not host:port (an IP address and a port), nor empty"))
 }
 
 /// A rebalancing margin: a fraction of the mean from 0.05 to 10.

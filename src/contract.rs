@@ -1031,6 +1031,7 @@ mod tests {
             (server::CHANNEL_REMOVED, fields::<ChannelRemoved>()),
             (server::CHANNEL_CREATED, fields::<ChannelCreated>()),
             (server::ERROR, ["code", "message"].map(String::from).into()),
+            (server::INSTANCE_DRAINING, fields::<InstanceDraining>()),
         ];
         let rows = table("### Server → client");
         let documented: Vec<&str> = rows.iter().map(|(e, _)| e.as_str()).collect();

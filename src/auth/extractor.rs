@@ -50,6 +50,13 @@ impl FromRequestParts<AppState> for AuthUser {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
         let token = session_cookie(&parts.headers).ok_or_else(AppError::unauthorized)?;
+        // Signed and unexpired (CPU only), the request is charged to its user before Redis
+        // (revocation) and Postgres (the account) are asked: a flood of one user's requests is
+        // refused here, not queued for the connections every user shares.
+        let unchecked = state.sessions.decode(&token)?;
+        state
+            .budget
+            .charge(unchecked.sub, crate::budget::REQUEST_COST)?;
         let (claims, guest) = signed_in(state, &token).await?;
         Ok(AuthUser {
             id: claims.sub,

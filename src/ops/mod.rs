@@ -60,7 +60,7 @@ pub async fn start(state: &AppState) -> anyhow::Result<()> {
         },
         &state.shutdown,
     );
-    if let Some(addr) = config.agent_check_addr {
+    if let Some(addr) = config.agent_check_addr.0 {
         agent::listen(addr, state.ops.clone(), &state.shutdown).await?;
     }
     let state = state.clone();

@@ -129,3 +129,34 @@ async fn pages_of_messages_are_cut_by_bytes_and_say_there_is_more() {
     client.disconnect().await;
     cluster.finish().await;
 }
+
+/// Every authenticated REST request is charged to its user's budget once its token's signature
+/// is checked, before Redis (revocation) or Postgres (the account) is asked: a user's 3,000
+/// requests at once are mostly refused `rate_limited`, none fails for want of a connection, and
+/// another user is served meanwhile.
+#[tokio::test]
+async fn a_flood_of_rest_requests_is_refused_before_it_reaches_postgres_or_redis() {
+    let cluster = Cluster::start(&[]).await;
+    let flooder = cluster.guest("rest_flooder").await;
+    let other = cluster.guest("rest_other").await;
+    let on = cluster.a();
+    let flood: Vec<_> = (0..3000)
+        .map(|_| cluster.get(on, "/api/auth/me", &flooder))
+        .collect();
+    let others: Vec<_> = (0..20)
+        .map(|_| cluster.get(on, "/api/auth/me", &other))
+        .collect();
+    let (flood, others) = tokio::join!(
+        futures_util::future::join_all(flood),
+        futures_util::future::join_all(others)
+    );
+    let count = |code: u16| flood.iter().filter(|(s, _)| *s == code).count();
+    assert_eq!(count(503), 0, "none failed for want of Postgres or Redis");
+    assert!(count(429) >= 2000, "refused early: {} of 3000", count(429));
+    assert_eq!(count(200) + count(429), 3000);
+    assert!(
+        others.iter().all(|(s, _)| *s == 200),
+        "the other user is served"
+    );
+    cluster.finish().await;
+}
