@@ -34,8 +34,20 @@ export function RateLimitBanner({ until, now }: { until: number; now: number }) 
   );
 }
 
-/** Shown while the connection is down; messages written meanwhile wait and go out after. */
-export function ConnectionBanner({ status, onRetry }: { status: ConnectionStatus; onRetry: () => void }) {
+/**
+ * Shown while the connection is down; messages written meanwhile wait and go out after. While
+ * the server moves the tab to another instance (a drain), a calm note instead: the connection
+ * comes back by itself within moments.
+ */
+export function ConnectionBanner({ status, moving = false, onRetry }: { status: ConnectionStatus; moving?: boolean; onRetry: () => void }) {
+  if (moving && status !== "offline") {
+    return (
+      <div role="status" className="flex items-center gap-3 border-b border-brand-100 bg-brand-50 px-4 py-2 text-sm text-brand-700">
+        <span className="h-2 w-2 shrink-0 rounded-full bg-brand-500 typing-dot" aria-hidden="true" />
+        <p className="flex-1">Moving you to another server… You’ll stay in your conversation.</p>
+      </div>
+    );
+  }
   if (status === "connected" || status === "connecting") return null;
   return (
     <div className="flex items-center gap-3 border-b border-rose-100 bg-rose-50 px-4 py-2 text-sm text-rose-800">

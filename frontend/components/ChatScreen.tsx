@@ -10,6 +10,7 @@ import { lastSeenLabel } from "@/lib/unread";
 import type { UploadProgress } from "@/lib/uploads";
 import { ConnectionBanner, RateLimitBanner, RemovedBanner } from "./Banners";
 import { CreateChannelDialog, PasswordDialog } from "./ChannelDialogs";
+import { ClusterScreen } from "./ClusterScreen";
 import { ConfirmDialog, NewDmDialog, type Confirmation } from "./ConversationDialogs";
 import { Composer, type ComposerHandle } from "./Composer";
 import { ConnectionBadge } from "./ConnectionBadge";
@@ -82,6 +83,8 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: (re
   const [onlineOpen, setOnlineOpen] = useState(false);
   const [onlinePinned, setOnlinePinned] = useState(true);
   const [creating, setCreating] = useState(false);
+  /** What the main pane shows: the open conversation, or (administrators) the cluster page. */
+  const [page, setPage] = useState<"chat" | "cluster">("chat");
   const [dropping, setDropping] = useState(false);
   const [newDm, setNewDm] = useState(false);
   const [confirmation, setConfirmation] = useState<Confirmation | null>(null);
@@ -102,9 +105,10 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: (re
   const current = state.current;
   const dm = state.dms.find((d) => d.channel.name === current);
   const title = dm ? dm.user.username : current ? `#${current}` : "";
+  const showCluster = page === "cluster" && state.isAdmin;
   useEffect(() => {
-    document.title = title ? `${title} · banter` : "banter";
-  }, [title]);
+    document.title = showCluster ? "Cluster · banter" : title ? `${title} · banter` : "banter";
+  }, [title, showCluster]);
 
   useEffect(() => {
     const refresh = () => void client.refreshChannels();
@@ -148,6 +152,7 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: (re
   const retry = useCallback((id: string) => client.retry(id), [client]);
   const discard = useCallback((id: string) => client.discard(id), [client]);
   const retryLoad = useCallback(() => client.retryLoad(), [client]);
+  const sessionEnded = useCallback((e: unknown) => void client.requestFailed(e), [client]);
   const openDm = useCallback(
     async (username: string) => {
       const result = await client.openDm(username);
@@ -216,8 +221,11 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: (re
       current={current}
       joining={state.joining}
       now={new Date(now)}
+      admin={state.isAdmin}
+      clusterOpen={showCluster}
       onSelect={(name) => {
         setChannelsOpen(false);
+        setPage("chat");
         client.selectChannel(name);
       }}
       onCreate={() => {
@@ -227,6 +235,10 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: (re
       onNewDm={() => {
         setChannelsOpen(false);
         setNewDm(true);
+      }}
+      onCluster={() => {
+        setChannelsOpen(false);
+        setPage("cluster");
       }}
       onLogout={logout}
     />
@@ -241,133 +253,143 @@ export function ChatScreen({ user, onSignedOut }: { user: User; onSignedOut: (re
         {sidebar}
       </Drawer>
 
-      <main
-        className="relative flex min-w-0 flex-1 flex-col bg-slate-50/40"
-        onDragEnter={(e) => {
-          if (!current || !draggingFiles(e)) return;
-          e.preventDefault();
-          setDropping(true);
-        }}
-        onDragOver={(e) => {
-          if (!current || !draggingFiles(e)) return;
-          e.preventDefault();
-          e.dataTransfer.dropEffect = "copy";
-        }}
-        onDragLeave={(e) => {
-          if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setDropping(false);
-        }}
-        onDrop={(e) => {
-          if (!draggingFiles(e)) return;
-          e.preventDefault();
-          setDropping(false);
-          const file = e.dataTransfer.files[0];
-          if (file) composer.current?.attach(file);
-        }}
-      >
-        {dropping ? <DropOverlay channel={current ?? ""} /> : null}
-        <header className="flex h-14 shrink-0 items-center gap-2 border-b border-slate-200 bg-white px-3 sm:px-5">
-          <button
-            type="button"
-            onClick={() => setChannelsOpen(true)}
-            aria-label="Open channels"
-            className="-ml-1 rounded-lg p-2 text-slate-600 hover:bg-slate-100 focus-visible:outline-2 focus-visible:outline-brand-600 md:hidden"
-          >
-            <MenuIcon className="h-5 w-5" />
-          </button>
-          <div className="flex min-w-0 flex-1 items-center gap-2">
-            {dm ? (
-              <AtIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
-            ) : channel?.private ? (
-              <LockIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
-            ) : (
-              <HashIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
-            )}
-            <h1 className="truncate text-base font-semibold text-slate-900">{dm ? dm.user.username : (current ?? "…")}</h1>
-            {dm ? (
-              <p className="flex min-w-0 items-center gap-1.5 truncate border-l border-slate-200 pl-3 text-sm text-slate-500">
-                <span
-                  className={`h-2 w-2 shrink-0 rounded-full ${dm.user.online ? "bg-emerald-500" : "ring-2 ring-inset ring-slate-400"}`}
-                  aria-hidden="true"
-                />
-                {dm.user.online ? "Online" : lastSeenLabel(dm.user.last_seen, new Date(now))}
-              </p>
-            ) : channel?.description ? (
-              <p className="hidden min-w-0 truncate border-l border-slate-200 pl-3 text-sm text-slate-500 sm:block">
-                {channel.description}
-              </p>
+      {showCluster ? (
+        <ClusterScreen
+          status={state.status}
+          moving={state.moving}
+          onBack={() => setPage("chat")}
+          onOpenMenu={() => setChannelsOpen(true)}
+          onSessionEnded={sessionEnded}
+        />
+      ) : (
+        <main
+          className="relative flex min-w-0 flex-1 flex-col bg-slate-50/40"
+          onDragEnter={(e) => {
+            if (!current || !draggingFiles(e)) return;
+            e.preventDefault();
+            setDropping(true);
+          }}
+          onDragOver={(e) => {
+            if (!current || !draggingFiles(e)) return;
+            e.preventDefault();
+            e.dataTransfer.dropEffect = "copy";
+          }}
+          onDragLeave={(e) => {
+            if (!e.currentTarget.contains(e.relatedTarget as Node | null)) setDropping(false);
+          }}
+          onDrop={(e) => {
+            if (!draggingFiles(e)) return;
+            e.preventDefault();
+            setDropping(false);
+            const file = e.dataTransfer.files[0];
+            if (file) composer.current?.attach(file);
+          }}
+        >
+          {dropping ? <DropOverlay channel={current ?? ""} /> : null}
+          <header className="flex h-14 shrink-0 items-center gap-2 border-b border-slate-200 bg-white px-3 sm:px-5">
+            <button
+              type="button"
+              onClick={() => setChannelsOpen(true)}
+              aria-label="Open channels"
+              className="-ml-1 rounded-lg p-2 text-slate-600 hover:bg-slate-100 focus-visible:outline-2 focus-visible:outline-brand-600 md:hidden"
+            >
+              <MenuIcon className="h-5 w-5" />
+            </button>
+            <div className="flex min-w-0 flex-1 items-center gap-2">
+              {dm ? (
+                <AtIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
+              ) : channel?.private ? (
+                <LockIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
+              ) : (
+                <HashIcon className="h-[18px] w-[18px] shrink-0 text-slate-400" />
+              )}
+              <h1 className="truncate text-base font-semibold text-slate-900">{dm ? dm.user.username : (current ?? "…")}</h1>
+              {dm ? (
+                <p className="flex min-w-0 items-center gap-1.5 truncate border-l border-slate-200 pl-3 text-sm text-slate-500">
+                  <span
+                    className={`h-2 w-2 shrink-0 rounded-full ${dm.user.online ? "bg-emerald-500" : "ring-2 ring-inset ring-slate-400"}`}
+                    aria-hidden="true"
+                  />
+                  {dm.user.online ? "Online" : lastSeenLabel(dm.user.last_seen, new Date(now))}
+                </p>
+              ) : channel?.description ? (
+                <p className="hidden min-w-0 truncate border-l border-slate-200 pl-3 text-sm text-slate-500 sm:block">
+                  {channel.description}
+                </p>
+              ) : null}
+            </div>
+            <ConnectionBadge status={state.status} moving={state.moving} />
+            <button
+              type="button"
+              onClick={toggleOnline}
+              aria-label={`${onlineCount} online in this channel`}
+              title="Who’s online"
+              className="inline-flex shrink-0 items-center gap-1.5 rounded-lg px-2.5 py-1.5 text-sm text-slate-600 ring-1 ring-slate-200 hover:bg-slate-50 focus-visible:outline-2 focus-visible:outline-brand-600"
+            >
+              <UsersIcon className="h-4 w-4" />
+              <span className="tabular-nums">{onlineCount}</span>
+              <span className="hidden sm:inline">in channel</span>
+            </button>
+          </header>
+
+          <ConnectionBanner status={state.status} moving={state.moving} onRetry={() => client.reconnectNow()} />
+          {state.removedFrom ? <RemovedBanner channel={state.removedFrom} onDismiss={() => client.dismissRemoved()} /> : null}
+
+          {current && channelState ? (
+            <MessagePane
+              key={`pane-${current}`}
+              channel={current}
+              title={title}
+              state={channelState}
+              user={user}
+              now={new Date(now)}
+              blocked={blocked}
+              actions={actions}
+              permissions={permissions}
+              onLoadOlder={loadOlder}
+              onRetry={retry}
+              onDiscard={discard}
+              onRetryLoad={retryLoad}
+            />
+          ) : (
+            <div className="flex flex-1 items-center justify-center text-sm text-slate-500" role="status">
+              {state.status === "connected" ? "Opening channel…" : "Connecting…"}
+            </div>
+          )}
+
+          <div className="h-6 shrink-0 px-5 text-xs text-slate-500" role="status" aria-live="polite">
+            {typing ? (
+              <span className="inline-flex items-center gap-1.5">
+                <span className="inline-flex gap-0.5" aria-hidden="true">
+                  <span className="typing-dot h-1 w-1 rounded-full bg-slate-400" />
+                  <span className="typing-dot h-1 w-1 rounded-full bg-slate-400" />
+                  <span className="typing-dot h-1 w-1 rounded-full bg-slate-400" />
+                </span>
+                {typing}
+              </span>
             ) : null}
           </div>
-          <ConnectionBadge status={state.status} />
-          <button
-            type="button"
-            onClick={toggleOnline}
-            aria-label={`${onlineCount} online in this channel`}
-            title="Who’s online"
-            className="inline-flex shrink-0 items-center gap-1.5 rounded-lg px-2.5 py-1.5 text-sm text-slate-600 ring-1 ring-slate-200 hover:bg-slate-50 focus-visible:outline-2 focus-visible:outline-brand-600"
-          >
-            <UsersIcon className="h-4 w-4" />
-            <span className="tabular-nums">{onlineCount}</span>
-            <span className="hidden sm:inline">in channel</span>
-          </button>
-        </header>
 
-        <ConnectionBanner status={state.status} onRetry={() => client.reconnectNow()} />
-        {state.removedFrom ? <RemovedBanner channel={state.removedFrom} onDismiss={() => client.dismissRemoved()} /> : null}
+          {blocked && state.blockedUntil ? <RateLimitBanner until={state.blockedUntil} now={now} /> : null}
 
-        {current && channelState ? (
-          <MessagePane
-            key={`pane-${current}`}
-            channel={current}
-            title={title}
-            state={channelState}
-            user={user}
-            now={new Date(now)}
-            blocked={blocked}
-            actions={actions}
-            permissions={permissions}
-            onLoadOlder={loadOlder}
-            onRetry={retry}
-            onDiscard={discard}
-            onRetryLoad={retryLoad}
+          <Composer
+            ref={composer}
+            key={`composer-${current ?? ""}`}
+            channel={title}
+            disabled={!current}
+            replyTo={replyTo}
+            onCancelReply={() => setReply(null)}
+            onSend={(text, file) => {
+              client.send(text, file, replyTo ?? undefined);
+              setReply(null);
+            }}
+            onTyping={(hasText) => client.typing(hasText)}
+            onUpload={upload}
           />
-        ) : (
-          <div className="flex flex-1 items-center justify-center text-sm text-slate-500" role="status">
-            {state.status === "connected" ? "Opening channel…" : "Connecting…"}
-          </div>
-        )}
+        </main>
+      )}
 
-        <div className="h-6 shrink-0 px-5 text-xs text-slate-500" role="status" aria-live="polite">
-          {typing ? (
-            <span className="inline-flex items-center gap-1.5">
-              <span className="inline-flex gap-0.5" aria-hidden="true">
-                <span className="typing-dot h-1 w-1 rounded-full bg-slate-400" />
-                <span className="typing-dot h-1 w-1 rounded-full bg-slate-400" />
-                <span className="typing-dot h-1 w-1 rounded-full bg-slate-400" />
-              </span>
-              {typing}
-            </span>
-          ) : null}
-        </div>
-
-        {blocked && state.blockedUntil ? <RateLimitBanner until={state.blockedUntil} now={now} /> : null}
-
-        <Composer
-          ref={composer}
-          key={`composer-${current ?? ""}`}
-          channel={title}
-          disabled={!current}
-          replyTo={replyTo}
-          onCancelReply={() => setReply(null)}
-          onSend={(text, file) => {
-            client.send(text, file, replyTo ?? undefined);
-            setReply(null);
-          }}
-          onTyping={(hasText) => client.typing(hasText)}
-          onUpload={upload}
-        />
-      </main>
-
-      {onlinePinned ? (
+      {onlinePinned && !showCluster ? (
         <aside className="hidden w-60 shrink-0 border-l border-slate-200 lg:block" aria-label="Online">
           <OnlinePanel users={state.online} count={state.onlineCount} me={user.id} onMessage={(name) => void openDm(name)} />
         </aside>

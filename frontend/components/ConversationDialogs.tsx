@@ -77,10 +77,12 @@ export interface Confirmation {
   description: string;
   /** The words on the button that does it. */
   action: string;
+  /** How the button looks: red for what cannot be undone (the default), else the usual blue. */
+  tone?: "danger" | "primary";
   run: () => Promise<unknown> | void;
 }
 
-/** Asks before something that cannot be undone (a delete, a removal, a ban). */
+/** Asks before something that cannot be undone (a delete, a removal, a ban) or that disturbs others (a drain). */
 export function ConfirmDialog({ confirmation, onClose }: { confirmation: Confirmation | null; onClose: () => void }) {
   const [busy, setBusy] = useState(false);
   return (
@@ -94,7 +96,7 @@ export function ConfirmDialog({ confirmation, onClose }: { confirmation: Confirm
             type="button"
             disabled={busy}
             autoFocus
-            className={danger}
+            className={confirmation.tone === "primary" ? primary : danger}
             onClick={async () => {
               setBusy(true);
               try {

@@ -3,7 +3,7 @@
 import type { Channel, DirectMessage, User } from "@/lib/types";
 import { badgeCount, lastSeenLabel, unreadLabel, unreadOf, type Unread } from "@/lib/unread";
 import { Avatar } from "./Avatar";
-import { HashIcon, LockIcon, LogOutIcon, Logo, PlusIcon } from "./icons";
+import { HashIcon, LockIcon, LogOutIcon, Logo, PlusIcon, ServerIcon } from "./icons";
 
 /** The unread count of an entry, and its mentions apart (what matters most stands out). */
 function Badges({ unread, active }: { unread: Unread; active: boolean }) {
@@ -27,7 +27,10 @@ function Badges({ unread, active }: { unread: Unread; active: boolean }) {
   );
 }
 
-/** Channels, direct messages, the create buttons and the signed-in user. */
+/**
+ * Channels, direct messages, the create buttons and the signed-in user; for administrators, the
+ * entry of the cluster page too.
+ */
 export function Sidebar({
   user,
   channels,
@@ -35,9 +38,12 @@ export function Sidebar({
   current,
   joining,
   now,
+  admin = false,
+  clusterOpen = false,
   onSelect,
   onCreate,
   onNewDm,
+  onCluster,
   onLogout,
 }: {
   user: User;
@@ -46,9 +52,14 @@ export function Sidebar({
   current: string | null;
   joining: string | null;
   now: Date;
+  /** The user is an administrator: the cluster page is offered. */
+  admin?: boolean;
+  /** The cluster page is open (no channel is then the current page). */
+  clusterOpen?: boolean;
   onSelect: (name: string) => void;
   onCreate: () => void;
   onNewDm: () => void;
+  onCluster?: () => void;
   onLogout: () => void;
 }) {
   return (
@@ -74,7 +85,7 @@ export function Sidebar({
         </div>
         <ul className="space-y-0.5">
           {channels.map((c) => {
-            const active = c.name === current;
+            const active = !clusterOpen && c.name === current;
             const unread = unreadOf(c, current);
             const bold = unread.unread > 0 || unread.mentions > 0;
             return (
@@ -124,7 +135,7 @@ export function Sidebar({
         <ul className="space-y-0.5">
           {dms.map((d) => {
             const name = d.channel.name;
-            const active = name === current;
+            const active = !clusterOpen && name === current;
             const unread = unreadOf(d.channel, current);
             const bold = unread.unread > 0 || unread.mentions > 0;
             const presence = d.user.online ? "online" : lastSeenLabel(d.user.last_seen, now);
@@ -162,6 +173,23 @@ export function Sidebar({
           {dms.length === 0 ? <li className="px-2 py-1.5 text-sm text-slate-500">No conversations yet</li> : null}
         </ul>
       </nav>
+
+      {admin && onCluster ? (
+        <nav aria-label="Administration" className="flex flex-col px-2 pb-4">
+          <h2 className="mb-1 px-2 text-xs font-semibold uppercase tracking-wider text-slate-500">Administration</h2>
+          <button
+            type="button"
+            onClick={onCluster}
+            aria-current={clusterOpen ? "page" : undefined}
+            className={`flex w-full items-center gap-2 rounded-md px-2 py-1.5 text-left text-[15px] transition focus-visible:outline-2 focus-visible:outline-brand-500 ${
+              clusterOpen ? "bg-brand-600 font-medium text-white" : "hover:bg-white/5 hover:text-white"
+            }`}
+          >
+            <ServerIcon className={`h-4 w-4 shrink-0 ${clusterOpen ? "text-indigo-200" : "text-slate-500"}`} />
+            <span className="truncate">Cluster</span>
+          </button>
+        </nav>
+      ) : null}
       </div>
 
       <div className="flex shrink-0 items-center gap-3 border-t border-white/5 px-4 py-3">

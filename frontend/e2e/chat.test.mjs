@@ -11,26 +11,21 @@
 
 import { after, before, test } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
-import fs from "node:fs";
-import path from "node:path";
 import {
   PHONE,
   cookieHeader,
   emitAck,
   eventually,
-  frontendDir,
   guestCookie,
   launch,
   openApp,
-  pickBanterBin,
   pngBytes,
   registerThroughUi,
-  repoRoot,
   screenshot,
   seedMessages,
   sleep,
   socketFor,
+  startAppCluster,
 } from "./helpers.mjs";
 
 const TEST_TIMEOUT = 150_000;
@@ -45,15 +40,8 @@ before(async () => {
   if (process.env.BANTER_URL) {
     baseUrl = process.env.BANTER_URL.replace(/\/$/, "");
   } else {
-    if (!fs.existsSync(path.join(frontendDir, ".next", "BUILD_ID"))) {
-      execFileSync("npm", ["run", "build"], { cwd: frontendDir, stdio: "inherit", timeout: 600_000 });
-    }
-    const bin = pickBanterBin();
-    if (!bin) throw new Error("no banter binary in target/: build banter first, or set BANTER_BIN or BANTER_URL");
-    process.env.BANTER_BIN = bin;
-    const { startCluster } = await import(path.join(repoRoot, "tests/e2e/cluster.mjs"));
     // One administrator, for the moderation scenario.
-    cluster = await startCluster({ frontend: true, env: { ADMIN_USERS: `boss_${tag}` } });
+    cluster = await startAppCluster({ env: { ADMIN_USERS: `boss_${tag}` } });
     baseUrl = cluster.url;
   }
   browser = await launch();

@@ -2,6 +2,7 @@
 // playwright-core, sign-up through the real UI, and a few direct clients of the public API
 // (REST and Socket.IO, with a user's cookie) to seed data quickly.
 
+import { execFileSync } from "node:child_process";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -27,6 +28,22 @@ export function pickBanterBin() {
 }
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A throw-away cluster from tests/e2e/cluster.mjs with the web app: two banter instances (the
+ * binary pickBanterBin finds) behind nginx, and the built frontend (built first when it is not).
+ * `env` is added to the instances' environment (ADMIN_USERS, DRAIN_GRACE_SECS, ...).
+ */
+export async function startAppCluster({ env = {} } = {}) {
+  if (!fs.existsSync(path.join(frontendDir, ".next", "BUILD_ID"))) {
+    execFileSync("npm", ["run", "build"], { cwd: frontendDir, stdio: "inherit", timeout: 600_000 });
+  }
+  const bin = pickBanterBin();
+  if (!bin) throw new Error("no banter binary in target/: build banter first, or set BANTER_BIN or BANTER_URL");
+  process.env.BANTER_BIN = bin;
+  const { startCluster } = await import(path.join(repoRoot, "tests/e2e/cluster.mjs"));
+  return startCluster({ frontend: true, env });
+}
 
 export function launch() {
   return chromium.launch({
@@ -89,13 +106,18 @@ export async function guestCookie(baseUrl, username) {
   return `token=${token}`;
 }
 
-/** A Socket.IO client of the public contract, signed in with `cookie`. */
-export async function socketFor(baseUrl, cookie, { localAddress } = {}) {
+/**
+ * A Socket.IO client of the public contract, signed in with `cookie`, from `localAddress` when
+ * given (nginx places clients by address). With `reconnect` it comes back by itself after the
+ * server closes its connection (as a browser's does), within about a second.
+ */
+export async function socketFor(baseUrl, cookie, { localAddress, reconnect = false } = {}) {
   const socket = io(baseUrl, {
     path: "/socket.io",
     transports: ["websocket"],
     extraHeaders: { cookie },
-    reconnection: false,
+    reconnection: reconnect,
+    ...(reconnect ? { reconnectionDelay: 200, reconnectionDelayMax: 1000 } : {}),
     forceNew: true,
     ...(localAddress ? { localAddress } : {}),
   });

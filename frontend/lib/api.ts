@@ -2,6 +2,8 @@
  * The REST side of banter, same origin (nginx sends /api/ to the cluster). The session is the
  * httpOnly `token` cookie: every call sends credentials and never sees the token.
  */
+import type { ClusterView } from "./generated/ClusterView";
+import type { DrainAnswer } from "./generated/DrainAnswer";
 import type { ApiErrorBody, Channel, DirectMessage, Message, OnlineUser, User, UserInfo } from "./types";
 
 /** A refused or failed request, with the server's code, words and field errors. */
@@ -174,4 +176,10 @@ export const api = {
   removeMember: (channel: string, username: string) =>
     request<{ removed: boolean }>("DELETE", `/api/channels/${segment(channel)}/members/${segment(username)}`),
   ban: (username: string) => request<{ banned: boolean }>("POST", `/api/admin/users/${segment(username)}/ban`),
+  /** Every instance's last report, summed, with the busiest channels and dependencies (administrators only). */
+  cluster: () => request<ClusterView>("GET", "/api/admin/cluster"),
+  /** Asks an instance to stop taking sessions and move its sockets to the others (202). */
+  drain: (instance: string) => request<DrainAnswer>("POST", `/api/admin/instances/${segment(instance)}/drain`),
+  /** Calls an instance's drain off: it takes sessions again (202). */
+  undrain: (instance: string) => request<DrainAnswer>("DELETE", `/api/admin/instances/${segment(instance)}/drain`),
 };

@@ -436,6 +436,42 @@ describe("the chat session", () => {
     expect(chat.getSnapshot().onlineCount).toBe(5);
   });
 
+  it("when its server is drained, says the tab is moving until it is connected again, with nothing missed", async () => {
+    server.socket.push("instance.draining", { reconnect: true });
+    await settle();
+    expect(chat.getSnapshot()).toMatchObject({ moving: true, status: "connected" });
+    // The server closes the connection; socket.io-client reconnects to another instance.
+    server.socket.drop();
+    expect(chat.getSnapshot()).toMatchObject({ moving: true, status: "reconnecting" });
+    server.sent = [];
+    server.socket.recovered = true;
+    server.socket.connect();
+    server.socket.push("message.new", server.store("general", "said while moving"));
+    await settle();
+    expect(chat.getSnapshot()).toMatchObject({ moving: false, status: "connected" });
+    expect(server.sent.map((s) => s.event)).toEqual([]);
+    expect(texts()).toEqual(["one", "two", "said while moving"]);
+  });
+
+  it("stops saying the tab is moving when the connection does not come back in time", async () => {
+    server.socket.push("instance.draining", { reconnect: true });
+    await settle();
+    server.socket.drop();
+    server.socket.up = false;
+    await settle(14_000);
+    expect(chat.getSnapshot().moving).toBe(true);
+    await settle(1000);
+    expect(chat.getSnapshot().moving).toBe(false);
+    expect(chat.getSnapshot().status).not.toBe("connected");
+    // A notice that no reconnect follows changes nothing.
+    server.socket.up = true;
+    server.socket.connect();
+    await settle();
+    server.socket.push("instance.draining", { reconnect: false });
+    await settle();
+    expect(chat.getSnapshot()).toMatchObject({ moving: false, status: "connected" });
+  });
+
   it("shows who is typing, not the user's own other tabs, and forgets a silent typist", async () => {
     server.socket.push("user.typing", { userId: OTHER.id, username: "other", channel: "general", isTyping: true });
     server.socket.push("user.typing", { userId: ME.id, username: "me", channel: "general", isTyping: true });

@@ -183,6 +183,14 @@ export class ChatClient {
     return upload;
   }
 
+  /**
+   * A request the UI made itself failed: a refusal because the session is over signs out, as
+   * any request's does. Returns the reason in words.
+   */
+  requestFailed(e: unknown): string {
+    return this.session.handleApiError(e);
+  }
+
   /** Sends a failed message again, with the same client_message_id. */
   retry(clientMessageId: string): void {
     this.outbox.retry(clientMessageId);

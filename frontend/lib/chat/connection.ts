@@ -6,6 +6,7 @@
  */
 import { reconnectDelay } from "../backoff";
 import { readChange } from "../changes";
+import type { InstanceDraining } from "../generated/InstanceDraining";
 import type { Actions } from "./actions";
 import type { Channels } from "./channels";
 import type { Outbox } from "./outbox";
@@ -18,6 +19,11 @@ import type { TypingIndicators } from "./typing";
 /** Consecutive failed reconnection attempts before the status reads "offline". */
 const OFFLINE_AFTER_ATTEMPTS = 3;
 const CHANNEL_POLL_MS = 20_000;
+/**
+ * How long "moving you to another server" may show without the connection coming back; after
+ * that the usual reconnecting (or offline) state says what is going on.
+ */
+export const MOVING_MS = 15_000;
 
 export interface ConnectionParts {
   channels: Channels;
@@ -68,6 +74,7 @@ export class Connection {
     s.on("channel.read", reading.onChannelRead as never);
     s.on("channel.removed", reading.onChannelRemoved as never);
     s.on("channel.created", reading.onChannelCreated as never);
+    s.on("instance.draining", this.onDraining as never);
     s.io.on("reconnect_attempt", this.onReconnectAttempt as never);
     if (typeof window !== "undefined") {
       window.addEventListener("online", this.onBrowserOnline);
@@ -121,7 +128,8 @@ export class Connection {
     this.hadConnection = true;
     this.closedByServer = false;
     session.joined = null;
-    store.set({ status: "connected" });
+    session.cancel("moving");
+    store.set({ status: "connected", moving: false });
     void this.parts.actions.probeAdmin();
     const target = store.state.current ?? store.state.joining ?? this.parts.initialChannel;
     // The server recovered the session (connection state recovery): the socket is back in the
@@ -134,6 +142,18 @@ export class Connection {
     // Otherwise the server put the socket in the default channel; go (back) to the open one. On
     // a reconnect the join is followed by a sync of what was missed.
     void this.parts.channels.join(target, undefined, reconnected ? "reconnect" : "first");
+  };
+
+  /**
+   * The socket's instance is being drained: the server closes this connection in a moment and
+   * socket.io-client reconnects (to another instance, the session recovered). Until then the
+   * page says so calmly instead of reporting a lost connection.
+   */
+  private onDraining = (event: unknown): void => {
+    const { session } = this;
+    if (event && typeof event === "object" && (event as Partial<InstanceDraining>).reconnect === false) return;
+    session.store.set({ moving: true });
+    session.later("moving", MOVING_MS, () => session.store.set({ moving: false }));
   };
 
   private onDisconnect = (reason: string): void => {

@@ -35,6 +35,11 @@ export interface Typist {
 
 export interface ChatState {
   status: ConnectionStatus;
+  /**
+   * The server is moving this tab to another instance (`instance.draining`): its connection
+   * closes next and comes back by itself. True until it does (or for a while at most).
+   */
+  moving: boolean;
   channels: Channel[];
   /** The channel the socket is in (null until the first join answers). */
   current: string | null;
@@ -78,6 +83,7 @@ const emptyChannel = (): ChannelState => ({
 export class ChatStore {
   private snapshot: ChatState = {
     status: "connecting",
+    moving: false,
     channels: [],
     current: null,
     joining: null,
