@@ -220,9 +220,7 @@ async fn connected(state: &AppState, s: SocketRef<Adapter>) {
         recovery::replay(state, &s, conn.user_id).await;
     } else if let Some(joined) = &channel {
         if state.recovery.enabled() {
-            if let Ok(channel) = crate::access::channel(state, &joined.name).await {
-                recovery::joined(state, &s, &channel).await;
-            }
+            recovery::joined(state, &s, joined).await;
         }
     }
     state.membership.connected(&conn).await;

@@ -562,7 +562,11 @@ pub fn sweep_change_log(state: &AppState) {
 
 /// Sends `channel.joined` to a socket just put in `channel`'s room: with the offset of where it
 /// joined when recovery is on (the name alone otherwise).
-pub async fn joined(state: &AppState, s: &SocketRef<Adapter>, channel: &Channel) {
+pub async fn joined(
+    state: &AppState,
+    s: &SocketRef<Adapter>,
+    channel: &super::membership::JoinedChannel,
+) {
     if !state.recovery.enabled() {
         state
             .delivery

@@ -57,7 +57,12 @@ pub(super) async fn join(
         if let Err(e) = channels::start_reading(&state.db, conn.user_id, channel.id).await {
             tracing::debug!(error = %e, "read position not started");
         }
-        crate::realtime::recovery::joined(&state, &s, &channel).await;
+        crate::realtime::recovery::joined(
+            &state,
+            &s,
+            &crate::realtime::membership::JoinedChannel::of(&channel),
+        )
+        .await;
         if let Some(pid) = s.pid() {
             state
                 .recovery
