@@ -17,8 +17,6 @@ import {
   emitAck,
   eventually,
   guestCookie,
-  launch,
-  openApp,
   pngBytes,
   registerThroughUi,
   screenshot,
@@ -26,6 +24,7 @@ import {
   sleep,
   socketFor,
   startAppCluster,
+  windows,
 } from "./helpers.mjs";
 
 const TEST_TIMEOUT = 150_000;
@@ -33,8 +32,7 @@ const tag = Math.random().toString(36).slice(2, 7);
 
 let baseUrl;
 let cluster = null;
-let browser;
-const opened = [];
+const chromium = windows();
 
 before(async () => {
   if (process.env.BANTER_URL) {
@@ -44,20 +42,15 @@ before(async () => {
     cluster = await startAppCluster({ env: { ADMIN_USERS: `boss_${tag}` } });
     baseUrl = cluster.url;
   }
-  browser = await launch();
+  await chromium.start();
 }, { timeout: 180_000 });
 
 after(async () => {
-  for (const c of opened) await c.close().catch(() => {});
-  await browser?.close();
+  await chromium.close();
   await cluster?.stop();
 }, { timeout: 60_000 });
 
-async function app(options) {
-  const session = await openApp(browser, baseUrl, options);
-  opened.push(session.context);
-  return session;
-}
+const app = (options) => chromium.app(baseUrl, options);
 
 const composer = (page) => page.getByRole("textbox", { name: /^Message / });
 const messages = (page) => page.getByRole("log");

@@ -14,13 +14,12 @@ import {
   emitAck,
   eventually,
   guestCookie,
-  launch,
-  openApp,
   registerThroughUi,
   screenshot,
   sleep,
   socketFor,
   startAppCluster,
+  windows,
 } from "./helpers.mjs";
 
 const TEST_TIMEOUT = 180_000;
@@ -30,8 +29,7 @@ const ADMIN = `chief_${tag}`;
 
 let cluster = null;
 let baseUrl;
-let browser;
-const opened = [];
+const chromium = windows();
 const sockets = [];
 
 before(async () => {
@@ -39,21 +37,16 @@ before(async () => {
   // Sockets move as soon as a drain starts (no grace), so that the page's figures change fast.
   cluster = await startAppCluster({ env: { ADMIN_USERS: ADMIN, DRAIN_GRACE_SECS: "0" } });
   baseUrl = cluster.url;
-  browser = await launch();
+  await chromium.start();
 }, { timeout: 240_000 });
 
 after(async () => {
   for (const s of sockets) s.disconnect();
-  for (const c of opened) await c.close().catch(() => {});
-  await browser?.close();
+  await chromium.close();
   await cluster?.stop();
 }, { timeout: 60_000 });
 
-async function app(options) {
-  const session = await openApp(browser, baseUrl, options);
-  opened.push(session.context);
-  return session;
-}
+const app = (options) => chromium.app(baseUrl, options);
 
 const connection = (page) => page.getByRole("status", { name: /^Connection:/ });
 const clusterEntry = (page) => page.getByRole("navigation", { name: "Administration" }).getByRole("button", { name: "Cluster" });

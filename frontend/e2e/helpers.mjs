@@ -67,6 +67,29 @@ export async function openApp(browser, baseUrl, { viewport = DESKTOP, phone = fa
   return { context, page };
 }
 
+/**
+ * The Chromium of one test file and the app windows it opened: `app(baseUrl, options)` opens one
+ * (see openApp), `close()` closes them all and the browser.
+ */
+export function windows() {
+  let browser = null;
+  const opened = [];
+  return {
+    async start() {
+      browser = await launch();
+    },
+    async app(baseUrl, options) {
+      const session = await openApp(browser, baseUrl, options);
+      opened.push(session.context);
+      return session;
+    },
+    async close() {
+      for (const c of opened) await c.close().catch(() => {});
+      await browser?.close();
+    },
+  };
+}
+
 export async function screenshot(page, name) {
   fs.mkdirSync(artifacts, { recursive: true });
   await page.screenshot({ path: path.join(artifacts, `${name}.png`) });
