@@ -7,10 +7,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { randomUUID } from 'node:crypto';
 import { io } from 'socket.io-client';
 import { startCluster, BALANCER } from './cluster.mjs';
-import { ack, connect, connected, eventually, events, guest, sleep } from './client.mjs';
+import { connect, connected, events, eventually, guest, keepSending, sleep } from './client.mjs';
 
 const skip = BALANCER !== 'haproxy' && 'agent checks are HAProxy’s (BALANCER=haproxy)';
 const ADMIN = 'opsadmin';
@@ -122,19 +121,8 @@ test('a drain moves every socket to the other instance, nothing lost, each sessi
   await eventually(async () => (await metric(a, 'banter_sockets')) === 10, 'the clients counted on a');
   const senderUser = await guest(cluster, 'bal_sender');
   const sender = await connected(connect(cluster, { cookie: senderUser.cookie, localAddress: onB }));
-  const acked = [];
-  let sending = true;
-  const loop = (async () => {
-    for (let n = 0; sending; n++) {
-      try {
-        const res = await ack(sender, 'message.send', { channel: 'general', text: `d${n}`, client_message_id: randomUUID() });
-        if (res.ok) acked.push(res.message.seq);
-      } catch {
-        /* not acked */
-      }
-      await sleep(20);
-    }
-  })();
+  const sending = keepSending(sender, 'general', { prefix: 'd' });
+  const { acked } = sending;
   await sleep(500);
 
   const view = JSON.parse((await request(`${cluster.url}/api/admin/cluster`, { headers: { cookie: adminCookie } })).body);
@@ -149,8 +137,7 @@ test('a drain moves every socket to the other instance, nothing lost, each sessi
   await eventually(() => clients.every((c) => c.connected && c.connects >= 1), 'every client moved', 20_000);
   await eventually(async () => (await metric(a, 'banter_sockets')) === 0, 'a has no socket', 10_000);
   await sleep(800);
-  sending = false;
-  await loop;
+  await sending.stop();
   await sleep(1000);
 
   const stored = cluster.messages();

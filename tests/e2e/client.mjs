@@ -103,3 +103,30 @@ export async function eventually(check, what, ms = WAIT_MS) {
     await sleep(50);
   }
 }
+
+/**
+ * Sends to `channel` from `socket` every `everyMs` until `stop()`, each message with its own
+ * client_message_id; `stop()` resolves once the last send is answered. `acked` holds the seqs
+ * of the acked sends, `refused` counts the others (refused, or no ack in time).
+ */
+export function keepSending(socket, channel, { prefix = 'm', everyMs = 20 } = {}) {
+  const sender = { acked: [], refused: 0 };
+  let sending = true;
+  const loop = (async () => {
+    for (let n = 0; sending; n++) {
+      try {
+        const res = await ack(socket, 'message.send', { channel, text: `${prefix}${n}`, client_message_id: randomUUID() });
+        if (res.ok) sender.acked.push(res.message.seq);
+        else sender.refused++;
+      } catch {
+        sender.refused++;
+      }
+      await sleep(everyMs);
+    }
+  })();
+  sender.stop = async () => {
+    sending = false;
+    await loop;
+  };
+  return sender;
+}

@@ -5,9 +5,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { startCluster } from './cluster.mjs';
-import { ack, connect, connected, eventually, guest, sleep } from './client.mjs';
+import { ack, connect, connected, eventually, guest, keepSending, sleep } from './client.mjs';
 
 let cluster;
 before(async () => {
@@ -59,28 +58,14 @@ test('clients of a killed instance reconnect and sync exactly what they missed',
   const senderUser = await guest(cluster, 'sender');
   const sender = await connected(connect(cluster, { cookie: senderUser.cookie, localAddress: onSurvivor[0] }));
 
-  const acked = [];
-  let refused = 0;
-  let sending = true;
-  const sendLoop = (async () => {
-    for (let n = 0; sending; n++) {
-      try {
-        const res = await ack(sender, 'message.send', { channel: 'general', text: `n${n}`, client_message_id: randomUUID() });
-        if (res.ok) acked.push(res.message.seq);
-        else refused++;
-      } catch {
-        refused++;
-      }
-      await sleep(25);
-    }
-  })();
+  const sending = keepSending(sender, 'general', { prefix: 'n', everyMs: 25 });
+  const { acked } = sending;
 
   await sleep(1000);
   const killed = await victim.kill('SIGKILL');
   assert.equal(killed.signal, 'SIGKILL');
   await sleep(2500);
-  sending = false;
-  await sendLoop;
+  await sending.stop();
 
   const stored = cluster.messages();
   assert.ok(acked.length > 20, `messages acked around the kill: ${acked.length}`);
@@ -101,7 +86,7 @@ test('clients of a killed instance reconnect and sync exactly what they missed',
       assert.equal(c.state.reconnects, 0, `client ${i} of the survivor stayed connected`);
     }
   }
-  console.log(`failover: ${acked.length} acked, ${refused} refused, ${stored.length} stored, ${onVictim.length} clients moved`);
+  console.log(`failover: ${acked.length} acked, ${sending.refused} refused, ${stored.length} stored, ${onVictim.length} clients moved`);
   for (const c of clients) c.socket.close();
   sender.close();
 });

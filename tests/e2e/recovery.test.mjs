@@ -5,9 +5,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { randomUUID } from 'node:crypto';
 import { startCluster } from './cluster.mjs';
-import { WAIT_MS, ack, connect, connected, eventually, events, guest, send, sleep, waitForEvent } from './client.mjs';
+import { WAIT_MS, ack, connect, connected, events, eventually, guest, keepSending, send, sleep, waitForEvent } from './client.mjs';
 
 const WINDOW_SECS = 5;
 
@@ -106,25 +105,14 @@ test('the clients of a SIGKILLed instance recover on the other with every messag
   }
   const senderUser = await guest(cluster, 'rk_sender');
   const sender = await connected(connect(cluster, { cookie: senderUser.cookie, localAddress: onSurvivor[0] }));
-  const acked = [];
-  let sending = true;
-  const loop = (async () => {
-    for (let n = 0; sending; n++) {
-      try {
-        const res = await ack(sender, 'message.send', { channel: 'general', text: `k${n}`, client_message_id: randomUUID() });
-        if (res.ok) acked.push(res.message.seq);
-      } catch {
-        /* refused around the kill: not acked */
-      }
-      await sleep(20);
-    }
-  })();
+  // Refused around the kill: not acked.
+  const sending = keepSending(sender, 'general', { prefix: 'k' });
+  const { acked } = sending;
   await sleep(800);
   await victim.kill('SIGKILL');
   await eventually(() => clients.every((c) => c.connects >= 1), 'every client reconnected', 20_000);
   await sleep(800);
-  sending = false;
-  await loop;
+  await sending.stop();
   await sleep(1000);
 
   const stored = cluster.messages();
