@@ -55,13 +55,6 @@ async function placeNewSession(headers = {}) {
   return cookie ? cookie.slice('SERVERID='.length).split(';')[0] : null;
 }
 
-/** One sample of an instance's own /metrics. */
-async function metric(instance, name) {
-  const res = await request(`${instance.url}/metrics`);
-  const line = res.body.split('\n').find((l) => l.startsWith(`${name} `));
-  return line ? Number(line.split(' ')[1]) : NaN;
-}
-
 async function admin() {
   const res = await request(`${cluster.url}/api/auth/register`, {
     method: 'POST',
@@ -84,17 +77,17 @@ test('new sessions go mostly to the instance with room, by the agents’ weights
     await Promise.all(batch.map((s) => connected(s)));
     loaded.push(...batch);
   }
-  await eventually(async () => (await metric(a, 'banter_agent_weight')) <= 25, 'a reports its load', 15_000);
+  await eventually(async () => (await cluster.metric(a, 'banter_agent_weight')) <= 25, 'a reports its load', 15_000);
   // HAProxy asks every second.
   await sleep(2500);
 
   const placed = { a: 0, b: 0 };
   for (let i = 0; i < 200; i++) placed[await placeNewSession()]++;
-  console.log(`200 new sessions with a at ${LOADED}/${CAPACITY} sockets: a ${placed.a}, b ${placed.b} (agent weights a ${await metric(a, 'banter_agent_weight')}%, b ${await metric(cluster.instances[1], 'banter_agent_weight')}%)`);
+  console.log(`200 new sessions with a at ${LOADED}/${CAPACITY} sockets: a ${placed.a}, b ${placed.b} (agent weights a ${await cluster.metric(a, 'banter_agent_weight')}%, b ${await cluster.metric(cluster.instances[1], 'banter_agent_weight')}%)`);
   assert.equal(placed.a + placed.b, 200);
   assert.ok(placed.b >= 140, `most on the empty instance: ${JSON.stringify(placed)}`);
   for (const s of loaded) s.close();
-  await eventually(async () => (await metric(a, 'banter_sockets')) === 0, 'the load gone', 20_000);
+  await eventually(async () => (await cluster.metric(a, 'banter_sockets')) === 0, 'the load gone', 20_000);
 });
 
 test('a drain moves every socket to the other instance, nothing lost, each session recovered', async () => {
@@ -118,7 +111,7 @@ test('a drain moves every socket to the other instance, nothing lost, each sessi
     });
     clients.push(socket);
   }
-  await eventually(async () => (await metric(a, 'banter_sockets')) === 10, 'the clients counted on a');
+  await eventually(async () => (await cluster.metric(a, 'banter_sockets')) === 10, 'the clients counted on a');
   const senderUser = await guest(cluster, 'bal_sender');
   const sender = await connected(connect(cluster, { cookie: senderUser.cookie, localAddress: onB }));
   const sending = keepSending(sender, 'general', { prefix: 'd' });
@@ -135,7 +128,7 @@ test('a drain moves every socket to the other instance, nothing lost, each sessi
   assert.equal(drained.status, 202, drained.body);
 
   await eventually(() => clients.every((c) => c.connected && c.connects >= 1), 'every client moved', 20_000);
-  await eventually(async () => (await metric(a, 'banter_sockets')) === 0, 'a has no socket', 10_000);
+  await eventually(async () => (await cluster.metric(a, 'banter_sockets')) === 0, 'a has no socket', 10_000);
   await sleep(800);
   await sending.stop();
   await sleep(1000);
@@ -149,8 +142,8 @@ test('a drain moves every socket to the other instance, nothing lost, each sessi
     assert.equal(new Set(seqs).size, seqs.length, `client ${i} got nothing twice`);
     assert.deepEqual(seqs, stored.filter((s) => s >= seqs[0]), `client ${i} holds every stored message in order`);
   }
-  await eventually(async () => (await metric(b, 'banter_sockets')) === 11, 'every client counted on b');
-  assert.equal(await metric(a, 'banter_sockets_moved_total'), 10);
+  await eventually(async () => (await cluster.metric(b, 'banter_sockets')) === 11, 'every client counted on b');
+  assert.equal(await cluster.metric(a, 'banter_sockets_moved_total'), 10);
   // A new session that would go to a lands on b; a is out of the balancer.
   if (BALANCER === 'haproxy') assert.equal(await placeNewSession({ cookie: 'SERVERID=a' }), 'b');
   assert.equal((await request(`${a.url}/ready`)).status, 503);

@@ -291,6 +291,26 @@ export async function startCluster({ frontend = false, env = {}, ownRedis = fals
       const octet = Number(localAddress.split('.').pop());
       return `SERVERID=${octet % 2 === 0 ? 'a' : 'b'}`;
     },
+    /** The value of an unlabelled series in `instance`'s /metrics (NaN when absent). */
+    async metric(instance, name) {
+      const text = await (await fetch(`${instance.url}/metrics`)).text();
+      const line = text.split('\n').find((l) => l.startsWith(`${name} `));
+      return line ? Number(line.split(' ')[1]) : NaN;
+    },
+    /**
+     * With HAProxy, waits until every instance's agent reports at least `weight` percent and
+     * HAProxy has asked again (every second), so that placement is by equal weights.
+     */
+    async agentsAtLeast(weight) {
+      const deadline = Date.now() + 20_000;
+      for (;;) {
+        const weights = await Promise.all(instances.map((inst) => cluster.metric(inst, 'banter_agent_weight')));
+        if (weights.every((w) => w >= weight)) break;
+        if (Date.now() > deadline) throw new Error(`agent weights stay below ${weight}: ${weights}`);
+        await sleep(250);
+      }
+      await sleep(2500);
+    },
     /** The balancer's access log lines. */
     accessLog() {
       const file = path.join(nginxDir, 'access.log');

@@ -35,6 +35,9 @@ test('clients behind one address spread over both instances, each sticky by its 
   const user = await guest(cluster, 'behind-nat');
   const localAddress = '127.0.0.9';
   const placements = [];
+  // HAProxy places by the agents' weights, from each instance's load: a just-started instance
+  // busy with its start reports less room. Equal weights first, so that placement alternates.
+  await cluster.agentsAtLeast(90);
   for (let i = 0; i < 6; i++) {
     const base = `${cluster.url}/socket.io/?EIO=4&transport=polling`;
     const headers = { cookie: user.cookie, origin: cluster.origin };
