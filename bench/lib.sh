@@ -9,6 +9,35 @@ stop_started() {
   pids=()
 }
 
+# PIN=1 (bench/ab.sh): banter on the first half of the cores, Postgres, Redis and the load
+# generator on the other half, so that banter's own latency is measured apart from the cores it
+# otherwise shares with them. `pin_services` moves the running Postgres and Redis servers (every
+# thread; new Postgres backends inherit it from the postmaster), `unpin_services` gives them every
+# core again; banter and the generator are started under `"${banter_pin[@]}"` and
+# `"${others_pin[@]}"` (empty unless PIN=1).
+banter_pin=() others_pin=()
+if [ "${PIN:-0}" = 1 ]; then
+  ncores=$(nproc)
+  if [ "$ncores" -lt 2 ]; then
+    echo "PIN=1 needs at least two cores" >&2
+    exit 1
+  fi
+  banter_pin=(taskset -c "0-$((ncores / 2 - 1))")
+  others_pin=(taskset -c "$((ncores / 2))-$((ncores - 1))")
+fi
+pin_services() {
+  [ "${PIN:-0}" = 1 ] || return 0
+  for pid in $(pgrep -x postgres) $(pgrep -x redis-server); do
+    taskset -a -p -c "${others_pin[2]}" "$pid" >/dev/null
+  done
+}
+unpin_services() {
+  [ "${PIN:-0}" = 1 ] || return 0
+  for pid in $(pgrep -x postgres) $(pgrep -x redis-server); do
+    taskset -a -p -c "0-$(($(nproc) - 1))" "$pid" >/dev/null 2>&1 || true
+  done
+}
+
 # CPU seconds (user + system) of every process whose command is postgres.
 postgres_cpu() {
   python3 - <<'PY'
@@ -45,5 +74,5 @@ start_bench_banter() {
     MAX_PENDING_SESSIONS_PER_ADDRESS=100000000 CHANNELS_PER_USER_PER_HOUR=100000000 \
     MAX_SOCKETS_PER_USER=100000 EVENT_BUDGET=0 EVENTS_IN_FLIGHT_PER_SOCKET=1024 \
     STORAGE_URL=target/bench-uploads \
-    "${BANTER_BIN:-target/release/banter}" > "$5" 2>&1 &
+    "${banter_pin[@]}" "${BANTER_BIN:-target/release/banter}" > "$5" 2>&1 &
 }

@@ -8,7 +8,7 @@
 # socket on engineioxide as published and as patched (vendor/PATCHES.md).
 #
 # Writes bench/results/<server>-<scenario>.json and .png, then BENCHMARKS.md (bench/report.py).
-# Takes about 40 minutes (15 of them the two heap profiles). Loopback only; every process it
+# Takes about 42 minutes (15 of them the two heap profiles). Loopback only; every process it
 # starts is stopped at the end.
 #
 # Settings: DATABASE_URL, REDIS_URL (as in scripts/dev.sh), IDLE_USERS (19500), HEAP=0 (keep the
@@ -116,6 +116,13 @@ run_all() { # run_all <server>
   # The write path alone: every user in a channel of its own, one delivery per message.
   load "$server" flood-write flood --targets "$targets" --users "$flood_users" --channels "$flood_users" \
     --inflight "$flood_inflight" --duration "$seconds"
+  # Few senders, many sends each: 20 users keeping 8 in flight in 4 channels (where one channel's
+  # batches queue behind each other's commits).
+  load "$server" flood-few flood --targets "$targets" --users 20 --channels 4 \
+    --inflight "$flood_inflight" --duration "$seconds"
+  # The livestream case: every sender in one channel (each message delivered to all of them).
+  load "$server" livestream flood --targets "$targets" --users "$flood_users" --channels 1 \
+    --inflight 1 --duration "$seconds"
 }
 
 run_idle_fanout() { # run_idle_fanout <server>

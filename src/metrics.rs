@@ -288,13 +288,15 @@ pub struct ChannelCounts(std::sync::Mutex<std::collections::HashMap<String, u64>
 impl ChannelCounts {
     pub const MAX: usize = 10_000;
 
-    /// Counts `n` messages stored in `channel`.
-    pub fn add(&self, channel: &str, n: u64) {
+    /// Counts one message stored in each of `channels` (a batch's, under one lock).
+    pub fn add<'a>(&self, channels: impl IntoIterator<Item = &'a str>) {
         if let Ok(mut m) = self.0.lock() {
-            if let Some(count) = m.get_mut(channel) {
-                *count += n;
-            } else if m.len() < Self::MAX {
-                m.insert(channel.to_owned(), n);
+            for channel in channels {
+                if let Some(count) = m.get_mut(channel) {
+                    *count += 1;
+                } else if m.len() < Self::MAX {
+                    m.insert(channel.to_owned(), 1);
+                }
             }
         }
     }

@@ -14,6 +14,7 @@
 //! message that Postgres refuses, which alone gets an error. Order within a channel is kept
 //! (the first half commits first).
 
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -31,10 +32,10 @@ use crate::store::{self};
 
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 512;
-/// Batches stored and published at once per instance: while one commits, the next gathers
-/// and starts (inserts into one channel still commit one after another, in seq order).
+/// Batches stored and published at once per instance (of different channels: see [`start`]).
 const PIPELINE: usize = 4;
-/// Sends waiting for a transaction, per instance; beyond it senders wait their turn.
+/// Sends waiting for a transaction, per instance (in the queue, and again gathered by
+/// channel); beyond it senders wait their turn.
 const QUEUE: usize = 8192;
 
 struct Job {
@@ -131,37 +132,160 @@ pub struct Writer {
 
 /// Starts this instance's commit loop. When shutdown begins, the queue is closed and what it
 /// holds is still stored, published and acked; shutdown waits for it.
+///
+/// Per-channel pipelining: a channel has at most one batch in flight on this instance. Its
+/// next sends wait, and gather, until that batch has committed, then go as one batch. (A
+/// second batch of the same channel would only queue in Postgres on the channel's row, locked
+/// to take the next seqs until the first one's commit has synced, and would split the waiting
+/// sends into small batches.) Batches of other channels commit meanwhile, up to [`PIPELINE`]
+/// at once; a batch takes the waiting sends of every channel that has none in flight, oldest
+/// first.
 pub fn start(writer: Writer, CommitQueue(mut rx): CommitQueue, shutdown: &Shutdown) {
     let tasks = shutdown.clone();
     shutdown.spawn(async move {
-        let slots = Arc::new(tokio::sync::Semaphore::new(PIPELINE));
-        let mut jobs = Vec::with_capacity(MAX_BATCH);
-        let mut closed = false;
+        // Each batch, when it ends (also if its task panics), gives its channels back.
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<Uuid>>();
+        let mut gather: Gather<Job> = Gather::default();
+        let mut in_flight = 0usize;
+        let mut received = Vec::with_capacity(MAX_BATCH);
+        let mut open = true;
+        let mut stopping = false;
         loop {
-            // Wait for a free slot first, so that sends gather into the next batch meanwhile.
-            let Ok(slot) = slots.clone().acquire_owned().await else {
-                return;
-            };
-            let received = tokio::select! {
-                n = rx.recv_many(&mut jobs, MAX_BATCH) => n,
-                _ = tasks.stopping(), if !closed => {
-                    // No new sends from here on; the loop drains what is queued.
-                    rx.close();
-                    closed = true;
-                    continue;
-                }
-            };
-            if received == 0 {
+            while in_flight < PIPELINE {
+                let Some((channels, batch)) = gather.next_batch(MAX_BATCH) else {
+                    break;
+                };
+                in_flight += 1;
+                let writer = writer.clone();
+                let done = Done {
+                    tx: done_tx.clone(),
+                    channels,
+                };
+                tasks.spawn(async move {
+                    commit(&writer, batch).await;
+                    drop(done);
+                });
+            }
+            if !open && gather.is_empty() {
+                // What is in flight ends on its own (shutdown waits for it).
                 return;
             }
-            let batch: Vec<Job> = std::mem::replace(&mut jobs, Vec::with_capacity(MAX_BATCH));
-            let writer = writer.clone();
-            tasks.spawn(async move {
-                commit(&writer, batch).await;
-                drop(slot);
-            });
+            tokio::select! {
+                biased;
+                Some(channels) = done_rx.recv() => {
+                    gather.release(&channels);
+                    in_flight -= 1;
+                }
+                n = rx.recv_many(&mut received, MAX_BATCH), if open && gather.len() < QUEUE => {
+                    if n == 0 {
+                        open = false;
+                    }
+                    for job in received.drain(..) {
+                        gather.push(job.message.channel_id, job);
+                    }
+                }
+                _ = tasks.stopping(), if !stopping => {
+                    // No new sends from here on; the loop stores what is queued.
+                    rx.close();
+                    stopping = true;
+                }
+            }
         }
     });
+}
+
+/// A batch in flight: gives its channels back to the loop when dropped.
+struct Done {
+    tx: mpsc::UnboundedSender<Vec<Uuid>>,
+    channels: Vec<Uuid>,
+}
+
+impl Drop for Done {
+    fn drop(&mut self) {
+        let _ = self.tx.send(std::mem::take(&mut self.channels));
+    }
+}
+
+/// Sends waiting to be stored, by channel, and the channels that have a batch in flight.
+struct Gather<J> {
+    waiting: HashMap<Uuid, VecDeque<J>>,
+    /// The channels with waiting sends, the longest waiting first.
+    order: VecDeque<Uuid>,
+    in_flight: HashSet<Uuid>,
+    len: usize,
+}
+
+impl<J> Default for Gather<J> {
+    fn default() -> Self {
+        Self {
+            waiting: HashMap::new(),
+            order: VecDeque::new(),
+            in_flight: HashSet::new(),
+            len: 0,
+        }
+    }
+}
+
+impl<J> Gather<J> {
+    fn push(&mut self, channel: Uuid, job: J) {
+        let queue = self.waiting.entry(channel).or_default();
+        if queue.is_empty() {
+            self.order.push_back(channel);
+        }
+        queue.push_back(job);
+        self.len += 1;
+    }
+
+    /// Sends waiting, in all.
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The next batch, at most `max` sends: those of every channel without a batch in flight,
+    /// the longest waiting channel first, each channel's in the order they came. Its channels
+    /// are in flight until [`Gather::release`]. None when no channel can go.
+    fn next_batch(&mut self, max: usize) -> Option<(Vec<Uuid>, Vec<J>)> {
+        let mut channels = Vec::new();
+        let mut jobs = Vec::new();
+        let mut kept = VecDeque::with_capacity(self.order.len());
+        while let Some(channel) = self.order.pop_front() {
+            if jobs.len() >= max {
+                kept.push_back(channel);
+                kept.extend(self.order.drain(..));
+                break;
+            }
+            if self.in_flight.contains(&channel) {
+                kept.push_back(channel);
+                continue;
+            }
+            let Some(queue) = self.waiting.get_mut(&channel) else {
+                continue;
+            };
+            let take = (max - jobs.len()).min(queue.len());
+            jobs.extend(queue.drain(..take));
+            channels.push(channel);
+            self.in_flight.insert(channel);
+            if queue.is_empty() {
+                self.waiting.remove(&channel);
+            } else {
+                kept.push_back(channel);
+            }
+        }
+        self.order = kept;
+        self.len -= jobs.len();
+        (!jobs.is_empty()).then_some((channels, jobs))
+    }
+
+    /// The batch of `channels` has ended: their next sends may go.
+    fn release(&mut self, channels: &[Uuid]) {
+        for channel in channels {
+            self.in_flight.remove(channel);
+        }
+    }
 }
 
 /// Stores one batch, publishes what is new, and answers every sender.
@@ -181,9 +305,10 @@ async fn commit(writer: &Writer, jobs: Vec<Job>) {
         .filter(|o| !o.duplicate)
         .map(|o| &o.message)
         .collect();
-    for m in &fresh {
-        writer.metrics.channel_messages.add(&m.channel, 1);
-    }
+    writer
+        .metrics
+        .channel_messages
+        .add(fresh.iter().map(|m| m.channel.as_str()));
     writer.delivery.messages(&fresh).await;
     for (reply, outcome) in replies.into_iter().zip(outcomes) {
         let _ = reply.send(outcome);
@@ -265,4 +390,56 @@ fn refused(message: &NewMessage, e: &sqlx::Error) -> AppError {
         Code::InvalidPayload,
         "this message cannot be stored; change it and send it again",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ids(n: u128) -> Vec<Uuid> {
+        (1..=n).map(Uuid::from_u128).collect()
+    }
+
+    #[test]
+    fn a_channel_has_one_batch_in_flight_and_its_next_sends_gather_meanwhile() {
+        let [a, b] = ids(2)[..] else { unreachable!() };
+        let mut g = Gather::default();
+        g.push(a, 1);
+        g.push(b, 2);
+        g.push(a, 3);
+        assert_eq!(g.next_batch(MAX_BATCH), Some((vec![a, b], vec![1, 3, 2])));
+        // Both in flight: what comes now waits, whatever the free lanes.
+        g.push(a, 4);
+        g.push(b, 5);
+        g.push(a, 6);
+        assert_eq!(g.next_batch(MAX_BATCH), None);
+        assert_eq!(g.len(), 3);
+        g.release(&[a]);
+        assert_eq!(g.next_batch(MAX_BATCH), Some((vec![a], vec![4, 6])));
+        assert_eq!(g.next_batch(MAX_BATCH), None);
+        g.release(&[b]);
+        assert_eq!(g.next_batch(MAX_BATCH), Some((vec![b], vec![5])));
+        assert!(g.is_empty());
+    }
+
+    #[test]
+    fn a_full_batch_leaves_the_rest_in_order_and_the_longest_waiting_channel_goes_first() {
+        let [a, b, c] = ids(3)[..] else {
+            unreachable!()
+        };
+        let mut g = Gather::default();
+        for i in 0..5 {
+            g.push(a, i);
+        }
+        g.push(b, 10);
+        g.push(c, 20);
+        assert_eq!(g.next_batch(3), Some((vec![a], vec![0, 1, 2])));
+        // a is in flight with sends left; b and c go, in the order they came.
+        assert_eq!(g.next_batch(3), Some((vec![b, c], vec![10, 20])));
+        g.release(&[a, b, c]);
+        g.push(b, 11);
+        // a's rest waited longest.
+        assert_eq!(g.next_batch(3), Some((vec![a, b], vec![3, 4, 11])));
+        assert!(g.is_empty());
+    }
 }
