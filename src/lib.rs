@@ -98,6 +98,9 @@ impl App {
         store::migrate(&db)
             .await
             .context("database migration failed")?;
+        let lanes = store::connect_lanes(&config.database_url, realtime::commit::PIPELINE)
+            .await
+            .context("cannot connect to Postgres (DATABASE_URL)")?;
         store::partitions::ensure(&db)
             .await
             .context("cannot create the message partitions of the coming months")?;
@@ -216,6 +219,7 @@ impl App {
         ));
         let (committer, commit_queue) = Committer::new(realtime::commit::Writer {
             db: db.clone(),
+            lanes,
             delivery: delivery.clone(),
             metrics: metrics.clone(),
         });

@@ -33,7 +33,7 @@ use crate::store::{self};
 /// Most messages in one batch.
 pub const MAX_BATCH: usize = 512;
 /// Batches stored and published at once per instance (of different channels: see [`start`]).
-const PIPELINE: usize = 4;
+pub const PIPELINE: usize = 4;
 /// Sends waiting for a transaction, per instance (in the queue, and again gathered by
 /// channel); beyond it senders wait their turn.
 const QUEUE: usize = 8192;
@@ -125,7 +125,13 @@ impl Committer {
 /// What the commit loop stores with, and publishes and reports through.
 #[derive(Clone)]
 pub struct Writer {
+    /// Changes to messages go through the instance's pool.
     pub db: PgPool,
+    /// Sends' batches through their own pool, one connection per lane ([`PIPELINE`]): a batch
+    /// never waits for a connection behind reads, and the few backends that store messages
+    /// stay warm (the shared pool hands its connections out in turn, so at light load every
+    /// insert would land on a backend that has been idle the longest).
+    pub lanes: PgPool,
     pub delivery: Delivery,
     pub metrics: Arc<Metrics>,
 }
@@ -293,7 +299,7 @@ async fn commit(writer: &Writer, jobs: Vec<Job>) {
     let (batch, replies): (Vec<NewMessage>, Vec<_>) =
         jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
     let started = Instant::now();
-    let outcomes = store_isolating(&writer.db, &batch).await;
+    let outcomes = store_isolating(&writer.lanes, &batch).await;
     writer
         .metrics
         .commit_seconds

@@ -24,6 +24,16 @@ pub async fn connect(url: &str) -> Result<PgPool, sqlx::Error> {
         .await
 }
 
+/// Opens the commit loop's pool: `lanes` connections, each used by one batch at a time.
+pub async fn connect_lanes(url: &str, lanes: usize) -> Result<PgPool, sqlx::Error> {
+    pool_options()
+        .max_connections(lanes as u32)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(3))
+        .connect_with(connect_options(url)?)
+        .await
+}
+
 /// Opens a pool without connecting yet (a read replica: its failures fall back to the
 /// primary, so it waits at most 1 s for a connection).
 pub fn connect_lazy(url: &str) -> Result<PgPool, sqlx::Error> {
