@@ -3,8 +3,8 @@
 # changes in the write path. Each round starts two instances of one build on a fresh database,
 # drives them with `banter-load fanout` (or `flood`), and reads the mean group-commit time and
 # batch size from the instances' `banter_commit_seconds` and `banter_commit_batch_size`, and the CPU
-# Postgres spent per stored message (over the whole run, the users' sign-ins and joins included:
-# at light load most of it is theirs); the builds take turns (A, B, A, B, ...).
+# Postgres spent per stored message: while the load was sent (banter-load --postgres-cpu), and
+# over the whole run (the users' sign-ins and joins included: at light load most of it is theirs); the builds take turns (A, B, A, B, ...).
 #
 #   bench/ab.sh BIN_A BIN_B [rounds]        (rounds per build, default 2)
 #
@@ -51,7 +51,7 @@ report="$results/ab-$(date -u +%Y%m%dT%H%M%SZ).md"
   echo
   first=deliveries/s
   [ "$mode" = flood ] && first="in flight per user"
-  echo "| $first | build | acked msgs/s | group commit, ms (mean) | batch (mean) | Postgres CPU per message, µs | end-to-end p50, ms | end-to-end p99, ms |"
+  echo "| $first | build | acked msgs/s | group commit, ms (mean) | batch (mean) | Postgres CPU per message while sending / whole run, µs | end-to-end p50, ms | end-to-end p99, ms |"
   echo "|---|---|---|---|---|---|---|---|"
 } >"$report"
 
@@ -96,7 +96,7 @@ for rate in $rates; do
       pg_before=$(postgres_cpu)
       "${others_pin[@]}" target/release/banter-load "${load_args[@]}" --targets "$(IFS=,; echo "${targets[*]}")" \
         --users "$users" --channels "$channels" --duration "$seconds" --drain 2 \
-        --label "$build" --out "$out" >/dev/null || [ $? -eq 3 ]
+        --postgres-cpu --label "$build" --out "$out" >/dev/null || [ $? -eq 3 ]
       pg_after=$(postgres_cpu)
       read -r commit batch < <(commit_stats "${targets[@]}")
       figures=$(python3 -c "
@@ -104,7 +104,8 @@ import json
 r = json.load(open('$out'))
 e = r['e2e']
 per = 1e6 * ($pg_after - $pg_before) / max(r['persisted'], 1)
-print(f\"{r['acked_per_s']:,.0f} | $commit | $batch | {per:.0f} | {e['p50_ms']} | {e['p99_ms']}\")")
+sending = r.get('postgres_us_per_message') or 0
+print(f\"{r['acked_per_s']:,.0f} | $commit | $batch | {sending:.0f} / {per:.0f} | {e['p50_ms']} | {e['p99_ms']}\")")
       line="| $rate | $build | $figures |"
       echo "$line" | tee -a "$report"
       rm -f "$out"

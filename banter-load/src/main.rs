@@ -79,6 +79,10 @@ pub struct Args {
     /// Server process ids whose CPU and memory are reported.
     #[arg(long, value_delimiter = ',')]
     server_pids: Vec<String>,
+    /// Also report the CPU every local `postgres` process used while the load was sent, and
+    /// per persisted message (fanout, flood, mixed).
+    #[arg(long)]
+    postgres_cpu: bool,
     /// The server stores nothing (a bare relay): no persisted count is taken or checked.
     #[arg(long)]
     relay_only: bool,
@@ -291,7 +295,7 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
         Scenario::Idle => args.duration,
         Scenario::Storm => args.duration * (args.rounds + 1) as f64,
     };
-    let mut sampler = report::Sampling::start(&args.server_pids);
+    let mut sampler = report::Sampling::start(&args.server_pids, args.postgres_cpu);
     let started = Instant::now();
     for stdin in &mut stdins {
         stdin.write_all(b"go\n").await?;
@@ -337,7 +341,7 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
     for mut child in children {
         let _ = child.wait().await;
     }
-    let server_stats = sampler.finish();
+    let (server_stats, postgres_cpu_s) = sampler.finish();
 
     let results: Vec<WorkerResult> = results.into_iter().flatten().collect();
     let persisted = if matches!(
@@ -353,7 +357,7 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
     } else {
         None
     };
-    let report = report::build(
+    let mut report = report::build(
         &args,
         scenario,
         &channels,
@@ -361,6 +365,11 @@ async fn coordinate(args: Args) -> anyhow::Result<report::Report> {
         server_stats,
         persisted,
     );
+    report.postgres_cpu_s = postgres_cpu_s;
+    report.postgres_us_per_message = postgres_cpu_s
+        .zip(persisted)
+        .filter(|(_, n)| *n > 0)
+        .map(|(cpu, n)| cpu * 1e6 / n as f64);
     println!("{}", report.table());
     if let Some(path) = &args.out {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)

@@ -28,3 +28,20 @@ pub fn rss_kib(pid: &str) -> Option<u64> {
         .parse()
         .ok()
 }
+
+/// User + system CPU seconds of every process whose command name is `command` (e.g. all of a
+/// Postgres server's backends and helpers, `postgres`), at this moment.
+pub fn cpu_seconds_of_command(command: &str) -> f64 {
+    let Ok(dir) = fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    dir.filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == command)
+        })
+        .filter_map(|pid| cpu_seconds(&pid))
+        .sum()
+}

@@ -99,6 +99,10 @@ pub struct Report {
     pub rounds: Vec<Round>,
     pub servers: Vec<ServerStat>,
     pub rss_per_connection_kib: Option<f64>,
+    /// CPU seconds of the local Postgres while the load was sent (`--postgres-cpu`).
+    pub postgres_cpu_s: Option<f64>,
+    /// The same per persisted message, in µs.
+    pub postgres_us_per_message: Option<f64>,
     pub generator: Generator,
     pub events: BTreeMap<String, u64>,
     /// mixed: the operations other than sends, by kind.
@@ -125,6 +129,8 @@ pub struct Sampling {
     cpu0: Vec<f64>,
     t0: Instant,
     cpu_end: Option<(Vec<f64>, f64)>,
+    /// Postgres's CPU seconds at the start, and at the end of sending (when sampled).
+    postgres: Option<(f64, Option<f64>)>,
     rss_peak: Vec<u64>,
     rss_connected: Vec<u64>,
     all_connected_at: Option<f64>,
@@ -138,7 +144,7 @@ fn cpu_of(pids: &[String]) -> Vec<f64> {
 
 impl Sampling {
     /// Starts sampling at the start of the measured phase.
-    pub fn start(pids: &[String]) -> Self {
+    pub fn start(pids: &[String], postgres: bool) -> Self {
         let rss_before: Vec<u64> = pids
             .iter()
             .map(|p| procfs::rss_kib(p).unwrap_or(0))
@@ -148,6 +154,7 @@ impl Sampling {
             cpu0: cpu_of(pids),
             t0: Instant::now(),
             cpu_end: None,
+            postgres: postgres.then(|| (procfs::cpu_seconds_of_command("postgres"), None)),
             rss_peak: rss_before.clone(),
             rss_connected: vec![0; pids.len()],
             all_connected_at: None,
@@ -170,6 +177,9 @@ impl Sampling {
             Scenario::Fanout | Scenario::Flood | Scenario::Mixed => {
                 if elapsed >= duration && self.cpu_end.is_none() {
                     self.cpu_end = Some((cpu_of(&self.pids), self.t0.elapsed().as_secs_f64()));
+                    if let Some((_, end)) = &mut self.postgres {
+                        *end = Some(procfs::cpu_seconds_of_command("postgres"));
+                    }
                 }
             }
             Scenario::Idle | Scenario::Storm => {
@@ -186,11 +196,16 @@ impl Sampling {
         }
     }
 
-    pub fn finish(self) -> Vec<ServerStat> {
+    /// Each server's figures, and Postgres's CPU seconds while the load was sent (if sampled).
+    pub fn finish(self) -> (Vec<ServerStat>, Option<f64>) {
         let (cpu1, wall) = self
             .cpu_end
             .unwrap_or_else(|| (cpu_of(&self.pids), self.t0.elapsed().as_secs_f64()));
-        self.pids
+        let postgres = self.postgres.map(|(start, end)| {
+            end.unwrap_or_else(|| procfs::cpu_seconds_of_command("postgres")) - start
+        });
+        let servers = self
+            .pids
             .iter()
             .enumerate()
             .map(|(i, pid)| ServerStat {
@@ -204,7 +219,8 @@ impl Sampling {
                 rss_peak_kib: self.rss_peak[i],
                 rss_connected_kib: self.rss_connected[i],
             })
-            .collect()
+            .collect();
+        (servers, postgres)
     }
 }
 
@@ -382,6 +398,8 @@ pub fn build(
         rounds,
         servers,
         rss_per_connection_kib,
+        postgres_cpu_s: None,
+        postgres_us_per_message: None,
         generator: Generator {
             workers: results.len(),
             cpu_pct,
