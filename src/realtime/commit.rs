@@ -139,18 +139,19 @@ pub struct Writer {
 /// Starts this instance's commit loop. When shutdown begins, the queue is closed and what it
 /// holds is still stored, published and acked; shutdown waits for it.
 ///
-/// Per-channel pipelining: a channel has at most one batch in flight on this instance. Its
-/// next sends wait, and gather, until that batch has committed, then go as one batch. (A
-/// second batch of the same channel would only queue in Postgres on the channel's row, locked
-/// to take the next seqs until the first one's commit has synced, and would split the waiting
-/// sends into small batches.) Batches of other channels commit meanwhile, up to [`PIPELINE`]
-/// at once; a batch takes the waiting sends of every channel that has none in flight, oldest
-/// first.
+/// Per-channel pipelining: a channel has at most one batch being stored on this instance. Its
+/// next sends wait, and gather, until that batch has committed, then go as one batch (while
+/// the first one is published and acked). A second batch of the same channel would only queue
+/// in Postgres on the channel's row, locked to take the next seqs until the first one's commit
+/// has synced, and would split the waiting sends into small batches. Batches of other channels
+/// are stored meanwhile, up to [`PIPELINE`] at once; a batch takes the waiting sends of every
+/// channel that has none being stored, oldest first.
 pub fn start(writer: Writer, CommitQueue(mut rx): CommitQueue, shutdown: &Shutdown) {
     let tasks = shutdown.clone();
     shutdown.spawn(async move {
-        // Each batch, when it ends (also if its task panics), gives its channels back.
-        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Vec<Uuid>>();
+        // Each batch gives its channels back once stored, and its lane when it ends (both also
+        // if its task panics).
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Freed>();
         let mut gather: Gather<Job> = Gather::default();
         let mut in_flight = 0usize;
         let mut received = Vec::with_capacity(MAX_BATCH);
@@ -163,12 +164,12 @@ pub fn start(writer: Writer, CommitQueue(mut rx): CommitQueue, shutdown: &Shutdo
                 };
                 in_flight += 1;
                 let writer = writer.clone();
-                let done = Done {
+                let mut done = Done {
                     tx: done_tx.clone(),
-                    channels,
+                    channels: Some(channels),
                 };
                 tasks.spawn(async move {
-                    commit(&writer, batch).await;
+                    commit(&writer, batch, &mut done).await;
                     drop(done);
                 });
             }
@@ -178,10 +179,10 @@ pub fn start(writer: Writer, CommitQueue(mut rx): CommitQueue, shutdown: &Shutdo
             }
             tokio::select! {
                 biased;
-                Some(channels) = done_rx.recv() => {
-                    gather.release(&channels);
-                    in_flight -= 1;
-                }
+                Some(freed) = done_rx.recv() => match freed {
+                    Freed::Channels(channels) => gather.release(&channels),
+                    Freed::Lane => in_flight -= 1,
+                },
                 n = rx.recv_many(&mut received, MAX_BATCH), if open && gather.len() < QUEUE => {
                     if n == 0 {
                         open = false;
@@ -200,15 +201,33 @@ pub fn start(writer: Writer, CommitQueue(mut rx): CommitQueue, shutdown: &Shutdo
     });
 }
 
-/// A batch in flight: gives its channels back to the loop when dropped.
+/// What a batch gives back to the commit loop.
+enum Freed {
+    /// Its channels: stored, their next sends may go.
+    Channels(Vec<Uuid>),
+    /// Its lane: published and answered too.
+    Lane,
+}
+
+/// A batch in flight: gives its channels back once stored ([`Done::stored`]), and its lane
+/// when dropped.
 struct Done {
-    tx: mpsc::UnboundedSender<Vec<Uuid>>,
-    channels: Vec<Uuid>,
+    tx: mpsc::UnboundedSender<Freed>,
+    channels: Option<Vec<Uuid>>,
+}
+
+impl Done {
+    fn stored(&mut self) {
+        if let Some(channels) = self.channels.take() {
+            let _ = self.tx.send(Freed::Channels(channels));
+        }
+    }
 }
 
 impl Drop for Done {
     fn drop(&mut self) {
-        let _ = self.tx.send(std::mem::take(&mut self.channels));
+        self.stored();
+        let _ = self.tx.send(Freed::Lane);
     }
 }
 
@@ -294,12 +313,15 @@ impl<J> Gather<J> {
     }
 }
 
-/// Stores one batch, publishes what is new, and answers every sender.
-async fn commit(writer: &Writer, jobs: Vec<Job>) {
+/// Stores one batch, gives its channels back, publishes what is new, and answers every
+/// sender. (Batches of one channel may be published out of their seq order: the fan-out
+/// script delivers each channel's messages in seq order.)
+async fn commit(writer: &Writer, jobs: Vec<Job>, done: &mut Done) {
     let (batch, replies): (Vec<NewMessage>, Vec<_>) =
         jobs.into_iter().map(|j| (j.message, j.reply)).unzip();
     let started = Instant::now();
     let outcomes = store_isolating(&writer.lanes, &batch).await;
+    done.stored();
     writer
         .metrics
         .commit_seconds
