@@ -434,7 +434,7 @@ def write(path, results, rates):
 
     add("## Exact commands")
     add("The commands behind the reports, by report file (`bench/run.sh` runs, for banter and the "
-        "baseline: idle, the fan-out rates, storm, flood, flood-write; for bare socketioxide: idle "
+        "baseline: idle, the fan-out rates, storm, flood, flood-write, flood-few, livestream; for bare socketioxide: idle "
         "and the fan-out rates; then the latency runs; and `bench/heap.sh` for the heap tables):")
     add("")
     add("```")
