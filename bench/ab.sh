@@ -51,8 +51,8 @@ report="$results/ab-$(date -u +%Y%m%dT%H%M%SZ).md"
   echo
   first=deliveries/s
   [ "$mode" = flood ] && first="in flight per user"
-  echo "| $first | build | acked msgs/s | group commit, ms (mean) | batch (mean) | Postgres CPU per message while sending / whole run, µs | end-to-end p50, ms | end-to-end p99, ms |"
-  echo "|---|---|---|---|---|---|---|---|"
+  echo "| $first | build | acked msgs/s | group commit, ms (mean) | batch (mean) | Postgres CPU per message while sending / whole run, µs | end-to-end p50, ms | end-to-end p99, ms | lost / refused |"
+  echo "|---|---|---|---|---|---|---|---|---|"
 } >"$report"
 
 commit_stats() { # "<mean commit ms> <mean batch size>" over the instances
@@ -105,8 +105,9 @@ r = json.load(open('$out'))
 e = r['e2e']
 per = 1e6 * ($pg_after - $pg_before) / max(r['persisted'], 1)
 sending = r.get('postgres_us_per_message') or 0
-print(f\"{r['acked_per_s']:,.0f} | $commit | $batch | {sending:.0f} / {per:.0f} | {e['p50_ms']} | {e['p99_ms']}\")")
-      line="| $rate | $build | $figures |"
+c = r['counters']
+print(f\"{r['acked_per_s']:,.0f} | $commit | $batch | {sending:.0f} / {per:.0f} | {e['p50_ms']} | {e['p99_ms']} | {r.get('lost') or 0} / {c['send_errors']} |\")")
+      line="| $rate | $build | $figures"
       echo "$line" | tee -a "$report"
       rm -f "$out"
       stop_started

@@ -54,6 +54,11 @@ async fn shutdown_signal() {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // SIGUSR1 is taken from the first moment: a drain asked for while the instance starts (a
+    // preStop during start-up) begins once it is up, instead of the signal's default action
+    // killing the process.
+    #[cfg(unix)]
+    let usr1 = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1());
     let config = Config::parse();
     init_tracing(config.log_format);
     if let Err(reason) = config.check() {
@@ -80,7 +85,7 @@ async fn main() -> ExitCode {
     #[cfg(unix)]
     {
         let drain = app.drain_handle();
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::user_defined1()) {
+        match usr1 {
             Ok(mut usr1) => {
                 tokio::spawn(async move {
                     while usr1.recv().await.is_some() {

@@ -73,18 +73,21 @@ async fn set_drain(
     if id.is_empty() || id.len() > MAX_INSTANCE_ID {
         return Err(AppError::not_found("instance"));
     }
-    if !state.presence.instances().await?.contains(&id) {
-        return Err(AppError::not_found("instance"));
-    }
     if drain {
+        // The registered instances, each with its report or silent: one read of the set.
+        let (reports, silent) = stats::reports(state).await?;
+        if !reports.iter().any(|r| r.id == id) && !silent.contains(&id) {
+            return Err(AppError::not_found("instance"));
+        }
         // Draining the last instance that takes sessions would leave none for anyone.
-        let (reports, _) = stats::reports(state).await?;
         if !reports.iter().any(|r| r.id != id && !r.draining) {
             return Err(AppError::new(
                 Code::Conflict,
                 "no other instance takes sessions: start one before draining this one",
             ));
         }
+    } else if !state.presence.instances().await?.contains(&id) {
+        return Err(AppError::not_found("instance"));
     }
     tracing::info!(admin = %user.username, instance = %id, drain, "drain requested");
     let instruction = Instruction::Drain {

@@ -123,7 +123,7 @@ fn with_database(url: &str, db: &str) -> String {
 }
 
 /// `url` with its port replaced (the host becomes 127.0.0.1).
-fn through_port(url: &str, port: u16) -> String {
+pub fn through_port(url: &str, port: u16) -> String {
     let (scheme, rest) = url.split_once("://").expect("url scheme");
     let (authority, path) = rest.split_once('/').expect("url path");
     let user = authority
@@ -137,6 +137,8 @@ fn through_port(url: &str, port: u16) -> String {
 /// which is what an instance sees when its Postgres goes away.
 pub struct Proxy {
     pub port: u16,
+    /// Connections wait in the listen backlog, unanswered, until [`Proxy::release`].
+    held: Arc<tokio::sync::Notify>,
     cut: Arc<std::sync::atomic::AtomicBool>,
     links: Arc<Mutex<Vec<tokio::task::AbortHandle>>>,
     accept: tokio::task::JoinHandle<()>,
@@ -145,6 +147,14 @@ pub struct Proxy {
 impl Proxy {
     /// Proxies to the Postgres of DATABASE_URL.
     pub async fn to_postgres() -> Proxy {
+        let proxy = Self::to_postgres_held().await;
+        proxy.release();
+        proxy
+    }
+
+    /// The same, but a connection gets no answer until [`Proxy::release`]: a Postgres that
+    /// is slow to answer while an instance starts.
+    pub async fn to_postgres_held() -> Proxy {
         let url = admin_url();
         let host = url
             .split_once("://")
@@ -163,7 +173,10 @@ impl Proxy {
         let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let links: Arc<Mutex<Vec<tokio::task::AbortHandle>>> = Arc::default();
         let (c, l) = (cut.clone(), links.clone());
+        let held = Arc::new(tokio::sync::Notify::new());
+        let released = held.clone();
         let accept = tokio::spawn(async move {
+            released.notified().await;
             while let Ok((mut inbound, _)) = listener.accept().await {
                 if c.load(std::sync::atomic::Ordering::SeqCst) {
                     continue; // dropped: closed at once
@@ -179,10 +192,16 @@ impl Proxy {
         });
         Proxy {
             port,
+            held,
             cut,
             links,
             accept,
         }
+    }
+
+    /// Connections are answered from now on.
+    pub fn release(&self) {
+        self.held.notify_one();
     }
 
     /// Postgres "goes away": open connections are closed, new ones refused.
@@ -264,6 +283,28 @@ impl Instance {
 
     /// Runs the `banter` binary with `env` on a free loopback port and waits for `/health`.
     pub async fn spawn_process(env: &[(&str, String)]) -> Instance {
+        let instance = Self::spawn_process_starting(env);
+        instance.healthy().await;
+        instance
+    }
+
+    /// Waits until the instance answers `/health`.
+    pub async fn healthy(&self) {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        while reqwest::get(format!("{}/health", self.url()))
+            .await
+            .is_err()
+        {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "banter process did not start"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs the `banter` binary with `env` on a free loopback port, without waiting for it.
+    pub fn spawn_process_starting(env: &[(&str, String)]) -> Instance {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -277,25 +318,25 @@ impl Instance {
             .stderr(test_logs())
             .spawn()
             .expect("spawn banter");
-        let instance = Instance {
+        Instance {
             addr,
             process: Some(child),
             stop: None,
             crash: None,
             thread: None,
-        };
-        let deadline = tokio::time::Instant::now() + WAIT;
-        while reqwest::get(format!("{}/health", instance.url()))
-            .await
-            .is_err()
-        {
-            assert!(
-                tokio::time::Instant::now() < deadline,
-                "banter process did not start"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        instance
+    }
+
+    /// Whether a process instance has a handler for signal number `signal` (its `SigCgt`).
+    pub fn catches(&self, signal: u32) -> bool {
+        let pid = self.process.as_ref().expect("a process instance").id();
+        std::fs::read_to_string(format!("/proc/{pid}/status"))
+            .ok()
+            .and_then(|status| {
+                let mask = status.lines().find_map(|l| l.strip_prefix("SigCgt:"))?;
+                u64::from_str_radix(mask.trim(), 16).ok()
+            })
+            .is_some_and(|mask| mask & (1 << (signal - 1)) != 0)
     }
 
     /// Resident and peak resident memory of a process instance, in KiB (`VmRSS`, `VmHWM`).
@@ -310,6 +351,22 @@ impl Instance {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// Sends `signal` (e.g. `-USR1`) to a process instance.
+    pub fn signal(&self, signal: &str) {
+        let pid = self.process.as_ref().expect("a process instance").id();
+        let sent = std::process::Command::new("kill")
+            .args([signal, &pid.to_string()])
+            .status()
+            .expect("kill");
+        assert!(sent.success(), "kill {signal} {pid}");
+    }
+
+    /// Whether a process instance is still running.
+    pub fn running(&mut self) -> bool {
+        let child = self.process.as_mut().expect("a process instance");
+        matches!(child.try_wait(), Ok(None))
     }
 
     /// Sends SIGTERM to a process instance and returns its exit status.

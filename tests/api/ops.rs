@@ -405,3 +405,144 @@ async fn an_instance_well_above_the_mean_sheds_down_to_it_then_serves_again() {
     assert_eq!(view["instances"].as_array().map(Vec::len), Some(2));
     cluster.finish().await;
 }
+
+/// One line from HAProxy's agent check at `addr`.
+async fn agent_says(addr: std::net::SocketAddr) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("the agent answers");
+    let mut line = String::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_string(&mut line))
+        .await
+        .expect("the agent closes after its line")
+        .expect("read");
+    line
+}
+
+/// A free loopback address for a listener of the process under test.
+fn free_addr() -> std::net::SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigusr1_drains_the_process_after_its_grace_and_its_agent_says_drain() {
+    // The Kubernetes preStop step: `kill -USR1 1`. The process keeps running; it refuses new
+    // sessions at once and moves its sockets after DRAIN_GRACE_SECS.
+    let cluster = Cluster::start(&[]).await;
+    let agent = free_addr();
+    let mut env = cluster.process_env();
+    env.push(("AGENT_CHECK_ADDR", agent.to_string()));
+    env.push(("DRAIN_GRACE_SECS", "2".to_owned()));
+    let mut process = Instance::spawn_process(&env).await;
+    let line = agent_says(agent).await;
+    let weight: u32 = line
+        .strip_prefix("up ready ")
+        .and_then(|w| w.strip_suffix("%\n"))
+        .and_then(|w| w.parse().ok())
+        .unwrap_or_else(|| panic!("`up ready <weight>%`, got {line:?}"));
+    assert!((1..=100).contains(&weight), "{line:?}");
+
+    let user = cluster.guest("preStop").await;
+    let client = Client::connect(&process, &user).await;
+    let signalled = tokio::time::Instant::now();
+    process.signal("-USR1");
+    let deadline = signalled + Duration::from_secs(10);
+    loop {
+        let ready = cluster
+            .http
+            .get(format!("{}/ready", process.url()))
+            .send()
+            .await
+            .expect("/ready")
+            .status();
+        if ready == 503 && agent_says(agent).await == "drain\n" {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "after SIGUSR1, /ready stays {ready}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(new_session(&cluster, &process).await.0, 503);
+    client
+        .wait_for("instance.draining", |d| d["reconnect"] == true)
+        .await;
+    assert!(
+        signalled.elapsed() >= Duration::from_secs(2),
+        "the socket was moved before DRAIN_GRACE_SECS: after {:?}",
+        signalled.elapsed()
+    );
+    client.wait_for_disconnect().await;
+    assert!(
+        process.running(),
+        "SIGUSR1 drains; it does not stop the process"
+    );
+    let status = process.terminate().await;
+    assert!(status.success(), "clean exit after the drain, got {status}");
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_empty_agent_check_addr_starts_without_an_agent() {
+    // Compose and Kubernetes pass every setting, an unset one as an empty value.
+    let cluster = Cluster::start(&[]).await;
+    let mut env = cluster.process_env();
+    env.push(("AGENT_CHECK_ADDR", String::new()));
+    let process = Instance::spawn_process(&env).await;
+    let ready = cluster
+        .http
+        .get(format!("{}/ready", process.url()))
+        .send()
+        .await
+        .expect("/ready")
+        .status();
+    assert_eq!(ready, 200);
+    let status = process.terminate().await;
+    assert!(status.success(), "{status}");
+    cluster.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sigusr1_while_the_process_starts_drains_it_once_it_is_up() {
+    // A preStop can come while the instance is still starting (here: its Postgres is slow to
+    // answer). It must not kill the process (SIGUSR1's default action); the drain begins once
+    // the instance is up.
+    const SIGUSR1: u32 = 10;
+    let cluster = Cluster::start(&[]).await;
+    let slow_postgres = Proxy::to_postgres_held().await;
+    let mut env = cluster.process_env();
+    for (name, value) in env.iter_mut() {
+        if *name == "DATABASE_URL" {
+            *value = through_port(value, slow_postgres.port);
+        }
+    }
+    let mut process = Instance::spawn_process_starting(&env);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !process.catches(SIGUSR1) {
+        assert!(
+            process.running() && tokio::time::Instant::now() < deadline,
+            "the process does not take SIGUSR1 while it starts: a preStop then would kill it"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    process.signal("-USR1");
+    slow_postgres.release();
+    process.healthy().await;
+    let ready = cluster
+        .http
+        .get(format!("{}/ready", process.url()))
+        .send()
+        .await
+        .expect("/ready")
+        .status();
+    assert_eq!(ready, 503, "the drain asked for at start-up holds");
+    assert_eq!(new_session(&cluster, &process).await.0, 503);
+    assert!(process.running());
+    let status = process.terminate().await;
+    assert!(status.success(), "{status}");
+    cluster.finish().await;
+}
